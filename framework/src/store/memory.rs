@@ -1,0 +1,330 @@
+//! An event store in memory, for unit tests and for application teams' aggregate tests.
+//! Same semantics as the PostgreSQL store, checked by the same conformance suite.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::error::StoreError;
+use super::filter::{EventFilter, OrderBy, DEFAULT_QUERY_LIMIT};
+use super::types::{
+    AppendResult, Checkpoint, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent, Snapshot, StreamId,
+    Version, VersionRange,
+};
+use super::validate::{self, Limits};
+use super::{deduplicated_result, EventStore, EventStream, WakeSignal};
+
+/// An event store held in memory. Cloning it gives another handle to the same store.
+///
+/// ```
+/// # use factum::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, StreamId, VersionRange};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = InMemoryStore::new();
+/// let order = StreamId::new("Order", "o-1")?;
+/// let placed = NewEvent::new("Placed", serde_json::json!({"customer": "c-1"}));
+/// let result = store.append(&order, ExpectedVersion::NoStream, vec![placed]).await?;
+/// assert_eq!(result.to_version.0, 1);
+/// let err = store
+///     .append(&order, ExpectedVersion::NoStream, vec![NewEvent::new("Placed", serde_json::json!({}))])
+///     .await
+///     .unwrap_err();
+/// assert!(err.is_conflict());
+/// assert_eq!(store.read_stream(&order, VersionRange::ALL).await?.len(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct InMemoryStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: watch::Sender<u64>,
+    limits: Limits,
+}
+
+#[derive(Default)]
+struct State {
+    log: BTreeMap<u64, Arc<RecordedEvent>>,
+    streams: HashMap<StreamId, StreamState>,
+    ids: HashMap<Uuid, (StreamId, Version)>,
+    last_position: u64,
+    last_transaction: u64,
+    snapshots: HashMap<StreamId, Snapshot>,
+    checkpoints: HashMap<String, Checkpoint>,
+}
+
+#[derive(Default)]
+struct StreamState {
+    version: Version,
+    events: BTreeMap<u64, Arc<RecordedEvent>>,
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryStore").field("events", &self.lock().log.len()).finish()
+    }
+}
+
+impl InMemoryStore {
+    /// An empty store with default [`Limits`].
+    pub fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    /// An empty store with the given limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        InMemoryStore {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                wake: watch::channel(0).0,
+                limits,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-written: every
+        // mutation checks first and writes after, so a poisoned lock is still consistent.
+        self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn collect<'a>(events: impl Iterator<Item = &'a Arc<RecordedEvent>>) -> Vec<RecordedEvent> {
+    events.map(|e| RecordedEvent::clone(e)).collect()
+}
+
+impl State {
+    /// The events stored under the batch's ids, plus every other event of `stream` that
+    /// the same appends wrote, so that a retry of part of a batch is not taken for the whole.
+    fn stored_batch(&self, stream: &StreamId, batch: &[NewEvent]) -> Vec<RecordedEvent> {
+        let found: Vec<&Arc<RecordedEvent>> = batch
+            .iter()
+            .filter_map(|e| self.ids.get(&e.event_id))
+            .filter_map(|(s, v)| self.streams.get(s)?.events.get(&v.0))
+            .collect();
+        let transactions: HashSet<u64> = found.iter().map(|e| e.transaction).collect();
+        let mut stored: BTreeMap<u64, RecordedEvent> =
+            found.into_iter().map(|e| (e.position.0, RecordedEvent::clone(e))).collect();
+        if let Some(s) = self.streams.get(stream) {
+            for e in s.events.values().filter(|e| transactions.contains(&e.transaction)) {
+                stored.entry(e.position.0).or_insert_with(|| RecordedEvent::clone(e));
+            }
+        }
+        stored.into_values().collect()
+    }
+
+    fn sorted_matches(
+        &self,
+        filter: &EventFilter,
+        limits: &Limits,
+    ) -> Result<Vec<&Arc<RecordedEvent>>, StoreError> {
+        let valid = filter.validate(limits)?;
+        let mut matches: Vec<&Arc<RecordedEvent>> = self.log.values().filter(|e| valid.matches(e)).collect();
+        match filter.order_by {
+            OrderBy::GlobalPosition => {}
+            OrderBy::OccurredAt => matches.sort_by_key(|e| (e.occurred_at, e.position)),
+        }
+        if !filter.ascending {
+            matches.reverse();
+        }
+        Ok(matches)
+    }
+}
+
+#[async_trait]
+impl EventStore for InMemoryStore {
+    fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        validate::batch(&events, &self.shared.limits)?;
+        let mut state = self.lock();
+        if let Some(dup) = events.iter().find(|e| state.ids.contains_key(&e.event_id)) {
+            let stored = state.stored_batch(stream, &events);
+            return deduplicated_result(stream, &events, &stored)
+                .ok_or(StoreError::DuplicateEvent { event_id: dup.event_id });
+        }
+        let actual = state.streams.get(stream).map_or(Version::INITIAL, |s| s.version);
+        if !expected.is_satisfied_by(actual) {
+            return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
+        }
+        state.last_transaction += 1;
+        let transaction = state.last_transaction;
+        let recorded_at = Utc::now().trunc_subsecs(6);
+        let mut positions = Vec::with_capacity(events.len());
+        let mut version = actual;
+        for e in events {
+            state.last_position += 1;
+            version = version.next();
+            let position = GlobalPosition(state.last_position);
+            positions.push(position);
+            let recorded = Arc::new(RecordedEvent {
+                event_id: e.event_id,
+                stream: stream.clone(),
+                version,
+                position,
+                transaction,
+                event_type: e.event_type,
+                schema_version: e.schema_version,
+                topic: e.topic,
+                payload: e.payload,
+                metadata: e.metadata,
+                occurred_at: e.occurred_at.trunc_subsecs(6),
+                recorded_at,
+            });
+            state.ids.insert(e.event_id, (stream.clone(), version));
+            state.log.insert(position.0, recorded.clone());
+            let s = state.streams.entry(stream.clone()).or_default();
+            s.events.insert(version.0, recorded);
+            s.version = version;
+        }
+        drop(state);
+        self.shared.wake.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(AppendResult {
+            stream: stream.clone(),
+            from_version: Version(actual.0 + 1),
+            to_version: version,
+            positions,
+            deduplicated: false,
+        })
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        Ok(self.lock().streams.get(stream).map_or(Version::INITIAL, |s| s.version))
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let state = self.lock();
+        let Some(s) = state.streams.get(stream) else { return Ok(Vec::new()) };
+        let to = range.to.map_or(u64::MAX, |v| v.0);
+        if range.from.0 > to {
+            return Ok(Vec::new());
+        }
+        Ok(collect(s.events.range(range.from.0..=to).map(|(_, e)| e)))
+    }
+
+    async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        validate::page_limit(limit, &self.shared.limits)?;
+        let state = self.lock();
+        Ok(collect(state.log.values().filter(|e| e.checkpoint() > after).take(limit)))
+    }
+
+    async fn read_category(
+        &self,
+        category: &str,
+        after: Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        validate::category(category)?;
+        validate::page_limit(limit, &self.shared.limits)?;
+        let state = self.lock();
+        Ok(collect(
+            state
+                .log
+                .values()
+                .filter(|e| e.stream.aggregate_type() == category && e.checkpoint() > after)
+                .take(limit),
+        ))
+    }
+
+    async fn latest_position(&self) -> Result<Option<GlobalPosition>, StoreError> {
+        Ok(self.lock().log.keys().next_back().map(|p| GlobalPosition(*p)))
+    }
+
+    async fn query(&self, filter: &EventFilter) -> Result<Vec<RecordedEvent>, StoreError> {
+        let state = self.lock();
+        let matches = state.sorted_matches(filter, &self.shared.limits)?;
+        let limit = filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT);
+        Ok(collect(matches.into_iter().skip(filter.offset).take(limit)))
+    }
+
+    async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        let state = self.lock();
+        Ok(state.sorted_matches(filter, &self.shared.limits)?.len() as u64)
+    }
+
+    fn stream(&self, filter: EventFilter) -> EventStream {
+        let result = {
+            let state = self.lock();
+            state
+                .sorted_matches(&filter, &self.shared.limits)
+                .map(|m| collect(m.into_iter().skip(filter.offset).take(filter.limit.unwrap_or(usize::MAX))))
+        };
+        match result {
+            Ok(events) => Box::pin(futures_util::stream::iter(events.into_iter().map(Ok))),
+            Err(e) => Box::pin(futures_util::stream::iter([Err(e)])),
+        }
+    }
+
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let doomed: Vec<Arc<RecordedEvent>> =
+            state.log.values().filter(|e| e.recorded_at < cutoff).cloned().collect();
+        for e in &doomed {
+            state.log.remove(&e.position.0);
+            state.ids.remove(&e.event_id);
+            if let Some(s) = state.streams.get_mut(&e.stream) {
+                s.events.remove(&e.version.0);
+            }
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        validate::snapshot(snapshot)?;
+        let mut state = self.lock();
+        let mut stored = snapshot.clone();
+        stored.created_at = stored.created_at.trunc_subsecs(6);
+        // Like the PostgreSQL store: an older snapshot never replaces a newer one.
+        if state.snapshots.get(&snapshot.stream).is_none_or(|s| s.version <= snapshot.version) {
+            state.snapshots.insert(snapshot.stream.clone(), stored);
+        }
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.lock().snapshots.get(stream).cloned())
+    }
+
+    async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError> {
+        Ok(self.lock().snapshots.remove(stream).is_some())
+    }
+
+    async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
+        validate::consumer_name(consumer)?;
+        Ok(self.lock().checkpoints.get(consumer).copied())
+    }
+
+    async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        validate::consumer_name(consumer)?;
+        validate::checkpoint(checkpoint)?;
+        self.lock().checkpoints.insert(consumer.to_owned(), checkpoint);
+        Ok(())
+    }
+
+    fn wake_signal(&self) -> WakeSignal {
+        self.shared.wake.subscribe()
+    }
+}

@@ -1,0 +1,158 @@
+//! The event store: the traits backends implement, the values they exchange, and the
+//! in-memory backend.
+
+mod error;
+mod filter;
+pub(crate) mod memory;
+mod subscription;
+mod types;
+pub mod validate;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_core::stream::BoxStream;
+use tokio::sync::watch;
+
+use validate::Limits;
+
+pub use error::{InvalidInput, StoreError};
+pub use filter::{json_contains, EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
+pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
+pub use types::{
+    AppendResult, Checkpoint, ExpectedVersion, GlobalPosition, Metadata, NewEvent, RecordedEvent, Snapshot,
+    StreamId, Version, VersionRange,
+};
+
+/// A stream of events, as returned by [`EventStore::stream`] and the subscriptions.
+pub type EventStream = BoxStream<'static, Result<RecordedEvent, StoreError>>;
+
+/// A signal that the log may have grown: the value changes after appends commit. It is
+/// only a wake-up; the log is the source of truth.
+pub type WakeSignal = watch::Receiver<u64>;
+
+/// An event store: an append-only log of events, grouped in streams (one per aggregate),
+/// with snapshots of aggregate state and checkpoints of consumers.
+///
+/// Implementations must behave identically on every operation; the conformance suite in
+/// `factum-tests` runs the same cases against each one.
+///
+/// # Ordering and gap safety
+///
+/// Within a stream, events are ordered by [`Version`], gapless from 1. The global log
+/// ([`read_all`](Self::read_all)) and a category ([`read_category`](Self::read_category))
+/// are read *after* a [`Checkpoint`], and only as far as no transaction still in flight
+/// could land before what is returned: a reader that resumes after the last event it saw
+/// never skips an event that committed late.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// The limits this store enforces on its input.
+    fn limits(&self) -> &Limits;
+
+    /// Appends `events` to `stream` atomically, if the stream's version satisfies
+    /// `expected`; the store assigns consecutive versions and global positions.
+    ///
+    /// Errors: [`StoreError::InvalidInput`] for a bad batch, [`StoreError::Conflict`] when
+    /// the stream is not at the expected version, [`StoreError::DuplicateEvent`] when an
+    /// event id is already stored by a different append. Re-appending exactly the batch
+    /// an earlier append stored (same ids, same stream, same content) is answered with
+    /// that append's result and `deduplicated: true`, whatever the expected version, so
+    /// a writer may retry an append whose acknowledgment was lost.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// The stream's current version ([`Version::INITIAL`] for a stream with no events),
+    /// without reading its events.
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError>;
+
+    /// Reads the stream's events within `range`, in version order.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `limit` events of the global log after `after`, gap-safe.
+    async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `limit` events of one category (aggregate type) after `after`, gap-safe.
+    async fn read_category(
+        &self,
+        category: &str,
+        after: Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The highest global position assigned to a stored event, if any. Not a safe
+    /// checkpoint under concurrent writers: use it for monitoring and lag.
+    async fn latest_position(&self) -> Result<Option<GlobalPosition>, StoreError>;
+
+    /// The events matching `filter`, ordered and paginated as it says.
+    async fn query(&self, filter: &EventFilter) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// How many events match `filter` (limit and offset ignored).
+    async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError>;
+
+    /// The events matching `filter`, yielded through a bounded buffer: the store reads
+    /// ahead only as far as the consumer keeps up. Without a limit, every match.
+    fn stream(&self, filter: EventFilter) -> EventStream;
+
+    /// Deletes every event recorded before `cutoff` and returns how many. This is the only
+    /// operation that removes events; stream versions are kept, so later appends continue
+    /// the numbering.
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Saves a snapshot, replacing the stream's previous one.
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
+
+    /// Loads the stream's latest snapshot.
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Deletes the stream's snapshot; `true` if there was one.
+    async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError>;
+
+    /// Loads a named consumer's checkpoint.
+    async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// Saves a named consumer's checkpoint.
+    async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError>;
+
+    /// A wake-up signal that changes after appends commit.
+    fn wake_signal(&self) -> WakeSignal;
+}
+
+/// If `stored` (the events already stored under the batch's ids, in version order) is
+/// exactly `batch` appended to `stream`, the original append's result.
+///
+/// Backends call this when an append hits an event id that is already stored, to tell a
+/// retry of the same append (answered with its result) from a real duplicate (an error).
+pub fn deduplicated_result(
+    stream: &StreamId,
+    batch: &[NewEvent],
+    stored: &[RecordedEvent],
+) -> Option<AppendResult> {
+    if stored.len() != batch.len() || stored.is_empty() {
+        return None;
+    }
+    let first = stored[0].version;
+    let same = stored.iter().zip(batch).enumerate().all(|(i, (s, b))| {
+        s.event_id == b.event_id
+            && s.stream == *stream
+            && s.version.0 == first.0 + i as u64
+            && s.event_type == b.event_type
+            && s.schema_version == b.schema_version
+            && s.topic == b.topic
+            && s.payload == b.payload
+            && s.metadata == b.metadata
+    });
+    same.then(|| AppendResult {
+        stream: stream.clone(),
+        from_version: first,
+        to_version: stored[stored.len() - 1].version,
+        positions: stored.iter().map(|e| e.position).collect(),
+        deduplicated: true,
+    })
+}

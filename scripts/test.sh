@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# scripts/test.sh — run factum's whole test-suite against a real PostgreSQL.
+#
+# Gets a superuser URL from scripts/pg.sh, creates a fresh database
+# factum_run_<unix-time>_<random> for this run and exports
+#   DATABASE_URL           the run database (same server/user/options)
+#   FACTUM_TEST_ADMIN_URL  the superuser URL from scripts/pg.sh
+# Tests may create their own databases named "<run db>_t<suffix>"; on exit
+# (success, failure or interrupt) the run database and all of those are
+# dropped WITH (FORCE).
+#
+# Runs `cargo nextest run --workspace --no-fail-fast` plus
+# `cargo test --workspace --doc` when cargo-nextest is installed, otherwise
+# `cargo test --workspace --no-fail-fast`. Extra arguments are passed to
+# the test command(s), e.g. `scripts/test.sh -p factum-postgres append`;
+# with -p/--package, --workspace is left out. Honours $CARGO.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+CARGO=${CARGO:-cargo}
+export RUST_BACKTRACE=1
+unset RUST_LOG
+export PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-10}
+
+log() { printf '== %s\n' "$*" >&2; }
+die() {
+    printf 'test.sh: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# psql from $PATH, or from the newest Debian server install.
+PSQL=$(command -v psql || true)
+if [[ -z $PSQL ]]; then
+    PSQL=$(printf '%s\n' /usr/lib/postgresql/*/bin/psql | sort -V | tail -n 1)
+    [[ -x $PSQL ]] || PSQL=""
+fi
+
+# Split a URL scheme://authority[/db][?query][#frag] so the database can be
+# swapped. The authority ends at the first '/', '?' or '#', which cannot
+# appear unencoded in user, password or host.
+url_with_db() {
+    local url=$1 db=$2 scheme rest authority tail path query
+    [[ $url == *://* ]] || die "not a URL: $(redact "$url")"
+    scheme=${url%%://*}
+    rest=${url#*://}
+    authority=${rest%%[/?#]*}
+    tail=${rest:${#authority}}
+    path=${tail%%[?#]*}
+    query=${tail:${#path}}
+    # A dbname= query parameter would override the path; rewrite it too.
+    query=$(sed -E "s/([?&])dbname=[^&#]*/\\1dbname=$db/" <<<"$query")
+    printf '%s://%s/%s%s\n' "$scheme" "$authority" "$db" "$query"
+}
+
+# The URL with any password (user:pass@ or password=...) masked.
+redact() {
+    sed -E -e 's|^([^:/?]+://[^:/?#@]*):[^/?#@]*@|\1:***@|' \
+        -e 's/([?&]password=)[^&#]*/\1***/' <<<"$1"
+}
+
+sql() { "$PSQL" "$ADMIN_URL" -XqAt -v ON_ERROR_STOP=1 "$@" </dev/null; }
+
+ADMIN_URL=$(bash scripts/pg.sh) || die "scripts/pg.sh could not provide a PostgreSQL server"
+[[ -n $ADMIN_URL ]] || die "scripts/pg.sh printed an empty URL"
+[[ -n $PSQL ]] || die "psql not found (install the postgresql-client package)"
+
+RUN_DB="factum_run_$(date +%s)_$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+RUN_URL=$(url_with_db "$ADMIN_URL" "$RUN_DB")
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM HUP
+    set +e
+    log "dropping $RUN_DB and ${RUN_DB}_t* databases"
+    # left() rather than LIKE: '_' is a LIKE wildcard. \gexec runs each
+    # DROP on its own, outside a transaction block.
+    "$PSQL" "$ADMIN_URL" -XqAt >/dev/null <<SQL ||
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname)
+  FROM pg_database
+ WHERE datname = '$RUN_DB' OR left(datname, ${#RUN_DB} + 2) = '${RUN_DB}_t'
+\gexec
+SQL
+        printf 'test.sh: warning: cleanup of %s failed\n' "$RUN_DB" >&2
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+sql -c "CREATE DATABASE \"$RUN_DB\"" >/dev/null || die "could not create database $RUN_DB"
+
+export DATABASE_URL=$RUN_URL
+export FACTUM_TEST_ADMIN_URL=$ADMIN_URL
+
+log "PostgreSQL: $(redact "$ADMIN_URL")"
+log "run database: $RUN_DB"
+
+# -p/--package narrows the run; cargo would ignore it next to --workspace.
+scope=(--workspace)
+for arg in "$@"; do
+    [[ $arg == -- ]] && break
+    case $arg in -p | -p* | --package | --package=*) scope=() ;; esac
+done
+
+# Run one test command, logging it; remember failure but keep going.
+failed=0
+run() {
+    log "$*"
+    "$@" || failed=1
+}
+
+if "$CARGO" nextest --version >/dev/null 2>&1; then
+    run "$CARGO" nextest run "${scope[@]}" --no-fail-fast "$@"
+    run "$CARGO" test "${scope[@]}" --doc "$@"
+else
+    log "cargo-nextest not installed; using cargo test"
+    run "$CARGO" test "${scope[@]}" --no-fail-fast "$@"
+fi
+
+if ((failed)); then
+    log "tests FAILED"
+    exit 1
+fi
+log "tests passed"

@@ -1,0 +1,257 @@
+//! Connection, pool and schema settings.
+
+use std::time::Duration;
+
+use factum::Limits;
+use sqlx::postgres::PgConnectOptions;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Neither `DATABASE_URL` nor `DATABASE_HOST`/`DATABASE_NAME` is set.
+    #[error("set DATABASE_URL, or DATABASE_HOST and DATABASE_NAME (with DATABASE_USER, DATABASE_PASSWORD, DATABASE_PORT)")]
+    MissingUrl,
+    /// The URL or a variable could not be parsed.
+    #[error("invalid connection setting {name}: {reason}")]
+    InvalidSetting {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A schema, table or channel name is not a plain lowercase SQL identifier.
+    #[error("invalid identifier {value:?} for {what}: use 1 to 40 lowercase ASCII letters, digits or '_', not starting with a digit")]
+    InvalidIdentifier {
+        /// Which name.
+        what: &'static str,
+        /// The name given.
+        value: String,
+    },
+}
+
+/// Names of the schema and tables the store uses. Every name is checked to be a plain
+/// lowercase identifier before it reaches SQL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SchemaNames {
+    /// The PostgreSQL schema (default `public`, so seed 001's monitoring SQL runs as is).
+    pub schema: String,
+    /// The events table (default `events`).
+    pub events: String,
+    /// The per-stream head table (default `event_streams`).
+    pub streams: String,
+    /// The snapshots table (default `snapshots`).
+    pub snapshots: String,
+    /// The consumer checkpoints table (default `projection_positions`).
+    pub positions: String,
+    /// The applied-migrations table (default `factum_migrations`).
+    pub migrations: String,
+}
+
+impl Default for SchemaNames {
+    fn default() -> Self {
+        SchemaNames {
+            schema: "public".into(),
+            events: "events".into(),
+            streams: "event_streams".into(),
+            snapshots: "snapshots".into(),
+            positions: "projection_positions".into(),
+            migrations: "factum_migrations".into(),
+        }
+    }
+}
+
+pub(crate) fn check_identifier(what: &'static str, value: &str) -> Result<(), ConfigError> {
+    let mut bytes = value.bytes();
+    let ok = (1..=40).contains(&value.len())
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::InvalidIdentifier { what, value: value.to_owned() })
+    }
+}
+
+impl SchemaNames {
+    /// The default names inside another schema.
+    pub fn in_schema(schema: impl Into<String>) -> Self {
+        SchemaNames { schema: schema.into(), ..Self::default() }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_identifier("schema", &self.schema)?;
+        check_identifier("events table", &self.events)?;
+        check_identifier("streams table", &self.streams)?;
+        check_identifier("snapshots table", &self.snapshots)?;
+        check_identifier("positions table", &self.positions)?;
+        check_identifier("migrations table", &self.migrations)
+    }
+}
+
+/// Pool settings; the defaults are seed 001's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolSettings {
+    /// Most connections (default 10).
+    pub max_connections: u32,
+    /// Close connections idle this long (default 30 s).
+    pub idle_timeout: Duration,
+    /// Give up acquiring a connection after this long (default 5 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 10,
+            idle_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything [`PostgresStore::connect`](crate::PostgresStore::connect) needs.
+///
+/// ```
+/// # use factum_postgres::{PostgresConfig, SchemaNames};
+/// let config = PostgresConfig::from_url("postgres://postgres@127.0.0.1:5432/eventstore")?
+///     .with_schema(SchemaNames::in_schema("orders"))
+///     .with_notify_channel(Some("orders_events".into()));
+/// assert_eq!(config.pool.max_connections, 10);
+/// # Ok::<(), factum_postgres::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PostgresConfig {
+    /// How to reach the server.
+    pub connect: PgConnectOptions,
+    /// Pool settings.
+    pub pool: PoolSettings,
+    /// Schema and table names.
+    pub names: SchemaNames,
+    /// The channel appends `NOTIFY` on commit (default `factum_events`); `None` turns
+    /// notifications off and subscribers rely on polling.
+    pub notify_channel: Option<String>,
+    /// Input limits.
+    pub limits: Limits,
+}
+
+impl PostgresConfig {
+    /// Settings for the server at `url`, with defaults for the rest.
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let connect = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| ConfigError::InvalidSetting { name: "DATABASE_URL", reason: e.to_string() })?;
+        Ok(Self::from_options(connect))
+    }
+
+    /// Settings from connect options, with defaults for the rest.
+    pub fn from_options(connect: PgConnectOptions) -> Self {
+        PostgresConfig {
+            connect,
+            pool: PoolSettings::default(),
+            names: SchemaNames::default(),
+            notify_channel: Some("factum_events".into()),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Settings from the environment: `DATABASE_URL`, else seed 001's `DATABASE_HOST`,
+    /// `DATABASE_NAME`, `DATABASE_USER`, `DATABASE_PASSWORD` and `DATABASE_PORT`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        if let Some(url) = get("DATABASE_URL") {
+            return Self::from_url(&url);
+        }
+        let (Some(host), Some(name)) = (get("DATABASE_HOST"), get("DATABASE_NAME")) else {
+            return Err(ConfigError::MissingUrl);
+        };
+        let mut options = PgConnectOptions::new_without_pgpass().host(&host).database(&name);
+        if let Some(user) = get("DATABASE_USER") {
+            options = options.username(&user);
+        }
+        if let Some(password) = get("DATABASE_PASSWORD") {
+            options = options.password(&password);
+        }
+        if let Some(port) = get("DATABASE_PORT") {
+            let port = port
+                .parse::<u16>()
+                .map_err(|e| ConfigError::InvalidSetting { name: "DATABASE_PORT", reason: e.to_string() })?;
+            options = options.port(port);
+        }
+        Ok(Self::from_options(options))
+    }
+
+    /// Uses other schema and table names.
+    #[must_use]
+    pub fn with_schema(mut self, names: SchemaNames) -> Self {
+        self.names = names;
+        self
+    }
+
+    /// Uses another notification channel, or none.
+    #[must_use]
+    pub fn with_notify_channel(mut self, channel: Option<String>) -> Self {
+        self.notify_channel = channel;
+        self
+    }
+
+    /// Uses other pool settings.
+    #[must_use]
+    pub fn with_pool(mut self, pool: PoolSettings) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// Uses other input limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        assert!(check_identifier("x", "events").is_ok());
+        assert!(check_identifier("x", "_e2").is_ok());
+        for bad in ["", "Events", "2e", "e-v", "e v", "e;drop", "\"e\"", &"e".repeat(41)] {
+            assert!(check_identifier("x", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn env_variables() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        assert!(matches!(PostgresConfig::from_lookup(vars(&[])), Err(ConfigError::MissingUrl)));
+        let c = PostgresConfig::from_lookup(vars(&[
+            ("DATABASE_HOST", "db"),
+            ("DATABASE_NAME", "eventstore"),
+            ("DATABASE_USER", "actor_user"),
+            ("DATABASE_PORT", "55432"),
+        ]))
+        .unwrap();
+        assert_eq!(c.connect.get_host(), "db");
+        assert_eq!(c.connect.get_port(), 55432);
+        assert_eq!(c.connect.get_database(), Some("eventstore"));
+        assert!(matches!(
+            PostgresConfig::from_lookup(vars(&[
+                ("DATABASE_HOST", "h"),
+                ("DATABASE_NAME", "n"),
+                ("DATABASE_PORT", "x")
+            ])),
+            Err(ConfigError::InvalidSetting { name: "DATABASE_PORT", .. })
+        ));
+    }
+}

@@ -1,0 +1,35 @@
+//! # factum-postgres
+//!
+//! The PostgreSQL backend of [`factum`]: an [`EventStore`](factum::EventStore) on
+//! `sqlx`, with embedded migrations, a one-round-trip append, gap-safe reads of the global
+//! log, topic-pattern queries, snapshots, checkpoints and `LISTEN/NOTIFY` wake-ups.
+//!
+//! ```no_run
+//! use factum::{EventStore, ExpectedVersion, NewEvent, StreamId};
+//! use factum_postgres::{PostgresConfig, PostgresStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // DATABASE_URL, or DATABASE_HOST / DATABASE_NAME / DATABASE_USER / DATABASE_PASSWORD / DATABASE_PORT.
+//! let store = PostgresStore::connect(PostgresConfig::from_env()?).await?;
+//! store.migrate().await?; // create or upgrade the schema
+//! let order = StreamId::new("Order", "ord-123")?;
+//! store
+//!     .append(&order, ExpectedVersion::NoStream, vec![NewEvent::new("OrderPlaced", serde_json::json!({}))])
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Schema
+//!
+//! Tables `events`, `event_streams` (one row per stream: its version), `snapshots` and
+//! `projection_positions` in schema `public` by default; every name is configurable
+//! through [`SchemaNames`]. `UPDATE` on events is refused by a trigger; `DELETE` is
+//! allowed only through [`delete_before`](factum::EventStore::delete_before).
+
+mod config;
+mod listener;
+mod schema;
+mod store;
+
+pub use config::{ConfigError, PoolSettings, PostgresConfig, SchemaNames};
+pub use store::{PostgresStore, STREAM_BUFFER};

@@ -1,0 +1,62 @@
+//! The embedded migrations and the SQL text, expanded for the configured names.
+
+use sqlx::{Connection, PgConnection};
+
+use crate::config::SchemaNames;
+
+/// The embedded migrations, in order: (version, description, SQL template).
+const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("../sql/0001_init.sql"))];
+
+/// Replaces `{schema}`, `{events}`, … in a template with the configured names, which were
+/// validated as plain identifiers.
+pub(crate) fn expand(template: &str, names: &SchemaNames) -> String {
+    template
+        .replace("{schema}", &names.schema)
+        .replace("{events}", &names.events)
+        .replace("{streams}", &names.streams)
+        .replace("{snapshots}", &names.snapshots)
+        .replace("{positions}", &names.positions)
+        .replace("{migrations}", &names.migrations)
+}
+
+/// Applies the migrations not yet applied, in one transaction, under an advisory lock so
+/// that several instances starting together apply them once.
+pub(crate) async fn migrate(conn: &mut PgConnection, names: &SchemaNames) -> Result<Vec<i32>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('factum.migrate.' || $1))")
+        .bind(&names.schema)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(&expand(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.{migrations} (
+             version INTEGER PRIMARY KEY,
+             description TEXT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         );",
+        names,
+    ))
+    .execute(&mut *tx)
+    .await?;
+    let applied: Vec<i32> = sqlx::query_scalar(&expand("SELECT version FROM {schema}.{migrations}", names))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut newly = Vec::new();
+    for (version, description, template) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        sqlx::raw_sql(&expand(template, names)).execute(&mut *tx).await?;
+        sqlx::query(&expand(
+            "INSERT INTO {schema}.{migrations} (version, description) VALUES ($1, $2)",
+            names,
+        ))
+        .bind(version)
+        .bind(description)
+        .execute(&mut *tx)
+        .await?;
+        newly.push(*version);
+    }
+    tx.commit().await?;
+    Ok(newly)
+}

@@ -1,0 +1,762 @@
+//! [`PostgresStore`]: the [`EventStore`] on PostgreSQL.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use factum::{
+    deduplicated_result, validate, AppendResult, Checkpoint, EventFilter, EventStore, EventStream,
+    ExpectedVersion, GlobalPosition, Limits, Metadata, NewEvent, OrderBy, RecordedEvent, Snapshot,
+    StoreError, StreamId, ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+};
+use futures_util::TryStreamExt;
+use serde_json::Value;
+use sqlx::error::ErrorKind;
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::config::{check_identifier, ConfigError, PostgresConfig, SchemaNames};
+use crate::listener;
+use crate::schema::{self, expand};
+
+/// How many events [`EventStore::stream`] reads ahead of its consumer (seed 000's buffer).
+pub const STREAM_BUFFER: usize = 100;
+
+const COLUMNS: &str = "global_position, transaction_id, event_id, aggregate_type, aggregate_id, \
+     version, event_type, event_version, topic, event_data, metadata, occurred_at, recorded_at";
+
+/// The SQL text for the configured names, expanded once.
+struct Sql {
+    append: String,
+    stream_version: String,
+    read_stream: String,
+    read_all: String,
+    read_category: String,
+    latest_position: String,
+    by_ids: String,
+    select: String,
+    count: String,
+    delete_before: String,
+    save_snapshot: String,
+    load_snapshot: String,
+    delete_snapshot: String,
+    load_checkpoint: String,
+    save_checkpoint: String,
+    event_id_constraint: String,
+    stream_version_constraint: String,
+}
+
+impl Sql {
+    fn new(names: &SchemaNames) -> Sql {
+        let e = |t: &str| expand(&t.replace("{columns}", COLUMNS), names);
+        Sql {
+            append: e("SELECT out_version, out_position, out_transaction, out_conflict \
+                 FROM {schema}.{events}_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+            stream_version: e("SELECT version FROM {schema}.{streams} WHERE aggregate_type = $1 AND aggregate_id = $2"),
+            read_stream: e("SELECT {columns} FROM {schema}.{events} \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND version BETWEEN $3 AND $4 ORDER BY version"),
+            // Gap safety: only transactions older than the oldest one still running can no
+            // longer add rows; read in (transaction, position) order up to that horizon, in
+            // one statement so horizon and rows come from the same snapshot.
+            read_all: e("SELECT {columns} FROM {schema}.{events} \
+                 WHERE (transaction_id, global_position) > ($1, $2) \
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                 ORDER BY transaction_id, global_position LIMIT $3"),
+            read_category: e("SELECT {columns} FROM {schema}.{events} \
+                 WHERE aggregate_type = $4 AND (transaction_id, global_position) > ($1, $2) \
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                 ORDER BY transaction_id, global_position LIMIT $3"),
+            latest_position: e("SELECT max(global_position) FROM {schema}.{events}"),
+            // The events stored under a batch's ids, plus the rest of what their transactions
+            // wrote to the stream: a retry must match the whole original append.
+            by_ids: e("SELECT {columns} FROM {schema}.{events} WHERE event_id = ANY($1) \
+                 UNION SELECT {columns} FROM {schema}.{events} \
+                 WHERE aggregate_type = $2 AND aggregate_id = $3 AND transaction_id IN \
+                   (SELECT transaction_id FROM {schema}.{events} WHERE event_id = ANY($1)) \
+                 ORDER BY global_position"),
+            select: e("SELECT {columns} FROM {schema}.{events}"),
+            count: e("SELECT count(*) FROM {schema}.{events}"),
+            delete_before: e("DELETE FROM {schema}.{events} WHERE recorded_at < $1"),
+            save_snapshot: e("INSERT INTO {schema}.{snapshots} AS s \
+                 (aggregate_type, aggregate_id, version, schema_version, state, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+                 SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, \
+                     state = EXCLUDED.state, created_at = EXCLUDED.created_at \
+                 WHERE s.version <= EXCLUDED.version"),
+            load_snapshot: e("SELECT version, schema_version, state, created_at FROM {schema}.{snapshots} \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2"),
+            delete_snapshot: e("DELETE FROM {schema}.{snapshots} WHERE aggregate_type = $1 AND aggregate_id = $2"),
+            load_checkpoint: e("SELECT last_processed_transaction, last_processed_position FROM {schema}.{positions} \
+                 WHERE projection_name = $1"),
+            save_checkpoint: e("INSERT INTO {schema}.{positions} \
+                 (projection_name, last_processed_position, last_processed_transaction, last_processed_at) \
+                 VALUES ($1, $2, $3, now()) \
+                 ON CONFLICT (projection_name) DO UPDATE SET \
+                 last_processed_position = EXCLUDED.last_processed_position, \
+                 last_processed_transaction = EXCLUDED.last_processed_transaction, \
+                 last_processed_at = EXCLUDED.last_processed_at"),
+            event_id_constraint: format!("{}_event_id_key", names.events),
+            stream_version_constraint: format!("{}_stream_version_key", names.events),
+        }
+    }
+}
+
+/// An [`EventStore`] on PostgreSQL. Cloning it gives another handle to the same pool.
+///
+/// ```no_run
+/// use factum::{EventStore, ExpectedVersion, NewEvent, StreamId};
+/// use factum_postgres::{PostgresConfig, PostgresStore};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PostgresStore::connect(PostgresConfig::from_env()?).await?;
+/// store.migrate().await?;
+/// let order = StreamId::new("Order", "ord-123")?;
+/// store
+///     .append(&order, ExpectedVersion::NoStream, vec![NewEvent::new("OrderPlaced", serde_json::json!({}))])
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    names: SchemaNames,
+    sql: Sql,
+    channel: Option<String>,
+    limits: Limits,
+    wake: Arc<watch::Sender<u64>>,
+    listener: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("names", &self.inner.names)
+            .field("channel", &self.inner.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps a database error to a store error. Specific constraint violations are handled
+/// where they can occur; everything else is a backend error.
+pub(crate) fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::backend(e)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(field: &str, v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {field}: {v}")))
+}
+
+fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let aggregate_type: String = row.try_get(3).map_err(corrupt)?;
+    let aggregate_id: String = row.try_get(4).map_err(corrupt)?;
+    let schema_version: i32 = row.try_get(7).map_err(corrupt)?;
+    Ok(RecordedEvent {
+        position: GlobalPosition(to_u64("global_position", row.try_get(0).map_err(corrupt)?)?),
+        transaction: to_u64("transaction_id", row.try_get(1).map_err(corrupt)?)?,
+        event_id: row.try_get(2).map_err(corrupt)?,
+        stream: StreamId::new(aggregate_type, aggregate_id)
+            .map_err(|e| StoreError::Corrupt(format!("stored stream id: {e}")))?,
+        version: Version(to_u64("version", row.try_get(5).map_err(corrupt)?)?),
+        event_type: row.try_get(6).map_err(corrupt)?,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| StoreError::Corrupt(format!("event_version {schema_version}")))?,
+        topic: row.try_get(8).map_err(corrupt)?,
+        payload: row.try_get(9).map_err(corrupt)?,
+        metadata: Metadata::from_json(row.try_get(10).map_err(corrupt)?),
+        occurred_at: row.try_get(11).map_err(corrupt)?,
+        recorded_at: row.try_get(12).map_err(corrupt)?,
+    })
+}
+
+fn decode_all(rows: &[PgRow]) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter().map(decode).collect()
+}
+
+fn expected_code(expected: ExpectedVersion) -> i64 {
+    match expected {
+        ExpectedVersion::Any => -1,
+        ExpectedVersion::StreamExists => -2,
+        ExpectedVersion::NoStream => 0,
+        ExpectedVersion::Exact(v) => to_i64(v.0),
+    }
+}
+
+/// The columns of a batch, as the append function's array parameters.
+struct Columns {
+    ids: Vec<Uuid>,
+    types: Vec<String>,
+    versions: Vec<i32>,
+    topics: Vec<Option<String>>,
+    data: Vec<Value>,
+    metadata: Vec<Value>,
+    occurred_at: Vec<DateTime<Utc>>,
+    correlation: Vec<Option<Uuid>>,
+    causation: Vec<Option<Uuid>>,
+}
+
+impl Columns {
+    fn new(events: &[NewEvent]) -> Columns {
+        let n = events.len();
+        let mut c = Columns {
+            ids: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            versions: Vec::with_capacity(n),
+            topics: Vec::with_capacity(n),
+            data: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+            occurred_at: Vec::with_capacity(n),
+            correlation: Vec::with_capacity(n),
+            causation: Vec::with_capacity(n),
+        };
+        for e in events {
+            c.ids.push(e.event_id);
+            c.types.push(e.event_type.clone());
+            // validate::batch checked the range.
+            c.versions.push(e.schema_version as i32);
+            c.topics.push(e.topic.clone());
+            c.data.push(e.payload.clone());
+            c.metadata.push(e.metadata.to_json());
+            c.occurred_at.push(e.occurred_at.trunc_subsecs(6));
+            c.correlation.push(e.metadata.correlation_id);
+            c.causation.push(e.metadata.causation_id);
+        }
+        c
+    }
+}
+
+impl PostgresStore {
+    /// Connects a pool with the configured settings. Does not touch the schema: call
+    /// [`migrate`](Self::migrate) at start-up to create or upgrade it.
+    pub async fn connect(config: PostgresConfig) -> Result<Self, StoreError> {
+        validate_config(&config)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.pool.max_connections)
+            .idle_timeout(config.pool.idle_timeout)
+            .acquire_timeout(config.pool.connect_timeout)
+            .connect_with(config.connect.clone())
+            .await
+            .map_err(backend)?;
+        Self::from_pool(pool, config)
+    }
+
+    /// Uses an existing pool; its connection settings win over the config's.
+    pub fn from_pool(pool: PgPool, config: PostgresConfig) -> Result<Self, StoreError> {
+        validate_config(&config)?;
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                sql: Sql::new(&config.names),
+                names: config.names,
+                channel: config.notify_channel,
+                limits: config.limits,
+                wake: Arc::new(watch::channel(0).0),
+                listener: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Creates or upgrades the schema with the embedded migrations; safe to call from
+    /// several instances at once. Returns the versions it applied.
+    pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        schema::migrate(&mut conn, &self.inner.names).await.map_err(backend)
+    }
+
+    /// The connection pool, for the application's own queries.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The schema and table names in use.
+    pub fn names(&self) -> &SchemaNames {
+        &self.inner.names
+    }
+
+    /// Appends inside a transaction the caller owns (transaction-first): the events commit
+    /// or roll back with the caller's own writes, and subscribers are notified only on
+    /// commit.
+    ///
+    /// Unlike [`EventStore::append`], a duplicate event id here is always
+    /// [`StoreError::DuplicateEvent`]: PostgreSQL aborts the caller's transaction on the
+    /// violation, so it cannot be checked for an exact retry.
+    ///
+    /// ```no_run
+    /// # use factum::{ExpectedVersion, NewEvent, StreamId};
+    /// # async fn run(store: factum_postgres::PostgresStore) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = store.pool().begin().await?;
+    /// sqlx::query("INSERT INTO outbox (body) VALUES ('hello')").execute(&mut *tx).await?;
+    /// let stream = StreamId::new("Order", "o-1")?;
+    /// store.append_in(&mut tx, &stream, ExpectedVersion::Any, vec![NewEvent::new("Noted", serde_json::json!({}))]).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn append_in(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        validate::batch(&events, &self.inner.limits)?;
+        match self.append_rows(conn, stream, expected, &events).await {
+            Err(AppendFailure::Duplicate) => Err(StoreError::DuplicateEvent { event_id: events[0].event_id }),
+            Err(AppendFailure::Other(e)) => Err(e),
+            Ok(r) => Ok(r),
+        }
+    }
+
+    /// Saves a consumer's checkpoint inside a transaction the caller owns, so that a read
+    /// model and its checkpoint commit together.
+    pub async fn save_checkpoint_in(
+        &self,
+        conn: &mut PgConnection,
+        consumer: &str,
+        checkpoint: Checkpoint,
+    ) -> Result<(), StoreError> {
+        validate::consumer_name(consumer)?;
+        validate::checkpoint(checkpoint)?;
+        sqlx::query(&self.inner.sql.save_checkpoint)
+            .bind(consumer)
+            .bind(to_i64(checkpoint.position.0))
+            .bind(to_i64(checkpoint.transaction))
+            .execute(conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn append_rows(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendFailure> {
+        let c = Columns::new(events);
+        let rows = sqlx::query(&self.inner.sql.append)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(expected_code(expected))
+            .bind(c.ids)
+            .bind(c.types)
+            .bind(c.versions)
+            .bind(c.topics)
+            .bind(c.data)
+            .bind(c.metadata)
+            .bind(c.occurred_at)
+            .bind(c.correlation)
+            .bind(c.causation)
+            .bind(self.inner.channel.as_deref())
+            .fetch_all(conn)
+            .await
+            .map_err(|e| self.append_error(e, stream, expected))?;
+        let mut written = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let version: i64 = row.try_get(0).map_err(|e| AppendFailure::Other(backend(e)))?;
+            let position: Option<i64> = row.try_get(1).map_err(|e| AppendFailure::Other(backend(e)))?;
+            let conflict: bool = row.try_get(3).map_err(|e| AppendFailure::Other(backend(e)))?;
+            if conflict {
+                return Err(AppendFailure::Other(StoreError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual: Version(version.max(0) as u64),
+                }));
+            }
+            written.push((version.max(0) as u64, position.unwrap_or_default().max(0) as u64));
+        }
+        written.sort_unstable();
+        let (Some(first), Some(last)) = (written.first(), written.last()) else {
+            return Err(AppendFailure::Other(StoreError::Corrupt("append wrote no rows".into())));
+        };
+        Ok(AppendResult {
+            stream: stream.clone(),
+            from_version: Version(first.0),
+            to_version: Version(last.0),
+            positions: written.iter().map(|(_, p)| GlobalPosition(*p)).collect(),
+            deduplicated: false,
+        })
+    }
+
+    fn append_error(&self, e: sqlx::Error, stream: &StreamId, expected: ExpectedVersion) -> AppendFailure {
+        if let sqlx::Error::Database(db) = &e {
+            if db.kind() == ErrorKind::UniqueViolation {
+                let constraint = db.constraint().unwrap_or_default();
+                if constraint == self.inner.sql.event_id_constraint {
+                    return AppendFailure::Duplicate;
+                }
+                if constraint == self.inner.sql.stream_version_constraint {
+                    // Only reachable if rows were written around the head table; still a
+                    // conflict, never a silent success.
+                    return AppendFailure::Other(StoreError::Conflict {
+                        stream: stream.clone(),
+                        expected,
+                        actual: Version::INITIAL,
+                    });
+                }
+            }
+        }
+        AppendFailure::Other(backend(e))
+    }
+
+    async fn read_batch_ids(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        events: &[NewEvent],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let rows = sqlx::query(&self.inner.sql.by_ids)
+            .bind(ids)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .fetch_all(conn)
+            .await
+            .map_err(backend)?;
+        decode_all(&rows)
+    }
+
+    fn filtered(&self, base: &str, f: &ValidFilter<'_>) -> QueryBuilder<'static, Postgres> {
+        let filter = f.filter;
+        let mut qb = QueryBuilder::new(base.to_owned());
+        qb.push(" WHERE TRUE");
+        if !filter.event_types.is_empty() {
+            qb.push(" AND event_type = ANY(").push_bind(filter.event_types.clone()).push(")");
+        }
+        if !f.topics.is_empty() {
+            let (exact, wild): (Vec<_>, Vec<_>) = f.topics.iter().partition(|p| p.is_exact());
+            qb.push(" AND (FALSE");
+            if !exact.is_empty() {
+                let exact: Vec<String> = exact.iter().map(|p| p.as_str().to_owned()).collect();
+                qb.push(" OR topic = ANY(").push_bind(exact).push(")");
+            }
+            if !wild.is_empty() {
+                let regexes: Vec<String> = wild.iter().map(|p| p.to_postgres_regex()).collect();
+                qb.push(" OR ('.' || topic) ~ ANY(").push_bind(regexes).push(")");
+            }
+            qb.push(")");
+        }
+        if let Some(id) = &filter.aggregate_id {
+            qb.push(" AND aggregate_id = ").push_bind(id.clone());
+        }
+        if let Some(t) = &filter.aggregate_type {
+            qb.push(" AND aggregate_type = ").push_bind(t.clone());
+        }
+        if let Some(from) = filter.from {
+            qb.push(" AND occurred_at >= ").push_bind(from);
+        }
+        if let Some(to) = filter.to {
+            qb.push(" AND occurred_at < ").push_bind(to);
+        }
+        if let Some(m) = f.metadata {
+            qb.push(" AND metadata @> ").push_bind(Value::Object(m.clone()));
+        }
+        qb
+    }
+
+    fn select(&self, f: &ValidFilter<'_>, limit: Option<usize>) -> QueryBuilder<'static, Postgres> {
+        let mut qb = self.filtered(&self.inner.sql.select, f);
+        let dir = if f.filter.ascending { "ASC" } else { "DESC" };
+        match f.filter.order_by {
+            OrderBy::GlobalPosition => qb.push(format_args!(" ORDER BY global_position {dir}")),
+            _ => qb.push(format_args!(" ORDER BY occurred_at {dir}, global_position {dir}")),
+        };
+        if let Some(limit) = limit {
+            qb.push(" LIMIT ").push_bind(to_i64(limit as u64));
+        }
+        if f.filter.offset > 0 {
+            qb.push(" OFFSET ").push_bind(to_i64(f.filter.offset as u64));
+        }
+        qb
+    }
+
+    fn ensure_listener(&self) {
+        let Some(channel) = &self.inner.channel else { return };
+        let mut guard = self.inner.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        // Outside a Tokio runtime, subscribers fall back to polling.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let task = listener::run(self.inner.pool.clone(), channel.clone(), self.inner.wake.clone());
+        *guard = Some(runtime.spawn(task));
+    }
+}
+
+/// The answer to an append whose ids are (partly) stored: the original result for an
+/// exact retry, else a duplicate error naming the first stored id.
+fn duplicate_outcome(
+    stream: &StreamId,
+    events: &[NewEvent],
+    stored: &[RecordedEvent],
+) -> Result<AppendResult, StoreError> {
+    deduplicated_result(stream, events, stored).ok_or_else(|| {
+        let event_id = events
+            .iter()
+            .map(|e| e.event_id)
+            .find(|id| stored.iter().any(|s| s.event_id == *id))
+            .unwrap_or(events[0].event_id);
+        StoreError::DuplicateEvent { event_id }
+    })
+}
+
+enum AppendFailure {
+    Duplicate,
+    Other(StoreError),
+}
+
+fn validate_config(config: &PostgresConfig) -> Result<(), StoreError> {
+    let invalid = |e: ConfigError| StoreError::backend(e);
+    config.names.validate().map_err(invalid)?;
+    if let Some(channel) = &config.notify_channel {
+        check_identifier("notify channel", channel).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        validate::batch(&events, &self.inner.limits)?;
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        let outcome = self.append_rows(&mut conn, stream, expected, &events).await;
+        match outcome {
+            Ok(result) => Ok(result),
+            // The version check runs before the insert: a retry of a stored batch meets a
+            // conflict first. Like the in-memory store, let the duplicate id decide.
+            Err(AppendFailure::Other(e @ StoreError::Conflict { .. })) => {
+                let stored = self.read_batch_ids(&mut conn, stream, &events).await?;
+                if stored.is_empty() {
+                    Err(e)
+                } else {
+                    duplicate_outcome(stream, &events, &stored)
+                }
+            }
+            Err(AppendFailure::Other(e)) => Err(e),
+            Err(AppendFailure::Duplicate) => {
+                let stored = self.read_batch_ids(&mut conn, stream, &events).await?;
+                duplicate_outcome(stream, &events, &stored)
+            }
+        }
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar(&self.inner.sql.stream_version)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(Version(to_u64("version", v.unwrap_or(0))?))
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&self.inner.sql.read_stream)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(to_i64(range.from.0))
+            .bind(range.to.map_or(i64::MAX, |v| to_i64(v.0)))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        decode_all(&rows)
+    }
+
+    async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        validate::page_limit(limit, &self.inner.limits)?;
+        let rows = sqlx::query(&self.inner.sql.read_all)
+            .bind(to_i64(after.transaction))
+            .bind(to_i64(after.position.0))
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        decode_all(&rows)
+    }
+
+    async fn read_category(
+        &self,
+        category: &str,
+        after: Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        validate::category(category)?;
+        validate::page_limit(limit, &self.inner.limits)?;
+        let rows = sqlx::query(&self.inner.sql.read_category)
+            .bind(to_i64(after.transaction))
+            .bind(to_i64(after.position.0))
+            .bind(to_i64(limit as u64))
+            .bind(category)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        decode_all(&rows)
+    }
+
+    async fn latest_position(&self) -> Result<Option<GlobalPosition>, StoreError> {
+        let max: Option<i64> = sqlx::query_scalar(&self.inner.sql.latest_position)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        max.map(|p| to_u64("global_position", p).map(GlobalPosition)).transpose()
+    }
+
+    async fn query(&self, filter: &EventFilter) -> Result<Vec<RecordedEvent>, StoreError> {
+        let valid = filter.validate(&self.inner.limits)?;
+        let mut qb = self.select(&valid, Some(filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT)));
+        let rows = qb.build().fetch_all(&self.inner.pool).await.map_err(backend)?;
+        decode_all(&rows)
+    }
+
+    async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        let valid = filter.validate(&self.inner.limits)?;
+        let mut qb = self.filtered(&self.inner.sql.count, &valid);
+        let n: i64 = qb.build_query_scalar().fetch_one(&self.inner.pool).await.map_err(backend)?;
+        to_u64("count", n)
+    }
+
+    fn stream(&self, filter: EventFilter) -> EventStream {
+        let qb = filter.validate(&self.inner.limits).map(|valid| self.select(&valid, filter.limit));
+        let mut qb = match qb {
+            Ok(qb) => qb,
+            Err(e) => return Box::pin(futures_util::stream::iter([Err(e.into())])),
+        };
+        let pool = self.inner.pool.clone();
+        let (tx, rx) = mpsc::channel::<Result<RecordedEvent, StoreError>>(STREAM_BUFFER);
+        let producer = async move {
+            let mut rows = qb.build().fetch(&pool);
+            loop {
+                let item = match rows.try_next().await {
+                    Ok(Some(row)) => decode(&row),
+                    Ok(None) => break,
+                    Err(e) => Err(backend(e)),
+                };
+                let failed = item.is_err();
+                // A closed channel means the consumer dropped the stream: stop reading.
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        };
+        // Spawned on first poll, so building the stream needs no runtime.
+        let start = futures_util::stream::once(async move {
+            tokio::spawn(producer);
+        });
+        let items =
+            futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        use futures_util::StreamExt;
+        Box::pin(start.filter_map(|()| async { None }).chain(items))
+    }
+
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT set_config('factum.allow_delete', 'on', true)")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let deleted = sqlx::query(&self.inner.sql.delete_before)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        validate::snapshot(snapshot)?;
+        sqlx::query(&self.inner.sql.save_snapshot)
+            .bind(snapshot.stream.aggregate_type())
+            .bind(snapshot.stream.aggregate_id())
+            .bind(to_i64(snapshot.version.0))
+            .bind(snapshot.schema_version as i32)
+            .bind(&snapshot.state)
+            .bind(snapshot.created_at)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(&self.inner.sql.load_snapshot)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+        let schema_version: i32 = row.try_get(1).map_err(corrupt)?;
+        Ok(Some(Snapshot {
+            stream: stream.clone(),
+            version: Version(to_u64("snapshot version", row.try_get(0).map_err(corrupt)?)?),
+            schema_version: u32::try_from(schema_version)
+                .map_err(|_| StoreError::Corrupt(format!("snapshot schema_version {schema_version}")))?,
+            state: row.try_get(2).map_err(corrupt)?,
+            created_at: row.try_get(3).map_err(corrupt)?,
+        }))
+    }
+
+    async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.inner.sql.delete_snapshot)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .execute(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
+        validate::consumer_name(consumer)?;
+        let row: Option<(i64, i64)> = sqlx::query_as(&self.inner.sql.load_checkpoint)
+            .bind(consumer)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|(tx, pos)| {
+            Ok(Checkpoint {
+                transaction: to_u64("checkpoint transaction", tx)?,
+                position: GlobalPosition(to_u64("checkpoint position", pos)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        self.save_checkpoint_in(&mut conn, consumer, checkpoint).await
+    }
+
+    fn wake_signal(&self) -> WakeSignal {
+        let receiver = self.inner.wake.subscribe();
+        self.ensure_listener();
+        receiver
+    }
+}

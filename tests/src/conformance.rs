@@ -1,0 +1,605 @@
+//! The conformance suite: one set of cases, written once, that every backend passes.
+//!
+//! [`conformance_suite!`](crate::conformance_suite) turns each case into a test for a
+//! backend, given an expression that makes a fresh store (and a guard to keep alive).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Duration as ChronoDuration, SubsecRound, TimeZone, Utc};
+use factum::{
+    subscribe_all, subscribe_category, subscribe_stream, Checkpoint, EventFilter, EventStore,
+    ExpectedVersion, InvalidInput, Metadata, NewEvent, OrderBy, RecordedEvent, Snapshot, StoreError,
+    StreamId, SubscriptionOptions, Version, VersionRange,
+};
+use futures_util::StreamExt;
+use serde_json::json;
+use uuid::Uuid;
+
+/// A shared handle to the store under test.
+pub type Store = Arc<dyn EventStore>;
+
+fn sid(t: &str, id: &str) -> StreamId {
+    StreamId::new(t, id).expect("valid stream id")
+}
+
+fn ev(t: &str) -> NewEvent {
+    NewEvent::new(t, json!({ "type": t }))
+}
+
+fn versions(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.version.0).collect()
+}
+
+async fn total(store: &Store) -> u64 {
+    store.count(&EventFilter::new()).await.expect("count")
+}
+
+/// Follows the global log from the start, as a subscriber would, until `expect` events
+/// have arrived (the gap-safe horizon may hold back events of transactions that have just
+/// committed while an older transaction anywhere in the cluster is still open).
+async fn read_everything(store: &Store, expect: usize) -> Vec<RecordedEvent> {
+    let mut all = Vec::new();
+    let mut after = Checkpoint::START;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = store.read_all(after, 7).await.expect("read_all");
+        match page.last() {
+            Some(last) => {
+                after = last.checkpoint();
+                all.extend(page);
+            }
+            None if all.len() >= expect => return all,
+            None => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "only {} of {expect} events arrived",
+                    all.len()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Appends, then reads a stream whole, from a version, and in a range.
+pub async fn append_and_read_stream(store: Store) {
+    let s = sid("Order", "o-1");
+    assert_eq!(store.stream_version(&s).await.unwrap(), Version::INITIAL);
+    assert!(store.read_stream(&s, VersionRange::ALL).await.unwrap().is_empty());
+
+    let r = store.append(&s, ExpectedVersion::NoStream, vec![ev("A"), ev("B"), ev("C")]).await.unwrap();
+    assert_eq!((r.from_version, r.to_version), (Version(1), Version(3)));
+    assert_eq!(r.positions.len(), 3);
+    assert!(r.positions.windows(2).all(|w| w[0] < w[1]), "positions increase");
+    assert!(!r.deduplicated);
+
+    let r = store.append(&s, ExpectedVersion::Exact(Version(3)), vec![ev("D"), ev("E")]).await.unwrap();
+    assert_eq!((r.from_version, r.to_version), (Version(4), Version(5)));
+    assert_eq!(store.stream_version(&s).await.unwrap(), Version(5));
+
+    let all = store.read_stream(&s, VersionRange::ALL).await.unwrap();
+    assert_eq!(versions(&all), [1, 2, 3, 4, 5]);
+    assert_eq!(all.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), ["A", "B", "C", "D", "E"]);
+    assert_eq!(versions(&store.read_stream(&s, VersionRange::from(Version(4))).await.unwrap()), [4, 5]);
+    assert_eq!(versions(&store.read_stream(&s, VersionRange::after(Version(4))).await.unwrap()), [5]);
+    assert_eq!(
+        versions(&store.read_stream(&s, VersionRange::between(Version(2), Version(3))).await.unwrap()),
+        [2, 3]
+    );
+    assert!(store.read_stream(&s, VersionRange::from(Version(6))).await.unwrap().is_empty());
+    assert!(store.read_stream(&s, VersionRange::between(Version(4), Version(2))).await.unwrap().is_empty());
+    // Another stream of the same type, and the same id under another type, are separate.
+    assert!(store.read_stream(&sid("Order", "o-2"), VersionRange::ALL).await.unwrap().is_empty());
+    assert!(store.read_stream(&sid("Customer", "o-1"), VersionRange::ALL).await.unwrap().is_empty());
+}
+
+/// Each expected-version mode, accepted and refused; a refusal writes nothing.
+pub async fn expected_version_modes(store: Store) {
+    let s = sid("Order", "o-1");
+    let err = store.append(&s, ExpectedVersion::StreamExists, vec![ev("A")]).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreError::Conflict { actual: Version(0), expected: ExpectedVersion::StreamExists, .. }
+        ),
+        "{err:?}"
+    );
+    let err = store.append(&s, ExpectedVersion::Exact(Version(2)), vec![ev("A")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { actual: Version(0), .. }), "{err:?}");
+
+    store.append(&s, ExpectedVersion::Exact(Version(0)), vec![ev("A")]).await.unwrap();
+    let err = store.append(&s, ExpectedVersion::NoStream, vec![ev("B")]).await.unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Conflict { actual: Version(1), expected: ExpectedVersion::NoStream, .. }
+    ));
+    assert!(err.is_conflict());
+    let err = store.append(&s, ExpectedVersion::Exact(Version(0)), vec![ev("B")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { actual: Version(1), .. }));
+    let err = store.append(&s, ExpectedVersion::Exact(Version(7)), vec![ev("B")]).await.unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Conflict { actual: Version(1), expected: ExpectedVersion::Exact(Version(7)), .. }
+    ));
+
+    let r = store.append(&s, ExpectedVersion::StreamExists, vec![ev("B")]).await.unwrap();
+    assert_eq!(r.to_version, Version(2));
+    let r = store.append(&s, ExpectedVersion::Any, vec![ev("C"), ev("D")]).await.unwrap();
+    assert_eq!((r.from_version, r.to_version), (Version(3), Version(4)));
+    let fresh = sid("Order", "o-any");
+    let r = store.append(&fresh, ExpectedVersion::Any, vec![ev("A")]).await.unwrap();
+    assert_eq!(r.to_version, Version(1));
+
+    assert_eq!(versions(&store.read_stream(&s, VersionRange::ALL).await.unwrap()), [1, 2, 3, 4]);
+    assert_eq!(total(&store).await, 5, "refused appends wrote nothing");
+}
+
+/// An exact retry returns the original result; any other reuse of an id is refused.
+pub async fn idempotent_append(store: Store) {
+    let s = sid("Order", "o-1");
+    let batch = vec![ev("A"), ev("B")];
+    let first = store.append(&s, ExpectedVersion::NoStream, batch.clone()).await.unwrap();
+    let retry = store.append(&s, ExpectedVersion::NoStream, batch.clone()).await.unwrap();
+    assert!(retry.deduplicated);
+    assert_eq!(
+        (retry.from_version, retry.to_version, &retry.positions),
+        (first.from_version, first.to_version, &first.positions)
+    );
+    assert_eq!(total(&store).await, 2, "a retry stores nothing twice");
+
+    // Same id, different content.
+    let mut changed = batch[0].clone();
+    changed.payload = json!({"changed": true});
+    let err = store.append(&s, ExpectedVersion::Any, vec![changed]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::DuplicateEvent { event_id } if event_id == batch[0].event_id),
+        "{err:?}"
+    );
+    // Part of the batch only, or mixed with a new event.
+    let err = store.append(&s, ExpectedVersion::Any, vec![batch[1].clone()]).await.unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateEvent { .. }), "{err:?}");
+    let fresh = ev("C");
+    let err =
+        store.append(&s, ExpectedVersion::Any, vec![fresh.clone(), batch[0].clone()]).await.unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateEvent { .. }), "{err:?}");
+    // Same batch to another stream.
+    let err = store.append(&sid("Order", "o-2"), ExpectedVersion::Any, batch.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateEvent { .. }), "{err:?}");
+
+    assert_eq!(total(&store).await, 2);
+    assert_eq!(store.stream_version(&s).await.unwrap(), Version(2));
+    assert_eq!(store.stream_version(&sid("Order", "o-2")).await.unwrap(), Version(0));
+}
+
+/// Every field of an event survives the round trip.
+pub async fn event_fields_round_trip(store: Store) {
+    let s = sid("Order", "o-1");
+    let mut meta = Metadata {
+        correlation_id: Some(Uuid::now_v7()),
+        causation_id: Some(Uuid::now_v7()),
+        user_id: Some("user-1".into()),
+        tenant_id: Some("tenant-ä".into()),
+        ..Metadata::default()
+    };
+    meta.custom.insert("trace_id".into(), json!("abc"));
+    meta.custom.insert("nested".into(), json!({"k": [1, 2]}));
+    let occurred =
+        Utc.with_ymd_and_hms(2024, 5, 6, 7, 8, 9).unwrap() + ChronoDuration::nanoseconds(123_456_789);
+    let mut e = NewEvent::new(
+        "OrderPlaced",
+        json!({"customer": "c-1", "lines": [{"sku": "A", "qty": 2}], "note": "ünïcødé ✓"}),
+    )
+    .with_topic("order.lifecycle.placed")
+    .with_metadata(meta.clone())
+    .with_schema_version(3);
+    e.occurred_at = occurred;
+    let before = Utc::now().trunc_subsecs(6) - ChronoDuration::seconds(5);
+    let r = store.append(&s, ExpectedVersion::NoStream, vec![e.clone()]).await.unwrap();
+    let got = store.read_stream(&s, VersionRange::ALL).await.unwrap().remove(0);
+    assert_eq!(got.event_id, e.event_id);
+    assert_eq!(got.stream, s);
+    assert_eq!(got.version, Version(1));
+    assert_eq!(got.position, r.positions[0]);
+    assert_eq!(got.event_type, "OrderPlaced");
+    assert_eq!(got.schema_version, 3);
+    assert_eq!(got.topic.as_deref(), Some("order.lifecycle.placed"));
+    assert_eq!(got.payload, e.payload);
+    assert_eq!(got.metadata, meta);
+    assert_eq!(got.occurred_at, occurred.trunc_subsecs(6), "microsecond precision");
+    assert!(got.recorded_at >= before && got.recorded_at <= Utc::now() + ChronoDuration::seconds(5));
+    assert!(got.transaction > 0);
+
+    let plain = store.append(&s, ExpectedVersion::Any, vec![ev("Plain")]).await.unwrap();
+    let got = store.read_stream(&s, VersionRange::from(plain.from_version)).await.unwrap().remove(0);
+    assert_eq!(got.topic, None);
+    assert!(got.metadata.is_empty());
+}
+
+/// The global log and categories, paged by checkpoint; the latest position.
+pub async fn read_all_and_category(store: Store) {
+    assert!(store.read_all(Checkpoint::START, 10).await.unwrap().is_empty());
+    assert_eq!(store.latest_position().await.unwrap(), None);
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        for (t, id) in [("Order", format!("o-{i}")), ("Customer", format!("c-{i}"))] {
+            let r = store.append(&sid(t, &id), ExpectedVersion::Any, vec![ev("X"), ev("Y")]).await.unwrap();
+            expected.extend(r.positions);
+        }
+    }
+    let all = read_everything(&store, expected.len()).await;
+    assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), expected, "every event once, in order");
+    assert!(all.windows(2).all(|w| w[0].checkpoint() < w[1].checkpoint()));
+    assert_eq!(store.latest_position().await.unwrap(), expected.last().copied());
+
+    let mut orders = Vec::new();
+    let mut after = Checkpoint::START;
+    loop {
+        let page = store.read_category("Order", after, 3).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.checkpoint();
+        orders.extend(page);
+    }
+    assert_eq!(orders.len(), 10);
+    assert!(orders.iter().all(|e| e.stream.aggregate_type() == "Order"));
+    assert!(store.read_category("Nothing", Checkpoint::START, 10).await.unwrap().is_empty());
+    let tail = store.read_all(all[7].checkpoint(), 100).await.unwrap();
+    assert_eq!(tail.len(), 12);
+    assert_eq!(tail[0].position, all[8].position);
+}
+
+async fn seed_for_queries(store: &Store) -> Vec<RecordedEvent> {
+    let base = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+    let specs = [
+        ("app", "a1", "app.registered", Some("app.lifecycle.registered"), json!({"user_id": "u1"})),
+        ("app", "a1", "app.installed", Some("app.lifecycle.installed"), json!({"user_id": "u2"})),
+        (
+            "app",
+            "a2",
+            "app.registered",
+            Some("app.lifecycle.registered"),
+            json!({"user_id": "u1", "tags": ["x", "y"]}),
+        ),
+        ("app", "a2", "settings.updated", Some("app.settings.updated"), json!({"user_id": "u3"})),
+        ("hook", "h1", "hook.triggered", Some("hook.triggered.order_created"), json!({"user_id": "u1"})),
+        ("hook", "h1", "hook.completed", Some("hook.trigger.completed"), json!({})),
+        ("activity", "x1", "activity.received", Some("activity.request.received"), json!({"user_id": "u2"})),
+        ("activity", "x1", "untopical", None, json!({})),
+    ];
+    let mut out = Vec::new();
+    for (i, (t, id, ty, topic, meta)) in specs.into_iter().enumerate() {
+        let mut e = NewEvent::new(ty, json!({ "i": i })).with_metadata(Metadata::from_json(meta));
+        e.topic = topic.map(str::to_owned);
+        // Occurrence order deliberately differs from append order.
+        e.occurred_at = base + ChronoDuration::minutes(((i * 5) % 8) as i64);
+        store.append(&sid(t, id), ExpectedVersion::Any, vec![e]).await.unwrap();
+    }
+    out.extend(read_everything(store, 8).await);
+    out
+}
+
+fn idx(events: &[RecordedEvent]) -> Vec<i64> {
+    events.iter().map(|e| e.payload["i"].as_i64().unwrap()).collect()
+}
+
+/// Seed 000's filters, each alone and combined, with ordering and pagination, and count.
+pub async fn query_filters(store: Store) {
+    let all = seed_for_queries(&store).await;
+    assert_eq!(all.len(), 8);
+    let q = |f: EventFilter| {
+        let store = store.clone();
+        async move {
+            let mut got = idx(&store.query(&f).await.unwrap());
+            let n = store.count(&f).await.unwrap();
+            if f.limit.is_none() && f.offset == 0 {
+                assert_eq!(n as usize, got.len(), "count agrees with query for {f:?}");
+            }
+            got.sort_unstable();
+            got
+        }
+    };
+    assert_eq!(q(EventFilter::new()).await, [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(q(EventFilter::new().event_types(["app.registered"])).await, [0, 2]);
+    assert_eq!(q(EventFilter::new().event_types(["app.registered", "hook.triggered"])).await, [0, 2, 4]);
+    assert_eq!(q(EventFilter::new().topics(["app.lifecycle.#"])).await, [0, 1, 2]);
+    assert_eq!(q(EventFilter::new().topics(["app.#"])).await, [0, 1, 2, 3]);
+    assert_eq!(q(EventFilter::new().topics(["hook.triggered.*"])).await, [4]);
+    assert_eq!(q(EventFilter::new().topics(["*.*.registered"])).await, [0, 2]);
+    assert_eq!(q(EventFilter::new().topics(["#.completed"])).await, [5]);
+    assert_eq!(q(EventFilter::new().topics(["#"])).await, [0, 1, 2, 3, 4, 5, 6], "no topic never matches");
+    assert_eq!(q(EventFilter::new().topics(["app.settings.updated"])).await, [3], "exact topic");
+    assert_eq!(
+        q(EventFilter::new().topics(["app.lifecycle.#", "hook.#", "activity.#"])).await,
+        [0, 1, 2, 4, 5, 6]
+    );
+    assert_eq!(q(EventFilter::new().topics(["app.*"])).await, Vec::<i64>::new());
+    assert_eq!(q(EventFilter::new().aggregate_id("a2")).await, [2, 3]);
+    assert_eq!(q(EventFilter::new().aggregate_type("hook")).await, [4, 5]);
+    assert_eq!(q(EventFilter::new().metadata(json!({"user_id": "u1"}))).await, [0, 2, 4]);
+    assert_eq!(q(EventFilter::new().metadata(json!({"tags": ["y"]}))).await, [2]);
+    assert_eq!(q(EventFilter::new().metadata(json!({}))).await, [0, 1, 2, 3, 4, 5, 6, 7]);
+    let base = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+    // Minutes: i -> (i*5)%8 = 0,5,2,7,4,1,6,3.
+    let from_to = EventFilter::new()
+        .occurred_between(Some(base + ChronoDuration::minutes(2)), Some(base + ChronoDuration::minutes(5)));
+    assert_eq!(q(from_to).await, [2, 4, 7], "from inclusive, to exclusive");
+    assert_eq!(
+        q(EventFilter::new()
+            .aggregate_type("app")
+            .topics(["app.lifecycle.#"])
+            .metadata(json!({"user_id": "u1"})))
+        .await,
+        [0, 2]
+    );
+
+    // Ordering: default is occurred_at descending.
+    let ordered = |f: EventFilter| {
+        let store = store.clone();
+        async move { idx(&store.query(&f).await.unwrap()) }
+    };
+    assert_eq!(ordered(EventFilter::new()).await, [3, 6, 1, 4, 7, 2, 5, 0]);
+    assert_eq!(
+        ordered(EventFilter::new().order_by(OrderBy::OccurredAt, true)).await,
+        [0, 5, 2, 7, 4, 1, 6, 3]
+    );
+    assert_eq!(
+        ordered(EventFilter::new().order_by(OrderBy::GlobalPosition, true)).await,
+        [0, 1, 2, 3, 4, 5, 6, 7]
+    );
+    assert_eq!(
+        ordered(EventFilter::new().order_by(OrderBy::GlobalPosition, false)).await,
+        [7, 6, 5, 4, 3, 2, 1, 0]
+    );
+    // Pagination.
+    let page = EventFilter::new().order_by(OrderBy::GlobalPosition, true).limit(3);
+    assert_eq!(ordered(page.clone()).await, [0, 1, 2]);
+    assert_eq!(ordered(page.clone().offset(3)).await, [3, 4, 5]);
+    assert_eq!(ordered(page.clone().offset(6)).await, [6, 7]);
+    assert_eq!(ordered(page.offset(8)).await, Vec::<i64>::new());
+    assert_eq!(store.count(&EventFilter::new().limit(2).offset(1)).await.unwrap(), 8, "count ignores paging");
+}
+
+/// Without a limit a query returns 100 events (seed 000's default).
+pub async fn query_default_limit(store: Store) {
+    let s = sid("Bulk", "b-1");
+    let batch: Vec<NewEvent> = (0..130).map(|_| ev("E")).collect();
+    store.append(&s, ExpectedVersion::NoStream, batch).await.unwrap();
+    assert_eq!(store.query(&EventFilter::new()).await.unwrap().len(), 100);
+    assert_eq!(store.query(&EventFilter::new().limit(120)).await.unwrap().len(), 120);
+    assert_eq!(store.count(&EventFilter::new()).await.unwrap(), 130);
+}
+
+/// The streaming query yields every match, in order, and may be dropped early.
+pub async fn stream_query(store: Store) {
+    for i in 0..3 {
+        let batch: Vec<NewEvent> = (0..150).map(|_| ev(if i == 1 { "Skip" } else { "Keep" })).collect();
+        store.append(&sid("S", &format!("s-{i}")), ExpectedVersion::Any, batch).await.unwrap();
+    }
+    let f = EventFilter::new().event_types(["Keep"]).order_by(OrderBy::GlobalPosition, true);
+    let got: Vec<RecordedEvent> = store.stream(f.clone()).map(|r| r.unwrap()).collect().await;
+    assert_eq!(got.len(), 300, "more than one buffer's worth, no limit");
+    assert!(got.windows(2).all(|w| w[0].position < w[1].position));
+    assert!(got.iter().all(|e| e.event_type == "Keep"));
+    let limited: Vec<_> = store.stream(f.clone().limit(10).offset(5)).collect().await;
+    assert_eq!(limited.len(), 10);
+    let mut early = store.stream(f);
+    assert!(early.next().await.unwrap().is_ok());
+    drop(early);
+    let bad: Vec<_> = store.stream(EventFilter::new().topics(["a..b"])).collect().await;
+    assert!(matches!(bad.as_slice(), [Err(StoreError::InvalidInput(_))]));
+}
+
+/// Deleting before a cutoff removes exactly the older events; versions continue.
+pub async fn delete_before(store: Store) {
+    let s = sid("Order", "o-1");
+    store.append(&s, ExpectedVersion::NoStream, vec![ev("A"), ev("B")]).await.unwrap();
+    assert_eq!(store.delete_before(Utc::now() - ChronoDuration::hours(1)).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cutoff = Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store.append(&s, ExpectedVersion::Exact(Version(2)), vec![ev("C")]).await.unwrap();
+    store.append(&sid("Order", "o-2"), ExpectedVersion::NoStream, vec![ev("D")]).await.unwrap();
+    assert_eq!(store.delete_before(cutoff).await.unwrap(), 2);
+    assert_eq!(versions(&store.read_stream(&s, VersionRange::ALL).await.unwrap()), [3]);
+    assert_eq!(store.stream_version(&s).await.unwrap(), Version(3), "versions are kept");
+    let r = store.append(&s, ExpectedVersion::Exact(Version(3)), vec![ev("E")]).await.unwrap();
+    assert_eq!(r.to_version, Version(4));
+    assert_eq!(total(&store).await, 3);
+    assert_eq!(read_everything(&store, 3).await.len(), 3);
+}
+
+/// Snapshots: save, load, replace with a newer one (never an older one), delete.
+pub async fn snapshots(store: Store) {
+    let s = sid("Order", "o-1");
+    assert_eq!(store.load_snapshot(&s).await.unwrap(), None);
+    let snap = |v: u64, state: serde_json::Value| Snapshot {
+        stream: s.clone(),
+        version: Version(v),
+        schema_version: 2,
+        state,
+        created_at: Utc::now().trunc_subsecs(6),
+    };
+    let first = snap(10, json!({"total": 10}));
+    store.save_snapshot(&first).await.unwrap();
+    assert_eq!(store.load_snapshot(&s).await.unwrap(), Some(first));
+    let newer = snap(20, json!({"total": 20}));
+    store.save_snapshot(&newer).await.unwrap();
+    store.save_snapshot(&snap(15, json!({"total": 15}))).await.unwrap();
+    assert_eq!(store.load_snapshot(&s).await.unwrap(), Some(newer), "an older snapshot never wins");
+    assert_eq!(store.load_snapshot(&sid("Order", "o-2")).await.unwrap(), None);
+    let err = store.save_snapshot(&snap(0, json!({}))).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidInput(_)));
+    let err = store.save_snapshot(&snap(30, json!({"bad": "a\u{0}b"}))).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidInput(InvalidInput::ControlCharacter { .. })));
+    assert!(store.delete_snapshot(&s).await.unwrap());
+    assert!(!store.delete_snapshot(&s).await.unwrap());
+    assert_eq!(store.load_snapshot(&s).await.unwrap(), None);
+}
+
+/// Checkpoints: none at first, saved, overwritten, per consumer.
+pub async fn checkpoints(store: Store) {
+    assert_eq!(store.load_checkpoint("orders").await.unwrap(), None);
+    let cp = Checkpoint { transaction: 42, position: factum::GlobalPosition(7) };
+    store.save_checkpoint("orders", cp).await.unwrap();
+    assert_eq!(store.load_checkpoint("orders").await.unwrap(), Some(cp));
+    let later = Checkpoint { transaction: 50, position: factum::GlobalPosition(9) };
+    store.save_checkpoint("orders", later).await.unwrap();
+    assert_eq!(store.load_checkpoint("orders").await.unwrap(), Some(later));
+    assert_eq!(store.load_checkpoint("customers").await.unwrap(), None);
+    assert!(matches!(store.load_checkpoint("").await, Err(StoreError::InvalidInput(_))));
+    let huge = Checkpoint { transaction: u64::MAX, position: factum::GlobalPosition(1) };
+    assert!(matches!(store.save_checkpoint("orders", huge).await, Err(StoreError::InvalidInput(_))));
+    assert_eq!(store.load_checkpoint("orders").await.unwrap(), Some(later));
+}
+
+async fn next_within(stream: &mut factum::EventStream) -> RecordedEvent {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("subscription delivered within 10 s")
+        .expect("subscription ended")
+        .expect("subscription error")
+}
+
+/// Subscriptions to all, a category and a stream catch up, then follow live appends.
+pub async fn subscriptions(store: Store) {
+    let o1 = sid("Order", "o-1");
+    let c1 = sid("Customer", "c-1");
+    store.append(&o1, ExpectedVersion::NoStream, vec![ev("O1"), ev("O2")]).await.unwrap();
+    store.append(&c1, ExpectedVersion::NoStream, vec![ev("C1")]).await.unwrap();
+    let opts = SubscriptionOptions::default().batch_size(2).poll_interval(Duration::from_millis(200));
+    let mut all = subscribe_all(store.clone(), Checkpoint::START, opts).unwrap();
+    let mut orders = subscribe_category(store.clone(), "Order", Checkpoint::START, opts).unwrap();
+    let mut one = subscribe_stream(store.clone(), o1.clone(), Version(1), opts).unwrap();
+    for want in ["O1", "O2", "C1"] {
+        assert_eq!(next_within(&mut all).await.event_type, want);
+    }
+    assert_eq!(next_within(&mut orders).await.event_type, "O1");
+    assert_eq!(next_within(&mut orders).await.event_type, "O2");
+    assert_eq!(next_within(&mut one).await.event_type, "O2");
+
+    store.append(&c1, ExpectedVersion::Any, vec![ev("C2")]).await.unwrap();
+    store.append(&o1, ExpectedVersion::Any, vec![ev("O3")]).await.unwrap();
+    assert_eq!(next_within(&mut all).await.event_type, "C2");
+    assert_eq!(next_within(&mut all).await.event_type, "O3");
+    assert_eq!(next_within(&mut orders).await.event_type, "O3", "the category skips other types");
+    let o3 = next_within(&mut one).await;
+    assert_eq!((o3.event_type.as_str(), o3.version), ("O3", Version(3)));
+    assert!(matches!(
+        subscribe_category(store.clone(), "", Checkpoint::START, opts),
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
+/// Bad input of every kind gets a typed error and changes nothing.
+pub async fn bad_input(store: Store) {
+    let s = sid("Order", "o-1");
+    store.append(&s, ExpectedVersion::NoStream, vec![ev("A")]).await.unwrap();
+    let before = total(&store).await;
+    let invalid = |r: Result<factum::AppendResult, StoreError>| match r {
+        Err(StoreError::InvalidInput(e)) => e,
+        other => panic!("expected InvalidInput, got {other:?}"),
+    };
+    assert_eq!(invalid(store.append(&s, ExpectedVersion::Any, vec![]).await), InvalidInput::EmptyBatch);
+    assert!(matches!(
+        invalid(store.append(&s, ExpectedVersion::Any, vec![ev("")]).await),
+        InvalidInput::Empty { .. }
+    ));
+    assert!(matches!(
+        invalid(store.append(&s, ExpectedVersion::Any, vec![ev(&"x".repeat(256))]).await),
+        InvalidInput::TooLong { .. }
+    ));
+    assert!(matches!(
+        invalid(store.append(&s, ExpectedVersion::Any, vec![ev("A\u{0}B")]).await),
+        InvalidInput::ControlCharacter { .. }
+    ));
+    assert!(matches!(
+        invalid(
+            store.append(&s, ExpectedVersion::Any, vec![NewEvent::new("A", json!({"k": "v\u{0}"}))]).await
+        ),
+        InvalidInput::ControlCharacter { .. }
+    ));
+    let huge = NewEvent::new("A", json!({ "blob": "x".repeat(store.limits().max_payload_bytes) }));
+    assert!(matches!(
+        invalid(store.append(&s, ExpectedVersion::Any, vec![huge]).await),
+        InvalidInput::TooLarge { .. }
+    ));
+    assert!(matches!(
+        invalid(store.append(&s, ExpectedVersion::Any, vec![ev("A").with_topic("bad topic")]).await),
+        InvalidInput::InvalidTopic { .. }
+    ));
+    assert!(matches!(
+        invalid(store.append(&s, ExpectedVersion::Any, vec![ev("A").with_topic("a.#")]).await),
+        InvalidInput::InvalidTopic { .. }
+    ));
+    let dup = ev("A");
+    assert!(matches!(
+        invalid(store.append(&s, ExpectedVersion::Any, vec![dup.clone(), dup]).await),
+        InvalidInput::DuplicateIdInBatch(_)
+    ));
+    // A good event in a batch with a bad one is not written either.
+    assert!(store.append(&s, ExpectedVersion::Any, vec![ev("Good"), ev("")]).await.is_err());
+    for (t, id) in [("", "x"), ("x", ""), ("x\u{0}", "y"), ("x", "y\n")] {
+        assert!(StreamId::new(t, id).is_err(), "{t:?}/{id:?}");
+    }
+
+    // Filters: invalid ones are refused, hostile strings are data.
+    let refused = |f: EventFilter| {
+        let store = store.clone();
+        async move {
+            assert!(matches!(store.query(&f).await, Err(StoreError::InvalidInput(_))), "query {f:?}");
+            assert!(matches!(store.count(&f).await, Err(StoreError::InvalidInput(_))), "count {f:?}");
+        }
+    };
+    refused(EventFilter::new().topics(["a..b"])).await;
+    refused(EventFilter::new().topics(["app.(x|y)"])).await;
+    refused(EventFilter::new().topics(["'; DROP TABLE events; --"])).await;
+    refused(EventFilter::new().event_types(["a\u{0}"])).await;
+    refused(EventFilter::new().aggregate_id("")).await;
+    refused(EventFilter::new().limit(0)).await;
+    refused(EventFilter::new().limit(store.limits().max_query_limit + 1)).await;
+    refused(EventFilter::new().metadata(json!(["not", "an", "object"]))).await;
+    refused(EventFilter::new().metadata(json!({"k": "\u{0}"}))).await;
+    for hostile in ["'; DROP TABLE events; --", "\" OR 1=1 --", "%", "_", "\\", "$1", "ö'\""] {
+        let f = EventFilter::new()
+            .event_types([hostile])
+            .aggregate_id(hostile)
+            .aggregate_type(hostile)
+            .metadata(json!({ hostile: hostile }));
+        assert!(store.query(&f).await.unwrap().is_empty(), "{hostile:?}");
+        assert_eq!(store.count(&EventFilter::new().aggregate_id(hostile)).await.unwrap(), 0);
+        let hs = StreamId::new(hostile, hostile).unwrap();
+        assert!(store.read_stream(&hs, VersionRange::ALL).await.unwrap().is_empty());
+    }
+    assert!(matches!(store.read_all(Checkpoint::START, 0).await, Err(StoreError::InvalidInput(_))));
+    assert!(matches!(store.read_category("", Checkpoint::START, 10).await, Err(StoreError::InvalidInput(_))));
+    assert!(matches!(
+        store.save_checkpoint("a\u{0}", Checkpoint::START).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+
+    assert_eq!(total(&store).await, before, "nothing was written");
+    assert_eq!(store.stream_version(&s).await.unwrap(), Version(1));
+}
+
+/// Generates one `#[tokio::test]` per conformance case for a backend.
+///
+/// `$make` is an async expression evaluating to `(Arc<dyn EventStore>, guard)`; the guard
+/// is kept alive for the test's duration.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            append_and_read_stream, expected_version_modes, idempotent_append,
+            event_fields_round_trip, read_all_and_category, query_filters, query_default_limit,
+            stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input);
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = $make;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
