@@ -37,6 +37,9 @@ CREATE TABLE {schema}.{streams} (
     aggregate_type   VARCHAR(255) NOT NULL,
     aggregate_id     VARCHAR(255) NOT NULL,
     version          BIGINT NOT NULL,
+    -- The newest transaction that appended to the stream: an append from an older
+    -- transaction would sort before it in the log, so it is refused (and retried).
+    last_transaction BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (aggregate_type, aggregate_id)
 );
 
@@ -102,27 +105,47 @@ CREATE FUNCTION {schema}.{events}_append(
 LANGUAGE plpgsql AS $fn$
 DECLARE
     n      BIGINT := cardinality(p_event_ids);
+    v_xid  BIGINT;
     v_from BIGINT;
+    v_last BIGINT;
 BEGIN
+    -- Serialize appends to one stream *before* this transaction takes an id: an advisory
+    -- lock needs none, so a transaction that starts here gets an id newer than that of
+    -- the stream's previous writer, and the log's (transaction, position) order keeps the
+    -- stream's versions in order. Different streams do not wait on each other (but for
+    -- the rare hash collision).
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_aggregate_type || chr(31) || p_aggregate_id, 0));
+    v_xid := pg_current_xact_id()::text::bigint;
     IF p_expected = -1 THEN
-        INSERT INTO {schema}.{streams} AS s (aggregate_type, aggregate_id, version)
-            VALUES (p_aggregate_type, p_aggregate_id, n)
-            ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = s.version + n
-            RETURNING s.version - n INTO v_from;
+        INSERT INTO {schema}.{streams} AS s (aggregate_type, aggregate_id, version, last_transaction)
+            VALUES (p_aggregate_type, p_aggregate_id, n, v_xid)
+            ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                SET version = s.version + n, last_transaction = greatest(s.last_transaction, v_xid)
+            RETURNING s.version - n, s.last_transaction INTO v_from, v_last;
     ELSIF p_expected = 0 THEN
-        INSERT INTO {schema}.{streams} (aggregate_type, aggregate_id, version)
-            VALUES (p_aggregate_type, p_aggregate_id, n)
-            ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version
-                WHERE {streams}.version = 0
-            RETURNING 0 INTO v_from;
+        INSERT INTO {schema}.{streams} AS s (aggregate_type, aggregate_id, version, last_transaction)
+            VALUES (p_aggregate_type, p_aggregate_id, n, v_xid)
+            ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                SET version = EXCLUDED.version, last_transaction = greatest(s.last_transaction, v_xid)
+                WHERE s.version = 0
+            RETURNING 0, s.last_transaction INTO v_from, v_last;
     ELSIF p_expected = -2 THEN
-        UPDATE {schema}.{streams} SET version = version + n
+        UPDATE {schema}.{streams} SET version = version + n, last_transaction = greatest(last_transaction, v_xid)
             WHERE aggregate_type = p_aggregate_type AND aggregate_id = p_aggregate_id AND version > 0
-            RETURNING version - n INTO v_from;
+            RETURNING version - n, last_transaction INTO v_from, v_last;
     ELSE
-        UPDATE {schema}.{streams} SET version = version + n
+        UPDATE {schema}.{streams} SET version = version + n, last_transaction = greatest(last_transaction, v_xid)
             WHERE aggregate_type = p_aggregate_type AND aggregate_id = p_aggregate_id AND version = p_expected
-            RETURNING version - n INTO v_from;
+            RETURNING version - n, last_transaction INTO v_from, v_last;
+    END IF;
+
+    -- The log is read in (transaction, position) order. If a newer transaction already
+    -- appended to this stream, our events would sort before its earlier versions: refuse,
+    -- and let the caller retry in a new (newer) transaction.
+    IF v_from IS NOT NULL AND v_last <> v_xid THEN
+        RAISE EXCEPTION 'append to %/% from transaction % would sort before transaction % in the log; retry in a new transaction',
+                p_aggregate_type, p_aggregate_id, v_xid, v_last
+            USING ERRCODE = 'serialization_failure', CONSTRAINT = '{streams}_transaction_order';
     END IF;
 
     IF v_from IS NULL THEN

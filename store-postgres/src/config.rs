@@ -80,6 +80,41 @@ impl SchemaNames {
         SchemaNames { schema: schema.into(), ..Self::default() }
     }
 
+    /// Sets the events table's name.
+    #[must_use]
+    pub fn events(mut self, name: impl Into<String>) -> Self {
+        self.events = name.into();
+        self
+    }
+
+    /// Sets the stream head table's name.
+    #[must_use]
+    pub fn streams(mut self, name: impl Into<String>) -> Self {
+        self.streams = name.into();
+        self
+    }
+
+    /// Sets the snapshots table's name.
+    #[must_use]
+    pub fn snapshots(mut self, name: impl Into<String>) -> Self {
+        self.snapshots = name.into();
+        self
+    }
+
+    /// Sets the checkpoints table's name.
+    #[must_use]
+    pub fn positions(mut self, name: impl Into<String>) -> Self {
+        self.positions = name.into();
+        self
+    }
+
+    /// Sets the applied-migrations table's name.
+    #[must_use]
+    pub fn migrations(mut self, name: impl Into<String>) -> Self {
+        self.migrations = name.into();
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check_identifier("schema", &self.schema)?;
         check_identifier("events table", &self.events)?;
@@ -109,6 +144,29 @@ impl Default for PoolSettings {
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+impl PoolSettings {
+    /// Sets the most connections.
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets the idle timeout.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the connect (acquire) timeout.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 }
 

@@ -25,6 +25,13 @@ use crate::schema::{self, expand};
 /// How many events [`EventStore::stream`] reads ahead of its consumer (seed 000's buffer).
 pub const STREAM_BUFFER: usize = 100;
 
+/// SQLSTATE `serialization_failure`, raised by the append function when a stream would be
+/// reordered in the log (with the constraint name `<streams>_transaction_order`).
+const SERIALIZATION_FAILURE: &str = "40001";
+
+/// How often [`EventStore::append`] retries an append that raced a newer transaction.
+const REORDER_RETRIES: usize = 5;
+
 const COLUMNS: &str = "global_position, transaction_id, event_id, aggregate_type, aggregate_id, \
      version, event_type, event_version, topic, event_data, metadata, occurred_at, recorded_at";
 
@@ -47,6 +54,7 @@ struct Sql {
     save_checkpoint: String,
     event_id_constraint: String,
     stream_version_constraint: String,
+    transaction_order_constraint: String,
 }
 
 impl Sql {
@@ -101,6 +109,7 @@ impl Sql {
                  last_processed_at = EXCLUDED.last_processed_at"),
             event_id_constraint: format!("{}_event_id_key", names.events),
             stream_version_constraint: format!("{}_stream_version_key", names.events),
+            transaction_order_constraint: format!("{}_transaction_order", names.streams),
         }
     }
 }
@@ -392,6 +401,11 @@ impl PostgresStore {
 
     fn append_error(&self, e: sqlx::Error, stream: &StreamId, expected: ExpectedVersion) -> AppendFailure {
         if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some(SERIALIZATION_FAILURE)
+                && db.constraint() == Some(self.inner.sql.transaction_order_constraint.as_str())
+            {
+                return AppendFailure::Other(StoreError::RetryTransaction { stream: stream.clone() });
+            }
             if db.kind() == ErrorKind::UniqueViolation {
                 let constraint = db.constraint().unwrap_or_default();
                 if constraint == self.inner.sql.event_id_constraint {
@@ -540,7 +554,16 @@ impl EventStore for PostgresStore {
     ) -> Result<AppendResult, StoreError> {
         validate::batch(&events, &self.inner.limits)?;
         let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
-        let outcome = self.append_rows(&mut conn, stream, expected, &events).await;
+        let mut outcome = self.append_rows(&mut conn, stream, expected, &events).await;
+        for _ in 0..REORDER_RETRIES {
+            match outcome {
+                // Nothing was written; a new transaction has a newer id.
+                Err(AppendFailure::Other(StoreError::RetryTransaction { .. })) => {
+                    outcome = self.append_rows(&mut conn, stream, expected, &events).await;
+                }
+                _ => break,
+            }
+        }
         match outcome {
             Ok(result) => Ok(result),
             // The version check runs before the insert: a retry of a stored batch meets a

@@ -116,6 +116,15 @@ pub enum StoreError {
         /// The id already stored.
         event_id: Uuid,
     },
+    /// The append raced a newer transaction writing to the same stream, and committing it
+    /// would put this stream's events out of version order in the global log; nothing
+    /// was written. Retry in a new transaction: [`EventStore::append`](crate::EventStore::append)
+    /// does so itself; only appends inside a caller's own transaction see this error.
+    #[error("append to {stream} raced a newer transaction; retry in a new transaction")]
+    RetryTransaction {
+        /// The stream.
+        stream: StreamId,
+    },
     /// A stored row could not be read back (for instance a column outside its range).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

@@ -1,0 +1,485 @@
+//! PostgreSQL-specific behaviour: real concurrency, gap safety, NOTIFY, immutability,
+//! transaction-first appends, the seed 001 monitoring SQL, schema configuration.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use factum::{
+    subscribe_all, subscribe_category, Checkpoint, EventStore, EventStream, ExpectedVersion, NewEvent,
+    RecordedEvent, StoreError, StreamId, SubscriptionOptions, Version, VersionRange,
+};
+use factum_postgres::{PoolSettings, PostgresStore, SchemaNames};
+use factum_tests::TestDb;
+use futures_util::StreamExt;
+use rand::Rng;
+use serde_json::json;
+use sqlx::Row;
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+fn sid(t: &str, id: &str) -> StreamId {
+    StreamId::new(t, id).unwrap()
+}
+
+fn ev(t: &str) -> NewEvent {
+    NewEvent::new(t, json!({}))
+}
+
+async fn next_within(sub: &mut EventStream, within: Duration) -> Option<RecordedEvent> {
+    match tokio::time::timeout(within, sub.next()).await {
+        Ok(Some(Ok(e))) => Some(e),
+        Ok(Some(Err(e))) => panic!("subscription error: {e}"),
+        Ok(None) => panic!("subscription ended"),
+        Err(_) => None,
+    }
+}
+
+/// 50 tasks race with `Exact` expected versions: each round has exactly one winner, every
+/// loser sees a conflict carrying the actual version, and the stream ends gapless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_exact_appends() {
+    let db = TestDb::new().await;
+    let pool = PoolSettings::default().max_connections(60);
+    let store = Arc::new(db.store_with(db.config().with_pool(pool)).await);
+    let stream = sid("Counter", "c-1");
+    const TASKS: usize = 50;
+
+    // Round one: all 50 at Exact(0) at once.
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let mut handles = Vec::new();
+    for i in 0..TASKS {
+        let (store, stream, barrier) = (store.clone(), stream.clone(), barrier.clone());
+        handles.push(tokio::spawn(async move {
+            let event = NewEvent::new("Tick", json!({ "task": i }));
+            barrier.wait().await;
+            store.append(&stream, ExpectedVersion::Exact(Version(0)), vec![event]).await
+        }));
+    }
+    let mut winners = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(r) => {
+                winners += 1;
+                assert_eq!(r.to_version, Version(1));
+            }
+            Err(StoreError::Conflict { actual, expected, .. }) => {
+                assert_eq!(actual, Version(1));
+                assert_eq!(expected, ExpectedVersion::Exact(Version(0)));
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one writer wins a round");
+
+    // Then every task appends once, retrying on conflict with the version it read.
+    let conflicts = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for i in 0..TASKS {
+        let (store, stream, conflicts) = (store.clone(), stream.clone(), conflicts.clone());
+        handles.push(tokio::spawn(async move {
+            let event = NewEvent::new("Tock", json!({ "task": i }));
+            loop {
+                let v = store.stream_version(&stream).await.unwrap();
+                match store.append(&stream, ExpectedVersion::Exact(v), vec![event.clone()]).await {
+                    Ok(r) => return r.to_version,
+                    Err(StoreError::Conflict { .. }) => {
+                        conflicts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => panic!("unexpected error: {e}"),
+                }
+            }
+        }));
+    }
+    let mut won: Vec<u64> = Vec::new();
+    for h in handles {
+        won.push(h.await.unwrap().0);
+    }
+    won.sort_unstable();
+    assert_eq!(won, (2..=51).collect::<Vec<u64>>(), "each version written by exactly one task");
+    let events = store.read_stream(&stream, VersionRange::ALL).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.version.0).collect::<Vec<_>>(), (1..=51).collect::<Vec<_>>());
+    let tasks: HashSet<i64> = events
+        .iter()
+        .filter(|e| e.event_type == "Tock")
+        .map(|e| e.payload["task"].as_i64().unwrap())
+        .collect();
+    assert_eq!(tasks.len(), TASKS, "every task's event stored once");
+    assert!(conflicts.load(Ordering::Relaxed) > 0, "racing writers saw conflicts");
+}
+
+/// A transaction holds its append open while a later one commits: readers of the log and
+/// of the category must not move past the open one, and see both exactly once after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gap_safety_with_a_held_transaction() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store().await);
+    let opts = SubscriptionOptions::default().poll_interval(Duration::from_millis(50));
+    let mut sub_all = subscribe_all(store.clone(), Checkpoint::START, opts).unwrap();
+    let mut sub_cat = subscribe_category(store.clone(), "Order", Checkpoint::START, opts).unwrap();
+
+    let mut slow = store.pool().begin().await.unwrap();
+    let a = store
+        .append_in(&mut slow, &sid("Order", "slow"), ExpectedVersion::Any, vec![ev("Slow")])
+        .await
+        .unwrap();
+    let b = store.append(&sid("Order", "fast"), ExpectedVersion::Any, vec![ev("Fast")]).await.unwrap();
+    assert!(a.positions[0] < b.positions[0], "the held transaction took the lower position");
+
+    // A naive reader by position would now see "Fast", checkpoint past "Slow", and lose it.
+    let naive: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE global_position > 0")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(naive, 1, "the later event is already visible to plain SELECTs");
+    assert!(
+        store.read_all(Checkpoint::START, 100).await.unwrap().is_empty(),
+        "the log waits for the open one"
+    );
+    assert!(store.read_category("Order", Checkpoint::START, 100).await.unwrap().is_empty());
+    assert!(next_within(&mut sub_all, Duration::from_millis(300)).await.is_none());
+    assert!(next_within(&mut sub_cat, Duration::from_millis(100)).await.is_none());
+
+    slow.commit().await.unwrap();
+    let page = factum_tests::eventually(Duration::from_secs(10), "both events", || {
+        let store = store.clone();
+        async move {
+            let page = store.read_all(Checkpoint::START, 100).await.unwrap();
+            (page.len() == 2).then_some(page)
+        }
+    })
+    .await;
+    assert_eq!(page.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), ["Slow", "Fast"]);
+    for sub in [&mut sub_all, &mut sub_cat] {
+        let first = next_within(sub, Duration::from_secs(10)).await.unwrap();
+        let second = next_within(sub, Duration::from_secs(10)).await.unwrap();
+        assert_eq!((first.event_type.as_str(), second.event_type.as_str()), ("Slow", "Fast"));
+        assert!(next_within(sub, Duration::from_millis(300)).await.is_none(), "nothing twice");
+    }
+}
+
+/// A transaction with an older id appending after a newer one wrote the same stream would
+/// reorder the stream in the log: refused with a retryable error, and nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_order_in_the_log_is_kept() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let s = sid("Order", "o-1");
+    let mut old = store.pool().begin().await.unwrap();
+    // Take a transaction id now, as a transaction that wrote something first would.
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *old).await.unwrap();
+    store.append(&s, ExpectedVersion::Any, vec![ev("Newer")]).await.unwrap();
+    let err = store.append_in(&mut old, &s, ExpectedVersion::Any, vec![ev("Older")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::RetryTransaction { .. }), "{err:?}");
+    old.rollback().await.unwrap();
+    // Retried in a new transaction, it goes through.
+    let mut retry = store.pool().begin().await.unwrap();
+    store.append_in(&mut retry, &s, ExpectedVersion::Any, vec![ev("Older")]).await.unwrap();
+    retry.commit().await.unwrap();
+    let log = store.read_all(Checkpoint::START, 10).await.unwrap();
+    assert_eq!(log.iter().map(|e| e.version.0).collect::<Vec<_>>(), [1, 2]);
+}
+
+/// ≥ 100,000 events from 16 writers whose transactions commit after random short delays,
+/// followed live by subscriptions to the log and to a category: zero lost, zero doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gap_safety_at_volume() {
+    const WRITERS: usize = 16;
+    const TX_PER_WRITER: usize = 625;
+    const BATCH: usize = 10;
+    const TOTAL: usize = WRITERS * TX_PER_WRITER * BATCH; // 100,000
+    let db = TestDb::new().await;
+    let pool = PoolSettings::default().max_connections(30);
+    let store = Arc::new(db.store_with(db.config().with_pool(pool)).await);
+    let opts = SubscriptionOptions::default().batch_size(1000).poll_interval(Duration::from_millis(200));
+
+    let follow = |sub: EventStream, expect: usize| {
+        tokio::spawn(async move {
+            let mut sub = sub;
+            let mut seen = HashSet::with_capacity(expect);
+            let mut duplicates = 0usize;
+            let mut last = Checkpoint::START;
+            let mut versions: std::collections::HashMap<StreamId, u64> = std::collections::HashMap::new();
+            while seen.len() < expect {
+                let e = match tokio::time::timeout(Duration::from_secs(60), sub.next()).await {
+                    Ok(Some(Ok(e))) => e,
+                    other => panic!("subscription stalled at {} of {expect}: {other:?}", seen.len()),
+                };
+                assert!(e.checkpoint() > last, "checkpoints strictly increase");
+                last = e.checkpoint();
+                let v = versions.entry(e.stream.clone()).or_default();
+                assert_eq!(e.version.0, *v + 1, "{}: versions arrive in order, without gaps", e.stream);
+                *v = e.version.0;
+                if !seen.insert(e.event_id) {
+                    duplicates += 1;
+                }
+            }
+            // Nothing more arrives (no duplicates after the last one either).
+            let extra = tokio::time::timeout(Duration::from_millis(500), sub.next()).await;
+            assert!(extra.is_err(), "unexpected extra event: {extra:?}");
+            (seen, duplicates)
+        })
+    };
+    let all = follow(subscribe_all(store.clone(), Checkpoint::START, opts).unwrap(), TOTAL);
+    let even = follow(subscribe_category(store.clone(), "Even", Checkpoint::START, opts).unwrap(), TOTAL / 2);
+
+    let started = Instant::now();
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(TX_PER_WRITER * BATCH);
+            let mut retries = 0u64;
+            for t in 0..TX_PER_WRITER {
+                let (stream_no, delay_us) = {
+                    let mut rng = rand::thread_rng();
+                    (rng.gen_range(0..200u32), rng.gen_range(0..2000u64))
+                };
+                let category = if (w + t) % 2 == 0 { "Even" } else { "Odd" };
+                let stream = sid(category, &format!("s-{stream_no}"));
+                let batch: Vec<NewEvent> = (0..BATCH).map(|_| ev("V")).collect();
+                ids.extend(batch.iter().map(|e| (e.event_id, category == "Even")));
+                loop {
+                    let mut tx = store.pool().begin().await.unwrap();
+                    match store.append_in(&mut tx, &stream, ExpectedVersion::Any, batch.clone()).await {
+                        Ok(_) => {}
+                        Err(StoreError::RetryTransaction { .. }) => {
+                            retries += 1;
+                            continue;
+                        }
+                        Err(e) => panic!("append failed: {e}"),
+                    }
+                    tokio::time::sleep(Duration::from_micros(delay_us)).await;
+                    tx.commit().await.unwrap();
+                    break;
+                }
+            }
+            (ids, retries)
+        }));
+    }
+    let mut written = Vec::with_capacity(TOTAL);
+    let mut retries = 0;
+    for w in writers {
+        let (ids, r) = w.await.unwrap();
+        written.extend(ids);
+        retries += r;
+    }
+    let write_secs = started.elapsed().as_secs_f64();
+    let (seen_all, dup_all) = all.await.unwrap();
+    let (seen_even, dup_even) = even.await.unwrap();
+    eprintln!(
+        "gap_safety_at_volume: {TOTAL} events by {WRITERS} writers in {write_secs:.1}s, followed in {:.1}s, \
+         {retries} transactions retried",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(retries, 0, "fresh transactions never race a stream's order");
+    assert_eq!(written.len(), TOTAL);
+    assert_eq!((dup_all, dup_even), (0, 0), "no event delivered twice");
+    let expected_all: HashSet<Uuid> = written.iter().map(|(id, _)| *id).collect();
+    let expected_even: HashSet<Uuid> = written.iter().filter(|(_, even)| *even).map(|(id, _)| *id).collect();
+    assert_eq!(seen_all, expected_all, "the log subscription saw every event");
+    assert_eq!(seen_even, expected_even, "the category subscription saw every event of its category");
+}
+
+/// A live subscriber wakes on NOTIFY long before its poll interval; a rolled-back append
+/// notifies nobody and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_wakes_a_live_subscriber() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store().await);
+    let opts = SubscriptionOptions::default().poll_interval(Duration::from_secs(120));
+    let mut sub = subscribe_all(store.clone(), Checkpoint::START, opts).unwrap();
+    // Let it catch up (nothing) and park on the wake-up.
+    assert!(next_within(&mut sub, Duration::from_millis(500)).await.is_none());
+
+    let mut tx = store.pool().begin().await.unwrap();
+    store
+        .append_in(&mut tx, &sid("Order", "o-1"), ExpectedVersion::Any, vec![ev("RolledBack")])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+
+    for i in 0..3 {
+        let started = Instant::now();
+        store.append(&sid("Order", "o-1"), ExpectedVersion::Any, vec![ev("Live")]).await.unwrap();
+        let got = next_within(&mut sub, Duration::from_secs(10)).await.expect("woken by NOTIFY");
+        assert_eq!(got.event_type, "Live");
+        assert_eq!(got.version, Version(i + 1), "the rolled-back append used no version");
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(10), "woke after {waited:?}, poll interval is 120 s");
+    }
+}
+
+/// Events are immutable in the database itself: UPDATE, DELETE and TRUNCATE are refused;
+/// only delete_before removes rows.
+#[tokio::test]
+async fn events_are_immutable() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    store.append(&sid("Order", "o-1"), ExpectedVersion::Any, vec![ev("A")]).await.unwrap();
+    for sql in [
+        "UPDATE events SET event_type = 'Changed'",
+        "UPDATE events SET event_data = '{}' WHERE false",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ] {
+        let err = sqlx::query(sql).execute(store.pool()).await.unwrap_err();
+        let db_err = err.as_database_error().expect("a database error");
+        assert_eq!(db_err.code().as_deref(), Some("23001"), "{sql}: {db_err}");
+        assert!(db_err.message().contains("events are immutable"), "{sql}: {db_err}");
+    }
+    let row =
+        sqlx::query("SELECT event_type, count(*) OVER () FROM events").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(row.get::<String, _>(0), "A");
+    assert_eq!(row.get::<i64, _>(1), 1);
+    assert_eq!(store.delete_before(chrono::Utc::now() + chrono::Duration::seconds(1)).await.unwrap(), 1);
+}
+
+/// Seed 001's three monitoring queries run unchanged against the default schema.
+#[tokio::test]
+async fn seed_001_monitoring_queries_run_verbatim() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    for (t, id, n) in [("Order", "ord-123", 3), ("Order", "ord-456", 1), ("Customer", "c-1", 2)] {
+        let batch: Vec<NewEvent> = (0..n).map(|_| ev("E")).collect();
+        store.append(&sid(t, id), ExpectedVersion::Any, batch).await.unwrap();
+    }
+    store
+        .save_snapshot(&factum::Snapshot {
+            stream: sid("Order", "ord-123"),
+            version: Version(3),
+            schema_version: 1,
+            state: json!({}),
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let by_type = sqlx::query("SELECT aggregate_type, COUNT(*)\nFROM events\nGROUP BY aggregate_type;")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let mut by_type: Vec<(String, i64)> = by_type.iter().map(|r| (r.get(0), r.get(1))).collect();
+    by_type.sort();
+    assert_eq!(by_type, [("Customer".to_owned(), 2), ("Order".to_owned(), 4)]);
+
+    let largest = sqlx::query(
+        "SELECT aggregate_type, aggregate_id, COUNT(*) as event_count\nFROM events\nGROUP BY aggregate_type, aggregate_id\nORDER BY event_count DESC\nLIMIT 10;",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(largest[0].get::<String, _>(1), "ord-123");
+    assert_eq!(largest[0].get::<i64, _>(2), 3);
+
+    let coverage = sqlx::query(
+        "SELECT COUNT(DISTINCT aggregate_id) as total_aggregates,\nCOUNT(DISTINCT s.aggregate_id) as snapshotted_aggregates\nFROM events e\nLEFT JOIN snapshots s USING (aggregate_type, aggregate_id);",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!((coverage.get::<i64, _>(0), coverage.get::<i64, _>(1)), (3, 1));
+
+    // The troubleshooting queries of seed 001 too.
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM events\nWHERE aggregate_type = 'Order' AND aggregate_id = 'ord-123';",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(n, 3);
+    let snaps =
+        sqlx::query("SELECT * FROM snapshots\nWHERE aggregate_type = 'Order' AND aggregate_id = 'ord-123';")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(snaps.len(), 1);
+}
+
+/// Transaction-first: events commit or roll back with the application's own writes, and
+/// a checkpoint can be saved in the same transaction.
+#[tokio::test]
+async fn append_inside_the_callers_transaction() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    sqlx::query("CREATE TABLE outbox (body TEXT NOT NULL)").execute(store.pool()).await.unwrap();
+    let s = sid("Order", "o-1");
+
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO outbox VALUES ('rolled back')").execute(&mut *tx).await.unwrap();
+    store.append_in(&mut tx, &s, ExpectedVersion::NoStream, vec![ev("A")]).await.unwrap();
+    store
+        .save_checkpoint_in(&mut tx, "p", Checkpoint { transaction: 1, position: factum::GlobalPosition(1) })
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(store.stream_version(&s).await.unwrap(), Version(0));
+    assert_eq!(store.load_checkpoint("p").await.unwrap(), None);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(n, 0);
+
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO outbox VALUES ('committed')").execute(&mut *tx).await.unwrap();
+    let r = store.append_in(&mut tx, &s, ExpectedVersion::NoStream, vec![ev("A"), ev("B")]).await.unwrap();
+    let r2 = store.append_in(&mut tx, &s, ExpectedVersion::Exact(Version(2)), vec![ev("C")]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((r.to_version, r2.to_version), (Version(2), Version(3)));
+    assert_eq!(store.read_stream(&s, VersionRange::ALL).await.unwrap().len(), 3);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(n, 1);
+
+    // A conflict inside the caller's transaction leaves it usable.
+    let mut tx = store.pool().begin().await.unwrap();
+    let err = store.append_in(&mut tx, &s, ExpectedVersion::NoStream, vec![ev("X")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { actual: Version(3), .. }));
+    sqlx::query("INSERT INTO outbox VALUES ('after conflict')").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Migrations are idempotent and safe to run concurrently; schema and table names are
+/// configurable and checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_names_and_migrations() {
+    let db = TestDb::new().await;
+    let names = SchemaNames::in_schema("orders_es")
+        .events("order_events")
+        .streams("order_streams")
+        .snapshots("order_snapshots")
+        .positions("order_positions")
+        .migrations("order_migrations");
+    let config = db.config().with_schema(names).with_notify_channel(Some("orders_wake".into()));
+    let a = PostgresStore::connect(config.clone()).await.unwrap();
+    let b = PostgresStore::connect(config).await.unwrap();
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    let mut applied = [ra.unwrap(), rb.unwrap()];
+    applied.sort();
+    assert_eq!(applied, [vec![], vec![1]], "applied once, by one of the two");
+    assert_eq!(a.migrate().await.unwrap(), Vec::<i32>::new());
+
+    let s = sid("Order", "o-1");
+    a.append(&s, ExpectedVersion::NoStream, vec![ev("A")]).await.unwrap();
+    assert_eq!(b.read_stream(&s, VersionRange::ALL).await.unwrap().len(), 1);
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders_es.order_events").fetch_one(a.pool()).await.unwrap();
+    assert_eq!(n, 1);
+    let public: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('public.events')::text").fetch_one(a.pool()).await.unwrap();
+    assert_eq!(public, None, "nothing created in the default schema");
+
+    for bad in ["Orders", "x; DROP TABLE y", "", "1x", "a\"b"] {
+        let config = db.config().with_schema(SchemaNames::in_schema(bad));
+        assert!(PostgresStore::connect(config).await.is_err(), "{bad:?} refused");
+    }
+    let config = db.config().with_notify_channel(Some("bad channel".into()));
+    assert!(PostgresStore::connect(config).await.is_err());
+}
+
+/// A store failure is a typed backend error, not a panic.
+#[tokio::test]
+async fn unreachable_server_is_a_backend_error() {
+    let config = factum_postgres::PostgresConfig::from_url("postgres://nobody@127.0.0.1:1/none")
+        .unwrap()
+        .with_pool(PoolSettings::default().connect_timeout(Duration::from_secs(2)));
+    let err = PostgresStore::connect(config).await.unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+}
