@@ -43,6 +43,7 @@ struct Sql {
     read_all: String,
     read_category: String,
     latest_position: String,
+    max_stored_version: String,
     by_ids: String,
     select: String,
     count: String,
@@ -78,6 +79,8 @@ impl Sql {
                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
                  ORDER BY transaction_id, global_position LIMIT $3"),
             latest_position: e("SELECT max(global_position) FROM {schema}.{events}"),
+            max_stored_version: e("SELECT max(version) FROM {schema}.{events} \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2"),
             // The events stored under a batch's ids, plus the rest of what their transactions
             // wrote to the stream: a retry must match the whole original append.
             by_ids: e("SELECT {columns} FROM {schema}.{events} WHERE event_id = ANY($1) \
@@ -322,6 +325,9 @@ impl PostgresStore {
         validate::batch(&events, &self.inner.limits)?;
         match self.append_rows(conn, stream, expected, &events).await {
             Err(AppendFailure::Duplicate) => Err(StoreError::DuplicateEvent { event_id: events[0].event_id }),
+            Err(AppendFailure::VersionTaken) => {
+                Err(StoreError::Conflict { stream: stream.clone(), expected, actual: Version::INITIAL })
+            }
             Err(AppendFailure::Other(e)) => Err(e),
             Ok(r) => Ok(r),
         }
@@ -371,7 +377,7 @@ impl PostgresStore {
             .bind(self.inner.channel.as_deref())
             .fetch_all(conn)
             .await
-            .map_err(|e| self.append_error(e, stream, expected))?;
+            .map_err(|e| self.append_error(e, stream))?;
         let mut written = Vec::with_capacity(rows.len());
         for row in &rows {
             let version: i64 = row.try_get(0).map_err(|e| AppendFailure::Other(backend(e)))?;
@@ -399,7 +405,7 @@ impl PostgresStore {
         })
     }
 
-    fn append_error(&self, e: sqlx::Error, stream: &StreamId, expected: ExpectedVersion) -> AppendFailure {
+    fn append_error(&self, e: sqlx::Error, stream: &StreamId) -> AppendFailure {
         if let sqlx::Error::Database(db) = &e {
             if db.code().as_deref() == Some(SERIALIZATION_FAILURE)
                 && db.constraint() == Some(self.inner.sql.transaction_order_constraint.as_str())
@@ -412,13 +418,9 @@ impl PostgresStore {
                     return AppendFailure::Duplicate;
                 }
                 if constraint == self.inner.sql.stream_version_constraint {
-                    // Only reachable if rows were written around the head table; still a
-                    // conflict, never a silent success.
-                    return AppendFailure::Other(StoreError::Conflict {
-                        stream: stream.clone(),
-                        expected,
-                        actual: Version::INITIAL,
-                    });
+                    // Only reachable if rows were written around the head table: the unique
+                    // constraint is the last line, and it surfaces as a conflict.
+                    return AppendFailure::VersionTaken;
                 }
             }
         }
@@ -528,6 +530,7 @@ fn duplicate_outcome(
 
 enum AppendFailure {
     Duplicate,
+    VersionTaken,
     Other(StoreError),
 }
 
@@ -577,6 +580,19 @@ impl EventStore for PostgresStore {
                 }
             }
             Err(AppendFailure::Other(e)) => Err(e),
+            Err(AppendFailure::VersionTaken) => {
+                let actual: Option<i64> = sqlx::query_scalar(&self.inner.sql.max_stored_version)
+                    .bind(stream.aggregate_type())
+                    .bind(stream.aggregate_id())
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(backend)?;
+                Err(StoreError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual: Version(actual.unwrap_or(0).max(0) as u64),
+                })
+            }
             Err(AppendFailure::Duplicate) => {
                 let stored = self.read_batch_ids(&mut conn, stream, &events).await?;
                 duplicate_outcome(stream, &events, &stored)

@@ -177,7 +177,15 @@ async fn stream_order_in_the_log_is_kept() {
     let mut retry = store.pool().begin().await.unwrap();
     store.append_in(&mut retry, &s, ExpectedVersion::Any, vec![ev("Older")]).await.unwrap();
     retry.commit().await.unwrap();
-    let log = store.read_all(Checkpoint::START, 10).await.unwrap();
+    let store = Arc::new(store);
+    let log = factum_tests::eventually(Duration::from_secs(20), "both events in the log", || {
+        let store = store.clone();
+        async move {
+            let log = store.read_all(Checkpoint::START, 10).await.unwrap();
+            (log.len() == 2).then_some(log)
+        }
+    })
+    .await;
     assert_eq!(log.iter().map(|e| e.version.0).collect::<Vec<_>>(), [1, 2]);
 }
 
@@ -482,4 +490,61 @@ async fn unreachable_server_is_a_backend_error() {
         .with_pool(PoolSettings::default().connect_timeout(Duration::from_secs(2)));
     let err = PostgresStore::connect(config).await.unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+}
+
+/// The unique constraint on (aggregate, version) is the last line: a row written around
+/// the head table makes the next append a typed conflict, never a silent success.
+#[tokio::test]
+async fn unique_constraint_is_the_last_line() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let s = sid("Order", "o-1");
+    store.append(&s, ExpectedVersion::NoStream, vec![ev("A")]).await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, event_data, occurred_at) \
+         VALUES ($1, 'Order', 'o-1', 2, 'Sneaky', '{}', now())",
+    )
+    .bind(Uuid::now_v7())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let err = store.append(&s, ExpectedVersion::Exact(Version(1)), vec![ev("B")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { actual: Version(2), .. }), "{err:?}");
+    let types: Vec<String> = sqlx::query_scalar("SELECT event_type FROM events ORDER BY version")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(types, ["A", "Sneaky"], "nothing of the refused append was written");
+}
+
+/// Without NOTIFY, subscribers still follow the log by polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_fallback_without_notify() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store_with(db.config().with_notify_channel(None)).await);
+    let opts = SubscriptionOptions::default().poll_interval(Duration::from_millis(100));
+    let mut sub = subscribe_all(store.clone(), Checkpoint::START, opts).unwrap();
+    assert!(next_within(&mut sub, Duration::from_millis(300)).await.is_none());
+    store.append(&sid("Order", "o-1"), ExpectedVersion::Any, vec![ev("Polled")]).await.unwrap();
+    let got = next_within(&mut sub, Duration::from_secs(5)).await.expect("found by polling");
+    assert_eq!(got.event_type, "Polled");
+}
+
+/// The payload limit is configurable; a store with a small one refuses larger payloads.
+#[tokio::test]
+async fn payload_limit_is_configurable() {
+    let db = TestDb::new().await;
+    let limits = factum::Limits::default().with_max_payload_bytes(64);
+    let store = db.store_with(db.config().with_limits(limits)).await;
+    let s = sid("Order", "o-1");
+    let err = store
+        .append(&s, ExpectedVersion::Any, vec![NewEvent::new("Big", json!({"blob": "x".repeat(100)}))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::InvalidInput(factum::InvalidInput::TooLarge { max: 64, .. })),
+        "{err:?}"
+    );
+    store.append(&s, ExpectedVersion::Any, vec![NewEvent::new("Small", json!({"k": 1}))]).await.unwrap();
+    assert_eq!(store.stream_version(&s).await.unwrap(), Version(1));
 }

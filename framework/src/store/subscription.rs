@@ -53,7 +53,20 @@ struct State {
     wake: WakeSignal,
     options: SubscriptionOptions,
     backoff: bool,
+    /// After a wake-up that found nothing new, how long to wait before reading again: an
+    /// event that just committed can sit behind the gap-safe horizon for a moment while
+    /// an older transaction elsewhere finishes, and no second wake-up will come for it.
+    chase: Option<(Duration, tokio::time::Instant)>,
+    /// Whether the last wait ended with a wake-up (rather than a timeout).
+    woken: bool,
 }
+
+/// The first re-read delay after an empty wake-up; it doubles up to [`CHASE_MAX`].
+const CHASE_START: Duration = Duration::from_millis(5);
+/// The longest delay between re-reads while chasing the horizon.
+const CHASE_MAX: Duration = Duration::from_millis(250);
+/// How long to keep chasing after a wake-up before falling back to the poll interval.
+const CHASE_BUDGET: Duration = Duration::from_secs(60);
 
 impl State {
     async fn fetch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -75,17 +88,32 @@ impl State {
         }
     }
 
-    async fn wait(&mut self) {
-        let poll = tokio::time::sleep(self.options.poll_interval);
+    /// Waits for a wake-up or the current delay; true when woken by the signal.
+    async fn wait(&mut self) -> bool {
+        let delay = self.chase.map_or(self.options.poll_interval, |(d, _)| d.min(self.options.poll_interval));
         tokio::select! {
             changed = self.wake.changed() => {
                 if changed.is_err() {
                     // The store's notifier is gone: fall back to polling alone.
-                    tokio::time::sleep(self.options.poll_interval.max(Duration::from_millis(10))).await;
+                    tokio::time::sleep(delay.max(Duration::from_millis(10))).await;
+                    return false;
                 }
+                true
             }
-            () = poll => {}
+            () = tokio::time::sleep(delay) => false,
         }
+    }
+
+    fn after_empty_read(&mut self) {
+        let woken = self.woken;
+        let now = tokio::time::Instant::now();
+        self.chase = match self.chase {
+            Some((delay, since)) if now.duration_since(since) < CHASE_BUDGET => {
+                Some(((delay * 2).min(CHASE_MAX), if woken { now } else { since }))
+            }
+            _ if woken => Some((CHASE_START, now)),
+            _ => None,
+        };
     }
 
     async fn next(mut self) -> Option<(Result<RecordedEvent, StoreError>, State)> {
@@ -100,10 +128,20 @@ impl State {
             }
             // Mark the current signal as seen *before* reading, so an append that commits
             // after the read wakes the wait below.
-            self.wake.borrow_and_update();
+            // A wake-up consumed here counts like one that ended a wait.
+            if self.wake.borrow_and_update().has_changed() {
+                self.woken = true;
+            }
             match self.fetch().await {
-                Ok(page) if page.is_empty() => self.wait().await,
-                Ok(page) => self.buffer.extend(page),
+                Ok(page) if page.is_empty() => {
+                    self.after_empty_read();
+                    self.woken = self.wait().await;
+                }
+                Ok(page) => {
+                    self.chase = None;
+                    self.woken = false;
+                    self.buffer.extend(page);
+                }
                 Err(e) => {
                     self.backoff = true;
                     return Some((Err(e), self));
@@ -120,7 +158,16 @@ fn start(
 ) -> Result<EventStream, StoreError> {
     validate::page_limit(options.batch_size, store.limits())?;
     let wake = store.wake_signal();
-    let state = State { store, cursor, buffer: VecDeque::new(), wake, options, backoff: false };
+    let state = State {
+        store,
+        cursor,
+        buffer: VecDeque::new(),
+        wake,
+        options,
+        backoff: false,
+        chase: None,
+        woken: false,
+    };
     Ok(Box::pin(futures_util::stream::unfold(state, State::next)))
 }
 
