@@ -11,6 +11,11 @@ pub mod conformance;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+/// Compiles the Rust snippets of `docs/event-store.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/event-store.md")]
+struct EventStoreDocDoctests;
+
 use std::time::Duration;
 
 use factum_postgres::{PostgresConfig, PostgresStore};

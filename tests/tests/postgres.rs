@@ -402,6 +402,26 @@ async fn seed_001_monitoring_queries_run_verbatim() {
             .await
             .unwrap();
     assert_eq!(snaps.len(), 1);
+
+    // docs/operations.md's lag and horizon queries, as written there.
+    let all = store.read_all(Checkpoint::START, 100).await.unwrap();
+    store.save_checkpoint("audit", all[2].checkpoint()).await.unwrap();
+    let lag = sqlx::query(
+        "SELECT p.projection_name, count(e.*) AS behind\nFROM projection_positions p\n\
+         LEFT JOIN events e ON (e.transaction_id, e.global_position)\n\
+         > (p.last_processed_transaction, p.last_processed_position)\nGROUP BY p.projection_name;",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!((lag.get::<String, _>(0), lag.get::<i64, _>(1)), ("audit".to_owned(), 3));
+    sqlx::query(
+        "SELECT pid, datname, state, backend_xid, now() - xact_start AS open_for, left(query, 80)\n\
+         FROM pg_stat_activity WHERE backend_xid IS NOT NULL ORDER BY age(backend_xid) DESC;",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
 }
 
 /// Transaction-first: events commit or roll back with the application's own writes, and
