@@ -51,7 +51,20 @@
 //! - Reading the global log after a [`Checkpoint`] never skips an event that commits
 //!   late (see [`EventStore`]).
 
+mod aggregate;
+mod facade;
+mod metrics;
 mod store;
+
+#[doc(hidden)]
+pub use aggregate::__private;
+pub use aggregate::{
+    Aggregate, AggregateCommand, Command, CommandError, DomainEvent, EventCodecError, Executed,
+    DEFAULT_SNAPSHOT_EVERY,
+};
+pub use facade::{Factum, FactumConfig};
+pub use factum_derive::{Aggregate, Command, DomainEvent};
+pub use metrics::Metrics;
 
 pub use store::memory::InMemoryStore;
 pub use store::validate::{self, Limits};

@@ -5,6 +5,7 @@
 //! made for the run); without it they use `postgres://postgres@127.0.0.1:5432/postgres`.
 
 pub mod conformance;
+pub mod counter;
 
 /// Compiles the README's Rust snippets as doctests.
 #[cfg(doctest)]

@@ -1,0 +1,42 @@
+//! Derive macros for [factum](https://docs.rs/factum): `#[derive(DomainEvent)]`,
+//! `#[derive(Command)]` and `#[derive(Aggregate)]`. Use them through the `factum` crate,
+//! which re-exports them beside the traits they implement.
+
+mod aggregate;
+mod attrs;
+mod command;
+mod event;
+
+use proc_macro::TokenStream;
+use syn::{parse_macro_input, DeriveInput};
+
+/// Implements `factum::DomainEvent` for an enum of events.
+///
+/// Per variant: `#[event(name = "...", version = N, topic = "a.b.c", upcast = path)]`,
+/// all optional: the name defaults to the variant's, the version to 1; `upcast` names a
+/// `fn(u32, serde_json::Value) -> Result<serde_json::Value, String>` that turns a payload
+/// stored at an older version into the current shape.
+#[proc_macro_derive(DomainEvent, attributes(event))]
+pub fn derive_domain_event(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    event::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// Implements `factum::Command`: mark the aggregate id field of each variant with
+/// `#[command(id)]`, or name it once on the enum with `#[command(id = field)]`.
+#[proc_macro_derive(Command, attributes(command))]
+pub fn derive_command(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    command::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// Implements `factum::Aggregate` for a state struct:
+/// `#[aggregate(name = "Order", command = OrderCommand, event = OrderEvent, error = OrderError,
+/// snapshot_every = 50)]`. The struct's inherent `fn handle(&self, &Command)` and
+/// `fn apply(&mut self, &Event)` are the decision and the fold (or name others with
+/// `handle = path` and `apply = path`).
+#[proc_macro_derive(Aggregate, attributes(aggregate))]
+pub fn derive_aggregate(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    aggregate::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+}

@@ -1,0 +1,314 @@
+//! The actor that runs one live aggregate.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rand::Rng;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+
+use super::{encode, Aggregate, CommandError, DomainEvent, Executed};
+use crate::facade::Shared;
+use crate::store::{ExpectedVersion, Metadata, Snapshot, StoreError, StreamId, Version, VersionRange};
+
+/// The messages an aggregate actor handles.
+pub(crate) enum AggregateMsg<A: Aggregate> {
+    /// Run a command.
+    Execute {
+        command: Arc<A::Command>,
+        metadata: Metadata,
+        reply: RpcReplyPort<Result<Executed<A>, CommandError<A::Error>>>,
+    },
+    /// Reply with the current state and version.
+    State { reply: RpcReplyPort<Loaded<A>> },
+}
+
+/// An aggregate's state and version, or why it could not be had.
+pub(crate) type Loaded<A> = Result<(A, Version), CommandError<<A as Aggregate>::Error>>;
+
+/// The behaviour of an aggregate actor; all its data lives in [`ActorState`].
+pub(crate) struct AggregateActor<A>(PhantomData<fn() -> A>);
+
+impl<A> AggregateActor<A> {
+    pub(crate) fn new() -> Self {
+        AggregateActor(PhantomData)
+    }
+}
+
+/// What an actor starts from.
+pub(crate) struct Args<A> {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) stream: StreamId,
+    /// The actor's place under the live-actor cap, released when it stops.
+    pub(crate) permit: OwnedSemaphorePermit,
+    /// The state, loaded by the caller that spawns the actor (so a load error reaches it
+    /// typed).
+    pub(crate) state: A,
+    pub(crate) version: Version,
+}
+
+pub(crate) struct ActorState<A: Aggregate> {
+    shared: Arc<Shared>,
+    stream: StreamId,
+    state: A,
+    version: Version,
+    /// The last append failed in a way that may or may not have committed: reload first.
+    stale: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+fn panic_message(panic: Box<dyn Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+/// Folds stored events after `version` into `state`.
+async fn catch_up<A: Aggregate>(
+    shared: &Shared,
+    stream: &StreamId,
+    state: &mut A,
+    version: &mut Version,
+) -> Result<(), CommandError<A::Error>> {
+    let tail = shared.store.read_stream(stream, VersionRange::after(*version)).await?;
+    for stored in tail {
+        let event = A::Event::from_stored(&stored.event_type, stored.schema_version, stored.payload)?;
+        catch_unwind(AssertUnwindSafe(|| state.apply(&event)))
+            .map_err(|p| CommandError::Panicked { committed: true, message: panic_message(p) })?;
+        *version = stored.version;
+    }
+    Ok(())
+}
+
+/// Loads an aggregate: its latest snapshot if it still decodes, then the events after it.
+pub(crate) async fn load<A: Aggregate>(
+    shared: &Shared,
+    stream: &StreamId,
+) -> Result<(A, Version), CommandError<A::Error>> {
+    let started = Instant::now();
+    let mut state = A::default();
+    let mut version = Version::INITIAL;
+    match shared.store.load_snapshot(stream).await? {
+        Some(snapshot) if snapshot.schema_version == A::SNAPSHOT_VERSION => {
+            match serde_json::from_value::<A>(snapshot.state) {
+                Ok(s) => {
+                    state = s;
+                    version = snapshot.version;
+                    shared.metrics.snapshot_load(A::TYPE, "hit");
+                }
+                Err(e) => {
+                    tracing::warn!(aggregate_type = A::TYPE, aggregate_id = stream.aggregate_id(), error = %e,
+                        "snapshot no longer decodes; replaying the full stream");
+                    shared.metrics.snapshot_load(A::TYPE, "fallback");
+                }
+            }
+        }
+        Some(snapshot) => {
+            tracing::warn!(
+                aggregate_type = A::TYPE,
+                aggregate_id = stream.aggregate_id(),
+                stored = snapshot.schema_version,
+                current = A::SNAPSHOT_VERSION,
+                "snapshot has another schema version; replaying the full stream"
+            );
+            shared.metrics.snapshot_load(A::TYPE, "fallback");
+        }
+        None => shared.metrics.snapshot_load(A::TYPE, "miss"),
+    }
+    catch_up::<A>(shared, stream, &mut state, &mut version).await?;
+    shared.metrics.load_time(A::TYPE, started.elapsed());
+    Ok((state, version))
+}
+
+impl<A: Aggregate> ActorState<A> {
+    async fn reload_if_stale(&mut self) -> Result<(), CommandError<A::Error>> {
+        if self.stale {
+            catch_up::<A>(&self.shared, &self.stream, &mut self.state, &mut self.version).await?;
+            self.stale = false;
+        }
+        Ok(())
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cfg = &self.shared.config;
+        let exp = cfg.retry_base_delay.saturating_mul(1 << attempt.min(16)).min(cfg.retry_max_delay);
+        // Full jitter: spread retries of competing writers apart.
+        let jitter = rand::thread_rng().gen_range(0.5..=1.0);
+        exp.mul_f64(jitter)
+    }
+
+    /// Runs a command: decide, append at our version, and on conflict catch up and retry.
+    async fn execute(
+        &mut self,
+        command: &A::Command,
+        metadata: &Metadata,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        self.reload_if_stale().await?;
+        let max_attempts = self.shared.config.max_conflict_retries + 1;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let decided = catch_unwind(AssertUnwindSafe(|| self.state.handle(command)))
+                .map_err(|p| CommandError::Panicked { committed: false, message: panic_message(p) })?;
+            let events = decided.map_err(CommandError::Domain)?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    aggregate_id: self.stream.aggregate_id().to_owned(),
+                    version: self.version,
+                    events,
+                });
+            }
+            let batch = events.iter().map(|e| encode(e, metadata)).collect::<Result<Vec<_>, _>>()?;
+            match self.shared.store.append(&self.stream, ExpectedVersion::Exact(self.version), batch).await {
+                Ok(result) => {
+                    for event in &events {
+                        catch_unwind(AssertUnwindSafe(|| self.state.apply(event))).map_err(|p| {
+                            CommandError::Panicked { committed: true, message: panic_message(p) }
+                        })?;
+                    }
+                    self.version = result.to_version;
+                    return Ok(Executed {
+                        aggregate_id: self.stream.aggregate_id().to_owned(),
+                        version: self.version,
+                        events,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    self.shared.metrics.conflict(A::TYPE);
+                    if attempt >= max_attempts {
+                        return Err(CommandError::Conflict {
+                            stream: self.stream.clone(),
+                            attempts: attempt,
+                        });
+                    }
+                    tokio::time::sleep(self.backoff(attempt - 1)).await;
+                    catch_up::<A>(&self.shared, &self.stream, &mut self.state, &mut self.version).await?;
+                    self.shared.metrics.retry(A::TYPE);
+                }
+                Err(e) => {
+                    // The append may or may not have committed: the next command reloads.
+                    self.stale = true;
+                    return Err(CommandError::Store(e));
+                }
+            }
+        }
+    }
+
+    /// Saves a snapshot in the background when the version crossed a multiple of the
+    /// interval. Never fails the command: a failed write is logged and counted.
+    fn maybe_snapshot(&self, before: Version) {
+        let every = A::SNAPSHOT_EVERY;
+        if every == 0 || self.version.0 / every == before.0 / every {
+            return;
+        }
+        let state = match serde_json::to_value(&self.state) {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!(aggregate_type = A::TYPE, error = %e, "cannot serialize state for a snapshot");
+                self.shared.metrics.snapshot_write(A::TYPE, false);
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            stream: self.stream.clone(),
+            version: self.version,
+            schema_version: A::SNAPSHOT_VERSION,
+            state,
+            created_at: chrono::Utc::now(),
+        };
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let ok = match shared.store.save_snapshot(&snapshot).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(aggregate_type = A::TYPE, aggregate_id = snapshot.stream.aggregate_id(),
+                        error = %e, "snapshot write failed");
+                    false
+                }
+            };
+            shared.metrics.snapshot_write(A::TYPE, ok);
+        });
+    }
+}
+
+#[ractor::async_trait]
+impl<A: Aggregate> Actor for AggregateActor<A> {
+    type Msg = AggregateMsg<A>;
+    type State = ActorState<A>;
+    type Arguments = Args<A>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Args<A>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        args.shared.metrics.actor_started(A::TYPE);
+        Ok(ActorState {
+            shared: args.shared,
+            stream: args.stream,
+            state: args.state,
+            version: args.version,
+            stale: false,
+            _permit: args.permit,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.shared.metrics.actor_stopped(A::TYPE);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            AggregateMsg::Execute { command, metadata, reply } => {
+                let span = tracing::info_span!("command", aggregate_type = A::TYPE,
+                    aggregate_id = state.stream.aggregate_id(),
+                    correlation_id = ?metadata.correlation_id, causation_id = ?metadata.causation_id);
+                let started = Instant::now();
+                let before = state.version;
+                let result = state.execute(&command, &metadata).instrument(span).await;
+                state.shared.metrics.command(A::TYPE, outcome(&result), started.elapsed());
+                let panicked = matches!(result, Err(CommandError::Panicked { .. }));
+                let committed = state.version != before;
+                let _ = reply.send(result);
+                if panicked {
+                    // The state may be half-folded: stop, and let the next command reload.
+                    myself.stop(Some("user code panicked".into()));
+                } else if committed {
+                    state.maybe_snapshot(before);
+                }
+            }
+            AggregateMsg::State { reply } => {
+                // Other processes may have written since: catch up before answering.
+                state.stale = true;
+                let result = state.reload_if_stale().await.map(|()| (state.state.clone(), state.version));
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn outcome<A: Aggregate>(result: &Result<Executed<A>, CommandError<A::Error>>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(CommandError::Domain(_)) => "rejected",
+        Err(CommandError::Conflict { .. }) => "conflict",
+        Err(_) => "error",
+    }
+}
