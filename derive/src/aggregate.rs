@@ -91,12 +91,44 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         None => quote!(::factum::DEFAULT_SNAPSHOT_EVERY),
     };
     let version = snapshot_version.unwrap_or(1);
-    // Without `handle = path`, the struct's inherent `handle` is called; were there none,
-    // the call would resolve to this very trait method, which the lint turns into an error.
-    let handle = handle.map_or_else(|| quote!(#ident::handle), |p| quote!(#p));
-    let apply = apply.map_or_else(|| quote!(#ident::apply), |p| quote!(#p));
+    // Without `handle = path`, the struct's inherent `handle` is called. It is named from
+    // a module that imports the struct but not the trait, so that a missing inherent method
+    // is a compile error rather than a call back into the trait method.
+    let inherent_handle = handle.is_none().then(|| {
+        quote! {
+            #[inline]
+            pub(super) fn handle(state: &#ident, command: &Cmd) -> ::core::result::Result<::std::vec::Vec<Ev>, Err> {
+                #ident::handle(state, command)
+            }
+        }
+    });
+    let inherent_apply = apply.is_none().then(|| {
+        quote! {
+            #[inline]
+            pub(super) fn apply(state: &mut #ident, event: &Ev) {
+                #ident::apply(state, event)
+            }
+        }
+    });
+    let inherent = (handle.is_none() || apply.is_none()).then(|| {
+        quote! {
+            #[allow(dead_code)]
+            mod __factum_inherent {
+                use super::#ident;
+                type Cmd = <#ident as ::factum::Aggregate>::Command;
+                type Ev = <#ident as ::factum::Aggregate>::Event;
+                type Err = <#ident as ::factum::Aggregate>::Error;
+                #inherent_handle
+                #inherent_apply
+            }
+        }
+    });
+    let handle = handle.map_or_else(|| quote!(__factum_inherent::handle), |p| quote!(#p));
+    let apply = apply.map_or_else(|| quote!(__factum_inherent::apply), |p| quote!(#p));
     Ok(quote! {
         const _: () = {
+            #inherent
+
             #[automatically_derived]
             impl ::factum::Aggregate for #ident {
                 const TYPE: &'static str = #name;
@@ -106,12 +138,10 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 type Event = #event;
                 type Error = #error;
 
-                #[deny(unconditional_recursion)]
                 fn handle(&self, command: &#command) -> ::core::result::Result<::std::vec::Vec<#event>, #error> {
                     #handle(self, command)
                 }
 
-                #[deny(unconditional_recursion)]
                 fn apply(&mut self, event: &#event) {
                     #apply(self, event)
                 }

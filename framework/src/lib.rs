@@ -55,6 +55,7 @@ mod aggregate;
 mod facade;
 mod metrics;
 mod store;
+pub mod testing;
 
 #[doc(hidden)]
 pub use aggregate::__private;

@@ -1,0 +1,9 @@
+use factum::Aggregate;
+
+#[derive(Aggregate)]
+enum Order {
+    Open,
+    Closed,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use factum::DomainEvent;
+
+#[derive(DomainEvent)]
+struct Placed {
+    id: String,
+}
+
+fn main() {}
