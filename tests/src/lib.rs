@@ -17,6 +17,11 @@ struct ReadmeDoctests;
 #[doc = include_str!("../../docs/event-store.md")]
 struct EventStoreDocDoctests;
 
+/// Compiles the Rust snippets of `docs/aggregates.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/aggregates.md")]
+struct AggregatesDocDoctests;
+
 use std::time::Duration;
 
 use factum_postgres::{PostgresConfig, PostgresStore};
