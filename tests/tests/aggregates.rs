@@ -59,6 +59,10 @@ async fn thousand_concurrent_commands_on_one_aggregate() {
     assert_eq!(version, Version(1000));
     assert_eq!(live, fold(&events));
     assert_eq!(live.value, (0..1000).map(|i| 1 + i % 7).sum::<i64>());
+    // 1,000 concurrent first commands spawned one actor: one load, and no conflicts
+    // (a second actor would have raced the first one's appends).
+    assert_eq!(factum.metrics().snapshot_loads("Counter", "miss"), 1, "exactly one actor was loaded");
+    assert!(!factum.metrics().encode().contains("factum_concurrency_conflicts_total{"), "no conflicts");
 }
 
 /// Two facades (as two processes) on one database, 8 tasks each, hammering 10 counters:
