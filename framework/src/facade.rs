@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
+use ractor::RpcReplyPort;
 use uuid::Uuid;
 
 use crate::aggregate::actor::AggregateMsg;
@@ -145,42 +146,17 @@ impl Factum {
         command: C,
         mut metadata: Metadata,
     ) -> Result<Executed<C::Aggregate>, CommandError<<C::Aggregate as Aggregate>::Error>> {
-        type A<C> = <C as AggregateCommand>::Aggregate;
-        let stream =
-            StreamId::new(A::<C>::TYPE, command.aggregate_id()).map_err(CommandError::InvalidCommand)?;
+        let stream = StreamId::new(<C::Aggregate as Aggregate>::TYPE, command.aggregate_id())
+            .map_err(CommandError::InvalidCommand)?;
         metadata.correlation_id.get_or_insert_with(Uuid::now_v7);
         metadata.causation_id.get_or_insert_with(Uuid::now_v7);
         let command = Arc::new(command);
-        for _ in 0..DELIVERY_ATTEMPTS {
-            let (slot, actor) = self.registry.actor::<A<C>>(&self.shared, &stream).await?;
-            let call = actor
-                .call(
-                    |reply| AggregateMsg::Execute {
-                        command: command.clone(),
-                        metadata: metadata.clone(),
-                        reply,
-                    },
-                    Some(self.shared.config.command_timeout),
-                )
-                .await;
-            match call {
-                Ok(CallResult::Success(result)) => {
-                    if matches!(result, Err(CommandError::Panicked { .. })) {
-                        self.registry.remove(stream.aggregate_id(), &slot);
-                    }
-                    return result;
-                }
-                Ok(CallResult::Timeout) => {
-                    return Err(CommandError::Unavailable(format!(
-                        "no reply from {stream} within {:?}",
-                        self.shared.config.command_timeout
-                    )))
-                }
-                // The actor stopped before running the command: nothing ran; try again.
-                Ok(CallResult::SenderError) | Err(_) => self.registry.remove(stream.aggregate_id(), &slot),
-            }
-        }
-        Err(CommandError::Unavailable(format!("the actor for {stream} kept stopping")))
+        self.deliver(&stream, |reply| AggregateMsg::Execute {
+            command: command.clone(),
+            metadata: metadata.clone(),
+            reply,
+        })
+        .await
     }
 
     /// The aggregate's current state and version, through its live actor (loading it
@@ -191,16 +167,36 @@ impl Factum {
         aggregate_id: &str,
     ) -> Result<(A, Version), CommandError<A::Error>> {
         let stream = StreamId::new(A::TYPE, aggregate_id).map_err(CommandError::InvalidCommand)?;
+        self.deliver(&stream, |reply| AggregateMsg::State { reply }).await
+    }
+
+    /// Sends a message to the stream's live actor and waits for its reply. A message the
+    /// actor never ran (it was stopping) is re-sent to a fresh actor; after a panic the
+    /// actor is forgotten, so the next message starts a fresh one from the store.
+    async fn deliver<A: Aggregate, R>(
+        &self,
+        stream: &StreamId,
+        message: impl Fn(RpcReplyPort<Result<R, CommandError<A::Error>>>) -> AggregateMsg<A>,
+    ) -> Result<R, CommandError<A::Error>>
+    where
+        R: Send + 'static,
+    {
+        let timeout = self.shared.config.command_timeout;
         for _ in 0..DELIVERY_ATTEMPTS {
-            let (slot, actor) = self.registry.actor::<A>(&self.shared, &stream).await?;
-            match actor
-                .call(|reply| AggregateMsg::State { reply }, Some(self.shared.config.command_timeout))
-                .await
-            {
-                Ok(CallResult::Success(result)) => return result,
-                Ok(CallResult::Timeout) => {
-                    return Err(CommandError::Unavailable(format!("no reply from {stream}")));
+            let (slot, actor) = self.registry.actor::<A>(&self.shared, stream).await?;
+            match actor.call(&message, Some(timeout)).await {
+                Ok(CallResult::Success(result)) => {
+                    if matches!(result, Err(CommandError::Panicked { .. })) {
+                        self.registry.remove(stream.aggregate_id(), &slot);
+                    }
+                    return result;
                 }
+                Ok(CallResult::Timeout) => {
+                    return Err(CommandError::Unavailable(format!(
+                        "no reply from {stream} within {timeout:?}"
+                    )));
+                }
+                // The actor stopped before running the message: nothing ran; try again.
                 Ok(CallResult::SenderError) | Err(_) => self.registry.remove(stream.aggregate_id(), &slot),
             }
         }

@@ -274,7 +274,7 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
+        let panicked = match message {
             AggregateMsg::Execute { command, metadata, reply } => {
                 let span = tracing::info_span!("command", aggregate_type = A::TYPE,
                     aggregate_id = state.stream.aggregate_id(),
@@ -286,19 +286,23 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
                 let panicked = matches!(result, Err(CommandError::Panicked { .. }));
                 let committed = state.version != before;
                 let _ = reply.send(result);
-                if panicked {
-                    // The state may be half-folded: stop, and let the next command reload.
-                    myself.stop(Some("user code panicked".into()));
-                } else if committed {
+                if !panicked && committed {
                     state.maybe_snapshot(before);
                 }
+                panicked
             }
             AggregateMsg::State { reply } => {
                 // Other processes may have written since: catch up before answering.
                 state.stale = true;
                 let result = state.reload_if_stale().await.map(|()| (state.state.clone(), state.version));
+                let panicked = matches!(result, Err(CommandError::Panicked { .. }));
                 let _ = reply.send(result);
+                panicked
             }
+        };
+        if panicked {
+            // The state may be half-folded: stop, and let the next message reload.
+            myself.stop(Some("user code panicked".into()));
         }
         Ok(())
     }
