@@ -206,21 +206,22 @@ fn expected_code(expected: ExpectedVersion) -> i64 {
     }
 }
 
-/// The columns of a batch, as the append function's array parameters.
-struct Columns {
+/// The columns of a batch, as the append function's array parameters. They borrow from
+/// the batch: the command path appends once per command, and payloads can be large.
+struct Columns<'a> {
     ids: Vec<Uuid>,
-    types: Vec<String>,
+    types: Vec<&'a str>,
     versions: Vec<i32>,
-    topics: Vec<Option<String>>,
-    data: Vec<Value>,
+    topics: Vec<Option<&'a str>>,
+    data: Vec<&'a Value>,
     metadata: Vec<Value>,
     occurred_at: Vec<DateTime<Utc>>,
     correlation: Vec<Option<Uuid>>,
     causation: Vec<Option<Uuid>>,
 }
 
-impl Columns {
-    fn new(events: &[NewEvent]) -> Columns {
+impl<'a> Columns<'a> {
+    fn new(events: &'a [NewEvent]) -> Columns<'a> {
         let n = events.len();
         let mut c = Columns {
             ids: Vec::with_capacity(n),
@@ -235,11 +236,11 @@ impl Columns {
         };
         for e in events {
             c.ids.push(e.event_id);
-            c.types.push(e.event_type.clone());
+            c.types.push(&e.event_type);
             // validate::batch checked the range.
             c.versions.push(e.schema_version as i32);
-            c.topics.push(e.topic.clone());
-            c.data.push(e.payload.clone());
+            c.topics.push(e.topic.as_deref());
+            c.data.push(&e.payload);
             c.metadata.push(e.metadata.to_json());
             c.occurred_at.push(e.occurred_at.trunc_subsecs(6));
             c.correlation.push(e.metadata.correlation_id);
