@@ -113,6 +113,7 @@ impl Factum {
     /// A facade with the given settings and metrics.
     pub fn with_config(store: Arc<dyn EventStore>, config: FactumConfig, metrics: Arc<Metrics>) -> Self {
         let registry = Arc::new(Registry::new(config.max_live_actors, config.idle_timeout));
+        let store = metrics.instrument(store);
         Factum { shared: Arc::new(Shared { store, config, metrics }), registry }
     }
 

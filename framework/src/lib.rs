@@ -53,8 +53,11 @@
 
 mod aggregate;
 mod facade;
+mod instrumented;
 mod metrics;
+mod projection;
 mod store;
+mod supervisor;
 pub mod testing;
 
 #[doc(hidden)]
@@ -66,12 +69,21 @@ pub use aggregate::{
 pub use facade::{Factum, FactumConfig};
 pub use factum_derive::{Aggregate, Command, DomainEvent};
 pub use metrics::Metrics;
+pub use projection::{
+    catch_panic, AtLeastOnce, Batch, EventHandler, FailurePolicy, HandlerError, OnExhausted, Projection,
+    ProjectionSink, ProjectionState, ProjectionStatus, RetryReport, SinkError, DEFAULT_BATCH_SIZE,
+};
+pub use supervisor::{
+    ReplayError, ReplayOptions, ReplayProgress, ReplayReport, RetentionConfig, RetentionMode,
+    RetentionReport, Supervisor, SupervisorConfig, SupervisorError,
+};
 
 pub use store::memory::InMemoryStore;
 pub use store::validate::{self, Limits};
 pub use store::{
     deduplicated_result, json_contains, subscribe_all, subscribe_category, subscribe_stream, AppendResult,
-    Checkpoint, EventFilter, EventStore, EventStream, ExpectedVersion, GlobalPosition, InvalidInput,
-    Metadata, NewEvent, OrderBy, RecordedEvent, Snapshot, StoreError, StreamId, SubscriptionOptions,
-    TopicPattern, ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    Checkpoint, EventFilter, EventStore, EventStream, ExpectedVersion, GlobalPosition, InvalidInput, Lease,
+    Metadata, NewEvent, OrderBy, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError,
+    StreamId, SubscriptionOptions, TopicPattern, ValidFilter, Version, VersionRange, WakeSignal,
+    DEFAULT_QUERY_LIMIT,
 };

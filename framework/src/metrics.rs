@@ -1,7 +1,8 @@
 //! The framework's Prometheus metrics, on `prometheus-client`.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +10,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::store::EventStore;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AggregateLabels {
@@ -19,6 +22,105 @@ struct AggregateLabels {
 struct OutcomeLabels {
     aggregate_type: String,
     outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProjectionLabels {
+    projection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProjectionOutcomeLabels {
+    projection: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChildLabels {
+    child: String,
+}
+
+/// Seed 000's replay and retention metrics, under exactly its names (no prefix).
+#[derive(Default)]
+struct SeedMetrics {
+    replay_runs: Counter,
+    events_replayed: Counter,
+    replay_failed: Counter,
+    replay_last_run: Gauge<f64, AtomicU64>,
+    replay_last_duration: Gauge<f64, AtomicU64>,
+    replay_last_count: Gauge,
+    retention_runs: Counter,
+    retention_total_deleted: Gauge,
+    retention_last_cleanup: Gauge<f64, AtomicU64>,
+    retention_last_duration: Gauge<f64, AtomicU64>,
+    retention_last_deleted: Gauge,
+}
+
+impl SeedMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register("eventstore_replay_runs", "Total replay operations", self.replay_runs.clone());
+        r.register(
+            "eventstore_events_replayed",
+            "Total events processed by replays",
+            self.events_replayed.clone(),
+        );
+        r.register(
+            "eventstore_replay_failed_events",
+            "Events a replay handler failed on",
+            self.replay_failed.clone(),
+        );
+        r.register(
+            "eventstore_replay_last_run_timestamp",
+            "Unix timestamp of the last replay's end",
+            self.replay_last_run.clone(),
+        );
+        r.register(
+            "eventstore_replay_last_duration_seconds",
+            "Duration of the last replay",
+            self.replay_last_duration.clone(),
+        );
+        r.register(
+            "eventstore_replay_last_count",
+            "Events processed in the last replay",
+            self.replay_last_count.clone(),
+        );
+        r.register(
+            "eventstore_retention_cleanup_runs",
+            "Total retention clean-ups",
+            self.retention_runs.clone(),
+        );
+        // A gauge, not a counter: a counter's exposition name would gain `_total`, and
+        // seed 000 gives this name as is.
+        r.register(
+            "eventstore_retention_total_events_deleted",
+            "Total events deleted by retention (monotonic)",
+            self.retention_total_deleted.clone(),
+        );
+        r.register(
+            "eventstore_retention_last_cleanup_timestamp",
+            "Unix timestamp of the last clean-up",
+            self.retention_last_cleanup.clone(),
+        );
+        r.register(
+            "eventstore_retention_last_cleanup_duration_seconds",
+            "Duration of the last clean-up",
+            self.retention_last_duration.clone(),
+        );
+        r.register(
+            "eventstore_retention_last_cleanup_deleted",
+            "Events deleted in the last clean-up",
+            self.retention_last_deleted.clone(),
+        );
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn latency_histogram() -> Histogram {
@@ -43,6 +145,16 @@ pub struct Metrics {
     conflicts: Family<AggregateLabels, Counter>,
     retries: Family<AggregateLabels, Counter>,
     live_actors: Family<AggregateLabels, Gauge>,
+    events_appended: Family<AggregateLabels, Counter>,
+    append_duration: Histogram,
+    query_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    store_bytes: Gauge,
+    projection_position: Family<ProjectionLabels, Gauge>,
+    projection_lag: Family<ProjectionLabels, Gauge>,
+    projection_events: Family<ProjectionOutcomeLabels, Counter>,
+    projection_batch_duration: Family<ProjectionLabels, Histogram, fn() -> Histogram>,
+    restarts: Family<ChildLabels, Counter>,
+    seed: SeedMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -74,6 +186,17 @@ impl Metrics {
         let conflicts = Family::<AggregateLabels, Counter>::default();
         let retries = Family::<AggregateLabels, Counter>::default();
         let live_actors = Family::<AggregateLabels, Gauge>::default();
+        let events_appended = Family::<AggregateLabels, Counter>::default();
+        let append_duration = latency_histogram();
+        let query_duration = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let store_bytes = Gauge::default();
+        let projection_position = Family::<ProjectionLabels, Gauge>::default();
+        let projection_lag = Family::<ProjectionLabels, Gauge>::default();
+        let projection_events = Family::<ProjectionOutcomeLabels, Counter>::default();
+        let projection_batch_duration = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let restarts = Family::<ChildLabels, Counter>::default();
+        let seed = SeedMetrics::default();
+        seed.register(&mut registry);
         {
             let r = registry.sub_registry_with_prefix("factum");
             r.register("commands", "Commands handled, by aggregate type and outcome", commands.clone());
@@ -100,6 +223,47 @@ impl Metrics {
             );
             r.register("command_retries", "Commands re-run after a conflict", retries.clone());
             r.register("live_actors", "Live aggregate actors", live_actors.clone());
+            r.register("events_appended", "Events appended, by aggregate type", events_appended.clone());
+            r.register(
+                "append_duration_seconds",
+                "Latency of one append (one batch)",
+                append_duration.clone(),
+            );
+            r.register(
+                "query_duration_seconds",
+                "Latency of reads and queries of the store, by operation",
+                query_duration.clone(),
+            );
+            r.register(
+                "event_store_bytes",
+                "Size of the events table with its indexes, when last measured",
+                store_bytes.clone(),
+            );
+            r.register(
+                "projection_position",
+                "Global position of the last event a projection processed",
+                projection_position.clone(),
+            );
+            r.register(
+                "projection_lag_events",
+                "Events of the log after a projection's checkpoint",
+                projection_lag.clone(),
+            );
+            r.register(
+                "projection_events",
+                "Events by projection and outcome: handled, failed (an attempt), skipped",
+                projection_events.clone(),
+            );
+            r.register(
+                "projection_batch_duration_seconds",
+                "Time to apply one batch and move the checkpoint",
+                projection_batch_duration.clone(),
+            );
+            r.register(
+                "supervisor_restarts",
+                "Children the supervisor restarted after a failure",
+                restarts.clone(),
+            );
         }
         Metrics {
             registry: Mutex::new(registry),
@@ -111,6 +275,16 @@ impl Metrics {
             conflicts,
             retries,
             live_actors,
+            events_appended,
+            append_duration,
+            query_duration,
+            store_bytes,
+            projection_position,
+            projection_lag,
+            projection_events,
+            projection_batch_duration,
+            restarts,
+            seed,
         }
     }
 
@@ -121,6 +295,14 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
+    }
+
+    /// `store`, wrapped so that its appends and reads are measured into these metrics
+    /// (append and query latency, events appended) and each append gets a `tracing`
+    /// span with the correlation and causation ids. [`Factum`](crate::Factum) and the
+    /// [`Supervisor`](crate::Supervisor) wrap their store this way themselves.
+    pub fn instrument(self: &Arc<Self>, store: Arc<dyn EventStore>) -> Arc<dyn EventStore> {
+        Arc::new(crate::instrumented::Instrumented { store, metrics: self.clone() })
     }
 
     /// Runs `f` on the registry, to register more metrics in it.
@@ -170,6 +352,84 @@ impl Metrics {
 
     pub(crate) fn actor_stopped(&self, aggregate_type: &str) {
         self.live_actors.get_or_create(&Self::agg(aggregate_type)).dec();
+    }
+
+    pub(crate) fn appended(&self, aggregate_type: &str, events: usize, took: Duration) {
+        self.events_appended.get_or_create(&Self::agg(aggregate_type)).inc_by(events as u64);
+        self.append_duration.observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn query(&self, operation: &str, took: Duration) {
+        self.query_duration
+            .get_or_create(&OperationLabels { operation: operation.to_owned() })
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn store_size(&self, bytes: u64) {
+        self.store_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    fn proj(name: &str) -> ProjectionLabels {
+        ProjectionLabels { projection: name.to_owned() }
+    }
+
+    pub(crate) fn projection_progress(&self, name: &str, position: u64, lag: Option<u64>) {
+        self.projection_position
+            .get_or_create(&Self::proj(name))
+            .set(i64::try_from(position).unwrap_or(i64::MAX));
+        if let Some(lag) = lag {
+            self.projection_lag.get_or_create(&Self::proj(name)).set(i64::try_from(lag).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub(crate) fn projection_events(&self, name: &str, outcome: &str, n: u64) {
+        self.projection_events
+            .get_or_create(&ProjectionOutcomeLabels {
+                projection: name.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc_by(n);
+    }
+
+    pub(crate) fn projection_batch(&self, name: &str, took: Duration) {
+        self.projection_batch_duration.get_or_create(&Self::proj(name)).observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn restarted(&self, child: &str) {
+        self.restarts.get_or_create(&ChildLabels { child: child.to_owned() }).inc();
+    }
+
+    /// Records a finished replay (seed 000's replay metrics).
+    pub(crate) fn replay_finished(&self, replayed: u64, failed: u64, took: Duration) {
+        let m = &self.seed;
+        m.replay_runs.inc();
+        m.events_replayed.inc_by(replayed);
+        m.replay_failed.inc_by(failed);
+        m.replay_last_run.set(unix_now());
+        m.replay_last_duration.set(took.as_secs_f64());
+        m.replay_last_count.set(i64::try_from(replayed).unwrap_or(i64::MAX));
+    }
+
+    /// Records a finished retention clean-up (seed 000's retention metrics).
+    pub(crate) fn cleanup_finished(&self, deleted: u64, took: Duration) {
+        let m = &self.seed;
+        let deleted = i64::try_from(deleted).unwrap_or(i64::MAX);
+        m.retention_runs.inc();
+        m.retention_total_deleted.inc_by(deleted);
+        m.retention_last_cleanup.set(unix_now());
+        m.retention_last_duration.set(took.as_secs_f64());
+        m.retention_last_deleted.set(deleted);
+    }
+
+    /// A projection's lag in events, as last measured (0 before the first measurement).
+    pub fn projection_lag(&self, projection: &str) -> i64 {
+        self.projection_lag.get_or_create(&Self::proj(projection)).get()
+    }
+
+    /// Children the supervisor restarted, by child name (`projection:<name>`, `replay`,
+    /// `retention`).
+    pub fn restarts(&self, child: &str) -> u64 {
+        self.restarts.get_or_create(&ChildLabels { child: child.to_owned() }).get()
     }
 
     /// Live actors of an aggregate type, as the gauge counts them.

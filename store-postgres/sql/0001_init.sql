@@ -167,8 +167,9 @@ BEGIN
         ORDER BY b.ord
         RETURNING e.version, e.global_position, e.transaction_id, false;
 
+    -- The payload names the category, so the listener wakes only the readers that need it.
     IF p_channel IS NOT NULL THEN
-        PERFORM pg_notify(p_channel, '');
+        PERFORM pg_notify(p_channel, p_aggregate_type);
     END IF;
 END
 $fn$;

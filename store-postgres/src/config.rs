@@ -45,6 +45,8 @@ pub struct SchemaNames {
     pub snapshots: String,
     /// The consumer checkpoints table (default `projection_positions`).
     pub positions: String,
+    /// The projections' recorded failures (default `projection_failures`).
+    pub failures: String,
     /// The applied-migrations table (default `factum_migrations`).
     pub migrations: String,
 }
@@ -57,6 +59,7 @@ impl Default for SchemaNames {
             streams: "event_streams".into(),
             snapshots: "snapshots".into(),
             positions: "projection_positions".into(),
+            failures: "projection_failures".into(),
             migrations: "factum_migrations".into(),
         }
     }
@@ -108,6 +111,13 @@ impl SchemaNames {
         self
     }
 
+    /// Sets the recorded-failures table's name.
+    #[must_use]
+    pub fn failures(mut self, name: impl Into<String>) -> Self {
+        self.failures = name.into();
+        self
+    }
+
     /// Sets the applied-migrations table's name.
     #[must_use]
     pub fn migrations(mut self, name: impl Into<String>) -> Self {
@@ -121,6 +131,7 @@ impl SchemaNames {
         check_identifier("streams table", &self.streams)?;
         check_identifier("snapshots table", &self.snapshots)?;
         check_identifier("positions table", &self.positions)?;
+        check_identifier("failures table", &self.failures)?;
         check_identifier("migrations table", &self.migrations)
     }
 }

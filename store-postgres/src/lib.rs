@@ -27,9 +27,12 @@
 //! allowed only through [`delete_before`](factum::EventStore::delete_before).
 
 mod config;
+mod lease;
 mod listener;
+mod projection;
 mod schema;
 mod store;
 
 pub use config::{ConfigError, PoolSettings, PostgresConfig, SchemaNames};
+pub use projection::{ExactlyOnce, PgProjection};
 pub use store::{PostgresStore, STREAM_BUFFER};

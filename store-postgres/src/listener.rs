@@ -1,49 +1,73 @@
-//! One shared `LISTEN` connection per store, turning notifications into wake-ups.
+//! One shared `LISTEN` connection per store, turning notifications into wake-ups: of
+//! every reader of the log, and of the readers of the notified category.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+/// The wake-up senders a store's listener serves.
+#[derive(Default)]
+pub(crate) struct Wakes {
+    /// Every append.
+    pub(crate) all: watch::Sender<u64>,
+    /// Appends to one category, for the categories someone asked about.
+    pub(crate) categories: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
 fn bump(wake: &watch::Sender<u64>) {
     wake.send_modify(|n| *n = n.wrapping_add(1));
 }
 
-/// Listens on `channel` until no subscriber is left, reconnecting after failures. After
-/// every (re)connection it wakes all subscribers, since notifications may have been
-/// missed while it was away.
-pub(crate) async fn run(pool: PgPool, channel: String, wake: Arc<watch::Sender<u64>>) {
+impl Wakes {
+    pub(crate) fn category(&self, category: &str) -> watch::Receiver<u64> {
+        let mut map = self.categories.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget categories nobody listens to any more.
+        map.retain(|_, s| s.receiver_count() > 0);
+        map.entry(category.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    /// Wakes the readers of the log and those of `category`; all of them if `None` (the
+    /// notification did not say, or some may have been missed).
+    fn wake(&self, category: Option<&str>) {
+        bump(&self.all);
+        let map = self.categories.lock().unwrap_or_else(|p| p.into_inner());
+        match category {
+            Some(c) => map.get(c).into_iter().for_each(bump),
+            None => map.values().for_each(bump),
+        }
+    }
+}
+
+/// Listens on `channel` for as long as the store lives (the store aborts it when dropped),
+/// reconnecting after failures. After every (re)connection it wakes everyone, since
+/// notifications may have been missed while it was away.
+pub(crate) async fn run(pool: PgPool, channel: String, wakes: Arc<Wakes>) {
     loop {
         let connected = async {
             let mut listener = PgListener::connect_with(&pool).await?;
             listener.listen(&channel).await?;
             Ok::<_, sqlx::Error>(listener)
         };
-        let mut listener = tokio::select! {
-            () = wake.closed() => return,
-            l = connected => match l {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, channel, "cannot LISTEN; subscribers poll until it can");
-                    tokio::select! {
-                        () = wake.closed() => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
+        let mut listener = match connected.await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, channel, "cannot LISTEN; readers poll until it can");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
         };
-        bump(&wake);
+        wakes.wake(None);
         loop {
-            tokio::select! {
-                () = wake.closed() => return,
-                n = listener.recv() => match n {
-                    Ok(_) => bump(&wake),
-                    Err(e) => {
-                        tracing::warn!(error = %e, channel, "LISTEN connection failed; reconnecting");
-                        break;
-                    }
+            match listener.recv().await {
+                // An empty payload comes from a schema older than category payloads.
+                Ok(n) => wakes.wake(Some(n.payload()).filter(|p| !p.is_empty())),
+                Err(e) => {
+                    tracing::warn!(error = %e, channel, "LISTEN connection failed; reconnecting");
+                    break;
                 }
             }
         }

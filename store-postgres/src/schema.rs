@@ -5,7 +5,10 @@ use sqlx::{Connection, PgConnection};
 use crate::config::SchemaNames;
 
 /// The embedded migrations, in order: (version, description, SQL template).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("../sql/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../sql/0001_init.sql")),
+    (2, "projections", include_str!("../sql/0002_projections.sql")),
+];
 
 /// Replaces `{schema}`, `{events}`, … in a template with the configured names, which were
 /// validated as plain identifiers.
@@ -16,6 +19,7 @@ pub(crate) fn expand(template: &str, names: &SchemaNames) -> String {
         .replace("{streams}", &names.streams)
         .replace("{snapshots}", &names.snapshots)
         .replace("{positions}", &names.positions)
+        .replace("{failures}", &names.failures)
         .replace("{migrations}", &names.migrations)
 }
 

@@ -1,25 +1,27 @@
 //! [`PostgresStore`]: the [`EventStore`] on PostgreSQL.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use factum::{
     deduplicated_result, validate, AppendResult, Checkpoint, EventFilter, EventStore, EventStream,
-    ExpectedVersion, GlobalPosition, Limits, Metadata, NewEvent, OrderBy, RecordedEvent, Snapshot,
-    StoreError, StreamId, ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    ExpectedVersion, GlobalPosition, Lease, Limits, Metadata, NewEvent, OrderBy, ProjectionFailure,
+    RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, ValidFilter, Version, VersionRange,
+    WakeSignal, DEFAULT_QUERY_LIMIT,
 };
 use futures_util::TryStreamExt;
 use serde_json::Value;
 use sqlx::error::ErrorKind;
 use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::config::{check_identifier, ConfigError, PostgresConfig, SchemaNames};
-use crate::listener;
+use crate::lease::Leases;
+use crate::listener::{self, Wakes};
 use crate::schema::{self, expand};
 
 /// How many events [`EventStore::stream`] reads ahead of its consumer (seed 000's buffer).
@@ -53,6 +55,13 @@ struct Sql {
     delete_snapshot: String,
     load_checkpoint: String,
     save_checkpoint: String,
+    advance_checkpoint: String,
+    count_after: String,
+    record_failure: String,
+    failures: String,
+    resolve_failure: String,
+    delete_guarded: String,
+    storage_bytes: String,
     event_id_constraint: String,
     stream_version_constraint: String,
     transaction_order_constraint: String,
@@ -110,6 +119,44 @@ impl Sql {
                  last_processed_position = EXCLUDED.last_processed_position, \
                  last_processed_transaction = EXCLUDED.last_processed_transaction, \
                  last_processed_at = EXCLUDED.last_processed_at"),
+            // Moves the checkpoint only from where the writer believes it is; a missing
+            // row counts as the start. Fences off an instance that lost its lease.
+            advance_checkpoint: e("WITH moved AS ( \
+                   UPDATE {schema}.{positions} SET last_processed_position = $4, \
+                       last_processed_transaction = $5, last_processed_at = now() \
+                   WHERE projection_name = $1 AND last_processed_position = $2 \
+                     AND last_processed_transaction = $3 RETURNING 1), \
+                 created AS ( \
+                   INSERT INTO {schema}.{positions} (projection_name, last_processed_position, \
+                       last_processed_transaction, last_processed_at) \
+                   SELECT $1, $4, $5, now() WHERE $2 = 0 AND $3 = 0 \
+                     AND NOT EXISTS (SELECT 1 FROM {schema}.{positions} WHERE projection_name = $1) \
+                   ON CONFLICT (projection_name) DO NOTHING RETURNING 1) \
+                 SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM created)"),
+            // Capped, so that measuring a huge lag stays cheap.
+            count_after: e("SELECT count(*) FROM (SELECT 1 FROM {schema}.{events} \
+                 WHERE (transaction_id, global_position) > ($1, $2) LIMIT 10000000) AS t"),
+            record_failure: e("INSERT INTO {schema}.{failures} (projection_name, event_id, aggregate_type, \
+                 aggregate_id, version, global_position, transaction_id, event_type, error, attempts, failed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (projection_name, event_id) DO UPDATE SET error = EXCLUDED.error, \
+                 attempts = EXCLUDED.attempts, failed_at = EXCLUDED.failed_at"),
+            failures: e("SELECT projection_name, event_id, aggregate_type, aggregate_id, version, global_position, \
+                 transaction_id, event_type, error, attempts, failed_at FROM {schema}.{failures} \
+                 WHERE projection_name = $1 ORDER BY transaction_id, global_position"),
+            resolve_failure: e("DELETE FROM {schema}.{failures} WHERE projection_name = $1 AND event_id = $2"),
+            // Retention's safe mode: keep what a named consumer has not processed (all of
+            // it for a consumer without a checkpoint) and, if $3, what no snapshot covers.
+            delete_guarded: e("DELETE FROM {schema}.{events} e WHERE e.recorded_at < $1 \
+                 AND NOT ($3 AND NOT EXISTS (SELECT 1 FROM {schema}.{snapshots} s \
+                   WHERE s.aggregate_type = e.aggregate_type AND s.aggregate_id = e.aggregate_id \
+                     AND s.version >= e.version)) \
+                 AND NOT EXISTS (SELECT 1 FROM unnest($2::text[]) AS c(name) \
+                   LEFT JOIN {schema}.{positions} p ON p.projection_name = c.name \
+                   WHERE p.projection_name IS NULL \
+                      OR (e.transaction_id, e.global_position) \
+                         > (p.last_processed_transaction, p.last_processed_position))"),
+            storage_bytes: e("SELECT pg_total_relation_size(to_regclass('{schema}.{events}'))"),
             event_id_constraint: format!("{}_event_id_key", names.events),
             stream_version_constraint: format!("{}_stream_version_key", names.events),
             transaction_order_constraint: format!("{}_transaction_order", names.streams),
@@ -143,8 +190,17 @@ struct Inner {
     sql: Sql,
     channel: Option<String>,
     limits: Limits,
-    wake: Arc<watch::Sender<u64>>,
+    wakes: Arc<Wakes>,
     listener: Mutex<Option<JoinHandle<()>>>,
+    leases: OnceLock<Leases>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            listener.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -190,6 +246,26 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         metadata: Metadata::from_json(row.try_get(10).map_err(corrupt)?),
         occurred_at: row.try_get(11).map_err(corrupt)?,
         recorded_at: row.try_get(12).map_err(corrupt)?,
+    })
+}
+
+fn decode_failure(row: &PgRow) -> Result<ProjectionFailure, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let aggregate_type: String = row.try_get(2).map_err(corrupt)?;
+    let aggregate_id: String = row.try_get(3).map_err(corrupt)?;
+    let attempts: i32 = row.try_get(9).map_err(corrupt)?;
+    Ok(ProjectionFailure {
+        projection: row.try_get(0).map_err(corrupt)?,
+        event_id: row.try_get(1).map_err(corrupt)?,
+        stream: StreamId::new(aggregate_type, aggregate_id)
+            .map_err(|e| StoreError::Corrupt(format!("stored stream id: {e}")))?,
+        version: Version(to_u64("version", row.try_get(4).map_err(corrupt)?)?),
+        position: GlobalPosition(to_u64("global_position", row.try_get(5).map_err(corrupt)?)?),
+        transaction: to_u64("transaction_id", row.try_get(6).map_err(corrupt)?)?,
+        event_type: row.try_get(7).map_err(corrupt)?,
+        error: row.try_get(8).map_err(corrupt)?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        failed_at: row.try_get(10).map_err(corrupt)?,
     })
 }
 
@@ -275,8 +351,9 @@ impl PostgresStore {
                 names: config.names,
                 channel: config.notify_channel,
                 limits: config.limits,
-                wake: Arc::new(watch::channel(0).0),
+                wakes: Arc::new(Wakes::default()),
                 listener: Mutex::new(None),
+                leases: OnceLock::new(),
             }),
         })
     }
@@ -352,6 +429,82 @@ impl PostgresStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    /// Moves a consumer's checkpoint from `from` to `to` inside a transaction the caller
+    /// owns, only if it still is `from` (see [`EventStore::advance_checkpoint`]).
+    pub async fn advance_checkpoint_in(
+        &self,
+        conn: &mut PgConnection,
+        consumer: &str,
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<bool, StoreError> {
+        validate::consumer_name(consumer)?;
+        validate::checkpoint(from)?;
+        validate::checkpoint(to)?;
+        let moved: i64 = sqlx::query_scalar(&self.inner.sql.advance_checkpoint)
+            .bind(consumer)
+            .bind(to_i64(from.position.0))
+            .bind(to_i64(from.transaction))
+            .bind(to_i64(to.position.0))
+            .bind(to_i64(to.transaction))
+            .fetch_one(conn)
+            .await
+            .map_err(backend)?;
+        Ok(moved == 1)
+    }
+
+    pub(crate) async fn advance_checkpoint_in_pool(
+        &self,
+        consumer: &str,
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        self.advance_checkpoint_in(&mut conn, consumer, from, to).await
+    }
+
+    /// Records a projection's failure inside a transaction the caller owns.
+    pub async fn record_failure_in(
+        &self,
+        conn: &mut PgConnection,
+        failure: &ProjectionFailure,
+    ) -> Result<(), StoreError> {
+        validate::consumer_name(&failure.projection)?;
+        sqlx::query(&self.inner.sql.record_failure)
+            .bind(&failure.projection)
+            .bind(failure.event_id)
+            .bind(failure.stream.aggregate_type())
+            .bind(failure.stream.aggregate_id())
+            .bind(to_i64(failure.version.0))
+            .bind(to_i64(failure.position.0))
+            .bind(to_i64(failure.transaction))
+            .bind(&failure.event_type)
+            .bind(&failure.error)
+            .bind(i32::try_from(failure.attempts).unwrap_or(i32::MAX))
+            .bind(failure.failed_at)
+            .execute(conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Removes a recorded failure inside a transaction the caller owns.
+    pub async fn resolve_failure_in(
+        &self,
+        conn: &mut PgConnection,
+        projection: &str,
+        event_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        validate::consumer_name(projection)?;
+        let done = sqlx::query(&self.inner.sql.resolve_failure)
+            .bind(projection)
+            .bind(event_id)
+            .execute(conn)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn append_rows(
@@ -507,7 +660,7 @@ impl PostgresStore {
         }
         // Outside a Tokio runtime, subscribers fall back to polling.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let task = listener::run(self.inner.pool.clone(), channel.clone(), self.inner.wake.clone());
+        let task = listener::run(self.inner.pool.clone(), channel.clone(), self.inner.wakes.clone());
         *guard = Some(runtime.spawn(task));
     }
 }
@@ -794,8 +947,95 @@ impl EventStore for PostgresStore {
         self.save_checkpoint_in(&mut conn, consumer, checkpoint).await
     }
 
+    async fn delete_before_guarded(
+        &self,
+        cutoff: DateTime<Utc>,
+        guard: &RetentionGuard,
+    ) -> Result<u64, StoreError> {
+        for name in &guard.unprocessed_by {
+            validate::consumer_name(name)?;
+        }
+        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT set_config('factum.allow_delete', 'on', true)")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let deleted = sqlx::query(&self.inner.sql.delete_guarded)
+            .bind(cutoff)
+            .bind(&guard.unprocessed_by)
+            .bind(guard.unsnapshotted)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn advance_checkpoint(
+        &self,
+        consumer: &str,
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<bool, StoreError> {
+        self.advance_checkpoint_in_pool(consumer, from, to).await
+    }
+
+    async fn count_after(&self, after: Checkpoint) -> Result<u64, StoreError> {
+        validate::checkpoint(after)?;
+        let n: i64 = sqlx::query_scalar(&self.inner.sql.count_after)
+            .bind(to_i64(after.transaction))
+            .bind(to_i64(after.position.0))
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        to_u64("count", n)
+    }
+
+    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        validate::consumer_name(name)?;
+        let leases = self
+            .inner
+            .leases
+            .get_or_init(|| Leases::start(self.inner.pool.clone(), self.inner.names.schema.clone()));
+        leases.try_lease(name).await
+    }
+
+    async fn record_failure(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        self.record_failure_in(&mut conn, failure).await
+    }
+
+    async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
+        validate::consumer_name(projection)?;
+        let rows = sqlx::query(&self.inner.sql.failures)
+            .bind(projection)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(decode_failure).collect()
+    }
+
+    async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        self.resolve_failure_in(&mut conn, projection, event_id).await
+    }
+
+    async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
+        let bytes: Option<i64> = sqlx::query_scalar(&self.inner.sql.storage_bytes)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        bytes.map(|b| to_u64("table size", b)).transpose()
+    }
+
     fn wake_signal(&self) -> WakeSignal {
-        let receiver = self.inner.wake.subscribe();
+        let receiver = self.inner.wakes.all.subscribe();
+        self.ensure_listener();
+        receiver
+    }
+
+    fn category_wake_signal(&self, category: &str) -> WakeSignal {
+        let receiver = self.inner.wakes.category(category);
         self.ensure_listener();
         receiver
     }

@@ -581,6 +581,148 @@ pub async fn bad_input(store: Store) {
     assert_eq!(store.stream_version(&s).await.unwrap(), Version(1));
 }
 
+/// Checkpoints move only from where the writer believes they are: the fence that keeps
+/// an instance that lost its lease from writing.
+pub async fn checkpoint_fencing(store: Store) {
+    let a = Checkpoint { transaction: 3, position: factum::GlobalPosition(7) };
+    let b = Checkpoint { transaction: 4, position: factum::GlobalPosition(9) };
+    assert!(!store.advance_checkpoint("p", a, b).await.unwrap(), "no checkpoint yet: it is at the start");
+    assert_eq!(store.load_checkpoint("p").await.unwrap(), None, "a refused move writes nothing");
+    assert!(store.advance_checkpoint("p", Checkpoint::START, a).await.unwrap());
+    assert!(!store.advance_checkpoint("p", Checkpoint::START, b).await.unwrap(), "stale: the start");
+    assert!(store.advance_checkpoint("p", a, b).await.unwrap());
+    assert!(!store.advance_checkpoint("p", a, b).await.unwrap(), "stale: moved on");
+    assert_eq!(store.load_checkpoint("p").await.unwrap(), Some(b));
+    store.save_checkpoint("p", a).await.unwrap();
+    assert!(!store.advance_checkpoint("p", b, a).await.unwrap());
+    assert!(store.advance_checkpoint("p", a, b).await.unwrap());
+    assert!(store.advance_checkpoint("q", Checkpoint::START, a).await.unwrap(), "consumers are independent");
+    assert!(matches!(
+        store.advance_checkpoint("", Checkpoint::START, a).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
+/// A consumer's lease is held once until dropped; names are independent and checked.
+pub async fn leases(store: Store) {
+    let lease = store.try_lease("p").await.unwrap().expect("a free name is granted");
+    assert!(lease.is_held());
+    assert!(store.try_lease("p").await.unwrap().is_none(), "held: not granted twice");
+    let other = store.try_lease("q").await.unwrap();
+    assert!(other.is_some(), "another name is free");
+    drop(lease);
+    // Releasing can take a round trip on backends that hold leases in a session.
+    crate::eventually(Duration::from_secs(5), "the released lease is granted again", || {
+        let store = store.clone();
+        async move { store.try_lease("p").await.unwrap() }
+    })
+    .await;
+    assert!(matches!(store.try_lease("a\u{0}").await, Err(StoreError::InvalidInput(_))));
+}
+
+/// Recorded failures: listed in log order, re-recording replaces, resolving removes.
+pub async fn recorded_failures(store: Store) {
+    let s = sid("Order", "o-1");
+    store.append(&s, ExpectedVersion::NoStream, vec![ev("A"), ev("B")]).await.unwrap();
+    let events = store.read_stream(&s, VersionRange::ALL).await.unwrap();
+    for e in events.iter().rev() {
+        store.record_failure(&factum::ProjectionFailure::new("p", e, "boom", 3)).await.unwrap();
+    }
+    store.record_failure(&factum::ProjectionFailure::new("q", &events[0], "other", 1)).await.unwrap();
+    let mut again = factum::ProjectionFailure::new("p", &events[1], "boom again", 5);
+    again.failed_at = again.failed_at.trunc_subsecs(6);
+    store.record_failure(&again).await.unwrap();
+    let found = store.failures("p").await.unwrap();
+    assert_eq!(
+        found.iter().map(|f| f.event_id).collect::<Vec<_>>(),
+        vec![events[0].event_id, events[1].event_id]
+    );
+    assert_eq!(found[1], again, "every field round-trips; re-recording replaced the first record");
+    assert_eq!(
+        (found[0].stream.clone(), found[0].version, found[0].checkpoint()),
+        (s.clone(), Version(1), events[0].checkpoint())
+    );
+    assert!(store.resolve_failure("p", events[0].event_id).await.unwrap());
+    assert!(!store.resolve_failure("p", events[0].event_id).await.unwrap());
+    assert_eq!(store.failures("p").await.unwrap().len(), 1);
+    assert_eq!(store.failures("q").await.unwrap().len(), 1);
+    assert!(store.failures("nobody").await.unwrap().is_empty());
+}
+
+/// Lag: how many events of the log lie after a checkpoint.
+pub async fn count_after(store: Store) {
+    let s = sid("Order", "o-1");
+    store.append(&s, ExpectedVersion::NoStream, vec![ev("A"), ev("B"), ev("C")]).await.unwrap();
+    store.append(&sid("Customer", "c-1"), ExpectedVersion::NoStream, vec![ev("D")]).await.unwrap();
+    let all = read_everything(&store, 4).await;
+    assert_eq!(store.count_after(Checkpoint::START).await.unwrap(), 4);
+    assert_eq!(store.count_after(all[1].checkpoint()).await.unwrap(), 2);
+    assert_eq!(store.count_after(all[3].checkpoint()).await.unwrap(), 0);
+}
+
+/// Retention's safe mode keeps what a consumer has not processed and what no snapshot
+/// covers; the plain delete keeps nothing older than the cutoff.
+pub async fn guarded_delete(store: Store) {
+    let a = sid("Order", "a");
+    let b = sid("Order", "b");
+    store.append(&a, ExpectedVersion::NoStream, vec![ev("A1"), ev("A2"), ev("A3")]).await.unwrap();
+    store.append(&b, ExpectedVersion::NoStream, vec![ev("B1"), ev("B2")]).await.unwrap();
+    let all = read_everything(&store, 5).await;
+    let snap = |stream: &StreamId, v: u64| Snapshot {
+        stream: stream.clone(),
+        version: Version(v),
+        schema_version: 1,
+        state: json!({}),
+        created_at: Utc::now(),
+    };
+    store.save_snapshot(&snap(&a, 3)).await.unwrap();
+    store.save_snapshot(&snap(&b, 1)).await.unwrap();
+    // "p" has processed A1..A3 and B1; "q" has processed nothing.
+    let a3 = all.iter().find(|e| e.stream == a && e.version == Version(3)).unwrap();
+    let b1 = all.iter().find(|e| e.stream == b && e.version == Version(1)).unwrap();
+    store.save_checkpoint("p", a3.checkpoint().max(b1.checkpoint())).await.unwrap();
+    let future = Utc::now() + ChronoDuration::seconds(5);
+
+    let guard = factum::RetentionGuard::safe(["p", "q"]);
+    assert_eq!(store.delete_before_guarded(future, &guard).await.unwrap(), 0, "q has processed nothing");
+    let past = Utc::now() - ChronoDuration::days(1);
+    assert_eq!(store.delete_before_guarded(past, &factum::RetentionGuard::default()).await.unwrap(), 0);
+
+    let guard = factum::RetentionGuard::safe(["p"]);
+    assert_eq!(store.delete_before_guarded(future, &guard).await.unwrap(), 4, "A1..A3 and B1");
+    let left = store.query(&EventFilter::new()).await.unwrap();
+    assert_eq!(left.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), ["B2"]);
+    // Appends go on numbering after what was deleted; the snapshot plus tail still load.
+    let r = store.append(&a, ExpectedVersion::Exact(Version(3)), vec![ev("A4")]).await.unwrap();
+    assert_eq!(r.to_version, Version(4));
+    assert_eq!(versions(&store.read_stream(&a, VersionRange::after(Version(3))).await.unwrap()), vec![4]);
+
+    let mut unsnapshotted_only = factum::RetentionGuard::default();
+    unsnapshotted_only.unsnapshotted = true;
+    assert_eq!(
+        store.delete_before_guarded(future, &unsnapshotted_only).await.unwrap(),
+        0,
+        "B2, A4 uncovered"
+    );
+    assert!(matches!(
+        store.delete_before_guarded(future, &factum::RetentionGuard::safe([""])).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
+/// A category's wake-up signal changes after an append to that category.
+pub async fn category_wake_ups(store: Store) {
+    let mut orders = store.category_wake_signal("Order");
+    let mut all = store.wake_signal();
+    // Let a listener connect (and send its connection wake-up) before appending.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    orders.borrow_and_update();
+    all.borrow_and_update();
+    store.append(&sid("Order", "o-1"), ExpectedVersion::NoStream, vec![ev("A")]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), orders.changed()).await.expect("woken").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), all.changed()).await.expect("woken").unwrap();
+}
+
 /// Generates one `#[tokio::test]` per conformance case for a backend.
 ///
 /// `$make` is an async expression evaluating to `(Arc<dyn EventStore>, guard)`; the guard
@@ -591,7 +733,8 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases $make;
             append_and_read_stream, expected_version_modes, idempotent_append,
             event_fields_round_trip, read_all_and_category, query_filters, query_default_limit,
-            stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input);
+            stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
+            checkpoint_fencing, leases, recorded_failures, count_after, guarded_delete, category_wake_ups);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

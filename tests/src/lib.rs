@@ -6,6 +6,7 @@
 
 pub mod conformance;
 pub mod counter;
+pub mod faulty;
 
 /// Compiles the README's Rust snippets as doctests.
 #[cfg(doctest)]

@@ -9,6 +9,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::consumer::{Lease, ProjectionFailure, RetentionGuard};
 use super::error::StoreError;
 use super::filter::{EventFilter, OrderBy, DEFAULT_QUERY_LIMIT};
 use super::types::{
@@ -45,6 +46,9 @@ pub struct InMemoryStore {
 struct Shared {
     state: Mutex<State>,
     wake: watch::Sender<u64>,
+    /// Wake-ups per category, created when someone asks for one.
+    category_wakes: Mutex<HashMap<String, watch::Sender<u64>>>,
+    leases: Mutex<HashSet<String>>,
     limits: Limits,
 }
 
@@ -57,6 +61,7 @@ struct State {
     last_transaction: u64,
     snapshots: HashMap<StreamId, Snapshot>,
     checkpoints: HashMap<String, Checkpoint>,
+    failures: HashMap<(String, Uuid), ProjectionFailure>,
 }
 
 #[derive(Default)]
@@ -89,6 +94,8 @@ impl InMemoryStore {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 wake: watch::channel(0).0,
+                category_wakes: Mutex::new(HashMap::new()),
+                leases: Mutex::new(HashSet::new()),
                 limits,
             }),
         }
@@ -101,11 +108,25 @@ impl InMemoryStore {
     }
 }
 
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn collect<'a>(events: impl Iterator<Item = &'a Arc<RecordedEvent>>) -> Vec<RecordedEvent> {
     events.map(|e| RecordedEvent::clone(e)).collect()
 }
 
 impl State {
+    fn remove(&mut self, doomed: &[Arc<RecordedEvent>]) {
+        for e in doomed {
+            self.log.remove(&e.position.0);
+            self.ids.remove(&e.event_id);
+            if let Some(s) = self.streams.get_mut(&e.stream) {
+                s.events.remove(&e.version.0);
+            }
+        }
+    }
+
     /// The events stored under the batch's ids, plus every other event of `stream` that
     /// the same appends wrote, so that a retry of part of a batch is not taken for the whole.
     fn stored_batch(&self, stream: &StreamId, batch: &[NewEvent]) -> Vec<RecordedEvent> {
@@ -198,6 +219,9 @@ impl EventStore for InMemoryStore {
         }
         drop(state);
         self.shared.wake.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some(wake) = relock(&self.shared.category_wakes).get(stream.aggregate_type()) {
+            wake.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Ok(AppendResult {
             stream: stream.clone(),
             from_version: Version(actual.0 + 1),
@@ -228,7 +252,9 @@ impl EventStore for InMemoryStore {
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         validate::page_limit(limit, &self.shared.limits)?;
         let state = self.lock();
-        Ok(collect(state.log.values().filter(|e| e.checkpoint() > after).take(limit)))
+        // Transactions and positions grow together here, so log order is position order.
+        let from = after.position.0.saturating_add(1);
+        Ok(collect(state.log.range(from..).map(|(_, e)| e).filter(|e| e.checkpoint() > after).take(limit)))
     }
 
     async fn read_category(
@@ -282,13 +308,29 @@ impl EventStore for InMemoryStore {
         let mut state = self.lock();
         let doomed: Vec<Arc<RecordedEvent>> =
             state.log.values().filter(|e| e.recorded_at < cutoff).cloned().collect();
-        for e in &doomed {
-            state.log.remove(&e.position.0);
-            state.ids.remove(&e.event_id);
-            if let Some(s) = state.streams.get_mut(&e.stream) {
-                s.events.remove(&e.version.0);
-            }
+        state.remove(&doomed);
+        Ok(doomed.len() as u64)
+    }
+
+    async fn delete_before_guarded(
+        &self,
+        cutoff: DateTime<Utc>,
+        guard: &RetentionGuard,
+    ) -> Result<u64, StoreError> {
+        for name in &guard.unprocessed_by {
+            validate::consumer_name(name)?;
         }
+        let mut state = self.lock();
+        let checkpoints: Vec<Option<Checkpoint>> =
+            guard.unprocessed_by.iter().map(|n| state.checkpoints.get(n).copied()).collect();
+        let doomed: Vec<Arc<RecordedEvent>> = state
+            .log
+            .values()
+            .filter(|e| e.recorded_at < cutoff)
+            .filter(|e| !guard.keeps(e, &checkpoints, state.snapshots.get(&e.stream).map(|s| s.version)))
+            .cloned()
+            .collect();
+        state.remove(&doomed);
         Ok(doomed.len() as u64)
     }
 
@@ -324,7 +366,74 @@ impl EventStore for InMemoryStore {
         Ok(())
     }
 
+    async fn advance_checkpoint(
+        &self,
+        consumer: &str,
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<bool, StoreError> {
+        validate::consumer_name(consumer)?;
+        validate::checkpoint(from)?;
+        validate::checkpoint(to)?;
+        let mut state = self.lock();
+        let current = state.checkpoints.get(consumer).copied().unwrap_or(Checkpoint::START);
+        if current != from {
+            return Ok(false);
+        }
+        state.checkpoints.insert(consumer.to_owned(), to);
+        Ok(true)
+    }
+
+    async fn count_after(&self, after: Checkpoint) -> Result<u64, StoreError> {
+        let state = self.lock();
+        let from = after.position.0.saturating_add(1);
+        Ok(state.log.range(from..).filter(|(_, e)| e.checkpoint() > after).count() as u64)
+    }
+
+    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        validate::consumer_name(name)?;
+        if !relock(&self.shared.leases).insert(name.to_owned()) {
+            return Ok(None);
+        }
+        let shared = self.shared.clone();
+        let name = name.to_owned();
+        Ok(Some(Lease::new(
+            || true,
+            move || {
+                relock(&shared.leases).remove(&name);
+            },
+        )))
+    }
+
+    async fn record_failure(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
+        validate::consumer_name(&failure.projection)?;
+        let mut stored = failure.clone();
+        stored.failed_at = stored.failed_at.trunc_subsecs(6);
+        self.lock().failures.insert((failure.projection.clone(), failure.event_id), stored);
+        Ok(())
+    }
+
+    async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
+        validate::consumer_name(projection)?;
+        let mut found: Vec<ProjectionFailure> =
+            self.lock().failures.values().filter(|f| f.projection == projection).cloned().collect();
+        found.sort_by_key(ProjectionFailure::checkpoint);
+        Ok(found)
+    }
+
+    async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
+        validate::consumer_name(projection)?;
+        Ok(self.lock().failures.remove(&(projection.to_owned(), event_id)).is_some())
+    }
+
     fn wake_signal(&self) -> WakeSignal {
         self.shared.wake.subscribe()
+    }
+
+    fn category_wake_signal(&self, category: &str) -> WakeSignal {
+        relock(&self.shared.category_wakes)
+            .entry(category.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
 }

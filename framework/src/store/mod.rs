@@ -1,6 +1,7 @@
 //! The event store: the traits backends implement, the values they exchange, and the
 //! in-memory backend.
 
+mod consumer;
 mod error;
 mod filter;
 pub(crate) mod memory;
@@ -12,9 +13,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_core::stream::BoxStream;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use validate::Limits;
 
+pub use consumer::{Lease, ProjectionFailure, RetentionGuard};
 pub use error::{InvalidInput, StoreError};
 pub use filter::{json_contains, EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
@@ -105,6 +108,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// the numbering.
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Deletes every event recorded before `cutoff` except those `guard` keeps, and
+    /// returns how many were deleted: retention's safe mode.
+    async fn delete_before_guarded(
+        &self,
+        cutoff: DateTime<Utc>,
+        guard: &RetentionGuard,
+    ) -> Result<u64, StoreError>;
+
     /// Saves a snapshot, replacing the stream's previous one.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
 
@@ -120,8 +131,47 @@ pub trait EventStore: Send + Sync + 'static {
     /// Saves a named consumer's checkpoint.
     async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError>;
 
+    /// Moves a consumer's checkpoint from `from` to `to`, only if it still is `from` (a
+    /// consumer without a checkpoint is at [`Checkpoint::START`]); `false`, changing
+    /// nothing, if it is not. A writer that lost its lease finds out here.
+    async fn advance_checkpoint(
+        &self,
+        consumer: &str,
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<bool, StoreError>;
+
+    /// How many events of the global log lie after `after`, as far as committed. A
+    /// consumer's lag.
+    async fn count_after(&self, after: Checkpoint) -> Result<u64, StoreError>;
+
+    /// Tries to take the exclusive lease on a consumer's name: `None` if someone else
+    /// (in this process or another one sharing the store) holds it.
+    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
+
+    /// Records a failure, replacing an earlier record of the same projection and event.
+    async fn record_failure(&self, failure: &ProjectionFailure) -> Result<(), StoreError>;
+
+    /// A projection's recorded failures, in log order.
+    async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError>;
+
+    /// Removes a recorded failure; `true` if there was one.
+    async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError>;
+
+    /// The bytes the store's events take, where the backend can tell (table and indexes).
+    async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     /// A wake-up signal that changes after appends commit.
     fn wake_signal(&self) -> WakeSignal;
+
+    /// A wake-up signal that changes after appends to `category` commit; it may also
+    /// change for other appends (the default is [`wake_signal`](Self::wake_signal)).
+    fn category_wake_signal(&self, category: &str) -> WakeSignal {
+        let _ = category;
+        self.wake_signal()
+    }
 }
 
 /// If `stored` (the events already stored under the batch's ids, in version order) is

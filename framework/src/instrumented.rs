@@ -1,0 +1,183 @@
+//! A store wrapper that records append and read latency, events appended, and a
+//! `tracing` span per append.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+use crate::store::validate::Limits;
+use crate::store::{
+    AppendResult, Checkpoint, EventFilter, EventStore, EventStream, ExpectedVersion, GlobalPosition, Lease,
+    NewEvent, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, Version,
+    VersionRange, WakeSignal,
+};
+
+pub(crate) struct Instrumented {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Instrumented {
+    async fn timed<T>(&self, operation: &str, f: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = f.await;
+        self.metrics.query(operation, started.elapsed());
+        out
+    }
+}
+
+#[async_trait]
+impl EventStore for Instrumented {
+    fn limits(&self) -> &Limits {
+        self.store.limits()
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let meta = events.first().map(|e| &e.metadata);
+        let span = tracing::debug_span!(
+            "factum.append",
+            stream = %stream,
+            %expected,
+            events = events.len(),
+            correlation_id = tracing::field::Empty,
+            causation_id = tracing::field::Empty,
+        );
+        if let Some(c) = meta.and_then(|m| m.correlation_id) {
+            span.record("correlation_id", tracing::field::display(c));
+        }
+        if let Some(c) = meta.and_then(|m| m.causation_id) {
+            span.record("causation_id", tracing::field::display(c));
+        }
+        let n = events.len();
+        let started = Instant::now();
+        let result = self.store.append(stream, expected, events).instrument(span).await;
+        if result.as_ref().is_ok_and(|r| !r.deduplicated) {
+            self.metrics.appended(stream.aggregate_type(), n, started.elapsed());
+        }
+        result
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        self.timed("stream_version", self.store.stream_version(stream)).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.timed("read_stream", self.store.read_stream(stream, range)).await
+    }
+
+    async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.timed("read_all", self.store.read_all(after, limit)).await
+    }
+
+    async fn read_category(
+        &self,
+        category: &str,
+        after: Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.timed("read_category", self.store.read_category(category, after, limit)).await
+    }
+
+    async fn latest_position(&self) -> Result<Option<GlobalPosition>, StoreError> {
+        self.store.latest_position().await
+    }
+
+    async fn query(&self, filter: &EventFilter) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.timed("query", self.store.query(filter)).await
+    }
+
+    async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        self.timed("count", self.store.count(filter)).await
+    }
+
+    fn stream(&self, filter: EventFilter) -> EventStream {
+        self.store.stream(filter)
+    }
+
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.store.delete_before(cutoff).await
+    }
+
+    async fn delete_before_guarded(
+        &self,
+        cutoff: DateTime<Utc>,
+        guard: &RetentionGuard,
+    ) -> Result<u64, StoreError> {
+        self.store.delete_before_guarded(cutoff, guard).await
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.store.save_snapshot(snapshot).await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        self.timed("load_snapshot", self.store.load_snapshot(stream)).await
+    }
+
+    async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError> {
+        self.store.delete_snapshot(stream).await
+    }
+
+    async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
+        self.store.load_checkpoint(consumer).await
+    }
+
+    async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        self.store.save_checkpoint(consumer, checkpoint).await
+    }
+
+    async fn advance_checkpoint(
+        &self,
+        consumer: &str,
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<bool, StoreError> {
+        self.store.advance_checkpoint(consumer, from, to).await
+    }
+
+    async fn count_after(&self, after: Checkpoint) -> Result<u64, StoreError> {
+        self.store.count_after(after).await
+    }
+
+    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        self.store.try_lease(name).await
+    }
+
+    async fn record_failure(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
+        self.store.record_failure(failure).await
+    }
+
+    async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
+        self.store.failures(projection).await
+    }
+
+    async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
+        self.store.resolve_failure(projection, event_id).await
+    }
+
+    async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
+        self.store.storage_bytes().await
+    }
+
+    fn wake_signal(&self) -> WakeSignal {
+        self.store.wake_signal()
+    }
+
+    fn category_wake_signal(&self, category: &str) -> WakeSignal {
+        self.store.category_wake_signal(category)
+    }
+}

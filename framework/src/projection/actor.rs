@@ -1,0 +1,578 @@
+//! The projection actor: one per projection, under the supervisor.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use std::panic::AssertUnwindSafe;
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{
+    panic_error, Batch, FailurePolicy, OnExhausted, ProjectionSink, ProjectionState, ProjectionStatus,
+    RetryReport, Selector, SinkError,
+};
+use crate::metrics::Metrics;
+use crate::store::{
+    Checkpoint, EventStore, Lease, ProjectionFailure, RecordedEvent, StoreError, VersionRange,
+};
+use crate::supervisor::SupervisorError;
+
+/// Everything about one projection that outlives its actor (which the supervisor may
+/// restart).
+pub(crate) struct ProjectionShared {
+    pub(crate) name: String,
+    pub(crate) selector: Selector,
+    pub(crate) batch_size: usize,
+    pub(crate) failure: FailurePolicy,
+    pub(crate) poll_interval: Duration,
+    pub(crate) lease_retry: Duration,
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) sink: tokio::sync::Mutex<Box<dyn ProjectionSink>>,
+    pub(crate) status: Mutex<ProjectionStatus>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl ProjectionShared {
+    pub(crate) fn status(&self) -> ProjectionStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut ProjectionStatus)) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut status);
+        status.updated_at = Utc::now();
+    }
+
+    fn set_state(&self, state: ProjectionState) {
+        self.update(|s| s.state = state);
+    }
+
+    /// Applies a batch through the sink; a panic in the sink itself counts as a failure
+    /// of the batch's first event.
+    pub(crate) async fn apply(
+        &self,
+        events: &[RecordedEvent],
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<(), SinkError> {
+        let mut sink = self.sink.lock().await;
+        let span = tracing::debug_span!(
+            "factum.projection.batch",
+            projection = %self.name,
+            from = %from,
+            to = %to,
+            events = events.len(),
+            correlation_id = tracing::field::Empty,
+        );
+        if let Some(c) = events.first().and_then(|e| e.metadata.correlation_id) {
+            span.record("correlation_id", tracing::field::display(c));
+        }
+        let started = Instant::now();
+        let batch = Batch { projection: &self.name, events, from, to };
+        let result = AssertUnwindSafe(sink.apply(batch)).catch_unwind().instrument(span).await;
+        self.metrics.projection_batch(&self.name, started.elapsed());
+        result.unwrap_or_else(|panic| {
+            Err(SinkError::Handler { index: 0, error: panic_error(panic.as_ref()), prefix_committed: false })
+        })
+    }
+}
+
+pub(crate) enum ProjectionMsg {
+    /// Read and apply what is new: `signal` if the log said it grew (a wake-up), else
+    /// from a poll or from the actor itself.
+    Wake {
+        signal: bool,
+    },
+    /// The actor's one timer fired (retry backoff, lease retry, horizon chase).
+    Tick,
+    Pause(RpcReplyPort<()>),
+    Resume(RpcReplyPort<()>),
+    Reset(Checkpoint, RpcReplyPort<Result<(), SupervisorError>>),
+    /// Take the projection over for a rebuild: clear the read model, checkpoint at start.
+    BeginRebuild(RpcReplyPort<Result<(), SupervisorError>>),
+    EndRebuild(RpcReplyPort<()>),
+    RetryFailures(RpcReplyPort<Result<RetryReport, SupervisorError>>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Running,
+    Paused,
+    Rebuilding,
+    Failed,
+}
+
+/// Aborts a task when dropped: the actor's state owns its helpers, and the state is
+/// dropped however the actor ends (`post_stop` does not run after a panic or a kill).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(crate) struct ProjectionActorState {
+    shared: Arc<ProjectionShared>,
+    lease: Option<Lease>,
+    checkpoint: Checkpoint,
+    mode: Mode,
+    /// The event that is failing and its failed attempts so far.
+    failing: Option<(Uuid, u32)>,
+    /// No reading before this instant (a retry's backoff).
+    not_before: Option<Instant>,
+    /// After a wake-up: the next re-read's delay if a read comes back empty, and until
+    /// when to keep re-reading.
+    chase: Option<(Duration, Instant)>,
+    /// When the one pending timer fires, if one is armed.
+    timer: Option<Instant>,
+    /// When this instance last tried to take the lease and failed.
+    lease_tried: Option<Instant>,
+    /// Set by the wake forwarder when it has sent a `Wake` not yet handled.
+    wake_pending: Arc<AtomicBool>,
+    lag_measured: Option<(Instant, Checkpoint)>,
+    _forwarder: AbortOnDrop,
+}
+
+/// The first re-read delay after an empty wake-up: an event that just committed can sit
+/// behind the gap-safe horizon while an older transaction elsewhere finishes.
+const CHASE_START: Duration = Duration::from_millis(5);
+const CHASE_MAX: Duration = Duration::from_millis(250);
+const CHASE_BUDGET: Duration = Duration::from_secs(10);
+/// How often lag is measured while a projection is busy.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+pub(crate) struct ProjectionActor;
+
+/// Forwards wake-ups (and poll ticks) as `Wake` messages, at most one pending at a time.
+fn forward_wakes(
+    myself: ActorRef<ProjectionMsg>,
+    shared: &ProjectionShared,
+    pending: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let mut signals = shared.selector.wake_signals(shared.store.as_ref());
+    let poll = shared.poll_interval;
+    tokio::spawn(async move {
+        loop {
+            let changed = futures_util::future::select_all(signals.iter_mut().map(|s| Box::pin(s.changed())));
+            let signal = tokio::select! {
+                (r, _, _) = changed => match r {
+                    Ok(()) => true,
+                    Err(_) => {
+                        // The store is gone; the poll timer is all that is left.
+                        tokio::time::sleep(poll).await;
+                        false
+                    }
+                },
+                () = tokio::time::sleep(poll) => false,
+            };
+            if !pending.swap(true, Ordering::AcqRel)
+                && myself.send_message(ProjectionMsg::Wake { signal }).is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+impl ProjectionActorState {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Makes sure this instance holds the projection's lease, taking it if free; on
+    /// taking it, starts from the stored checkpoint.
+    async fn ensure_lease(&mut self) -> Result<bool, StoreError> {
+        if self.lease.as_ref().is_some_and(Lease::is_held) {
+            return Ok(true);
+        }
+        self.lease = None;
+        let Some(lease) = self.shared.store.try_lease(self.name()).await? else {
+            return Ok(false);
+        };
+        self.checkpoint = self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
+        self.lease = Some(lease);
+        self.failing = None;
+        tracing::info!(projection = %self.shared.name, checkpoint = %self.checkpoint, "projection lease taken");
+        let cp = self.checkpoint;
+        self.shared.update(|s| s.checkpoint = cp);
+        Ok(true)
+    }
+
+    fn standby(&mut self, myself: &ActorRef<ProjectionMsg>) {
+        self.lease = None;
+        self.lease_tried = Some(Instant::now());
+        self.shared.set_state(ProjectionState::Standby);
+        self.arm(myself, self.shared.lease_retry);
+    }
+
+    /// Arms the actor's one timer to fire within `delay`.
+    fn arm(&mut self, myself: &ActorRef<ProjectionMsg>, delay: Duration) {
+        let at = Instant::now() + delay;
+        if self.timer.is_some_and(|t| t <= at) {
+            return;
+        }
+        self.timer = Some(at);
+        myself.send_after(delay, || ProjectionMsg::Tick);
+    }
+
+    async fn measure_lag(&mut self, force: bool) -> Result<(), StoreError> {
+        let due = match self.lag_measured {
+            None => true,
+            Some((at, cp)) => (force && cp != self.checkpoint) || at.elapsed() >= LAG_EVERY,
+        };
+        if !due {
+            return Ok(());
+        }
+        let lag = self.shared.store.count_after(self.checkpoint).await?;
+        self.lag_measured = Some((Instant::now(), self.checkpoint));
+        self.shared.metrics.projection_progress(&self.shared.name, self.checkpoint.position.0, Some(lag));
+        self.shared.update(|s| s.lag = Some(lag));
+        Ok(())
+    }
+
+    /// Reads and applies one batch. Returns whether to go on reading at once.
+    async fn step(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<bool, StoreError> {
+        let shared = self.shared.clone();
+        let read = shared.selector.read(shared.store.as_ref(), self.checkpoint, shared.batch_size).await?;
+        let Some(last) = read.last() else {
+            if !matches!(self.shared.status().state, ProjectionState::Retrying { .. }) {
+                self.shared.set_state(ProjectionState::Live);
+            }
+            self.measure_lag(true).await?;
+            if let Some((delay, deadline)) = self.chase {
+                if Instant::now() < deadline {
+                    self.chase = Some(((delay * 2).min(CHASE_MAX), deadline));
+                    self.arm(myself, delay);
+                } else {
+                    self.chase = None;
+                }
+            }
+            return Ok(false);
+        };
+        let to = last.checkpoint();
+        let full = read.len() == shared.batch_size;
+        if let Some((_, deadline)) = self.chase {
+            self.chase = Some((CHASE_START, deadline));
+        }
+        let selected: Vec<RecordedEvent> = read.into_iter().filter(|e| shared.selector.matches(e)).collect();
+        let from = self.checkpoint;
+        match shared.apply(&selected, from, to).await {
+            Ok(()) => {
+                self.advanced(to, selected.len() as u64);
+                self.failing = None;
+                self.shared.set_state(if full { ProjectionState::CatchingUp } else { ProjectionState::Live });
+                self.measure_lag(!full).await?;
+                Ok(true)
+            }
+            Err(SinkError::Fenced) => {
+                tracing::warn!(projection = %shared.name, "checkpoint moved by another instance; standing by");
+                self.standby(myself);
+                Ok(false)
+            }
+            Err(SinkError::Store(e)) => Err(e),
+            Err(SinkError::Handler { index, error, prefix_committed }) => {
+                if index > 0 {
+                    let prefix_to = selected[index - 1].checkpoint();
+                    if !prefix_committed {
+                        match shared.apply(&selected[..index], from, prefix_to).await {
+                            Ok(()) => {}
+                            Err(SinkError::Fenced) => {
+                                self.standby(myself);
+                                return Ok(false);
+                            }
+                            Err(SinkError::Store(e)) => return Err(e),
+                            // It failed differently this time: start over from the checkpoint.
+                            Err(SinkError::Handler { .. }) => return Ok(true),
+                        }
+                    }
+                    self.advanced(prefix_to, index as u64);
+                }
+                self.failed(myself, &selected[index], error).await
+            }
+        }
+    }
+
+    fn advanced(&mut self, to: Checkpoint, handled: u64) {
+        self.checkpoint = to;
+        self.shared.metrics.projection_events(&self.shared.name, "handled", handled);
+        self.shared.metrics.projection_progress(&self.shared.name, to.position.0, None);
+        self.shared.update(|s| {
+            s.checkpoint = to;
+            s.handled += handled;
+        });
+    }
+
+    /// Applies the failure policy to `event`, which failed with `error`.
+    async fn failed(
+        &mut self,
+        myself: &ActorRef<ProjectionMsg>,
+        event: &RecordedEvent,
+        error: super::HandlerError,
+    ) -> Result<bool, StoreError> {
+        let attempts = match self.failing {
+            Some((id, n)) if id == event.event_id => n + 1,
+            _ => 1,
+        };
+        self.failing = Some((event.event_id, attempts));
+        let policy = self.shared.failure;
+        self.shared.metrics.projection_events(&self.shared.name, "failed", 1);
+        let message = error.to_string();
+        self.shared.update(|s| {
+            s.last_error = Some(format!("event {} ({}): {message}", event.event_id, event.position))
+        });
+        if attempts < policy.max_attempts {
+            let delay = policy.delay(attempts);
+            tracing::warn!(projection = %self.shared.name, event_id = %event.event_id, attempts, ?delay, error = %message, "projection handler failed; retrying");
+            self.shared.set_state(ProjectionState::Retrying { attempts });
+            self.not_before = Some(Instant::now() + delay);
+            self.arm(myself, delay);
+            return Ok(false);
+        }
+        match policy.on_exhausted {
+            OnExhausted::Stop => {
+                tracing::error!(projection = %self.shared.name, event_id = %event.event_id, attempts, error = %message, "projection stopped by its failure policy");
+                self.mode = Mode::Failed;
+                self.shared.set_state(ProjectionState::Failed);
+                Ok(false)
+            }
+            OnExhausted::SkipAndRecord => {
+                let failure = ProjectionFailure::new(&self.shared.name, event, &message, attempts);
+                let result = self.shared.sink.lock().await.skip(&failure, self.checkpoint).await;
+                match result {
+                    Ok(()) => {
+                        tracing::error!(projection = %self.shared.name, event_id = %event.event_id, attempts, error = %message, "projection skipped an event and recorded it");
+                        self.checkpoint = event.checkpoint();
+                        self.failing = None;
+                        self.shared.metrics.projection_events(&self.shared.name, "skipped", 1);
+                        let cp = self.checkpoint;
+                        self.shared.update(|s| {
+                            s.checkpoint = cp;
+                            s.skipped += 1;
+                        });
+                        Ok(true)
+                    }
+                    Err(SinkError::Fenced) => {
+                        self.standby(myself);
+                        Ok(false)
+                    }
+                    Err(SinkError::Store(e)) => Err(e),
+                    Err(SinkError::Handler { error, .. }) => {
+                        Err(StoreError::Backend(error.to_string().into()))
+                    }
+                }
+            }
+        }
+    }
+
+    async fn wake(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<(), StoreError> {
+        if self.mode != Mode::Running {
+            return Ok(());
+        }
+        if self.lease.is_none() {
+            if let Some(tried) = self.lease_tried {
+                if tried.elapsed() < self.shared.lease_retry {
+                    self.arm(myself, self.shared.lease_retry.saturating_sub(tried.elapsed()));
+                    return Ok(());
+                }
+            }
+        }
+        if !self.ensure_lease().await? {
+            self.standby(myself);
+            return Ok(());
+        }
+        if let Some(at) = self.not_before {
+            let now = Instant::now();
+            if now < at {
+                self.arm(myself, at - now);
+                return Ok(());
+            }
+            self.not_before = None;
+        }
+        if self.step(myself).await? {
+            // More may be waiting; go on after whatever else is in the mailbox.
+            myself.send_message(ProjectionMsg::Wake { signal: false }).ok();
+        }
+        Ok(())
+    }
+
+    /// The lease, for an operation that needs this instance to own the projection.
+    async fn owned(&mut self) -> Result<(), SupervisorError> {
+        if self.ensure_lease().await? {
+            Ok(())
+        } else {
+            Err(SupervisorError::NotOwner(self.shared.name.clone()))
+        }
+    }
+
+    async fn reset(&mut self, to: Checkpoint, clear: bool) -> Result<(), SupervisorError> {
+        self.owned().await?;
+        let result = self.shared.sink.lock().await.reset(&self.shared.name, to, clear).await;
+        match result {
+            Ok(()) => {}
+            Err(SinkError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(SupervisorError::Handler(e.to_string())),
+        }
+        self.checkpoint = to;
+        self.failing = None;
+        self.not_before = None;
+        self.lag_measured = None;
+        self.shared.update(|s| {
+            s.checkpoint = to;
+            s.last_error = None;
+        });
+        self.shared.metrics.projection_progress(&self.shared.name, to.position.0, None);
+        Ok(())
+    }
+
+    async fn retry_failures(&mut self) -> Result<RetryReport, SupervisorError> {
+        self.owned().await?;
+        let mut report = RetryReport::default();
+        let store = self.shared.store.clone();
+        for failure in store.failures(&self.shared.name).await? {
+            let range = VersionRange::between(failure.version, failure.version);
+            let found = store.read_stream(&failure.stream, range).await?;
+            let Some(event) = found.into_iter().find(|e| e.event_id == failure.event_id) else {
+                report.missing += 1;
+                continue;
+            };
+            let result = self.shared.sink.lock().await.retry_failed(&self.shared.name, &event).await;
+            match result {
+                Ok(()) => report.resolved += 1,
+                Err(SinkError::Store(e)) => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(projection = %self.shared.name, event_id = %event.event_id, error = %e, "recorded failure failed again");
+                    report.still_failing += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[ractor::async_trait]
+impl Actor for ProjectionActor {
+    type Msg = ProjectionMsg;
+    type State = ProjectionActorState;
+    type Arguments = Arc<ProjectionShared>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        shared: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let wake_pending = Arc::new(AtomicBool::new(true));
+        let forwarder = AbortOnDrop(forward_wakes(myself.clone(), &shared, wake_pending.clone()));
+        shared.set_state(ProjectionState::Starting);
+        myself.send_message(ProjectionMsg::Wake { signal: false })?;
+        Ok(ProjectionActorState {
+            shared,
+            lease: None,
+            checkpoint: Checkpoint::START,
+            mode: Mode::Running,
+            failing: None,
+            not_before: None,
+            chase: None,
+            timer: None,
+            lease_tried: None,
+            wake_pending,
+            lag_measured: None,
+            _forwarder: forwarder,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ProjectionMsg::Wake { .. } | ProjectionMsg::Tick => {
+                let from_log = match msg {
+                    ProjectionMsg::Wake { signal } => {
+                        state.wake_pending.swap(false, Ordering::AcqRel) && signal
+                    }
+                    _ => {
+                        state.timer = None;
+                        false
+                    }
+                };
+                if from_log {
+                    // The log grew: if the read comes back empty, what committed sits
+                    // behind the horizon for a moment; re-read until it shows.
+                    state.chase = Some((CHASE_START, Instant::now() + CHASE_BUDGET));
+                }
+                if let Err(e) = state.wake(&myself).await {
+                    state.shared.update(|s| s.last_error = Some(format!("store: {e}")));
+                    // Let the supervisor restart this actor, with backoff.
+                    return Err(Box::new(e));
+                }
+            }
+            ProjectionMsg::Pause(reply) => {
+                if state.mode == Mode::Running || state.mode == Mode::Failed {
+                    state.mode = Mode::Paused;
+                    state.shared.set_state(ProjectionState::Paused);
+                }
+                reply.send(()).ok();
+            }
+            ProjectionMsg::Resume(reply) => {
+                if state.mode == Mode::Paused || state.mode == Mode::Failed {
+                    state.mode = Mode::Running;
+                    state.failing = None;
+                    state.not_before = None;
+                    state.shared.set_state(ProjectionState::CatchingUp);
+                    myself.send_message(ProjectionMsg::Wake { signal: false }).ok();
+                }
+                reply.send(()).ok();
+            }
+            ProjectionMsg::Reset(to, reply) => {
+                let result = state.reset(to, false).await;
+                if state.mode == Mode::Running {
+                    myself.send_message(ProjectionMsg::Wake { signal: false }).ok();
+                }
+                reply.send(result).ok();
+            }
+            ProjectionMsg::BeginRebuild(reply) => {
+                let result = state.reset(Checkpoint::START, true).await;
+                if result.is_ok() {
+                    state.mode = Mode::Rebuilding;
+                    state.shared.set_state(ProjectionState::Rebuilding);
+                }
+                reply.send(result).ok();
+            }
+            ProjectionMsg::EndRebuild(reply) => {
+                if state.mode == Mode::Rebuilding {
+                    state.mode = Mode::Running;
+                    // The replay moved the checkpoint; take it from the store.
+                    if let Ok(Some(cp)) = state.shared.store.load_checkpoint(&state.shared.name).await {
+                        state.checkpoint = cp;
+                    }
+                    state.shared.set_state(ProjectionState::CatchingUp);
+                    myself.send_message(ProjectionMsg::Wake { signal: false }).ok();
+                }
+                reply.send(()).ok();
+            }
+            ProjectionMsg::RetryFailures(reply) => {
+                let result = state.retry_failures().await;
+                reply.send(result).ok();
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.shared.set_state(ProjectionState::Stopped);
+        Ok(())
+    }
+}

@@ -1,0 +1,91 @@
+//! [`AtLeastOnce`]: an [`EventHandler`] as a projection sink, on any store.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{catch_panic, Batch, EventHandler, ProjectionSink, SinkError};
+use crate::store::{Checkpoint, EventStore, ProjectionFailure, RecordedEvent};
+
+/// An at-least-once sink: the handler gets each event, then the checkpoint moves in the
+/// store. An event handled just before a crash comes again after it.
+pub struct AtLeastOnce {
+    store: Arc<dyn EventStore>,
+    handler: Box<dyn EventHandler>,
+}
+
+impl std::fmt::Debug for AtLeastOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtLeastOnce").finish_non_exhaustive()
+    }
+}
+
+impl AtLeastOnce {
+    /// A sink that feeds `handler` and keeps the checkpoint in `store`.
+    pub fn new(store: Arc<dyn EventStore>, handler: Box<dyn EventHandler>) -> Self {
+        AtLeastOnce { store, handler }
+    }
+}
+
+async fn advance(
+    store: &dyn EventStore,
+    projection: &str,
+    from: Checkpoint,
+    to: Checkpoint,
+) -> Result<(), SinkError> {
+    if from == to || store.advance_checkpoint(projection, from, to).await? {
+        Ok(())
+    } else {
+        Err(SinkError::Fenced)
+    }
+}
+
+#[async_trait]
+impl ProjectionSink for AtLeastOnce {
+    async fn apply(&mut self, batch: Batch<'_>) -> Result<(), SinkError> {
+        for (index, event) in batch.events.iter().enumerate() {
+            if let Err(error) = catch_panic(self.handler.handle(event)).await {
+                // Keep what was handled, so that it is not handled again on retry.
+                let prefix_committed = index > 0;
+                if prefix_committed {
+                    advance(
+                        self.store.as_ref(),
+                        batch.projection,
+                        batch.from,
+                        batch.events[index - 1].checkpoint(),
+                    )
+                    .await?;
+                }
+                return Err(SinkError::Handler { index, error, prefix_committed });
+            }
+        }
+        advance(self.store.as_ref(), batch.projection, batch.from, batch.to).await
+    }
+
+    async fn skip(&mut self, failure: &ProjectionFailure, from: Checkpoint) -> Result<(), SinkError> {
+        self.store.record_failure(failure).await?;
+        advance(self.store.as_ref(), &failure.projection, from, failure.checkpoint()).await
+    }
+
+    async fn retry_failed(&mut self, projection: &str, event: &RecordedEvent) -> Result<(), SinkError> {
+        catch_panic(self.handler.handle(event)).await.map_err(|error| SinkError::Handler {
+            index: 0,
+            error,
+            prefix_committed: false,
+        })?;
+        self.store.resolve_failure(projection, event.event_id).await?;
+        Ok(())
+    }
+
+    async fn reset(&mut self, projection: &str, to: Checkpoint, clear: bool) -> Result<(), SinkError> {
+        if clear {
+            catch_panic(self.handler.clear()).await.map_err(|error| SinkError::Handler {
+                index: 0,
+                error,
+                prefix_committed: false,
+            })?;
+        }
+        self.store.save_checkpoint(projection, to).await?;
+        Ok(())
+    }
+}

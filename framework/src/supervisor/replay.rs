@@ -1,0 +1,295 @@
+//! The replay actor (seed 000's replay service): feeds the events matching a filter to a
+//! handler in batches, and rebuilds projections.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use uuid::Uuid;
+
+use super::SupervisorError;
+use crate::metrics::Metrics;
+use crate::projection::actor::ProjectionShared;
+use crate::projection::{catch_panic, EventHandler, SinkError};
+use crate::store::{Checkpoint, EventFilter, EventStore, GlobalPosition, RecordedEvent};
+
+/// Progress of a replay, reported while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayProgress {
+    /// Events handled so far.
+    pub replayed: u64,
+    /// Events the handler failed on so far.
+    pub failed: u64,
+    /// Time since the replay started.
+    pub elapsed: Duration,
+}
+
+/// How a replay runs. Defaults: batches of 100, stop at the first error, progress every
+/// 10 seconds.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ReplayOptions {
+    /// Events read per batch (default 100).
+    pub batch_size: usize,
+    /// Go on past a failing event (default `false`: stop at the first error).
+    pub continue_on_error: bool,
+    /// How often to report progress (logged at `info`, and given to `on_progress`).
+    pub progress_every: Duration,
+    on_progress: Option<Arc<dyn Fn(ReplayProgress) + Send + Sync>>,
+}
+
+impl fmt::Debug for ReplayOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayOptions")
+            .field("batch_size", &self.batch_size)
+            .field("continue_on_error", &self.continue_on_error)
+            .field("progress_every", &self.progress_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            batch_size: 100,
+            continue_on_error: false,
+            progress_every: Duration::from_secs(10),
+            on_progress: None,
+        }
+    }
+}
+
+impl ReplayOptions {
+    /// Sets the batch size.
+    #[must_use]
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Goes on past failing events.
+    #[must_use]
+    pub fn continue_on_error(mut self, continue_on_error: bool) -> Self {
+        self.continue_on_error = continue_on_error;
+        self
+    }
+
+    /// Calls `f` with the progress every `every`.
+    #[must_use]
+    pub fn on_progress(
+        mut self,
+        every: Duration,
+        f: impl Fn(ReplayProgress) + Send + Sync + 'static,
+    ) -> Self {
+        self.progress_every = every;
+        self.on_progress = Some(Arc::new(f));
+        self
+    }
+}
+
+/// An event a replay's handler failed on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayError {
+    /// The event.
+    pub event_id: Uuid,
+    /// Its global position.
+    pub position: GlobalPosition,
+    /// The handler's error.
+    pub error: String,
+}
+
+/// What a replay did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayReport {
+    /// Events the handler took.
+    pub replayed: u64,
+    /// Events the handler failed on.
+    pub failed: u64,
+    /// How long it took.
+    pub duration: Duration,
+    /// The first failures (at most 100).
+    pub errors: Vec<ReplayError>,
+    /// Whether it stopped at an error before the end.
+    pub stopped_early: bool,
+    /// For a rebuild: the projection's checkpoint at the end.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+const MAX_ERRORS: usize = 100;
+
+pub(crate) enum ReplayMsg {
+    Replay {
+        filter: Box<EventFilter>,
+        handler: Box<dyn EventHandler>,
+        options: ReplayOptions,
+        reply: RpcReplyPort<Result<ReplayReport, SupervisorError>>,
+    },
+    Projection {
+        shared: Arc<ProjectionShared>,
+        reply: RpcReplyPort<Result<ReplayReport, SupervisorError>>,
+    },
+}
+
+pub(crate) struct ReplayActor;
+
+pub(crate) struct ReplayState {
+    store: Arc<dyn EventStore>,
+    metrics: Arc<Metrics>,
+}
+
+struct Run {
+    report: ReplayReport,
+    started: Instant,
+    last_progress: Instant,
+    what: String,
+}
+
+impl Run {
+    fn new(what: String) -> Self {
+        tracing::info!(replay = %what, "replay started");
+        Run { report: ReplayReport::default(), started: Instant::now(), last_progress: Instant::now(), what }
+    }
+
+    fn fail(&mut self, event: &RecordedEvent, error: String) {
+        self.report.failed += 1;
+        tracing::warn!(replay = %self.what, event_id = %event.event_id, position = %event.position, error, "replay handler failed");
+        if self.report.errors.len() < MAX_ERRORS {
+            self.report.errors.push(ReplayError {
+                event_id: event.event_id,
+                position: event.position,
+                error,
+            });
+        }
+    }
+
+    fn progress(&mut self, options: &ReplayOptions) {
+        if self.last_progress.elapsed() < options.progress_every {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let p = ReplayProgress {
+            replayed: self.report.replayed,
+            failed: self.report.failed,
+            elapsed: self.started.elapsed(),
+        };
+        let rate = p.replayed as f64 / p.elapsed.as_secs_f64().max(1e-9);
+        tracing::info!(replay = %self.what, replayed = p.replayed, failed = p.failed, rate = rate as u64, "replay progress");
+        if let Some(f) = &options.on_progress {
+            f(p);
+        }
+    }
+
+    fn finish(mut self, metrics: &Metrics) -> ReplayReport {
+        self.report.duration = self.started.elapsed();
+        metrics.replay_finished(self.report.replayed, self.report.failed, self.report.duration);
+        tracing::info!(replay = %self.what, replayed = self.report.replayed, failed = self.report.failed, duration = ?self.report.duration, "replay finished");
+        self.report
+    }
+}
+
+impl ReplayState {
+    async fn replay(
+        &self,
+        filter: EventFilter,
+        mut handler: Box<dyn EventHandler>,
+        options: ReplayOptions,
+    ) -> Result<ReplayReport, SupervisorError> {
+        filter.validate(self.store.limits()).map_err(crate::store::StoreError::from)?;
+        let mut run = Run::new("filter".to_owned());
+        let mut batches = self.store.stream(filter).chunks(options.batch_size);
+        'outer: while let Some(batch) = batches.next().await {
+            for item in batch {
+                let event = item?;
+                match catch_panic(handler.handle(&event)).await {
+                    Ok(()) => run.report.replayed += 1,
+                    Err(e) => {
+                        run.fail(&event, e.to_string());
+                        if !options.continue_on_error {
+                            run.report.stopped_early = true;
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+            run.progress(&options);
+        }
+        Ok(run.finish(&self.metrics))
+    }
+
+    /// Replays the log into a projection's sink from its checkpoint (reset by the
+    /// rebuild) up to the live end, a batch per transaction, stopping at the first
+    /// error: the projection's own failure policy takes over from there.
+    async fn rebuild(&self, shared: &ProjectionShared) -> Result<ReplayReport, SupervisorError> {
+        let mut run = Run::new(format!("rebuild of {}", shared.name));
+        let options = ReplayOptions::default();
+        let mut checkpoint = self.store.load_checkpoint(&shared.name).await?.unwrap_or(Checkpoint::START);
+        loop {
+            let read = shared.selector.read(self.store.as_ref(), checkpoint, shared.batch_size).await?;
+            let Some(last) = read.last() else { break };
+            let to = last.checkpoint();
+            let selected: Vec<RecordedEvent> =
+                read.into_iter().filter(|e| shared.selector.matches(e)).collect();
+            match shared.apply(&selected, checkpoint, to).await {
+                Ok(()) => {
+                    checkpoint = to;
+                    run.report.replayed += selected.len() as u64;
+                    shared.update(|s| {
+                        s.checkpoint = to;
+                        s.handled += selected.len() as u64;
+                    });
+                }
+                Err(SinkError::Handler { index, error, prefix_committed }) => {
+                    if prefix_committed {
+                        run.report.replayed += index as u64;
+                    }
+                    run.fail(&selected[index], error.to_string());
+                    run.report.stopped_early = true;
+                    break;
+                }
+                Err(SinkError::Fenced) => return Err(SupervisorError::NotOwner(shared.name.clone())),
+                Err(SinkError::Store(e)) => return Err(e.into()),
+            }
+            run.progress(&options);
+        }
+        let mut report = run.finish(&self.metrics);
+        report.checkpoint = Some(checkpoint);
+        Ok(report)
+    }
+}
+
+#[ractor::async_trait]
+impl Actor for ReplayActor {
+    type Msg = ReplayMsg;
+    type State = ReplayState;
+    type Arguments = (Arc<dyn EventStore>, Arc<Metrics>);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        (store, metrics): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ReplayState { store, metrics })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ReplayMsg::Replay { filter, handler, options, reply } => {
+                reply.send(state.replay(*filter, handler, options).await).ok();
+            }
+            ReplayMsg::Projection { shared, reply } => {
+                reply.send(state.rebuild(&shared).await).ok();
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! [`ExactlyOnce`]: projections into PostgreSQL read models, each batch and its
+//! checkpoint in one transaction.
+
+use async_trait::async_trait;
+use factum::{
+    catch_panic, Batch, Checkpoint, HandlerError, ProjectionFailure, ProjectionSink, RecordedEvent, SinkError,
+};
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use crate::store::{backend, PostgresStore};
+
+/// A projection into tables of the event store's database. Its handler writes through
+/// the transaction it is given; the framework moves the checkpoint in that same
+/// transaction, so a crash at any point leaves each event applied exactly once.
+///
+/// ```no_run
+/// use factum::{HandlerError, Projection, RecordedEvent};
+/// use factum_postgres::{ExactlyOnce, PgProjection, PostgresStore};
+/// use sqlx::PgConnection;
+///
+/// struct OrderCount;
+///
+/// #[async_trait::async_trait]
+/// impl PgProjection for OrderCount {
+///     async fn handle(&mut self, tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), HandlerError> {
+///         sqlx::query("INSERT INTO order_count (customer, n) VALUES ($1, 1) \
+///                      ON CONFLICT (customer) DO UPDATE SET n = order_count.n + 1")
+///             .bind(event.payload["customer"].as_str())
+///             .execute(tx)
+///             .await?;
+///         Ok(())
+///     }
+///
+///     async fn clear(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
+///         sqlx::query("TRUNCATE order_count").execute(tx).await?;
+///         Ok(())
+///     }
+/// }
+///
+/// # fn define(store: PostgresStore) -> Projection {
+/// Projection::new("order_count", ExactlyOnce::new(store, OrderCount))
+///     .aggregate_types(["Order"])
+///     .event_types(["OrderPlaced"])
+/// # }
+/// ```
+#[async_trait]
+pub trait PgProjection: Send + 'static {
+    /// Applies one event, writing through `tx`. An error (or a panic) rolls the whole
+    /// batch back; the failure policy decides what happens next.
+    async fn handle(&mut self, tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), HandlerError>;
+
+    /// Clears the read model, in the transaction that also resets the checkpoint for a
+    /// rebuild. By default there is nothing to clear.
+    async fn clear(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
+        let _ = tx;
+        Ok(())
+    }
+}
+
+/// The exactly-once [`ProjectionSink`] for a [`PgProjection`].
+#[derive(Debug)]
+pub struct ExactlyOnce<P> {
+    store: PostgresStore,
+    projection: P,
+}
+
+impl<P: PgProjection> ExactlyOnce<P> {
+    /// A sink that applies `projection` in transactions on `store`'s database.
+    pub fn new(store: PostgresStore, projection: P) -> Self {
+        ExactlyOnce { store, projection }
+    }
+}
+
+async fn begin(store: &PostgresStore) -> Result<Transaction<'static, Postgres>, SinkError> {
+    store.pool().begin().await.map_err(|e| SinkError::Store(backend(e)))
+}
+
+fn handler(error: HandlerError, index: usize) -> SinkError {
+    SinkError::Handler { index, error, prefix_committed: false }
+}
+
+async fn commit(tx: Transaction<'static, Postgres>) -> Result<(), SinkError> {
+    tx.commit().await.map_err(|e| SinkError::Store(backend(e)))
+}
+
+#[async_trait]
+impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
+    async fn apply(&mut self, batch: Batch<'_>) -> Result<(), SinkError> {
+        if batch.events.is_empty() {
+            // Nothing selected: only the checkpoint moves.
+            return match self.store.advance_checkpoint_in_pool(batch.projection, batch.from, batch.to).await?
+            {
+                true => Ok(()),
+                false => Err(SinkError::Fenced),
+            };
+        }
+        let mut tx = begin(&self.store).await?;
+        for (index, event) in batch.events.iter().enumerate() {
+            // On error the transaction is dropped: rolled back, nothing of the batch kept.
+            catch_panic(self.projection.handle(&mut tx, event)).await.map_err(|e| handler(e, index))?;
+        }
+        if !self.store.advance_checkpoint_in(&mut tx, batch.projection, batch.from, batch.to).await? {
+            return Err(SinkError::Fenced);
+        }
+        commit(tx).await
+    }
+
+    async fn skip(&mut self, failure: &ProjectionFailure, from: Checkpoint) -> Result<(), SinkError> {
+        let mut tx = begin(&self.store).await?;
+        self.store.record_failure_in(&mut tx, failure).await?;
+        if !self.store.advance_checkpoint_in(&mut tx, &failure.projection, from, failure.checkpoint()).await?
+        {
+            return Err(SinkError::Fenced);
+        }
+        commit(tx).await
+    }
+
+    async fn retry_failed(&mut self, projection: &str, event: &RecordedEvent) -> Result<(), SinkError> {
+        let mut tx = begin(&self.store).await?;
+        catch_panic(self.projection.handle(&mut tx, event)).await.map_err(|e| handler(e, 0))?;
+        self.store.resolve_failure_in(&mut tx, projection, event.event_id).await?;
+        commit(tx).await
+    }
+
+    async fn reset(&mut self, projection: &str, to: Checkpoint, clear: bool) -> Result<(), SinkError> {
+        let mut tx = begin(&self.store).await?;
+        if clear {
+            catch_panic(self.projection.clear(&mut tx)).await.map_err(|e| handler(e, 0))?;
+        }
+        self.store.save_checkpoint_in(&mut tx, projection, to).await?;
+        commit(tx).await
+    }
+}
