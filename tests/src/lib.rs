@@ -7,6 +7,7 @@
 pub mod conformance;
 pub mod counter;
 pub mod faulty;
+pub mod recorder;
 
 /// Compiles the README's Rust snippets as doctests.
 #[cfg(doctest)]
@@ -62,6 +63,16 @@ impl TestDb {
     /// Connect options for the test's database.
     pub fn options(&self) -> PgConnectOptions {
         self.base.clone().database(&self.name)
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A store config for an existing database (another process's test database).
+    pub fn config_for(name: &str) -> PostgresConfig {
+        PostgresConfig::from_options(base_options().database(name))
     }
 
     /// A store config for the test's database.
