@@ -594,7 +594,8 @@ impl Supervisor {
             .ok_or_else(|| SupervisorError::Unavailable("the retention actor".into()))
     }
 
-    /// Replays the events matching `filter` (in log order) to `handler`, in batches
+    /// Replays the events matching `filter` to `handler` oldest first (in global
+    /// position order, whatever the filter's order; its limit and offset apply), in batches
     /// (seed 000's replay service). Stops at the first error unless
     /// `continue_on_error`; the report says how many were replayed and failed.
     pub async fn replay(

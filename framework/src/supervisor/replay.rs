@@ -13,7 +13,7 @@ use super::SupervisorError;
 use crate::metrics::Metrics;
 use crate::projection::actor::ProjectionShared;
 use crate::projection::{catch_panic, EventHandler, SinkError};
-use crate::store::{Checkpoint, EventFilter, EventStore, GlobalPosition, RecordedEvent};
+use crate::store::{Checkpoint, EventFilter, EventStore, GlobalPosition, OrderBy, RecordedEvent};
 
 /// Progress of a replay, reported while it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +199,8 @@ impl ReplayState {
         mut handler: Box<dyn EventHandler>,
         options: ReplayOptions,
     ) -> Result<ReplayReport, SupervisorError> {
+        // A replay goes through history in the order it happened, whatever the filter says.
+        let filter = filter.order_by(OrderBy::GlobalPosition, true);
         filter.validate(self.store.limits()).map_err(crate::store::StoreError::from)?;
         let mut run = Run::new("filter".to_owned());
         let mut batches = self.store.stream(filter).chunks(options.batch_size);
