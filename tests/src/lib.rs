@@ -19,6 +19,11 @@ struct ReadmeDoctests;
 #[doc = include_str!("../../docs/event-store.md")]
 struct EventStoreDocDoctests;
 
+/// Compiles the Rust snippets of `docs/projections.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/projections.md")]
+struct ProjectionsDocDoctests;
+
 /// Compiles the Rust snippets of `docs/aggregates.md` as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/aggregates.md")]
