@@ -69,9 +69,15 @@ impl ProjectionShared {
             to = %to,
             events = events.len(),
             correlation_id = tracing::field::Empty,
+            causation_id = tracing::field::Empty,
         );
-        if let Some(c) = events.first().and_then(|e| e.metadata.correlation_id) {
-            span.record("correlation_id", tracing::field::display(c));
+        if let Some(first) = events.first() {
+            if let Some(c) = first.metadata.correlation_id {
+                span.record("correlation_id", tracing::field::display(c));
+            }
+            if let Some(c) = first.metadata.causation_id {
+                span.record("causation_id", tracing::field::display(c));
+            }
         }
         let started = Instant::now();
         let batch = Batch { projection: &self.name, events, from, to };
@@ -91,6 +97,8 @@ pub(crate) enum ProjectionMsg {
     },
     /// The actor's one timer fired (retry backoff, lease retry, horizon chase).
     Tick,
+    /// Time to check that the lease taken as generation `n` still stands.
+    LeaseCheck(u64),
     Pause(RpcReplyPort<()>),
     Resume(RpcReplyPort<()>),
     Reset(Checkpoint, RpcReplyPort<Result<(), SupervisorError>>),
@@ -120,7 +128,10 @@ impl Drop for AbortOnDrop {
 
 pub(crate) struct ProjectionActorState {
     shared: Arc<ProjectionShared>,
+    myself: ActorRef<ProjectionMsg>,
     lease: Option<Lease>,
+    /// Counts the leases taken, so that a check of an older one is ignored.
+    lease_gen: u64,
     checkpoint: Checkpoint,
     mode: Mode,
     /// The event that is failing and its failed attempts so far.
@@ -198,11 +209,32 @@ impl ProjectionActorState {
         };
         self.checkpoint = self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
         self.lease = Some(lease);
+        self.lease_gen += 1;
+        let generation = self.lease_gen;
+        self.myself.send_after(self.shared.lease_retry, move || ProjectionMsg::LeaseCheck(generation));
         self.failing = None;
         tracing::info!(projection = %self.shared.name, checkpoint = %self.checkpoint, "projection lease taken");
         let cp = self.checkpoint;
         self.shared.update(|s| s.checkpoint = cp);
         Ok(true)
+    }
+
+    /// A commit was refused because the checkpoint moved under this instance: another
+    /// one wrote it while both believed they held the lease (the other's session broke
+    /// and it has not noticed yet). Nothing of the batch was kept. If this instance still
+    /// holds the lease it goes on from the stored checkpoint; otherwise it stands by.
+    async fn fenced(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<bool, StoreError> {
+        if self.lease.as_ref().is_some_and(Lease::is_held) {
+            tracing::warn!(projection = %self.shared.name, "checkpoint moved by another instance; re-reading it");
+            self.checkpoint =
+                self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
+            self.failing = None;
+            Ok(true)
+        } else {
+            tracing::warn!(projection = %self.shared.name, "checkpoint moved by another instance; standing by");
+            self.standby(myself);
+            Ok(false)
+        }
     }
 
     fn standby(&mut self, myself: &ActorRef<ProjectionMsg>) {
@@ -271,11 +303,7 @@ impl ProjectionActorState {
                 self.measure_lag(!full).await?;
                 Ok(true)
             }
-            Err(SinkError::Fenced) => {
-                tracing::warn!(projection = %shared.name, "checkpoint moved by another instance; standing by");
-                self.standby(myself);
-                Ok(false)
-            }
+            Err(SinkError::Fenced) => self.fenced(myself).await,
             Err(SinkError::Store(e)) => Err(e),
             Err(SinkError::Handler { index, error, prefix_committed }) => {
                 if index > 0 {
@@ -283,10 +311,7 @@ impl ProjectionActorState {
                     if !prefix_committed {
                         match shared.apply(&selected[..index], from, prefix_to).await {
                             Ok(()) => {}
-                            Err(SinkError::Fenced) => {
-                                self.standby(myself);
-                                return Ok(false);
-                            }
+                            Err(SinkError::Fenced) => return self.fenced(myself).await,
                             Err(SinkError::Store(e)) => return Err(e),
                             // It failed differently this time: start over from the checkpoint.
                             Err(SinkError::Handler { .. }) => return Ok(true),
@@ -351,6 +376,7 @@ impl ProjectionActorState {
                         self.checkpoint = event.checkpoint();
                         self.failing = None;
                         self.shared.metrics.projection_events(&self.shared.name, "skipped", 1);
+                        self.shared.metrics.projection_progress(&self.shared.name, event.position.0, None);
                         let cp = self.checkpoint;
                         self.shared.update(|s| {
                             s.checkpoint = cp;
@@ -358,10 +384,7 @@ impl ProjectionActorState {
                         });
                         Ok(true)
                     }
-                    Err(SinkError::Fenced) => {
-                        self.standby(myself);
-                        Ok(false)
-                    }
+                    Err(SinkError::Fenced) => self.fenced(myself).await,
                     Err(SinkError::Store(e)) => Err(e),
                     Err(SinkError::Handler { error, .. }) => {
                         Err(StoreError::Backend(error.to_string().into()))
@@ -473,7 +496,9 @@ impl Actor for ProjectionActor {
         myself.send_message(ProjectionMsg::Wake { signal: false })?;
         Ok(ProjectionActorState {
             shared,
+            myself: myself.clone(),
             lease: None,
+            lease_gen: 0,
             checkpoint: Checkpoint::START,
             mode: Mode::Running,
             failing: None,
@@ -513,6 +538,25 @@ impl Actor for ProjectionActor {
                     state.shared.update(|s| s.last_error = Some(format!("store: {e}")));
                     // Let the supervisor restart this actor, with backoff.
                     return Err(Box::new(e));
+                }
+            }
+            ProjectionMsg::LeaseCheck(generation) => {
+                let current = generation == state.lease_gen;
+                match &state.lease {
+                    Some(lease) if current && lease.is_held() => {
+                        let every = state.shared.lease_retry;
+                        myself.send_after(every, move || ProjectionMsg::LeaseCheck(generation));
+                    }
+                    Some(_) if current => {
+                        // Lost (its session broke): stand by, or take it again if free.
+                        tracing::warn!(projection = %state.shared.name, "projection lease lost");
+                        state.lease = None;
+                        state.shared.set_state(ProjectionState::Standby);
+                        if let Err(e) = state.wake(&myself).await {
+                            return Err(Box::new(e));
+                        }
+                    }
+                    _ => {}
                 }
             }
             ProjectionMsg::Pause(reply) => {
