@@ -38,8 +38,11 @@ async fn append_n(store: &dyn EventStore, stream: &StreamId, n: u64, t: &str) ->
 
 async fn caught_up(supervisor: &Supervisor, name: &str, timeout: Duration) {
     eventually(timeout, &format!("{name} caught up"), || {
-        let s = supervisor.status(name).unwrap();
-        async move { (s.lag == Some(0) && s.state == ProjectionState::Live).then_some(()) }
+        async move {
+            // Measured now: a status's lag can be a moment old.
+            let live = supervisor.status(name).unwrap().state == ProjectionState::Live;
+            (live && supervisor.lag(name).await.unwrap() == 0).then_some(())
+        }
     })
     .await;
 }

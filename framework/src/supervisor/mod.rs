@@ -516,6 +516,13 @@ impl Supervisor {
         Ok(self.shared(projection)?.status())
     }
 
+    /// A projection's lag measured now: the events of the log after the checkpoint this
+    /// instance last committed (for an instance standing by, after the start).
+    pub async fn lag(&self, projection: &str) -> Result<u64, SupervisorError> {
+        let checkpoint = self.shared(projection)?.status().checkpoint;
+        Ok(self.inner.store.count_after(checkpoint).await?)
+    }
+
     /// Every projection's status, by name.
     pub fn statuses(&self) -> Vec<ProjectionStatus> {
         self.inner.projections.values().map(|p| p.status()).collect()
