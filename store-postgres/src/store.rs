@@ -13,7 +13,8 @@ use factum::{
 use futures_util::TryStreamExt;
 use serde_json::Value;
 use sqlx::error::ErrorKind;
-use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::query::Query;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -455,6 +456,19 @@ impl PostgresStore {
         Ok(moved == 1)
     }
 
+    /// Runs a DELETE of events in a transaction of its own that the immutability
+    /// trigger lets through (the only way events leave).
+    async fn delete_events(&self, delete: Query<'_, Postgres, PgArguments>) -> Result<u64, StoreError> {
+        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT set_config('factum.allow_delete', 'on', true)")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let deleted = delete.execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(deleted.rows_affected())
+    }
+
     pub(crate) async fn advance_checkpoint_in_pool(
         &self,
         consumer: &str,
@@ -867,18 +881,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
-        sqlx::query("SELECT set_config('factum.allow_delete', 'on', true)")
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let deleted = sqlx::query(&self.inner.sql.delete_before)
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(deleted.rows_affected())
+        self.delete_events(sqlx::query(&self.inner.sql.delete_before).bind(cutoff)).await
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
@@ -955,20 +958,11 @@ impl EventStore for PostgresStore {
         for name in &guard.unprocessed_by {
             validate::consumer_name(name)?;
         }
-        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
-        sqlx::query("SELECT set_config('factum.allow_delete', 'on', true)")
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let deleted = sqlx::query(&self.inner.sql.delete_guarded)
+        let delete = sqlx::query(&self.inner.sql.delete_guarded)
             .bind(cutoff)
             .bind(&guard.unprocessed_by)
-            .bind(guard.unsnapshotted)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(deleted.rows_affected())
+            .bind(guard.unsnapshotted);
+        self.delete_events(delete).await
     }
 
     async fn advance_checkpoint(

@@ -53,6 +53,18 @@ impl ProjectionShared {
         self.update(|s| s.state = state);
     }
 
+    /// Reads the next page after `after`: the events the projection selects among those
+    /// read, the checkpoint of the last one read, and whether the page was full. `None`
+    /// when nothing is readable after `after` yet.
+    pub(crate) async fn read_batch(&self, after: Checkpoint) -> Result<Option<ReadBatch>, StoreError> {
+        let read = self.selector.read(self.store.as_ref(), after, self.batch_size).await?;
+        let Some(last) = read.last() else { return Ok(None) };
+        let to = last.checkpoint();
+        let full = read.len() == self.batch_size;
+        let selected = read.into_iter().filter(|e| self.selector.matches(e)).collect();
+        Ok(Some(ReadBatch { selected, to, full }))
+    }
+
     /// Applies a batch through the sink; a panic in the sink itself counts as a failure
     /// of the batch's first event.
     pub(crate) async fn apply(
@@ -87,6 +99,13 @@ impl ProjectionShared {
             Err(SinkError::Handler { index: 0, error: panic_error(panic.as_ref()), prefix_committed: false })
         })
     }
+}
+
+/// A page of the log as a projection sees it.
+pub(crate) struct ReadBatch {
+    pub(crate) selected: Vec<RecordedEvent>,
+    pub(crate) to: Checkpoint,
+    pub(crate) full: bool,
 }
 
 pub(crate) enum ProjectionMsg {
@@ -272,9 +291,8 @@ impl ProjectionActorState {
     /// Reads and applies one batch. Returns whether to go on reading at once.
     async fn step(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<bool, StoreError> {
         let shared = self.shared.clone();
-        let read = shared.selector.read(shared.store.as_ref(), self.checkpoint, shared.batch_size).await?;
-        let Some(last) = read.last() else {
-            if !matches!(self.shared.status().state, ProjectionState::Retrying { .. }) {
+        let Some(ReadBatch { selected, to, full }) = shared.read_batch(self.checkpoint).await? else {
+            if self.failing.is_none() {
                 self.shared.set_state(ProjectionState::Live);
             }
             self.measure_lag(true).await?;
@@ -288,19 +306,18 @@ impl ProjectionActorState {
             }
             return Ok(false);
         };
-        let to = last.checkpoint();
-        let full = read.len() == shared.batch_size;
         if let Some((_, deadline)) = self.chase {
             self.chase = Some((CHASE_START, deadline));
         }
-        let selected: Vec<RecordedEvent> = read.into_iter().filter(|e| shared.selector.matches(e)).collect();
         let from = self.checkpoint;
         match shared.apply(&selected, from, to).await {
             Ok(()) => {
                 self.advanced(to, selected.len() as u64);
                 self.failing = None;
                 self.shared.set_state(if full { ProjectionState::CatchingUp } else { ProjectionState::Live });
-                self.measure_lag(!full).await?;
+                // At most once a second while busy; the empty read that follows the
+                // last batch measures it at once.
+                self.measure_lag(false).await?;
                 Ok(true)
             }
             Err(SinkError::Fenced) => self.fenced(myself).await,

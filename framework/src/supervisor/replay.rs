@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::SupervisorError;
 use crate::metrics::Metrics;
-use crate::projection::actor::ProjectionShared;
+use crate::projection::actor::{ProjectionShared, ReadBatch};
 use crate::projection::{catch_panic, EventHandler, SinkError};
 use crate::store::{Checkpoint, EventFilter, EventStore, GlobalPosition, OrderBy, RecordedEvent};
 
@@ -231,11 +231,7 @@ impl ReplayState {
         let options = ReplayOptions::default();
         let mut checkpoint = self.store.load_checkpoint(&shared.name).await?.unwrap_or(Checkpoint::START);
         loop {
-            let read = shared.selector.read(self.store.as_ref(), checkpoint, shared.batch_size).await?;
-            let Some(last) = read.last() else { break };
-            let to = last.checkpoint();
-            let selected: Vec<RecordedEvent> =
-                read.into_iter().filter(|e| shared.selector.matches(e)).collect();
+            let Some(ReadBatch { selected, to, .. }) = shared.read_batch(checkpoint).await? else { break };
             match shared.apply(&selected, checkpoint, to).await {
                 Ok(()) => {
                     checkpoint = to;
