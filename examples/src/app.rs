@@ -1,0 +1,113 @@
+//! The application: the framework wired up once at start-up, and the use cases the HTTP
+//! API and the simulation call.
+
+use std::sync::Arc;
+
+use factum::{
+    CommandError, Executed, Factum, FactumConfig, Metadata, Metrics, RetentionConfig, Supervisor,
+    SupervisorConfig, SupervisorError,
+};
+use factum_postgres::{PostgresConfig, PostgresStore};
+
+use crate::customer::{Customer, CustomerCommand, CustomerError};
+use crate::order::{Order, OrderCommand, OrderError};
+use crate::read_models::Tables;
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not connect or migrate.
+    #[error("event store: {0}")]
+    Store(#[from] factum::StoreError),
+    /// The read-model tables could not be created.
+    #[error("read models: {0}")]
+    ReadModels(#[from] sqlx::Error),
+    /// The supervisor refused its configuration.
+    #[error("supervisor: {0}")]
+    Supervisor(#[from] SupervisorError),
+}
+
+/// Why a use case failed: the customer's or the order's command error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A customer command failed, or placing an order found the customer unable to.
+    #[error(transparent)]
+    Customer(#[from] CommandError<CustomerError>),
+    /// An order command failed.
+    #[error(transparent)]
+    Order(#[from] CommandError<OrderError>),
+}
+
+/// The running application: command side, supervisor, store and read models.
+#[derive(Clone)]
+pub struct App {
+    /// The command side.
+    pub factum: Factum,
+    /// Projections, replay and retention.
+    pub supervisor: Supervisor,
+    /// The PostgreSQL event store.
+    pub store: PostgresStore,
+    /// The read-model tables.
+    pub tables: Tables,
+    /// The one registry every metric goes to.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("tables", &self.tables).finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Connects, migrates the store, creates the read-model tables, and starts the
+    /// command side and the supervisor with its three projections.
+    pub async fn start(config: PostgresConfig) -> Result<App, StartError> {
+        let store = PostgresStore::connect(config).await?;
+        store.migrate().await?;
+        let tables = Tables::new(&store.names().schema);
+        tables.create(store.pool()).await?;
+        let metrics = Arc::new(Metrics::new());
+        let factum = Factum::with_config(Arc::new(store.clone()), FactumConfig::default(), metrics.clone());
+        let mut supervisor =
+            SupervisorConfig::default().metrics(metrics.clone()).retention(RetentionConfig::default());
+        for projection in tables.projections(&store) {
+            supervisor = supervisor.projection(projection);
+        }
+        let supervisor = Supervisor::start(Arc::new(store.clone()), supervisor).await?;
+        Ok(App { factum, supervisor, store, tables, metrics })
+    }
+
+    /// Runs a customer command.
+    pub async fn customer(
+        &self,
+        command: CustomerCommand,
+        metadata: Metadata,
+    ) -> Result<Executed<Customer>, AppError> {
+        Ok(self.factum.execute_with(command, metadata).await?)
+    }
+
+    /// Runs an order command. Placing an order first checks that the customer is
+    /// registered and active; the check reads the customer's live state, so a
+    /// deactivation that commits after it does not stop an order placed at the same time.
+    pub async fn order(
+        &self,
+        command: OrderCommand,
+        metadata: Metadata,
+    ) -> Result<Executed<Order>, AppError> {
+        if let OrderCommand::Place { customer_id, .. } = &command {
+            let (customer, _) = self.factum.load::<Customer>(customer_id).await?;
+            customer.require_active(customer_id).map_err(CommandError::Domain)?;
+        }
+        Ok(self.factum.execute_with(command, metadata).await?)
+    }
+
+    /// Stops the supervisor (each projection commits its batch in flight) and passivates
+    /// every aggregate actor.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.supervisor.shutdown().await {
+            tracing::warn!(error = %e, "supervisor shutdown");
+        }
+        self.factum.shutdown();
+    }
+}

@@ -1,0 +1,171 @@
+//! `factum-example`: serve the order and customer API, or run a simulation.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use factum_example::simulate::{simulate, SimulateOptions};
+use factum_example::{http, App};
+use factum_postgres::PostgresConfig;
+use tracing_subscriber::EnvFilter;
+
+/// The order and customer domains on factum, as an HTTP service.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The PostgreSQL database holding the events and the read models.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Log as JSON lines instead of text (the level comes from RUST_LOG, default info).
+    #[arg(long, env = "FACTUM_EXAMPLE_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(Serve),
+    /// Drive customers and orders concurrently, print figures, check the read models.
+    Simulate(Simulation),
+}
+
+#[derive(Debug, Args)]
+struct Serve {
+    /// Where to listen; port 0 picks a free one (the address is printed).
+    #[arg(long, env = "FACTUM_EXAMPLE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Run a short simulation before serving, to show the framework working.
+    #[arg(long)]
+    simulate_first: bool,
+    #[command(flatten)]
+    simulation: Simulation,
+}
+
+#[derive(Debug, Args)]
+struct Simulation {
+    /// Customers to register.
+    #[arg(long, default_value_t = 50)]
+    customers: usize,
+    /// Orders to drive through their life.
+    #[arg(long, default_value_t = 500)]
+    orders: usize,
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl Simulation {
+    fn options(&self) -> SimulateOptions {
+        SimulateOptions {
+            customers: self.customers,
+            orders: self.orders,
+            concurrency: self.concurrency,
+            seed: self.seed,
+            progress: true,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    if cli.log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(true).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let config = PostgresConfig::from_url(&cli.database_url)?;
+    let app = App::start(config).await?;
+    let result = match cli.command.unwrap_or(Command::Serve(Serve::parse_default())) {
+        Command::Simulate(simulation) => run_simulation(&app, &simulation).await,
+        Command::Serve(serve) => {
+            if serve.simulate_first {
+                run_simulation(&app, &serve.simulation).await?;
+            }
+            serve_http(&app, serve.listen).await
+        }
+    };
+    app.shutdown().await;
+    tracing::info!("stopped");
+    result
+}
+
+async fn run_simulation(app: &App, simulation: &Simulation) -> Result<(), Box<dyn std::error::Error>> {
+    let report = simulate(app, &simulation.options()).await?;
+    println!("{report}");
+    if !report.consistent() {
+        return Err("the read models do not match the event log".into());
+    }
+    Ok(())
+}
+
+async fn serve_http(app: &App, listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        format!("cannot listen on {listen}: {e} (choose another with --listen or FACTUM_EXAMPLE_LISTEN)")
+    })?;
+    let address = listener.local_addr()?;
+    println!("listening on http://{address}");
+    tracing::info!(%address, "serving; stop with Ctrl-C or SIGTERM");
+    axum::serve(listener, http::router(app.clone())).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("no longer accepting; in-flight requests finished");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+        tracing::info!("interrupted: shutting down");
+    }
+}
+
+impl Serve {
+    /// `serve` with its defaults (the command when none is given).
+    fn parse_default() -> Serve {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: Serve,
+        }
+        Only::parse_from(["factum-example"]).serve
+    }
+}
