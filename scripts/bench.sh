@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# scripts/bench.sh — the performance workloads of docs/performance.md.
+#
+# Builds the benchmark in release mode, boots a private PostgreSQL cluster with
+# default durability (fsync and synchronous_commit on) in a temporary directory,
+# runs every workload (each in fresh schemas) against it, and removes the cluster
+# on exit. Prints one JSON line per workload, then a table.
+#
+#   scripts/bench.sh [--reps N] [w1 w2 ...]
+#
+# Environment: FACTUM_BENCH_PORT (default 55439), FACTUM_BENCH_REPS (default 3),
+# FACTUM_BENCH_WORKLOADS (comma-separated), FACTUM_BENCH_KEEP=1 to leave the
+# cluster's directory behind (it is still stopped). Never touches the server on
+# 5432 nor scripts/pg.sh's test cluster. Honours $CARGO.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+CARGO=${CARGO:-cargo}
+PORT=${FACTUM_BENCH_PORT:-55439}
+REPS=${FACTUM_BENCH_REPS:-3}
+WORKLOADS=${FACTUM_BENCH_WORKLOADS:-}
+
+log() { printf 'bench.sh: %s\n' "$*" >&2; }
+die() {
+    printf 'bench.sh: error: %s\n' "$*" >&2
+    exit 1
+}
+
+while (($#)); do
+    case $1 in
+    --reps) REPS=${2:?--reps needs a number}; shift 2 ;;
+    --reps=*) REPS=${1#--reps=}; shift ;;
+    -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 0 ;;
+    w[1-7]) WORKLOADS=${WORKLOADS:+$WORKLOADS,}$1; shift ;;
+    *) die "unknown argument '$1' (expected --reps N or w1..w7)" ;;
+    esac
+done
+[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive number, got '$REPS'"
+[[ $PORT =~ ^[0-9]{1,5}$ ]] || die "FACTUM_BENCH_PORT must be a port number, got '$PORT'"
+
+# Server binaries: the newest Debian install, else $PATH; install the package if none.
+find_bindir() {
+    local d
+    d=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | while read -r d; do
+        [[ -x $d/initdb && -x $d/pg_ctl && -x $d/postgres ]] && echo "$d"
+    done | tail -n 1)
+    if [[ -z $d ]] && command -v pg_ctl >/dev/null && command -v initdb >/dev/null; then
+        d=$(dirname "$(command -v pg_ctl)")
+    fi
+    [[ -n $d ]] && echo "$d"
+    return 0
+}
+BINDIR=$(find_bindir)
+if [[ -z $BINDIR ]]; then
+    ((EUID == 0)) && command -v apt-get >/dev/null ||
+        die "no PostgreSQL server binaries; install them (apt-get install postgresql)"
+    log "no PostgreSQL server binaries found; installing Debian's postgresql package"
+    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; } >&2 ||
+        die "package installation failed"
+    BINDIR=$(find_bindir)
+    [[ -n $BINDIR ]] || die "postgresql installed but no server binaries found"
+fi
+
+as_owner() {
+    if ((EUID == 0)); then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        (cd / && "$@")
+    fi
+}
+
+# Build first, so that the cluster only lives while the benchmark runs.
+log "building the benchmark (release)"
+"$CARGO" bench -p factum-tests --bench workloads --no-run >&2
+
+DIR=$(mktemp -d /tmp/factum-bench.XXXXXX)
+chmod 755 "$DIR"
+((EUID == 0)) && chown postgres:postgres "$DIR"
+DATA=$DIR/data
+LOGFILE=$DIR/postgres.log
+STARTED=0
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM HUP
+    set +e
+    if ((STARTED)); then
+        log "stopping the benchmark cluster"
+        as_owner "$BINDIR/pg_ctl" stop -D "$DATA" -m fast -w -t 60 >/dev/null 2>&1
+    fi
+    if [[ ${FACTUM_BENCH_KEEP:-0} == 1 ]]; then
+        log "kept $DIR"
+    else
+        rm -rf "$DIR"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+log "initialising a private cluster in $DIR ($BINDIR)"
+as_owner "$BINDIR/initdb" -D "$DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C >/dev/null
+# PostgreSQL's defaults, durability included (fsync, synchronous_commit, full_page_writes
+# on); only where it listens and how many may connect are set.
+cat >>"$DATA/postgresql.conf" <<CONF
+
+# --- added by factum scripts/bench.sh (benchmark cluster: default durability) ---
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = '$DIR'
+max_connections = 200
+CONF
+as_owner "$BINDIR/pg_ctl" start -D "$DATA" -w -t 90 -l "$LOGFILE" >/dev/null </dev/null ||
+    { tail -n 20 "$LOGFILE" >&2; die "could not start the cluster (port $PORT in use? set FACTUM_BENCH_PORT)"; }
+STARTED=1
+
+URL="postgres://postgres@127.0.0.1:$PORT/postgres"
+settings=$(as_owner "$BINDIR/psql" "$URL" -XAtq -c "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) \
+    FROM pg_settings WHERE name IN ('fsync','synchronous_commit','full_page_writes','wal_sync_method','shared_buffers')")
+log "PostgreSQL $("$BINDIR/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT: $settings"
+log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)"
+
+FACTUM_BENCH_URL=$URL FACTUM_BENCH_REPS=$REPS FACTUM_BENCH_WORKLOADS=$WORKLOADS \
+    "$CARGO" bench -p factum-tests --bench workloads
