@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::config::{check_identifier, ConfigError, PostgresConfig, SchemaNames};
 use crate::lease::Leases;
-use crate::listener::{self, Wakes};
+use crate::listener::{self, Notifier, Wakes};
 use crate::schema::{self, expand};
 
 /// How many events [`EventStore::stream`] reads ahead of its consumer (seed 000's buffer).
@@ -193,6 +193,9 @@ struct Inner {
     limits: Limits,
     wakes: Arc<Wakes>,
     listener: Mutex<Option<JoinHandle<()>>>,
+    /// Post-commit notifications of [`EventStore::append`] and their task.
+    notifier: Arc<Notifier>,
+    notify_task: OnceLock<JoinHandle<()>>,
     leases: OnceLock<Leases>,
 }
 
@@ -200,6 +203,9 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(listener) = self.listener.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
             listener.abort();
+        }
+        if let Some(task) = self.notify_task.get() {
+            task.abort();
         }
     }
 }
@@ -354,6 +360,8 @@ impl PostgresStore {
                 limits: config.limits,
                 wakes: Arc::new(Wakes::default()),
                 listener: Mutex::new(None),
+                notifier: Arc::new(Notifier::default()),
+                notify_task: OnceLock::new(),
                 leases: OnceLock::new(),
             }),
         })
@@ -402,7 +410,8 @@ impl PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         validate::batch(&events, &self.inner.limits)?;
-        match self.append_rows(conn, stream, expected, &events).await {
+        // The caller commits: the notification goes with its transaction.
+        match self.append_rows(conn, stream, expected, &events, true).await {
             Err(AppendFailure::Duplicate) => Err(StoreError::DuplicateEvent { event_id: events[0].event_id }),
             Err(AppendFailure::VersionTaken) => {
                 Err(StoreError::Conflict { stream: stream.clone(), expected, actual: Version::INITIAL })
@@ -527,8 +536,10 @@ impl PostgresStore {
         stream: &StreamId,
         expected: ExpectedVersion,
         events: &[NewEvent],
+        notify_in_transaction: bool,
     ) -> Result<AppendResult, AppendFailure> {
         let c = Columns::new(events);
+        let channel = if notify_in_transaction { self.inner.channel.as_deref() } else { None };
         let rows = sqlx::query(&self.inner.sql.append)
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
@@ -542,7 +553,7 @@ impl PostgresStore {
             .bind(c.occurred_at)
             .bind(c.correlation)
             .bind(c.causation)
-            .bind(self.inner.channel.as_deref())
+            .bind(channel)
             .fetch_all(conn)
             .await
             .map_err(|e| self.append_error(e, stream))?;
@@ -666,6 +677,21 @@ impl PostgresStore {
         qb
     }
 
+    /// After an append committed: wakes this process's readers at once and queues the
+    /// `NOTIFY` for other processes.
+    fn committed(&self, category: &str) {
+        self.inner.wakes.wake(Some(category));
+        let Some(channel) = &self.inner.channel else { return };
+        self.inner.notifier.push(category);
+        if self.inner.notify_task.get().is_none() {
+            let task = listener::notify(self.inner.pool.clone(), channel.clone(), self.inner.notifier.clone());
+            // Two first appends may race here; the loser's task is aborted at once.
+            if let Err(task) = self.inner.notify_task.set(tokio::spawn(task)) {
+                task.abort();
+            }
+        }
+    }
+
     fn ensure_listener(&self) {
         let Some(channel) = &self.inner.channel else { return };
         let mut guard = self.inner.listener.lock().unwrap_or_else(|p| p.into_inner());
@@ -725,18 +751,22 @@ impl EventStore for PostgresStore {
     ) -> Result<AppendResult, StoreError> {
         validate::batch(&events, &self.inner.limits)?;
         let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
-        let mut outcome = self.append_rows(&mut conn, stream, expected, &events).await;
+        // Committed on its own (autocommit): notified after the commit, see `Notifier`.
+        let mut outcome = self.append_rows(&mut conn, stream, expected, &events, false).await;
         for _ in 0..REORDER_RETRIES {
             match outcome {
                 // Nothing was written; a new transaction has a newer id.
                 Err(AppendFailure::Other(StoreError::RetryTransaction { .. })) => {
-                    outcome = self.append_rows(&mut conn, stream, expected, &events).await;
+                    outcome = self.append_rows(&mut conn, stream, expected, &events, false).await;
                 }
                 _ => break,
             }
         }
         match outcome {
-            Ok(result) => Ok(result),
+            Ok(result) => {
+                self.committed(stream.aggregate_type());
+                Ok(result)
+            }
             // The version check runs before the insert: a retry of a stored batch meets a
             // conflict first. Like the in-memory store, let the duplicate id decide.
             Err(AppendFailure::Other(e @ StoreError::Conflict { .. })) => {

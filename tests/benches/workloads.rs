@@ -612,6 +612,20 @@ impl PgProjection for Counts {
         sqlx::query(&self.one).bind(event.stream.aggregate_id()).execute(tx).await?;
         Ok(())
     }
+
+    async fn handle_batch(
+        &mut self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), HandlerError> {
+        let mut counts: HashMap<&str, i64> = HashMap::new();
+        for e in events {
+            *counts.entry(e.stream.aggregate_id()).or_default() += 1;
+        }
+        let (ids, ns): (Vec<&str>, Vec<i64>) = counts.into_iter().unzip();
+        sqlx::query(&self.many).bind(ids).bind(ns).execute(tx).await?;
+        Ok(())
+    }
 }
 
 /// Wraps a sink to time its batches and note when each event's batch committed.

@@ -137,9 +137,9 @@ enum Mode {
 
 /// Aborts a task when dropped: the actor's state owns its helpers, and the state is
 /// dropped however the actor ends (`post_stop` does not run after a panic or a kill).
-struct AbortOnDrop(JoinHandle<()>);
+struct AbortOnDrop<T>(JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -167,7 +167,10 @@ pub(crate) struct ProjectionActorState {
     /// Set by the wake forwarder when it has sent a `Wake` not yet handled.
     wake_pending: Arc<AtomicBool>,
     lag_measured: Option<(Instant, Checkpoint)>,
-    _forwarder: AbortOnDrop,
+    /// While catching up: the read of the page after the batch being applied, started
+    /// before applying it, and the checkpoint it reads after.
+    prefetch: Option<(Checkpoint, AbortOnDrop<Result<Option<ReadBatch>, StoreError>>)>,
+    _forwarder: AbortOnDrop<()>,
 }
 
 /// The first re-read delay after an empty wake-up: an event that just committed can sit
@@ -288,10 +291,25 @@ impl ProjectionActorState {
         Ok(())
     }
 
+    /// The page after the checkpoint: the one prefetched if it was read from there, else
+    /// read now.
+    async fn next_page(&mut self) -> Result<Option<ReadBatch>, StoreError> {
+        if let Some((after, mut read)) = self.prefetch.take() {
+            if after == self.checkpoint {
+                match (&mut read.0).await {
+                    Ok(page) => return page,
+                    // Panicked or aborted: read it again below.
+                    Err(e) => tracing::debug!(projection = %self.shared.name, error = %e, "prefetch lost"),
+                }
+            }
+        }
+        self.shared.read_batch(self.checkpoint).await
+    }
+
     /// Reads and applies one batch. Returns whether to go on reading at once.
     async fn step(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<bool, StoreError> {
         let shared = self.shared.clone();
-        let Some(ReadBatch { selected, to, full }) = shared.read_batch(self.checkpoint).await? else {
+        let Some(ReadBatch { selected, to, full }) = self.next_page().await? else {
             if self.failing.is_none() {
                 self.shared.set_state(ProjectionState::Live);
             }
@@ -308,6 +326,12 @@ impl ProjectionActorState {
         };
         if let Some((_, deadline)) = self.chase {
             self.chase = Some((CHASE_START, deadline));
+        }
+        if full {
+            // Catching up: fetch the next page while this one is applied.
+            let reader = shared.clone();
+            let read = tokio::spawn(async move { reader.read_batch(to).await });
+            self.prefetch = Some((to, AbortOnDrop(read)));
         }
         let from = self.checkpoint;
         match shared.apply(&selected, from, to).await {
@@ -463,6 +487,7 @@ impl ProjectionActorState {
         self.failing = None;
         self.not_before = None;
         self.lag_measured = None;
+        self.prefetch = None;
         self.shared.update(|s| {
             s.checkpoint = to;
             s.last_error = None;
@@ -525,6 +550,7 @@ impl Actor for ProjectionActor {
             lease_tried: None,
             wake_pending,
             lag_measured: None,
+            prefetch: None,
             _forwarder: forwarder,
         })
     }
