@@ -149,8 +149,8 @@ impl EventStore for Instrumented {
         self.store.advance_checkpoint(consumer, from, to).await
     }
 
-    async fn count_after(&self, after: Checkpoint) -> Result<u64, StoreError> {
-        self.store.count_after(after).await
+    async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError> {
+        self.store.count_after(after, aggregate_types).await
     }
 
     async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {

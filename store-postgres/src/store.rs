@@ -136,7 +136,8 @@ impl Sql {
                  SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM created)"),
             // Capped, so that measuring a huge lag stays cheap.
             count_after: e("SELECT count(*) FROM (SELECT 1 FROM {schema}.{events} \
-                 WHERE (transaction_id, global_position) > ($1, $2) LIMIT 10000000) AS t"),
+                 WHERE (transaction_id, global_position) > ($1, $2) \
+                   AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) LIMIT 10000000) AS t"),
             record_failure: e("INSERT INTO {schema}.{failures} (projection_name, event_id, aggregate_type, \
                  aggregate_id, version, global_position, transaction_id, event_type, error, attempts, failed_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -684,7 +685,8 @@ impl PostgresStore {
         let Some(channel) = &self.inner.channel else { return };
         self.inner.notifier.push(category);
         if self.inner.notify_task.get().is_none() {
-            let task = listener::notify(self.inner.pool.clone(), channel.clone(), self.inner.notifier.clone());
+            let task =
+                listener::notify(self.inner.pool.clone(), channel.clone(), self.inner.notifier.clone());
             // Two first appends may race here; the loser's task is aborted at once.
             if let Err(task) = self.inner.notify_task.set(tokio::spawn(task)) {
                 task.abort();
@@ -1004,11 +1006,12 @@ impl EventStore for PostgresStore {
         self.advance_checkpoint_in_pool(consumer, from, to).await
     }
 
-    async fn count_after(&self, after: Checkpoint) -> Result<u64, StoreError> {
+    async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError> {
         validate::checkpoint(after)?;
         let n: i64 = sqlx::query_scalar(&self.inner.sql.count_after)
             .bind(to_i64(after.transaction))
             .bind(to_i64(after.position.0))
+            .bind(aggregate_types)
             .fetch_one(&self.inner.pool)
             .await
             .map_err(backend)?;

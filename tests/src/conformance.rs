@@ -655,9 +655,17 @@ pub async fn count_after(store: Store) {
     store.append(&s, ExpectedVersion::NoStream, vec![ev("A"), ev("B"), ev("C")]).await.unwrap();
     store.append(&sid("Customer", "c-1"), ExpectedVersion::NoStream, vec![ev("D")]).await.unwrap();
     let all = read_everything(&store, 4).await;
-    assert_eq!(store.count_after(Checkpoint::START).await.unwrap(), 4);
-    assert_eq!(store.count_after(all[1].checkpoint()).await.unwrap(), 2);
-    assert_eq!(store.count_after(all[3].checkpoint()).await.unwrap(), 0);
+    assert_eq!(store.count_after(Checkpoint::START, &[]).await.unwrap(), 4);
+    assert_eq!(store.count_after(all[1].checkpoint(), &[]).await.unwrap(), 2);
+    assert_eq!(store.count_after(all[3].checkpoint(), &[]).await.unwrap(), 0);
+    // Scoped to categories: a projection of Orders caught up with the last Order event has
+    // no lag, whatever other categories appended after it.
+    let orders = ["Order".to_owned()];
+    assert_eq!(store.count_after(Checkpoint::START, &orders).await.unwrap(), 3);
+    assert_eq!(store.count_after(all[2].checkpoint(), &orders).await.unwrap(), 0);
+    let both = ["Customer".to_owned(), "Order".to_owned()];
+    assert_eq!(store.count_after(all[1].checkpoint(), &both).await.unwrap(), 2);
+    assert_eq!(store.count_after(all[2].checkpoint(), &["Nothing".to_owned()]).await.unwrap(), 0);
 }
 
 /// Retention's safe mode keeps what a consumer has not processed and what no snapshot

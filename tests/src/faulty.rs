@@ -130,8 +130,8 @@ impl<S: EventStore> EventStore for Faulty<S> {
     ) -> Result<bool, StoreError> {
         self.inner.advance_checkpoint(c, from, to).await
     }
-    async fn count_after(&self, a: Checkpoint) -> Result<u64, StoreError> {
-        self.inner.count_after(a).await
+    async fn count_after(&self, a: Checkpoint, types: &[String]) -> Result<u64, StoreError> {
+        self.inner.count_after(a, types).await
     }
     async fn try_lease(&self, n: &str) -> Result<Option<Lease>, StoreError> {
         self.inner.try_lease(n).await

@@ -75,6 +75,17 @@ impl TestDb {
         &self.name
     }
 
+    /// A URL for the test's database (the run's URL with the database swapped), for a
+    /// child process.
+    pub fn url(&self) -> String {
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let (base, query) = url.split_at(url.find('?').unwrap_or(url.len()));
+        let (scheme, rest) = base.split_once("://").expect("DATABASE_URL has no scheme");
+        let authority = rest.split('/').next().unwrap_or(rest);
+        format!("{scheme}://{authority}/{}{query}", self.name)
+    }
+
     /// A store config for an existing database (another process's test database).
     pub fn config_for(name: &str) -> PostgresConfig {
         PostgresConfig::from_options(base_options().database(name))

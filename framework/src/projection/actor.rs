@@ -284,7 +284,8 @@ impl ProjectionActorState {
         if !due {
             return Ok(());
         }
-        let lag = self.shared.store.count_after(self.checkpoint).await?;
+        let lag =
+            self.shared.store.count_after(self.checkpoint, &self.shared.selector.aggregate_types).await?;
         self.lag_measured = Some((Instant::now(), self.checkpoint));
         self.shared.metrics.projection_progress(&self.shared.name, self.checkpoint.position.0, Some(lag));
         self.shared.update(|s| s.lag = Some(lag));

@@ -384,10 +384,13 @@ impl EventStore for InMemoryStore {
         Ok(true)
     }
 
-    async fn count_after(&self, after: Checkpoint) -> Result<u64, StoreError> {
+    async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError> {
         let state = self.lock();
         let from = after.position.0.saturating_add(1);
-        Ok(state.log.range(from..).filter(|(_, e)| e.checkpoint() > after).count() as u64)
+        let in_scope = |e: &RecordedEvent| {
+            aggregate_types.is_empty() || aggregate_types.iter().any(|t| t == e.stream.aggregate_type())
+        };
+        Ok(state.log.range(from..).filter(|(_, e)| e.checkpoint() > after && in_scope(e)).count() as u64)
     }
 
     async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {

@@ -141,9 +141,11 @@ pub trait EventStore: Send + Sync + 'static {
         to: Checkpoint,
     ) -> Result<bool, StoreError>;
 
-    /// How many events of the global log lie after `after`, as far as committed. A
-    /// consumer's lag.
-    async fn count_after(&self, after: Checkpoint) -> Result<u64, StoreError>;
+    /// How many events of the global log lie after `after`, as far as committed, counting
+    /// only the given aggregate types (all of them when `aggregate_types` is empty). A
+    /// consumer's lag: a projection scoped to some categories passes them, since its
+    /// checkpoint only moves over their events.
+    async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError>;
 
     /// Tries to take the exclusive lease on a consumer's name: `None` if someone else
     /// (in this process or another one sharing the store) holds it.

@@ -519,8 +519,9 @@ impl Supervisor {
     /// A projection's lag measured now: the events of the log after the checkpoint this
     /// instance last committed (for an instance standing by, after the start).
     pub async fn lag(&self, projection: &str) -> Result<u64, SupervisorError> {
-        let checkpoint = self.shared(projection)?.status().checkpoint;
-        Ok(self.inner.store.count_after(checkpoint).await?)
+        let shared = self.shared(projection)?;
+        let checkpoint = shared.status().checkpoint;
+        Ok(self.inner.store.count_after(checkpoint, &shared.selector.aggregate_types).await?)
     }
 
     /// Every projection's status, by name.

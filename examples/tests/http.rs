@@ -1,0 +1,475 @@
+//! The example service end to end: the real binary on a free port against a fresh
+//! database, driven over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use factum::{Aggregate, Checkpoint, DomainEvent, EventFilter, EventStore, StreamId, VersionRange};
+use factum_example::customer::Customer;
+use factum_example::order::Order;
+use factum_postgres::PostgresStore;
+use factum_tests::{eventually, TestDb};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// The service as a child process.
+struct Service {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Service {
+    /// Starts the binary on port 0 and waits for the address it prints.
+    fn start(db: &TestDb) -> Service {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_factum-example"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", db.url())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the service");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(address.to_owned());
+                }
+            }
+        });
+        let base = rx.recv_timeout(Duration::from_secs(60)).expect("the service did not start listening");
+        Service { child, base, http: reqwest::Client::new() }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(killed.success());
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the service did not stop within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Asserts a refusal: the status, a JSON body with this error code and a message.
+#[track_caller]
+fn refused((status, body): (StatusCode, Value), expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
+
+#[track_caller]
+fn accepted((status, body): (StatusCode, Value), expected: StatusCode) -> Value {
+    assert_eq!(status, expected, "{body}");
+    body
+}
+
+/// Folds a stream's stored events into its aggregate, as the truth to check views against.
+async fn fold<A: Aggregate>(store: &PostgresStore, id: &str) -> (A, u64) {
+    let stream = StreamId::new(A::TYPE, id).expect("id");
+    let mut state = A::default();
+    let events = store.read_stream(&stream, VersionRange::ALL).await.expect("read");
+    for e in &events {
+        let event =
+            A::Event::from_stored(&e.event_type, e.schema_version, e.payload.clone()).expect("decode");
+        state.apply(&event);
+    }
+    (state, events.len() as u64)
+}
+
+/// The value of the sample `name{labels…}` in the text format, 0 if absent.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).expect("a value"))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_over_http() {
+    let db = TestDb::new().await;
+    let service = Service::start(&db);
+    let store = PostgresStore::connect(db.config()).await.expect("store");
+    let (mut order_ok, mut order_rejected) = (0, 0);
+
+    // Customers.
+    let correlation = uuid::Uuid::now_v7();
+    let response = service
+        .http
+        .post(format!("{}/customers", service.base))
+        .header("x-correlation-id", correlation.to_string())
+        .header("x-user-id", "clerk-7")
+        .json(&json!({"id": "alice", "name": "Alice", "email": "alice@example.com"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.headers()["x-correlation-id"], correlation.to_string().as_str());
+    let body = accepted(read(response).await, StatusCode::CREATED);
+    assert_eq!((body["id"].as_str(), body["version"].as_u64()), (Some("alice"), Some(1)));
+    assert_eq!(body["correlation_id"], correlation.to_string());
+    accepted(
+        service.post("/customers", json!({"id": "bob", "name": "Bob", "email": "bob@example.com"})).await,
+        StatusCode::CREATED,
+    );
+    let generated = accepted(
+        service.post("/customers", json!({"name": "Carol", "email": "c@example.org"})).await,
+        StatusCode::CREATED,
+    );
+    assert!(generated["id"].as_str().is_some_and(|id| id.starts_with("cus-")), "{generated}");
+
+    // Every customer rule.
+    refused(
+        service.post("/customers", json!({"id": "alice", "name": "A", "email": "a@example.com"})).await,
+        StatusCode::CONFLICT,
+        "customer_exists",
+    );
+    refused(
+        service.post("/customers", json!({"name": "Eve", "email": "eve-at-example.com"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_email",
+    );
+    refused(
+        service.post("/customers", json!({"name": "   ", "email": "e@example.com"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_name",
+    );
+    refused(
+        service.send(Method::PUT, "/customers/nobody/email", Some(json!({"email": "n@example.com"}))).await,
+        StatusCode::NOT_FOUND,
+        "customer_not_found",
+    );
+    accepted(
+        service
+            .send(Method::PUT, "/customers/alice/email", Some(json!({"email": "alice@example.net"})))
+            .await,
+        StatusCode::OK,
+    );
+
+    // Orders: every rule's rejection on the way.
+    let o = |path: &str| format!("/orders/o1{path}");
+    accepted(service.post("/orders", json!({"id": "o1", "customer_id": "alice"})).await, StatusCode::CREATED);
+    order_ok += 1;
+    refused(
+        service.post("/orders", json!({"id": "o1", "customer_id": "alice"})).await,
+        StatusCode::CONFLICT,
+        "order_exists",
+    );
+    order_rejected += 1;
+    refused(
+        service.post("/orders", json!({"id": "o9", "customer_id": "nobody"})).await,
+        StatusCode::NOT_FOUND,
+        "customer_not_found",
+    );
+    for (sku, quantity, price) in [("tea", 2, 150), ("mug", 1, 1000), ("tea", 1, 150), ("spoon", 3, 75)] {
+        accepted(
+            service.post(&o("/items"), json!({"sku": sku, "quantity": quantity, "unit_price": price})).await,
+            StatusCode::OK,
+        );
+        order_ok += 1;
+    }
+    for (body, status, code) in [
+        (json!({"sku": "tea", "quantity": 1, "unit_price": 99}), StatusCode::CONFLICT, "price_mismatch"),
+        (
+            json!({"sku": "tea", "quantity": 0, "unit_price": 150}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            json!({"sku": "tea", "quantity": 1, "unit_price": -1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_price",
+        ),
+        (
+            json!({"sku": "tea", "quantity": 10_000, "unit_price": 150}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_items",
+        ),
+        (
+            json!({"sku": "no/slash", "quantity": 1, "unit_price": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_sku",
+        ),
+    ] {
+        refused(service.post(&o("/items"), body).await, status, code);
+        order_rejected += 1;
+    }
+    refused(
+        service.send(Method::DELETE, &o("/items/kettle"), None).await,
+        StatusCode::NOT_FOUND,
+        "item_not_found",
+    );
+    order_rejected += 1;
+    accepted(service.send(Method::DELETE, &o("/items/spoon"), None).await, StatusCode::OK);
+    order_ok += 1;
+    refused(service.post(&o("/ship"), json!(null)).await, StatusCode::CONFLICT, "order_not_confirmed");
+    order_rejected += 1;
+    accepted(service.post(&o("/confirm"), json!(null)).await, StatusCode::OK);
+    let again = accepted(service.post(&o("/confirm"), json!(null)).await, StatusCode::OK);
+    assert_eq!(again["events"], json!([]), "confirming twice records nothing");
+    order_ok += 2;
+    refused(
+        service.post(&o("/items"), json!({"sku": "x", "quantity": 1, "unit_price": 1})).await,
+        StatusCode::CONFLICT,
+        "order_locked",
+    );
+    refused(service.send(Method::DELETE, &o("/items/tea"), None).await, StatusCode::CONFLICT, "order_locked");
+    order_rejected += 2;
+    accepted(service.post(&o("/ship"), json!(null)).await, StatusCode::OK);
+    order_ok += 1;
+    refused(
+        service.post(&o("/cancel"), json!({"reason": "too late"})).await,
+        StatusCode::CONFLICT,
+        "order_closed",
+    );
+    refused(service.post(&o("/ship"), json!(null)).await, StatusCode::CONFLICT, "order_closed");
+    order_rejected += 2;
+
+    accepted(service.post("/orders", json!({"id": "o2", "customer_id": "alice"})).await, StatusCode::CREATED);
+    refused(service.post("/orders/o2/confirm", json!(null)).await, StatusCode::CONFLICT, "order_empty");
+    refused(
+        service.post("/orders/o2/cancel", json!({"reason": ""})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_reason",
+    );
+    accepted(service.post("/orders/o2/cancel", json!({"reason": "changed mind"})).await, StatusCode::OK);
+    refused(
+        service.post("/orders/o2/items", json!({"sku": "tea", "quantity": 1, "unit_price": 150})).await,
+        StatusCode::CONFLICT,
+        "order_closed",
+    );
+    refused(
+        service.post("/orders/o404/confirm", json!(null)).await,
+        StatusCode::NOT_FOUND,
+        "order_not_found",
+    );
+    order_ok += 2;
+    order_rejected += 4;
+
+    // Concurrent commands on one order: the actor serializes them; none is lost.
+    accepted(service.post("/orders", json!({"id": "o3", "customer_id": "bob"})).await, StatusCode::CREATED);
+    order_ok += 1;
+    let adds = (0..20).map(|i| {
+        service.post(
+            "/orders/o3/items",
+            json!({"sku": format!("sku-{i}"), "quantity": 1, "unit_price": 100 + i}),
+        )
+    });
+    for response in futures_util::future::join_all(adds).await {
+        accepted(response, StatusCode::OK);
+        order_ok += 1;
+    }
+
+    // An inactive customer cannot place orders or change their email.
+    accepted(service.post("/customers/bob/deactivate", json!(null)).await, StatusCode::OK);
+    refused(
+        service.post("/orders", json!({"id": "o4", "customer_id": "bob"})).await,
+        StatusCode::CONFLICT,
+        "customer_inactive",
+    );
+    refused(
+        service.send(Method::PUT, "/customers/bob/email", Some(json!({"email": "b@example.com"}))).await,
+        StatusCode::CONFLICT,
+        "customer_inactive",
+    );
+
+    // The read models catch up and match the events.
+    for id in ["o1", "o2", "o3"] {
+        let (order, version): (Order, u64) = fold(&store, id).await;
+        let view = eventually(Duration::from_secs(20), "the order summary catches up", || async {
+            let (status, view) = service.get(&format!("/orders/{id}")).await;
+            (status == StatusCode::OK && view["version"].as_u64() == Some(version)).then_some(view)
+        })
+        .await;
+        assert_eq!(view["status"], order.status.as_str(), "{view}");
+        assert_eq!(view["customer_id"], order.customer_id.as_str());
+        assert_eq!(view["total"].as_i64(), Some(order.total()));
+        assert_eq!(view["lines"], serde_json::to_value(&order.lines).expect("lines"), "{view}");
+    }
+    let (o1, _): (Order, u64) = fold(&store, "o1").await;
+    assert_eq!(o1.total(), 3 * 150 + 1000, "tea merged, spoon removed");
+    for id in ["alice", "bob"] {
+        let (customer, version): (Customer, u64) = fold(&store, id).await;
+        let view = eventually(Duration::from_secs(20), "the customer history catches up", || async {
+            let (status, view) = service.get(&format!("/customers/{id}")).await;
+            let orders = view["orders"].as_array().map_or(0, Vec::len);
+            let expected = if id == "alice" { 2 } else { 1 };
+            (status == StatusCode::OK && view["version"].as_u64() == Some(version) && orders == expected)
+                .then_some(view)
+        })
+        .await;
+        assert_eq!(
+            (view["email"].as_str(), view["active"].as_bool()),
+            (Some(customer.email.as_str()), Some(customer.active))
+        );
+    }
+    let (_, alice) = service.get("/customers/alice").await;
+    assert_eq!(
+        alice["totals"],
+        json!({"orders": 2, "open": 0, "confirmed": 0, "shipped": 1, "cancelled": 1, "spent": 1450}),
+        "{alice}"
+    );
+    let bob = eventually(Duration::from_secs(20), "bob's order total", || async {
+        let (_, bob) = service.get("/customers/bob").await;
+        (bob["orders"][0]["total"].as_i64() == Some((0..20).map(|i| 100 + i).sum())).then_some(bob)
+    })
+    .await;
+    assert_eq!(bob["totals"]["open"], 1);
+
+    // The audit log has every event with its metadata.
+    let total_events = store.count(&EventFilter::new()).await.expect("count");
+    let audit = eventually(Duration::from_secs(20), "the audit log catches up", || async {
+        let (_, entries) = service.get("/audit?limit=1000").await;
+        (entries.as_array().map(Vec::len) == Some(total_events as usize)).then_some(entries)
+    })
+    .await;
+    let all = store.read_all(Checkpoint::START, 1000).await.expect("read");
+    for (entry, event) in audit.as_array().expect("array").iter().zip(&all) {
+        assert_eq!(entry["event_id"], event.event_id.to_string());
+        assert_eq!(entry["payload"], event.payload);
+        assert_eq!(entry["topic"].as_str(), event.topic.as_deref());
+    }
+    let (_, mine) = service.get(&format!("/audit?correlation_id={correlation}")).await;
+    assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
+    assert_eq!(mine[0]["event_type"], "CustomerRegistered");
+    assert_eq!(mine[0]["topic"], "customer.lifecycle.registered");
+    assert_eq!(mine[0]["metadata"]["user_id"], "clerk-7");
+    assert!(mine[0]["causation_id"].is_string());
+
+    // Operations.
+    let (_, statuses) = service.get("/ops/projections").await;
+    assert_eq!(statuses.as_array().map(Vec::len), Some(3), "{statuses}");
+    let status = accepted(service.get("/ops/projections/order_summary").await, StatusCode::OK);
+    assert_eq!((status["state"].as_str(), status["lag"].as_u64()), (Some("live"), Some(0)), "{status}");
+    let order_events = store.count(&EventFilter::new().aggregate_type("Order")).await.expect("count");
+    let rebuilt =
+        accepted(service.post("/ops/projections/order_summary/rebuild", json!(null)).await, StatusCode::OK);
+    assert_eq!(rebuilt["replayed"].as_u64(), Some(order_events), "{rebuilt}");
+    let (_, after) = service.get("/orders/o1").await;
+    assert_eq!(after["total"].as_i64(), Some(o1.total()), "the rebuilt view is the same");
+    let replay =
+        accepted(service.post("/ops/replay", json!({"topics": ["order.lifecycle.#"]})).await, StatusCode::OK);
+    let lifecycle = store.count(&EventFilter::new().topics(["order.lifecycle.#"])).await.expect("count");
+    assert_eq!(replay["replayed"].as_u64(), Some(lifecycle), "{replay}");
+    assert_eq!(replay["by_type"]["OrderPlaced"], 3, "{replay}");
+    let cleanup = accepted(service.post("/ops/retention/cleanup", json!(null)).await, StatusCode::OK);
+    assert_eq!((cleanup["deleted"].as_u64(), cleanup["mode"].as_str()), (Some(0), Some("safe")), "{cleanup}");
+    assert_eq!(store.count(&EventFilter::new()).await.expect("count"), total_events, "nothing was deleted");
+
+    // Health, the OpenAPI document and the metrics.
+    let health = accepted(service.get("/health").await, StatusCode::OK);
+    assert_eq!(health["status"], "ok");
+    let openapi = accepted(service.get("/openapi.json").await, StatusCode::OK);
+    for (method, path) in factum_example::openapi::OPERATIONS {
+        assert!(openapi["paths"][path][method].is_object(), "{method} {path} is documented");
+    }
+    let metrics = service.http.get(format!("{}/metrics", service.base)).send().await.expect("scrape");
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let metrics = metrics.text().await.expect("text");
+    assert_eq!(
+        sample(&metrics, "factum_commands_total", &["aggregate_type=\"Order\"", "outcome=\"ok\""]),
+        order_ok as f64
+    );
+    assert_eq!(
+        sample(&metrics, "factum_commands_total", &["aggregate_type=\"Order\"", "outcome=\"rejected\""]),
+        order_rejected as f64
+    );
+    assert_eq!(sample(&metrics, "factum_events_appended_total", &[]), total_events as f64);
+    assert_eq!(sample(&metrics, "eventstore_events_replayed_total", &[]), (order_events + lifecycle) as f64);
+    assert_eq!(sample(&metrics, "eventstore_replay_runs_total", &[]), 2.0, "the rebuild and the replay");
+    assert_eq!(sample(&metrics, "eventstore_retention_cleanup_runs_total", &[]), 1.0);
+    assert!(
+        sample(
+            &metrics,
+            "factum_projection_events_total",
+            &["projection=\"audit_log\"", "outcome=\"handled\""]
+        ) >= total_events as f64
+    );
+    assert!(metrics.ends_with("# EOF\n"));
+
+    // Graceful shutdown with commands in flight: every acknowledged command is stored,
+    // and each read model is exactly its checkpoint's prefix of the log.
+    let burst: Vec<_> = (0..40)
+        .map(|i| {
+            let (http, base) = (service.http.clone(), service.base.clone());
+            tokio::spawn(async move {
+                let body = json!({"id": format!("late-{i}"), "customer_id": "alice"});
+                http.post(format!("{base}/orders")).json(&body).send().await.map(|r| r.status())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let exit = tokio::task::spawn_blocking(move || service.terminate()).await.expect("terminate");
+    assert!(exit.success(), "exit status {exit:?}");
+    let mut acknowledged = 0;
+    for (i, handle) in burst.into_iter().enumerate() {
+        if let Ok(Ok(StatusCode::CREATED)) = handle.await {
+            acknowledged += 1;
+            let stream = StreamId::new("Order", format!("late-{i}")).expect("id");
+            assert_eq!(
+                store.stream_version(&stream).await.expect("version").0,
+                1,
+                "late-{i} was acknowledged"
+            );
+        }
+    }
+    let mut conn = db.connect().await;
+    for (projection, table) in [("audit_log", "audit_log"), ("order_summary", "order_summary")] {
+        let checkpoint =
+            store.load_checkpoint(projection).await.expect("checkpoint").unwrap_or(Checkpoint::START);
+        let covered = store
+            .read_all(Checkpoint::START, 1000)
+            .await
+            .expect("read")
+            .into_iter()
+            .filter(|e| e.checkpoint() <= checkpoint)
+            .filter(|e| projection == "audit_log" || e.event_type == "OrderPlaced")
+            .count() as i64;
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        assert_eq!(rows, covered, "{projection} holds exactly what its checkpoint covers");
+    }
+    eprintln!("graceful shutdown: {acknowledged} of 40 in-flight orders acknowledged and stored");
+}

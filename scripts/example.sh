@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# scripts/example.sh — run the example order/customer service.
+#
+# Uses $DATABASE_URL when it is set. Otherwise gets a PostgreSQL server from
+# scripts/pg.sh (the local one on 127.0.0.1:5432, or a private cluster it boots,
+# installing PostgreSQL first if needed) and uses a database `factum_example` on
+# it, created on first use. Then builds the example and runs it: a short
+# simulation first (so you see the framework working), then the HTTP API on
+# ${FACTUM_EXAMPLE_LISTEN:-127.0.0.1:8080} until Ctrl-C.
+#
+# Usage: scripts/example.sh                 simulate briefly, then serve
+#        scripts/example.sh serve [flags]   serve only (see --help)
+#        scripts/example.sh simulate --orders 5000 --concurrency 32
+#        scripts/example.sh --help
+# Honours $CARGO and $FACTUM_EXAMPLE_DB (the database name, default factum_example).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+CARGO=${CARGO:-cargo}
+DB=${FACTUM_EXAMPLE_DB:-factum_example}
+
+log() { printf '== %s\n' "$*" >&2; }
+die() {
+    printf 'example.sh: error: %s\n' "$*" >&2
+    exit 1
+}
+
+[[ $DB =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || die "FACTUM_EXAMPLE_DB must be a plain lower-case name, got '$DB'"
+
+if [[ -z ${DATABASE_URL:-} ]]; then
+    ADMIN_URL=$(bash scripts/pg.sh) || die "scripts/pg.sh could not provide a PostgreSQL server"
+    PSQL=$(command -v psql || printf '%s\n' /usr/lib/postgresql/*/bin/psql | sort -V | tail -n 1)
+    [[ -x $PSQL ]] || die "psql not found (install the postgresql-client package)"
+    if [[ -z $("$PSQL" "$ADMIN_URL" -XqAt -c "SELECT 1 FROM pg_database WHERE datname = '$DB'" </dev/null) ]]; then
+        log "creating database $DB"
+        "$PSQL" "$ADMIN_URL" -XqAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$DB\"" </dev/null >/dev/null
+    fi
+    # Swap the database in the URL from pg.sh (postgres://user@host:port/db[?query]).
+    base=${ADMIN_URL%%\?*}
+    query=${ADMIN_URL:${#base}}
+    export DATABASE_URL="${base%/*}/$DB$query"
+fi
+log "database: $(sed -E 's|^([^:/?]+://[^:/?#@]*):[^/?#@]*@|\1:***@|' <<<"$DATABASE_URL")"
+
+log "building the example (the first build takes a few minutes)"
+"$CARGO" build -p factum-example --quiet
+if (($# == 0)); then
+    set -- serve --simulate-first --customers 20 --orders 200
+fi
+exec target/debug/factum-example "$@"
