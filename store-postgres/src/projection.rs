@@ -77,8 +77,8 @@ pub trait PgProjection: Send + 'static {
     /// # }
     /// ```
     async fn handle_batch(&mut self, tx: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), HandlerError> {
-        for event in events {
-            self.handle(tx, event).await?;
+        for (index, event) in events.iter().enumerate() {
+            catch_panic(self.handle(tx, event)).await.map_err(|error| HandlerError::from(AtEvent { index, error }))?;
         }
         Ok(())
     }
@@ -88,6 +88,31 @@ pub trait PgProjection: Send + 'static {
     async fn clear(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
         let _ = tx;
         Ok(())
+    }
+}
+
+/// The default [`PgProjection::handle_batch`]'s error: which event failed, so that the
+/// sink need not run the batch again to find it. Displays as the handler's own error.
+struct AtEvent {
+    index: usize,
+    error: HandlerError,
+}
+
+impl std::fmt::Display for AtEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::fmt::Debug for AtEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for AtEvent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.as_error().source()
     }
 }
 
@@ -129,9 +154,13 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
             };
         }
         let mut tx = begin(&self.store).await?;
-        let whole = catch_panic(self.projection.handle_batch(&mut tx, batch.events)).await;
-        if whole.is_err() {
-            // Rolled back; find the failing event one at a time in a new transaction.
+        if let Err(error) = catch_panic(self.projection.handle_batch(&mut tx, batch.events)).await {
+            // The transaction is dropped: rolled back, nothing of the batch kept.
+            if let Some(index) = error.as_error().downcast_ref::<AtEvent>().map(|a| a.index) {
+                return Err(handler(error, index));
+            }
+            // An overriding handle_batch failed somewhere: find the failing event one at
+            // a time, in a new transaction.
             drop(tx);
             tx = begin(&self.store).await?;
             for (index, event) in batch.events.iter().enumerate() {
