@@ -269,10 +269,12 @@ impl Context {
     /// Event metadata for one command of this request: its correlation id, a fresh
     /// causation id (the command's id), the user, and where it came from.
     fn metadata(&self) -> Metadata {
-        let mut metadata = Metadata::default();
-        metadata.correlation_id = Some(self.correlation_id);
-        metadata.causation_id = Some(Uuid::now_v7());
-        metadata.user_id = self.user_id.clone();
+        let mut metadata = Metadata {
+            correlation_id: Some(self.correlation_id),
+            causation_id: Some(Uuid::now_v7()),
+            user_id: self.user_id.clone(),
+            ..Metadata::default()
+        };
         metadata.custom.insert("source".into(), Value::from("http"));
         metadata
     }

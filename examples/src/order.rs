@@ -351,7 +351,8 @@ mod tests {
 
     #[tokio::test]
     async fn every_rule_refuses() {
-        let cases: Vec<(Vec<OrderEvent>, OrderCommand, fn(&OrderError) -> bool)> = vec![
+        type Case = (Vec<OrderEvent>, OrderCommand, fn(&OrderError) -> bool);
+        let cases: Vec<Case> = vec![
             (vec![], add("A", 1, 1), |e| matches!(e, OrderError::NotFound(_))),
             (vec![placed()], OrderCommand::Place { order_id: id(), customer_id: "c".into() }, |e| {
                 matches!(e, OrderError::AlreadyPlaced(_))

@@ -62,6 +62,24 @@ pub enum SimulateError {
     Options(&'static str),
 }
 
+/// Orders and their total, in cents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// How many orders.
+    pub orders: i64,
+    /// The sum of their totals, in cents.
+    pub cents: i64,
+}
+
+/// One status's totals in the read model beside the same folded from the event log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compared {
+    /// What the `order_summary` read model says.
+    pub read_model: Totals,
+    /// What the event log says.
+    pub log: Totals,
+}
+
 /// What the simulation did and found.
 #[derive(Clone, Debug)]
 pub struct SimulationReport {
@@ -79,8 +97,8 @@ pub struct SimulationReport {
     pub latency: [Duration; 4],
     /// How long the projections took to catch up after the last command.
     pub catch_up: Duration,
-    /// Per order status: (orders, total cents) in the read model and in the event log.
-    pub totals: BTreeMap<String, ((i64, i64), (i64, i64))>,
+    /// Per order status: orders and their total in the read model and in the event log.
+    pub totals: BTreeMap<String, Compared>,
     /// Audit-log rows and events in the store.
     pub audit: (i64, u64),
 }
@@ -88,7 +106,7 @@ pub struct SimulationReport {
 impl SimulationReport {
     /// Whether every read model matches the event log.
     pub fn consistent(&self) -> bool {
-        self.totals.values().all(|(read, log)| read == log) && self.audit.0 as u64 == self.audit.1
+        self.totals.values().all(|c| c.read_model == c.log) && self.audit.0 as u64 == self.audit.1
     }
 
     /// Commands per second.
@@ -128,9 +146,14 @@ impl fmt::Display for SimulationReport {
             "{:<10} {:>8} {:>14}   {:>8} {:>14}",
             "status", "orders", "total (cents)", "log says", ""
         )?;
-        for (status, ((n, total), (log_n, log_total))) in &self.totals {
-            let mark = if (n, total) == (log_n, log_total) { "ok" } else { "MISMATCH" };
-            writeln!(f, "{status:<10} {n:>8} {total:>14}   {log_n:>8} {log_total:>14}  {mark}")?;
+        for (status, c) in &self.totals {
+            let mark = if c.read_model == c.log { "ok" } else { "MISMATCH" };
+            let (read, log) = (c.read_model, c.log);
+            writeln!(
+                f,
+                "{status:<10} {:>8} {:>14}   {:>8} {:>14}  {mark}",
+                read.orders, read.cents, log.orders, log.cents
+            )?;
         }
         let mark = if self.audit.0 as u64 == self.audit.1 { "ok" } else { "MISMATCH" };
         writeln!(f, "audit log: {} rows for {} stored events  {mark}", self.audit.0, self.audit.1)?;
@@ -154,8 +177,7 @@ const SKUS: [(&str, i64); 8] = [
 ];
 
 fn metadata(run: &str) -> Metadata {
-    let mut m = Metadata::default();
-    m.user_id = Some("simulator".into());
+    let mut m = Metadata { user_id: Some("simulator".into()), ..Metadata::default() };
     m.custom.insert("run".into(), run.into());
     m
 }
@@ -326,7 +348,7 @@ pub async fn simulate(app: &App, options: &SimulateOptions) -> Result<Simulation
 }
 
 /// Per status: (orders, total) in the order-summary read model and folded from the log.
-async fn check_orders(app: &App) -> Result<BTreeMap<String, ((i64, i64), (i64, i64))>, SimulateError> {
+async fn check_orders(app: &App) -> Result<BTreeMap<String, Compared>, SimulateError> {
     let mut orders: BTreeMap<String, Order> = BTreeMap::new();
     let mut after = Checkpoint::START;
     loop {
@@ -339,14 +361,14 @@ async fn check_orders(app: &App) -> Result<BTreeMap<String, ((i64, i64), (i64, i
             Aggregate::apply(orders.entry(event.stream.aggregate_id().to_owned()).or_default(), &decoded);
         }
     }
-    let mut totals: BTreeMap<String, ((i64, i64), (i64, i64))> = BTreeMap::new();
+    let mut totals: BTreeMap<String, Compared> = BTreeMap::new();
     for order in orders.values() {
         let entry = totals.entry(order.status.as_str().to_owned()).or_default();
-        entry.1 .0 += 1;
-        entry.1 .1 += order.total();
+        entry.log.orders += 1;
+        entry.log.cents += order.total();
     }
-    for (status, n, total) in app.tables.order_totals(app.store.pool()).await? {
-        totals.entry(status).or_default().0 = (n, total);
+    for (status, orders, cents) in app.tables.order_totals(app.store.pool()).await? {
+        totals.entry(status).or_default().read_model = Totals { orders, cents };
     }
     Ok(totals)
 }

@@ -473,3 +473,220 @@ async fn end_to_end_over_http() {
     }
     eprintln!("graceful shutdown: {acknowledged} of 40 in-flight orders acknowledged and stored");
 }
+
+/// Every endpoint refuses bad input with a 4xx and a JSON body saying what was wrong,
+/// and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_4xx_and_write_nothing() {
+    let db = TestDb::new().await;
+    let service = Service::start(&db);
+    let store = PostgresStore::connect(db.config()).await.expect("store");
+    accepted(
+        service.post("/customers", json!({"id": "c1", "name": "Ann", "email": "ann@example.com"})).await,
+        StatusCode::CREATED,
+    );
+    accepted(service.post("/orders", json!({"id": "o1", "customer_id": "c1"})).await, StatusCode::CREATED);
+    let before = store.count(&EventFilter::new()).await.expect("count");
+
+    let raw = |method: Method, path: &str, content_type: Option<&str>, body: Vec<u8>| {
+        let mut request = service.http.request(method, format!("{}{path}", service.base)).body(body);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        async move { read(request.send().await.expect("request")).await }
+    };
+    let json_body = Some("application/json");
+    let huge = format!("{{\"name\": \"{}\", \"email\": \"a@example.com\"}}", "x".repeat(20 * 1024));
+    let with_body: [(Method, &str, Value); 6] = [
+        (Method::POST, "/customers", json!({"name": "N", "email": "n@example.com"})),
+        (Method::PUT, "/customers/c1/email", json!({"email": "n@example.com"})),
+        (Method::POST, "/orders", json!({"customer_id": "c1"})),
+        (Method::POST, "/orders/o1/items", json!({"sku": "a", "quantity": 1, "unit_price": 1})),
+        (Method::POST, "/orders/o1/cancel", json!({"reason": "r"})),
+        (Method::POST, "/ops/replay", json!({"topics": ["order.#"]})),
+    ];
+    for (method, path, good) in &with_body {
+        let what = format!("{method} {path}");
+        // Malformed JSON, a body that is not JSON at all, an empty body.
+        for body in ["{", "{,}", "not json", ""] {
+            refused(
+                raw(method.clone(), path, json_body, body.into()).await,
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+            );
+        }
+        // No or the wrong content type.
+        refused(
+            raw(method.clone(), path, None, good.to_string().into()).await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        );
+        refused(
+            raw(method.clone(), path, Some("text/plain"), good.to_string().into()).await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        );
+        // Oversize.
+        refused(
+            raw(method.clone(), path, json_body, huge.clone().into()).await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        );
+        // Unknown fields, wrong types, missing fields, the wrong JSON type altogether.
+        let mut unknown = good.clone();
+        unknown["admin"] = json!(true);
+        refused(
+            service.send(method.clone(), path, Some(unknown)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        );
+        for (field, _) in good.as_object().expect("object") {
+            let mut wrong = good.clone();
+            wrong[field] = json!({"nested": [1, 2]});
+            refused(
+                service.send(method.clone(), path, Some(wrong)).await,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+            );
+            if path != &"/ops/replay" {
+                let mut missing = good.clone();
+                missing.as_object_mut().expect("object").remove(field);
+                refused(
+                    service.send(method.clone(), path, Some(missing)).await,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                );
+            }
+        }
+        for body in [json!([1, 2]), json!("string"), json!(12), json!(null)] {
+            let (status, response) = service.send(method.clone(), path, Some(body.clone())).await;
+            assert!(status.is_client_error(), "{what} with {body}: {status} {response}");
+            assert!(response["error"].is_string(), "{what}: {response}");
+        }
+    }
+
+    // Hostile strings in bodies: control characters, NUL, SQL, markup, huge numbers.
+    let hostile: [(&str, Value, &str); 11] = [
+        ("/customers", json!({"name": "a\u{0}b", "email": "a@example.com"}), "invalid_name"),
+        (
+            "/customers",
+            json!({"name": "Robert'); DROP TABLE events;--", "email": "x\u{0}@example.com"}),
+            "invalid_email",
+        ),
+        ("/customers", json!({"name": "x".repeat(201), "email": "a@example.com"}), "invalid_name"),
+        (
+            "/customers",
+            json!({"id": "../../etc/passwd", "name": "A", "email": "a@example.com"}),
+            "invalid_id",
+        ),
+        ("/customers", json!({"id": "x".repeat(65), "name": "A", "email": "a@example.com"}), "invalid_id"),
+        ("/orders", json!({"customer_id": "c1' OR '1'='1"}), "invalid_customer_id"),
+        ("/orders", json!({"id": "<script>", "customer_id": "c1"}), "invalid_id"),
+        ("/orders/o1/items", json!({"sku": "é", "quantity": 1, "unit_price": 1}), "invalid_sku"),
+        ("/orders/o1/items", json!({"sku": "a", "quantity": 1e300, "unit_price": 1}), "invalid_body"),
+        (
+            "/orders/o1/items",
+            json!({"sku": "a", "quantity": 1, "unit_price": 9_223_372_036_854_775_807_i64}),
+            "invalid_price",
+        ),
+        ("/orders/o1/cancel", json!({"reason": "line\nbreak"}), "invalid_reason"),
+    ];
+    for (path, body, code) in hostile {
+        let (status, response) = service.post(path, body.clone()).await;
+        assert!(status.is_client_error(), "{path} {body}: {status} {response}");
+        assert_eq!(response["error"], code, "{path} {body}: {response}");
+    }
+    let too_big = raw(
+        Method::POST,
+        "/orders/o1/items",
+        json_body,
+        br#"{"sku":"a","quantity":99999999999999999999999,"unit_price":1}"#.to_vec(),
+    )
+    .await;
+    refused(too_big, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+
+    // Hostile ids in paths, for every endpoint that takes one.
+    for id in ["%00", "a%2Fb", "..", "%27%3B%20DROP%20TABLE%20events%3B--", "%E2%80%AE", &"x".repeat(65)] {
+        for (method, path) in [
+            (Method::GET, format!("/customers/{id}")),
+            (Method::PUT, format!("/customers/{id}/email")),
+            (Method::POST, format!("/customers/{id}/deactivate")),
+            (Method::GET, format!("/orders/{id}")),
+            (Method::POST, format!("/orders/{id}/items")),
+            (Method::DELETE, format!("/orders/{id}/items/a")),
+            (Method::DELETE, format!("/orders/o1/items/{id}")),
+            (Method::POST, format!("/orders/{id}/confirm")),
+            (Method::POST, format!("/orders/{id}/ship")),
+            (Method::POST, format!("/orders/{id}/cancel")),
+            (Method::GET, format!("/ops/projections/{id}")),
+            (Method::POST, format!("/ops/projections/{id}/rebuild")),
+        ] {
+            let body =
+                json!({"email": "a@example.com", "sku": "a", "quantity": 1, "unit_price": 1, "reason": "r"});
+            let (status, response) = service.send(method.clone(), &path, Some(body)).await;
+            assert!(status.is_client_error(), "{method} {path}: {status} {response}");
+            assert!(
+                response["error"].is_string() && response["message"].is_string(),
+                "{method} {path}: {response}"
+            );
+        }
+    }
+    refused(
+        service.post("/ops/projections/nothing/rebuild", json!(null)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    refused(service.get("/ops/projections/nothing").await, StatusCode::NOT_FOUND, "not_found");
+
+    // Bad queries, headers, routes and methods.
+    for query in [
+        "limit=0",
+        "limit=1001",
+        "limit=abc",
+        "after=x",
+        "correlation_id=nope",
+        "aggregate_id=%27",
+        "bogus=1",
+    ] {
+        let (status, response) = service.get(&format!("/audit?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {response}");
+        assert!(response["error"].is_string(), "{query}: {response}");
+    }
+    refused(
+        service.post("/ops/replay", json!({"topics": ["a..b"]})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_filter",
+    );
+    let bad_header = service
+        .http
+        .get(format!("{}/health", service.base))
+        .header("x-correlation-id", "not-a-uuid")
+        .send()
+        .await
+        .expect("request");
+    refused(read(bad_header).await, StatusCode::BAD_REQUEST, "invalid_correlation_id");
+    let bad_user = service
+        .http
+        .get(format!("{}/health", service.base))
+        .header("x-user-id", "a b")
+        .send()
+        .await
+        .expect("request");
+    refused(read(bad_user).await, StatusCode::BAD_REQUEST, "invalid_user_id");
+    refused(service.get("/nowhere").await, StatusCode::NOT_FOUND, "not_found");
+    refused(
+        service.send(Method::DELETE, "/customers", None).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+
+    // Nothing was written, and the service is still healthy.
+    assert_eq!(
+        store.count(&EventFilter::new()).await.expect("count"),
+        before,
+        "refused requests wrote nothing"
+    );
+    accepted(service.get("/health").await, StatusCode::OK);
+    let exit = tokio::task::spawn_blocking(move || service.terminate()).await.expect("terminate");
+    assert!(exit.success(), "exit status {exit:?}");
+}

@@ -24,6 +24,11 @@ struct EventStoreDocDoctests;
 #[doc = include_str!("../../docs/projections.md")]
 struct ProjectionsDocDoctests;
 
+/// Compiles the Rust snippets of `docs/getting-started.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/getting-started.md")]
+struct GettingStartedDocDoctests;
+
 /// Compiles the Rust snippets of `docs/aggregates.md` as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/aggregates.md")]

@@ -145,6 +145,9 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+/// The result of reading the next page ahead of time.
+type Prefetched = Result<Option<ReadBatch>, StoreError>;
+
 pub(crate) struct ProjectionActorState {
     shared: Arc<ProjectionShared>,
     myself: ActorRef<ProjectionMsg>,
@@ -169,7 +172,7 @@ pub(crate) struct ProjectionActorState {
     lag_measured: Option<(Instant, Checkpoint)>,
     /// While catching up: the read of the page after the batch being applied, started
     /// before applying it, and the checkpoint it reads after.
-    prefetch: Option<(Checkpoint, AbortOnDrop<Result<Option<ReadBatch>, StoreError>>)>,
+    prefetch: Option<(Checkpoint, AbortOnDrop<Prefetched>)>,
     _forwarder: AbortOnDrop<()>,
 }
 
