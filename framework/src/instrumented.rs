@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::metrics::Metrics;
 use crate::store::validate::Limits;
 use crate::store::{
-    AppendResult, Checkpoint, EventFilter, EventStore, EventStream, ExpectedVersion, GlobalPosition, Lease,
+    AppendResult, Checkpoint, EventFilter, EventPayload, EventStore, EventStream, ExpectedVersion, GlobalPosition, Lease,
     NewEvent, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, Version,
     VersionRange, WakeSignal,
 };
@@ -77,6 +77,10 @@ impl EventStore for Instrumented {
         range: VersionRange,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.timed("read_stream", self.store.read_stream(stream, range)).await
+    }
+
+    async fn read_payloads(&self, stream: &StreamId, after: Version) -> Result<Vec<EventPayload>, StoreError> {
+        self.timed("read_stream", self.store.read_payloads(stream, after)).await
     }
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {

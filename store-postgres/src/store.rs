@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use factum::{
-    deduplicated_result, validate, AppendResult, Checkpoint, EventFilter, EventStore, EventStream,
+    deduplicated_result, validate, AppendResult, Checkpoint, EventFilter, EventPayload, EventStore, EventStream,
     ExpectedVersion, GlobalPosition, Lease, Limits, Metadata, NewEvent, OrderBy, ProjectionFailure,
     RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, ValidFilter, Version, VersionRange,
     WakeSignal, DEFAULT_QUERY_LIMIT,
@@ -43,6 +43,7 @@ struct Sql {
     append: String,
     stream_version: String,
     read_stream: String,
+    read_payloads: String,
     read_all: String,
     read_category: String,
     latest_position: String,
@@ -77,6 +78,8 @@ impl Sql {
             stream_version: e("SELECT version FROM {schema}.{streams} WHERE aggregate_type = $1 AND aggregate_id = $2"),
             read_stream: e("SELECT {columns} FROM {schema}.{events} \
                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND version BETWEEN $3 AND $4 ORDER BY version"),
+            read_payloads: e("SELECT version, event_type, event_version, event_data FROM {schema}.{events} \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND version > $3 ORDER BY version"),
             // Gap safety: only transactions older than the oldest one still running can no
             // longer add rows; read in (transaction, position) order up to that horizon, in
             // one statement so horizon and rows come from the same snapshot.
@@ -235,16 +238,30 @@ fn to_u64(field: &str, v: i64) -> Result<u64, StoreError> {
 }
 
 fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    decode_with(row, &mut None)
+}
+
+/// Decodes a row; `last` is the stream of the row before, reused (not validated again)
+/// when this row belongs to the same stream, as runs of rows in a page usually do.
+fn decode_with(row: &PgRow, last: &mut Option<StreamId>) -> Result<RecordedEvent, StoreError> {
     let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let aggregate_type: String = row.try_get(3).map_err(corrupt)?;
-    let aggregate_id: String = row.try_get(4).map_err(corrupt)?;
+    let aggregate_type: &str = row.try_get(3).map_err(corrupt)?;
+    let aggregate_id: &str = row.try_get(4).map_err(corrupt)?;
+    let stream = match last {
+        Some(s) if s.aggregate_type() == aggregate_type && s.aggregate_id() == aggregate_id => s.clone(),
+        _ => {
+            let s = StreamId::new(aggregate_type, aggregate_id)
+                .map_err(|e| StoreError::Corrupt(format!("stored stream id: {e}")))?;
+            *last = Some(s.clone());
+            s
+        }
+    };
     let schema_version: i32 = row.try_get(7).map_err(corrupt)?;
     Ok(RecordedEvent {
         position: GlobalPosition(to_u64("global_position", row.try_get(0).map_err(corrupt)?)?),
         transaction: to_u64("transaction_id", row.try_get(1).map_err(corrupt)?)?,
         event_id: row.try_get(2).map_err(corrupt)?,
-        stream: StreamId::new(aggregate_type, aggregate_id)
-            .map_err(|e| StoreError::Corrupt(format!("stored stream id: {e}")))?,
+        stream,
         version: Version(to_u64("version", row.try_get(5).map_err(corrupt)?)?),
         event_type: row.try_get(6).map_err(corrupt)?,
         schema_version: u32::try_from(schema_version)
@@ -278,7 +295,8 @@ fn decode_failure(row: &PgRow) -> Result<ProjectionFailure, StoreError> {
 }
 
 fn decode_all(rows: &[PgRow]) -> Result<Vec<RecordedEvent>, StoreError> {
-    rows.iter().map(decode).collect()
+    let mut last = None;
+    rows.iter().map(|row| decode_with(row, &mut last)).collect()
 }
 
 fn expected_code(expected: ExpectedVersion) -> i64 {
@@ -824,6 +842,29 @@ impl EventStore for PostgresStore {
             .await
             .map_err(backend)?;
         decode_all(&rows)
+    }
+
+    async fn read_payloads(&self, stream: &StreamId, after: Version) -> Result<Vec<EventPayload>, StoreError> {
+        let rows = sqlx::query(&self.inner.sql.read_payloads)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(to_i64(after.0))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+        rows.iter()
+            .map(|row| {
+                let schema_version: i32 = row.try_get(2).map_err(corrupt)?;
+                Ok(EventPayload::new(
+                    Version(to_u64("version", row.try_get(0).map_err(corrupt)?)?),
+                    row.try_get(1).map_err(corrupt)?,
+                    u32::try_from(schema_version)
+                        .map_err(|_| StoreError::Corrupt(format!("event_version {schema_version}")))?,
+                    row.try_get(3).map_err(corrupt)?,
+                ))
+            })
+            .collect()
     }
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::{encode, Aggregate, CommandError, DomainEvent, Executed};
 use crate::facade::Shared;
-use crate::store::{ExpectedVersion, Metadata, Snapshot, StoreError, StreamId, Version, VersionRange};
+use crate::store::{ExpectedVersion, Metadata, Snapshot, StoreError, StreamId, Version};
 
 /// The messages an aggregate actor handles.
 pub(crate) enum AggregateMsg<A: Aggregate> {
@@ -58,6 +58,9 @@ pub(crate) struct ActorState<A: Aggregate> {
     version: Version,
     /// The last append failed in a way that may or may not have committed: reload first.
     stale: bool,
+    /// No message handled yet: the state was loaded from the store for the message that
+    /// started the actor, so a state request need not catch up again.
+    fresh: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -76,7 +79,7 @@ async fn catch_up<A: Aggregate>(
     state: &mut A,
     version: &mut Version,
 ) -> Result<(), CommandError<A::Error>> {
-    let tail = shared.store.read_stream(stream, VersionRange::after(*version)).await?;
+    let tail = shared.store.read_payloads(stream, *version).await?;
     for stored in tail {
         let event = A::Event::from_stored(&stored.event_type, stored.schema_version, stored.payload)?;
         catch_unwind(AssertUnwindSafe(|| state.apply(&event)))
@@ -255,6 +258,7 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
             state: args.state,
             version: args.version,
             stale: false,
+            fresh: true,
             _permit: args.permit,
         })
     }
@@ -274,6 +278,7 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let fresh = std::mem::replace(&mut state.fresh, false);
         let panicked = match message {
             AggregateMsg::Execute { command, metadata, reply } => {
                 let span = tracing::info_span!("command", aggregate_type = A::TYPE,
@@ -292,8 +297,9 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
                 panicked
             }
             AggregateMsg::State { reply } => {
-                // Other processes may have written since: catch up before answering.
-                state.stale = true;
+                // Other processes may have written since: catch up before answering
+                // (unless the actor was loaded for this very request).
+                state.stale |= !fresh;
                 let result = state.reload_if_stale().await.map(|()| (state.state.clone(), state.version));
                 let panicked = matches!(result, Err(CommandError::Panicked { .. }));
                 let _ = reply.send(result);

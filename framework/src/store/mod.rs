@@ -22,7 +22,7 @@ pub use error::{InvalidInput, StoreError};
 pub use filter::{json_contains, EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
 pub use types::{
-    AppendResult, Checkpoint, ExpectedVersion, GlobalPosition, Metadata, NewEvent, RecordedEvent, Snapshot,
+    AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, Metadata, NewEvent, RecordedEvent, Snapshot,
     StreamId, Version, VersionRange,
 };
 
@@ -77,6 +77,14 @@ pub trait EventStore: Send + Sync + 'static {
         stream: &StreamId,
         range: VersionRange,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads the stream's events after version `after`, in version order, with only
+    /// what folding them into an aggregate needs: the aggregate actors load through it.
+    /// By default from [`read_stream`](Self::read_stream); a backend may read less.
+    async fn read_payloads(&self, stream: &StreamId, after: Version) -> Result<Vec<EventPayload>, StoreError> {
+        let events = self.read_stream(stream, VersionRange::after(after)).await?;
+        Ok(events.into_iter().map(EventPayload::from).collect())
+    }
 
     /// Reads up to `limit` events of the global log after `after`, gap-safe.
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;

@@ -297,6 +297,39 @@ impl NewEvent {
     }
 }
 
+/// What folding a stored event into an aggregate needs of it (see
+/// [`EventStore::read_payloads`](crate::EventStore::read_payloads)).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct EventPayload {
+    /// The event's version in its stream.
+    pub version: Version,
+    /// The stable name of the event's type.
+    pub event_type: String,
+    /// The schema version of the payload's shape.
+    pub schema_version: u32,
+    /// The payload.
+    pub payload: Value,
+}
+
+impl EventPayload {
+    /// An event's version, type, schema version and payload, as a backend read them.
+    pub fn new(version: Version, event_type: String, schema_version: u32, payload: Value) -> Self {
+        EventPayload { version, event_type, schema_version, payload }
+    }
+}
+
+impl From<RecordedEvent> for EventPayload {
+    fn from(e: RecordedEvent) -> Self {
+        EventPayload {
+            version: e.version,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            payload: e.payload,
+        }
+    }
+}
+
 /// An event as stored: the appended event plus what the store assigned.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordedEvent {
