@@ -12,7 +12,7 @@
 #        scripts/example.sh serve [flags]   serve only (see --help)
 #        scripts/example.sh simulate --orders 5000 --concurrency 32
 #        scripts/example.sh --help
-# Honours $CARGO and $FACTUM_EXAMPLE_DB (the database name, default factum_example).
+# Honours $CARGO, $CARGO_TARGET_DIR and $FACTUM_EXAMPLE_DB (the database name, default factum_example).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,4 +48,4 @@ log "building the example (the first build takes a few minutes)"
 if (($# == 0)); then
     set -- serve --simulate-first --customers 20 --orders 200
 fi
-exec target/debug/factum-example "$@"
+exec "${CARGO_TARGET_DIR:-target}/debug/factum-example" "$@"
