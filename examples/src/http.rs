@@ -699,3 +699,23 @@ async fn metrics(State(app): State<App>) -> Response {
 async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use factum::StreamId;
+
+    #[test]
+    fn command_errors_map_to_statuses() {
+        let stream = StreamId::new("Order", "o-1").expect("id");
+        let conflict: CommandError<OrderError> = CommandError::Conflict { stream, attempts: 6 };
+        let e = command_error(conflict);
+        assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "concurrency_conflict"));
+        let e = command_error::<OrderError>(CommandError::Domain(OrderError::Empty));
+        assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "order_empty"));
+        let e = command_error::<OrderError>(CommandError::Unavailable("busy".into()));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        let e = command_error::<CustomerError>(CommandError::Domain(CustomerError::InvalidEmail("x")));
+        assert_eq!((e.status, e.code), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_email"));
+    }
+}
