@@ -12,9 +12,9 @@ use uuid::Uuid;
 use crate::metrics::Metrics;
 use crate::store::validate::Limits;
 use crate::store::{
-    AppendResult, Checkpoint, EventFilter, EventPayload, EventStore, EventStream, ExpectedVersion, GlobalPosition, Lease,
-    NewEvent, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, Version,
-    VersionRange, WakeSignal,
+    AppendResult, Checkpoint, EventFilter, EventPayload, EventStore, EventStream, ExpectedVersion,
+    GlobalPosition, Lease, NewEvent, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError,
+    StreamId, Version, VersionRange, WakeSignal,
 };
 
 pub(crate) struct Instrumented {
@@ -79,7 +79,11 @@ impl EventStore for Instrumented {
         self.timed("read_stream", self.store.read_stream(stream, range)).await
     }
 
-    async fn read_payloads(&self, stream: &StreamId, after: Version) -> Result<Vec<EventPayload>, StoreError> {
+    async fn read_payloads(
+        &self,
+        stream: &StreamId,
+        after: Version,
+    ) -> Result<Vec<EventPayload>, StoreError> {
         self.timed("read_stream", self.store.read_payloads(stream, after)).await
     }
 

@@ -76,9 +76,15 @@ pub trait PgProjection: Send + 'static {
     /// }
     /// # }
     /// ```
-    async fn handle_batch(&mut self, tx: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), HandlerError> {
+    async fn handle_batch(
+        &mut self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), HandlerError> {
         for (index, event) in events.iter().enumerate() {
-            catch_panic(self.handle(tx, event)).await.map_err(|error| HandlerError::from(AtEvent { index, error }))?;
+            catch_panic(self.handle(tx, event))
+                .await
+                .map_err(|error| HandlerError::from(AtEvent { index, error }))?;
         }
         Ok(())
     }

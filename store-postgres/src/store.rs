@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use factum::{
-    deduplicated_result, validate, AppendResult, Checkpoint, EventFilter, EventPayload, EventStore, EventStream,
-    ExpectedVersion, GlobalPosition, Lease, Limits, Metadata, NewEvent, OrderBy, ProjectionFailure,
-    RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, ValidFilter, Version, VersionRange,
-    WakeSignal, DEFAULT_QUERY_LIMIT,
+    deduplicated_result, validate, AppendResult, Checkpoint, EventFilter, EventPayload, EventStore,
+    EventStream, ExpectedVersion, GlobalPosition, Lease, Limits, Metadata, NewEvent, OrderBy,
+    ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, ValidFilter, Version,
+    VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
 use futures_util::TryStreamExt;
 use serde_json::Value;
@@ -844,7 +844,11 @@ impl EventStore for PostgresStore {
         decode_all(&rows)
     }
 
-    async fn read_payloads(&self, stream: &StreamId, after: Version) -> Result<Vec<EventPayload>, StoreError> {
+    async fn read_payloads(
+        &self,
+        stream: &StreamId,
+        after: Version,
+    ) -> Result<Vec<EventPayload>, StoreError> {
         let rows = sqlx::query(&self.inner.sql.read_payloads)
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())

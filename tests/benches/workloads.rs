@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factum::{
-    Aggregate, Batch, Checkpoint, EventStore, ExpectedVersion, Factum, FactumConfig,
-    HandlerError, InMemoryStore, Metadata, Metrics, NewEvent, Projection, ProjectionFailure, ProjectionSink,
-    RecordedEvent, SinkError, Snapshot, StreamId, Supervisor, SupervisorConfig, Version,
+    Aggregate, Batch, Checkpoint, EventStore, ExpectedVersion, Factum, FactumConfig, HandlerError,
+    InMemoryStore, Metadata, Metrics, NewEvent, Projection, ProjectionFailure, ProjectionSink, RecordedEvent,
+    SinkError, Snapshot, StreamId, Supervisor, SupervisorConfig, Version,
 };
 use factum_postgres::{ExactlyOnce, PgProjection, PoolSettings, PostgresConfig, PostgresStore, SchemaNames};
 use serde::{Deserialize, Serialize};
@@ -447,7 +447,9 @@ async fn w2_framework(b: &Bench) -> Rep {
     let rep = concurrent(W2_COMMANDS, move |_, stream, _| {
         let f = f.clone();
         async move {
-            f.execute(AccountCommand::Deposit { id: format!("acc-{stream}"), amount: 1 }).await.expect("command");
+            f.execute(AccountCommand::Deposit { id: format!("acc-{stream}"), amount: 1 })
+                .await
+                .expect("command");
         }
     })
     .await;
@@ -569,7 +571,8 @@ async fn bulk(store: &PostgresStore, total: usize, tag: &str) -> Vec<Duration> {
         let stream = StreamId::new("Account", id.as_str()).unwrap();
         let batch: Vec<NewEvent> = (0..k).map(|_| new_event(&id, 1)).collect();
         let began = Instant::now();
-        let r = store.append(&stream, ExpectedVersion::Exact(Version(versions[s])), batch).await.expect("bulk");
+        let r =
+            store.append(&stream, ExpectedVersion::Exact(Version(versions[s])), batch).await.expect("bulk");
         lat.push(began.elapsed());
         versions[s] = r.to_version.0;
         done += k;
@@ -692,8 +695,13 @@ async fn w4(b: &Bench) -> (Rep, Rep) {
     let mut pages = Vec::new();
     loop {
         let page_began = Instant::now();
-        let rows =
-            sqlx::query(&sql).bind(after.0).bind(after.1).bind(W4_BATCH as i64).fetch_all(&pool).await.unwrap();
+        let rows = sqlx::query(&sql)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(W4_BATCH as i64)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
         if rows.is_empty() {
             break;
         }
@@ -877,13 +885,16 @@ async fn w6(b: &Bench) -> (Rep, f64) {
     }
     supervisor.shutdown().await.unwrap();
     factum.shutdown();
-    let c = committed.lock().unwrap();
-    let lat: Vec<Duration> = acks
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(id, ack)| c.get(id).map_or(Duration::from_secs(30), |at| at.saturating_duration_since(*ack)))
-        .collect();
+    let lat: Vec<Duration> = {
+        let c = committed.lock().unwrap();
+        let acks = acks.lock().unwrap();
+        // An event never seen committed counts as the 30 s waited for it.
+        acks.iter()
+            .map(|(id, ack)| {
+                c.get(id).map_or(Duration::from_secs(30), |at| at.saturating_duration_since(*ack))
+            })
+            .collect()
+    };
     b.drop_schema(&schema).await;
     let mut ms: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     ms.sort_by(f64::total_cmp);
@@ -997,7 +1008,9 @@ async fn run(b: Bench, selected: Vec<String>) {
             framework: figure(&fw),
             raw: Some(figure(&raw)),
             goal: Goal::RatioAtLeast(0.80),
-            note: format!("{W2_COMMANDS} commands, {CONCURRENCY} callers over {STREAMS} warm aggregates; raw = W1's"),
+            note: format!(
+                "{W2_COMMANDS} commands, {CONCURRENCY} callers over {STREAMS} warm aggregates; raw = W1's"
+            ),
         };
         emit(&o);
         outcomes.push(o);
@@ -1124,7 +1137,8 @@ fn main() {
     let url = std::env::var("FACTUM_BENCH_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
         .expect("set FACTUM_BENCH_URL (scripts/bench.sh does)");
-    let reps: usize = std::env::var("FACTUM_BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+    let reps: usize =
+        std::env::var("FACTUM_BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let selected: Vec<String> = std::env::var("FACTUM_BENCH_WORKLOADS")
         .unwrap_or_default()
         .split(',')

@@ -22,8 +22,8 @@ pub use error::{InvalidInput, StoreError};
 pub use filter::{json_contains, EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
 pub use types::{
-    AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, Metadata, NewEvent, RecordedEvent, Snapshot,
-    StreamId, Version, VersionRange,
+    AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, Metadata, NewEvent,
+    RecordedEvent, Snapshot, StreamId, Version, VersionRange,
 };
 
 /// A stream of events, as returned by [`EventStore::stream`] and the subscriptions.
@@ -81,7 +81,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Reads the stream's events after version `after`, in version order, with only
     /// what folding them into an aggregate needs: the aggregate actors load through it.
     /// By default from [`read_stream`](Self::read_stream); a backend may read less.
-    async fn read_payloads(&self, stream: &StreamId, after: Version) -> Result<Vec<EventPayload>, StoreError> {
+    async fn read_payloads(
+        &self,
+        stream: &StreamId,
+        after: Version,
+    ) -> Result<Vec<EventPayload>, StoreError> {
         let events = self.read_stream(stream, VersionRange::after(after)).await?;
         Ok(events.into_iter().map(EventPayload::from).collect())
     }
