@@ -70,7 +70,7 @@ impl Order {
 #[command(id = order_id)]
 pub enum OrderCommand {
     /// Places a new order. The customer's standing is checked by
-    /// [`crate::app::App::place_order`] before this command runs.
+    /// [`crate::app::App::order`] before this command runs.
     Place {
         /// The order's id.
         order_id: String,
