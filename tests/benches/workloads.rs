@@ -931,6 +931,39 @@ async fn spawn_actors(factum: &Factum, from: usize, to: usize) {
     }
 }
 
+/// The same measurement for bare `ractor` actors with no state and no framework around
+/// them: the floor under W7 that the framework cannot go below.
+async fn w7_bare_child() -> f64 {
+    struct Bare;
+    #[ractor::async_trait]
+    impl ractor::Actor for Bare {
+        type Msg = ();
+        type State = ();
+        type Arguments = ();
+        async fn pre_start(&self, _: ractor::ActorRef<()>, _: ()) -> Result<(), ractor::ActorProcessingErr> {
+            Ok(())
+        }
+    }
+    let mut actors = Vec::with_capacity(W7_ACTORS + 1_000);
+    for _ in 0..1_000 {
+        actors.push(ractor::Actor::spawn(None, Bare, ()).await.unwrap().0);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_bytes();
+    for _ in 0..W7_ACTORS {
+        actors.push(ractor::Actor::spawn(None, Bare, ()).await.unwrap().0);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_bytes();
+    (after.saturating_sub(before)) as f64 / W7_ACTORS as f64 / 1024.0
+}
+
+fn w7_bare() -> f64 {
+    let exe = std::env::current_exe().expect("own executable");
+    let out = std::process::Command::new(exe).env("FACTUM_BENCH_W7_CHILD", "bare").output().expect("run W7");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("W7 bare output")
+}
+
 /// Runs W7 in a child process of its own: freed memory stays with the allocator, so a
 /// second measurement in the same process would reuse the first one's pages.
 fn w7() -> Rep {
@@ -1109,8 +1142,10 @@ async fn run(b: Bench, selected: Vec<String>) {
     }
     if want("w7") {
         let mut reps_ = Vec::new();
+        let mut bare = Vec::new();
         for _ in 0..reps {
             reps_.push(w7());
+            bare.push(w7_bare());
         }
         let o = Outcome {
             id: "W7",
@@ -1119,7 +1154,11 @@ async fn run(b: Bench, selected: Vec<String>) {
             framework: figure(&reps_),
             raw: None,
             goal: Goal::ValueAtMost(4.0),
-            note: format!("RSS growth over {W7_ACTORS} live actors; latency = mean spawn time"),
+            note: format!(
+                "RSS growth over {W7_ACTORS} live actors; latency = mean spawn time; a bare ractor actor \
+                 (no state, no framework) takes {:.2} KiB measured the same way",
+                median(&mut bare)
+            ),
         };
         emit(&o);
         outcomes.push(o);
@@ -1128,6 +1167,11 @@ async fn run(b: Bench, selected: Vec<String>) {
 }
 
 fn main() {
+    if std::env::var("FACTUM_BENCH_W7_CHILD").as_deref() == Ok("bare") {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        println!("{}", runtime.block_on(w7_bare_child()));
+        return;
+    }
     if std::env::var_os("FACTUM_BENCH_W7_CHILD").is_some() {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
         let (per, spawn_us) = runtime.block_on(w7_child());
