@@ -13,7 +13,8 @@
 # `cargo test --workspace --doc` when cargo-nextest is installed, otherwise
 # `cargo test --workspace --no-fail-fast`. Extra arguments are passed to
 # the test command(s), e.g. `scripts/test.sh -p factum-postgres append`;
-# with -p/--package, --workspace is left out. Honours $CARGO.
+# with -p/--package, --workspace is left out; with a target selection such as
+# --test NAME, the doctests are left out. Honours $CARGO.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -111,9 +112,19 @@ run() {
     "$@" || failed=1
 }
 
+# Target selections (--test x, --lib, ...) cannot be mixed with --doc: then the
+# doctests are left out.
+doc=1
+for arg in "$@"; do
+    [[ $arg == -- ]] && break
+    case $arg in --test | --test=* | --tests | --lib | --bin | --bin=* | --bins | --bench | --bench=* | --benches | --example | --example=* | --examples) doc=0 ;; esac
+done
+
 if "$CARGO" nextest --version >/dev/null 2>&1; then
     run "$CARGO" nextest run "${scope[@]}" --no-fail-fast "$@"
-    run "$CARGO" test "${scope[@]}" --doc "$@"
+    if ((doc)); then
+        run "$CARGO" test "${scope[@]}" --doc "$@"
+    fi
 else
     log "cargo-nextest not installed; using cargo test"
     run "$CARGO" test "${scope[@]}" --no-fail-fast "$@"
