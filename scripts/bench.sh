@@ -39,36 +39,10 @@ done
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive number, got '$REPS'"
 [[ $PORT =~ ^[0-9]{1,5}$ ]] || die "FACTUM_BENCH_PORT must be a port number, got '$PORT'"
 
-# Server binaries: the newest Debian install, else $PATH; install the package if none.
-find_bindir() {
-    local d
-    d=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | while read -r d; do
-        [[ -x $d/initdb && -x $d/pg_ctl && -x $d/postgres ]] && echo "$d"
-    done | tail -n 1)
-    if [[ -z $d ]] && command -v pg_ctl >/dev/null && command -v initdb >/dev/null; then
-        d=$(dirname "$(command -v pg_ctl)")
-    fi
-    [[ -n $d ]] && echo "$d"
-    return 0
-}
-BINDIR=$(find_bindir)
-if [[ -z $BINDIR ]]; then
-    ((EUID == 0)) && command -v apt-get >/dev/null ||
-        die "no PostgreSQL server binaries; install them (apt-get install postgresql)"
-    log "no PostgreSQL server binaries found; installing Debian's postgresql package"
-    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; } >&2 ||
-        die "package installation failed"
-    BINDIR=$(find_bindir)
-    [[ -n $BINDIR ]] || die "postgresql installed but no server binaries found"
-fi
-
-as_owner() {
-    if ((EUID == 0)); then
-        (cd / && runuser -u postgres -- "$@")
-    else
-        (cd / && "$@")
-    fi
-}
+# Server binaries (installed if missing), as_owner: shared with scripts/pg.sh.
+# shellcheck source=scripts/pg-lib.sh
+source scripts/pg-lib.sh
+ensure_binaries
 
 # Build first, so that the cluster only lives while the benchmark runs.
 log "building the benchmark (release)"
