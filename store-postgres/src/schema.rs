@@ -8,6 +8,7 @@ use crate::config::SchemaNames;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("../sql/0001_init.sql")),
     (2, "projections", include_str!("../sql/0002_projections.sql")),
+    (3, "append without head writes", include_str!("../sql/0003_append_without_head_writes.sql")),
 ];
 
 /// Replaces `{schema}`, `{events}`, … in a template with the configured names, which were

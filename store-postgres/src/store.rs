@@ -1,5 +1,6 @@
 //! [`PostgresStore`]: the [`EventStore`] on PostgreSQL.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
@@ -13,8 +14,7 @@ use factum::{
 use futures_util::TryStreamExt;
 use serde_json::Value;
 use sqlx::error::ErrorKind;
-use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
-use sqlx::query::Query;
+use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -32,8 +32,16 @@ pub const STREAM_BUFFER: usize = 100;
 /// reordered in the log (with the constraint name `<streams>_transaction_order`).
 const SERIALIZATION_FAILURE: &str = "40001";
 
-/// How often [`EventStore::append`] retries an append that raced a newer transaction.
-const REORDER_RETRIES: usize = 5;
+/// How often [`EventStore::append`] retries an append of mode any or stream-exists that
+/// raced a newer transaction or another writer of the same version.
+const APPEND_RETRIES: usize = 20;
+
+/// At most this many events are deleted per retention transaction, so that appends, which
+/// retention locks out while it deletes, wait for one chunk at most.
+const RETENTION_CHUNK: i64 = 10_000;
+
+const INSERT_COLUMNS: &str = "event_id, aggregate_type, aggregate_id, version, event_type, event_version, \
+     topic, event_data, metadata, occurred_at, correlation_id, causation_id";
 
 const COLUMNS: &str = "global_position, transaction_id, event_id, aggregate_type, aggregate_id, \
      version, event_type, event_version, topic, event_data, metadata, occurred_at, recorded_at";
@@ -41,13 +49,17 @@ const COLUMNS: &str = "global_position, transaction_id, event_id, aggregate_type
 /// The SQL text for the configured names, expanded once.
 struct Sql {
     append: String,
-    stream_version: String,
+    /// The checked appends at a known version: one event; several; and both again for a
+    /// store whose head table still holds heads deleted under schema version 2.
+    append_one: [String; 2],
+    append_many: [String; 2],
+    legacy_heads: String,
+    head: String,
     read_stream: String,
     read_payloads: String,
     read_all: String,
     read_category: String,
     latest_position: String,
-    max_stored_version: String,
     by_ids: String,
     select: String,
     count: String,
@@ -63,6 +75,7 @@ struct Sql {
     failures: String,
     resolve_failure: String,
     delete_guarded: String,
+    lock_for_retention: String,
     storage_bytes: String,
     event_id_constraint: String,
     stream_version_constraint: String,
@@ -72,10 +85,47 @@ struct Sql {
 impl Sql {
     fn new(names: &SchemaNames) -> Sql {
         let e = |t: &str| expand(&t.replace("{columns}", COLUMNS), names);
+        // The stream's newest stored version: one backward step on the unique index.
+        let newest = "(SELECT h.version FROM {schema}.{events} h \
+             WHERE h.aggregate_type = $1 AND h.aggregate_id = $2 ORDER BY h.version DESC LIMIT 1)";
+        let deleted_head = "(SELECT s.version FROM {schema}.{streams} s \
+             WHERE s.aggregate_type = $1 AND s.aggregate_id = $2)";
+        let checks = [
+            format!("coalesce({newest}, 0) = $3"),
+            format!("coalesce(greatest({newest}, {deleted_head}), 0) = $3"),
+        ];
+        // The version check and the insert in one statement, on the caller's snapshot: the
+        // unique index refuses a concurrent second writer of the same version. Retention
+        // never deletes a stream's newest event and locks appends out while it deletes, so
+        // the newest stored version is the stream's version.
+        let one = |check: &String| {
+            e(&format!(
+                "INSERT INTO {{schema}}.{{events}} ({INSERT_COLUMNS}) \
+                 SELECT $4, $1, $2, $3 + 1, $5, $6, $7, $8, $9, $10, $11, $12 WHERE {check} \
+                 RETURNING version, global_position"
+            ))
+        };
+        let many = |check: &String| {
+            e(&format!(
+                "INSERT INTO {{schema}}.{{events}} ({INSERT_COLUMNS}) \
+                 SELECT b.event_id, $1, $2, $3 + b.ord, b.event_type, b.event_version, b.topic, b.data, \
+                     b.metadata, b.occurred_at, b.correlation_id, b.causation_id \
+                 FROM unnest($4::uuid[], $5::text[], $6::int4[], $7::text[], $8::jsonb[], $9::jsonb[], \
+                     $10::timestamptz[], $11::uuid[], $12::uuid[]) WITH ORDINALITY AS b(event_id, event_type, \
+                     event_version, topic, data, metadata, occurred_at, correlation_id, causation_id, ord) \
+                 WHERE {check} ORDER BY b.ord RETURNING version, global_position"
+            ))
+        };
+        // Retention keeps each stream's newest event (see `append_one`).
+        let older = "EXISTS (SELECT 1 FROM {schema}.{events} n WHERE n.aggregate_type = e.aggregate_type \
+             AND n.aggregate_id = e.aggregate_id AND n.version > e.version)";
         Sql {
             append: e("SELECT out_version, out_position, out_transaction, out_conflict \
                  FROM {schema}.{events}_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
-            stream_version: e("SELECT version FROM {schema}.{streams} WHERE aggregate_type = $1 AND aggregate_id = $2"),
+            append_one: [one(&checks[0]), one(&checks[1])],
+            append_many: [many(&checks[0]), many(&checks[1])],
+            legacy_heads: e("SELECT EXISTS (SELECT 1 FROM {schema}.{streams})"),
+            head: e(&format!("SELECT coalesce(greatest({newest}, {deleted_head}), 0)")),
             read_stream: e("SELECT {columns} FROM {schema}.{events} \
                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND version BETWEEN $3 AND $4 ORDER BY version"),
             read_payloads: e("SELECT version, event_type, event_version, event_data FROM {schema}.{events} \
@@ -92,8 +142,6 @@ impl Sql {
                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
                  ORDER BY transaction_id, global_position LIMIT $3"),
             latest_position: e("SELECT max(global_position) FROM {schema}.{events}"),
-            max_stored_version: e("SELECT max(version) FROM {schema}.{events} \
-                 WHERE aggregate_type = $1 AND aggregate_id = $2"),
             // The events stored under a batch's ids, plus the rest of what their transactions
             // wrote to the stream: a retry must match the whole original append.
             by_ids: e("SELECT {columns} FROM {schema}.{events} WHERE event_id = ANY($1) \
@@ -103,7 +151,10 @@ impl Sql {
                  ORDER BY global_position"),
             select: e("SELECT {columns} FROM {schema}.{events}"),
             count: e("SELECT count(*) FROM {schema}.{events}"),
-            delete_before: e("DELETE FROM {schema}.{events} WHERE recorded_at < $1"),
+            delete_before: e(&format!(
+                "DELETE FROM {{schema}}.{{events}} WHERE global_position IN (SELECT e.global_position \
+                 FROM {{schema}}.{{events}} e WHERE e.recorded_at < $1 AND {older} LIMIT $2)"
+            )),
             save_snapshot: e("INSERT INTO {schema}.{snapshots} AS s \
                  (aggregate_type, aggregate_id, version, schema_version, state, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) \
@@ -152,15 +203,21 @@ impl Sql {
             resolve_failure: e("DELETE FROM {schema}.{failures} WHERE projection_name = $1 AND event_id = $2"),
             // Retention's safe mode: keep what a named consumer has not processed (all of
             // it for a consumer without a checkpoint) and, if $3, what no snapshot covers.
-            delete_guarded: e("DELETE FROM {schema}.{events} e WHERE e.recorded_at < $1 \
-                 AND NOT ($3 AND NOT EXISTS (SELECT 1 FROM {schema}.{snapshots} s \
+            delete_guarded: e(&format!(
+                "DELETE FROM {{schema}}.{{events}} WHERE global_position IN (SELECT e.global_position \
+                 FROM {{schema}}.{{events}} e WHERE e.recorded_at < $1 AND {older} \
+                 AND NOT ($3 AND NOT EXISTS (SELECT 1 FROM {{schema}}.{{snapshots}} s \
                    WHERE s.aggregate_type = e.aggregate_type AND s.aggregate_id = e.aggregate_id \
                      AND s.version >= e.version)) \
                  AND NOT EXISTS (SELECT 1 FROM unnest($2::text[]) AS c(name) \
-                   LEFT JOIN {schema}.{positions} p ON p.projection_name = c.name \
+                   LEFT JOIN {{schema}}.{{positions}} p ON p.projection_name = c.name \
                    WHERE p.projection_name IS NULL \
                       OR (e.transaction_id, e.global_position) \
-                         > (p.last_processed_transaction, p.last_processed_position))"),
+                         > (p.last_processed_transaction, p.last_processed_position)) \
+                 LIMIT $4)"
+            )),
+            // Excludes appends (ROW EXCLUSIVE) for the transaction, and other clean-ups.
+            lock_for_retention: e("LOCK TABLE {schema}.{events} IN SHARE ROW EXCLUSIVE MODE"),
             storage_bytes: e("SELECT pg_total_relation_size(to_regclass('{schema}.{events}'))"),
             event_id_constraint: format!("{}_event_id_key", names.events),
             stream_version_constraint: format!("{}_stream_version_key", names.events),
@@ -201,7 +258,13 @@ struct Inner {
     notifier: Arc<Notifier>,
     notify_task: OnceLock<JoinHandle<()>>,
     leases: OnceLock<Leases>,
+    /// `LEGACY_UNKNOWN`, `LEGACY_NONE` or `LEGACY_SOME`: see `legacy_heads`.
+    legacy_heads: AtomicU8,
 }
+
+const LEGACY_UNKNOWN: u8 = 0;
+const LEGACY_NONE: u8 = 1;
+const LEGACY_SOME: u8 = 2;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -382,6 +445,7 @@ impl PostgresStore {
                 notifier: Arc::new(Notifier::default()),
                 notify_task: OnceLock::new(),
                 leases: OnceLock::new(),
+                legacy_heads: AtomicU8::new(LEGACY_UNKNOWN),
             }),
         })
     }
@@ -432,9 +496,14 @@ impl PostgresStore {
         // The caller commits: the notification goes with its transaction.
         match self.append_rows(conn, stream, expected, &events, true).await {
             Err(AppendFailure::Duplicate) => Err(StoreError::DuplicateEvent { event_id: events[0].event_id }),
-            Err(AppendFailure::VersionTaken) => {
-                Err(StoreError::Conflict { stream: stream.clone(), expected, actual: Version::INITIAL })
-            }
+            // A writer outside the function's lock took the version first; the caller's
+            // transaction is aborted. Any and stream-exists succeed in a new transaction.
+            Err(AppendFailure::VersionTaken) => match expected {
+                ExpectedVersion::Any | ExpectedVersion::StreamExists => {
+                    Err(StoreError::RetryTransaction { stream: stream.clone() })
+                }
+                _ => Err(StoreError::Conflict { stream: stream.clone(), expected, actual: Version::INITIAL }),
+            },
             Err(AppendFailure::Other(e)) => Err(e),
             Ok(r) => Ok(r),
         }
@@ -484,17 +553,124 @@ impl PostgresStore {
         Ok(moved == 1)
     }
 
-    /// Runs a DELETE of events in a transaction of its own that the immutability
-    /// trigger lets through (the only way events leave).
-    async fn delete_events(&self, delete: Query<'_, Postgres, PgArguments>) -> Result<u64, StoreError> {
-        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
-        sqlx::query("SELECT set_config('factum.allow_delete', 'on', true)")
-            .execute(&mut *tx)
+    /// Deletes what retention may (with `guard`, in safe mode) chunk by chunk, until a
+    /// chunk deletes less than a whole one. Each chunk is a transaction of its
+    /// own that the immutability trigger lets through (the only way events leave) and that
+    /// locks appends out, so that no append checks a head that the chunk is deleting.
+    async fn delete_events(
+        &self,
+        cutoff: DateTime<Utc>,
+        guard: Option<&RetentionGuard>,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+            sqlx::query("SELECT set_config('factum.allow_delete', 'on', true)")
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query(&self.inner.sql.lock_for_retention).execute(&mut *tx).await.map_err(backend)?;
+            let delete = match guard {
+                None => sqlx::query(&self.inner.sql.delete_before).bind(cutoff),
+                Some(guard) => sqlx::query(&self.inner.sql.delete_guarded)
+                    .bind(cutoff)
+                    .bind(&guard.unprocessed_by)
+                    .bind(guard.unsnapshotted),
+            };
+            let deleted =
+                delete.bind(RETENTION_CHUNK).execute(&mut *tx).await.map_err(backend)?.rows_affected();
+            tx.commit().await.map_err(backend)?;
+            total += deleted;
+            if deleted < RETENTION_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Whether the head table still holds heads deleted under schema version 2, which the
+    /// checked append must then consult. Asked once per store: this version writes none.
+    async fn legacy_heads(&self, conn: &mut PgConnection) -> Result<bool, StoreError> {
+        match self.inner.legacy_heads.load(Ordering::Relaxed) {
+            LEGACY_NONE => return Ok(false),
+            LEGACY_SOME => return Ok(true),
+            _ => {}
+        }
+        let some: bool =
+            sqlx::query_scalar(&self.inner.sql.legacy_heads).fetch_one(conn).await.map_err(backend)?;
+        self.inner.legacy_heads.store(if some { LEGACY_SOME } else { LEGACY_NONE }, Ordering::Relaxed);
+        Ok(some)
+    }
+
+    /// The stream's version: its newest stored event's, or a head that retention deleted
+    /// under schema version 2.
+    async fn head(&self, conn: &mut PgConnection, stream: &StreamId) -> Result<Version, StoreError> {
+        let v: i64 = sqlx::query_scalar(&self.inner.sql.head)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .fetch_one(conn)
             .await
             .map_err(backend)?;
-        let deleted = delete.execute(&mut *tx).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(deleted.rows_affected())
+        Ok(Version(to_u64("version", v)?))
+    }
+
+    /// The append at a version the caller knows (exact or no stream), in one statement
+    /// that checks the head and inserts: the hot path of every command.
+    async fn append_checked(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendFailure> {
+        let legacy = usize::from(self.legacy_heads(&mut *conn).await.map_err(AppendFailure::Other)?);
+        let from = expected_code(expected);
+        let query = if let [e] = events {
+            sqlx::query(&self.inner.sql.append_one[legacy])
+                .bind(stream.aggregate_type())
+                .bind(stream.aggregate_id())
+                .bind(from)
+                .bind(e.event_id)
+                .bind(&e.event_type)
+                // validate::batch checked the range.
+                .bind(e.schema_version as i32)
+                .bind(e.topic.as_deref())
+                .bind(&e.payload)
+                .bind(e.metadata.to_json())
+                .bind(e.occurred_at.trunc_subsecs(6))
+                .bind(e.metadata.correlation_id)
+                .bind(e.metadata.causation_id)
+        } else {
+            let c = Columns::new(events);
+            sqlx::query(&self.inner.sql.append_many[legacy])
+                .bind(stream.aggregate_type())
+                .bind(stream.aggregate_id())
+                .bind(from)
+                .bind(c.ids)
+                .bind(c.types)
+                .bind(c.versions)
+                .bind(c.topics)
+                .bind(c.data)
+                .bind(c.metadata)
+                .bind(c.occurred_at)
+                .bind(c.correlation)
+                .bind(c.causation)
+        };
+        let rows = query.fetch_all(&mut *conn).await.map_err(|e| self.append_error(e, stream))?;
+        if rows.is_empty() {
+            let actual = self.head(conn, stream).await.map_err(AppendFailure::Other)?;
+            return Err(AppendFailure::Other(StoreError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            }));
+        }
+        let mut written = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let version: i64 = row.try_get(0).map_err(|e| AppendFailure::Other(backend(e)))?;
+            let position: i64 = row.try_get(1).map_err(|e| AppendFailure::Other(backend(e)))?;
+            written.push((version.max(0) as u64, position.max(0) as u64));
+        }
+        appended(stream, written)
     }
 
     pub(crate) async fn advance_checkpoint_in_pool(
@@ -590,17 +766,7 @@ impl PostgresStore {
             }
             written.push((version.max(0) as u64, position.unwrap_or_default().max(0) as u64));
         }
-        written.sort_unstable();
-        let (Some(first), Some(last)) = (written.first(), written.last()) else {
-            return Err(AppendFailure::Other(StoreError::Corrupt("append wrote no rows".into())));
-        };
-        Ok(AppendResult {
-            stream: stream.clone(),
-            from_version: Version(first.0),
-            to_version: Version(last.0),
-            positions: written.iter().map(|(_, p)| GlobalPosition(*p)).collect(),
-            deduplicated: false,
-        })
+        appended(stream, written)
     }
 
     fn append_error(&self, e: sqlx::Error, stream: &StreamId) -> AppendFailure {
@@ -742,6 +908,21 @@ fn duplicate_outcome(
     })
 }
 
+/// The result of an append from the (version, position) pairs it wrote.
+fn appended(stream: &StreamId, mut written: Vec<(u64, u64)>) -> Result<AppendResult, AppendFailure> {
+    written.sort_unstable();
+    let (Some(first), Some(last)) = (written.first(), written.last()) else {
+        return Err(AppendFailure::Other(StoreError::Corrupt("append wrote no rows".into())));
+    };
+    Ok(AppendResult {
+        stream: stream.clone(),
+        from_version: Version(first.0),
+        to_version: Version(last.0),
+        positions: written.iter().map(|(_, p)| GlobalPosition(*p)).collect(),
+        deduplicated: false,
+    })
+}
+
 enum AppendFailure {
     Duplicate,
     VersionTaken,
@@ -772,60 +953,59 @@ impl EventStore for PostgresStore {
         validate::batch(&events, &self.inner.limits)?;
         let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
         // Committed on its own (autocommit): notified after the commit, see `Notifier`.
-        let mut outcome = self.append_rows(&mut conn, stream, expected, &events, false).await;
-        for _ in 0..REORDER_RETRIES {
-            match outcome {
-                // Nothing was written; a new transaction has a newer id.
-                Err(AppendFailure::Other(StoreError::RetryTransaction { .. })) => {
-                    outcome = self.append_rows(&mut conn, stream, expected, &events, false).await;
-                }
-                _ => break,
+        let outcome = match expected {
+            ExpectedVersion::Exact(_) | ExpectedVersion::NoStream => {
+                self.append_checked(&mut conn, stream, expected, &events).await
             }
-        }
-        match outcome {
+            // The head is read in the database, under the stream's advisory lock.
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => {
+                let mut outcome = self.append_rows(&mut conn, stream, expected, &events, false).await;
+                for _ in 0..APPEND_RETRIES {
+                    match outcome {
+                        // Nothing was written: a new transaction has a newer id, and the
+                        // winner of the version is in its snapshot.
+                        Err(
+                            AppendFailure::Other(StoreError::RetryTransaction { .. })
+                            | AppendFailure::VersionTaken,
+                        ) => {
+                            outcome = self.append_rows(&mut conn, stream, expected, &events, false).await;
+                        }
+                        _ => break,
+                    }
+                }
+                outcome
+            }
+        };
+        let conflict = match outcome {
             Ok(result) => {
                 self.committed(stream.aggregate_type());
-                Ok(result)
-            }
-            // The version check runs before the insert: a retry of a stored batch meets a
-            // conflict first. Like the in-memory store, let the duplicate id decide.
-            Err(AppendFailure::Other(e @ StoreError::Conflict { .. })) => {
-                let stored = self.read_batch_ids(&mut conn, stream, &events).await?;
-                if stored.is_empty() {
-                    Err(e)
-                } else {
-                    duplicate_outcome(stream, &events, &stored)
-                }
-            }
-            Err(AppendFailure::Other(e)) => Err(e),
-            Err(AppendFailure::VersionTaken) => {
-                let actual: Option<i64> = sqlx::query_scalar(&self.inner.sql.max_stored_version)
-                    .bind(stream.aggregate_type())
-                    .bind(stream.aggregate_id())
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(backend)?;
-                Err(StoreError::Conflict {
-                    stream: stream.clone(),
-                    expected,
-                    actual: Version(actual.unwrap_or(0).max(0) as u64),
-                })
+                return Ok(result);
             }
             Err(AppendFailure::Duplicate) => {
                 let stored = self.read_batch_ids(&mut conn, stream, &events).await?;
-                duplicate_outcome(stream, &events, &stored)
+                return duplicate_outcome(stream, &events, &stored);
             }
+            Err(AppendFailure::Other(e @ StoreError::Conflict { .. })) => e,
+            Err(AppendFailure::Other(e)) => return Err(e),
+            // Another writer took the version between the check and the insert.
+            Err(AppendFailure::VersionTaken) => {
+                let actual = self.head(&mut conn, stream).await?;
+                StoreError::Conflict { stream: stream.clone(), expected, actual }
+            }
+        };
+        // The version check runs before the insert: a retry of a stored batch meets a
+        // conflict first. Like the in-memory store, let the duplicate id decide.
+        let stored = self.read_batch_ids(&mut conn, stream, &events).await?;
+        if stored.is_empty() {
+            Err(conflict)
+        } else {
+            duplicate_outcome(stream, &events, &stored)
         }
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar(&self.inner.sql.stream_version)
-            .bind(stream.aggregate_type())
-            .bind(stream.aggregate_id())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(backend)?;
-        Ok(Version(to_u64("version", v.unwrap_or(0))?))
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        self.head(&mut conn, stream).await
     }
 
     async fn read_stream(
@@ -958,7 +1138,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.delete_events(sqlx::query(&self.inner.sql.delete_before).bind(cutoff)).await
+        self.delete_events(cutoff, None).await
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
@@ -1035,11 +1215,7 @@ impl EventStore for PostgresStore {
         for name in &guard.unprocessed_by {
             validate::consumer_name(name)?;
         }
-        let delete = sqlx::query(&self.inner.sql.delete_guarded)
-            .bind(cutoff)
-            .bind(&guard.unprocessed_by)
-            .bind(guard.unsnapshotted);
-        self.delete_events(delete).await
+        self.delete_events(cutoff, Some(guard)).await
     }
 
     async fn advance_checkpoint(

@@ -406,6 +406,26 @@ pub async fn delete_before(store: Store) {
     assert_eq!(r.to_version, Version(4));
     assert_eq!(total(&store).await, 3);
     assert_eq!(read_everything(&store, 3).await.len(), 3);
+
+    // Each stream's newest event stays, and with it the stream's version: an append at a
+    // version the deletion went past is a conflict, never a second event at that version.
+    let old = sid("Order", "o-3");
+    store.append(&old, ExpectedVersion::NoStream, vec![ev("F"), ev("G")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.delete_before(Utc::now()).await.unwrap(), 2, "o-1 v3 and o-3 v1");
+    let mut left: Vec<String> =
+        store.query(&EventFilter::new()).await.unwrap().into_iter().map(|e| e.event_type).collect();
+    left.sort();
+    assert_eq!(left, ["D", "E", "G"]);
+    assert_eq!(store.stream_version(&old).await.unwrap(), Version(2));
+    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(Version(1))] {
+        let err = store.append(&old, expected, vec![ev("H")]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { actual: Version(2), .. }), "{expected:?}: {err:?}");
+    }
+    let r = store.append(&old, ExpectedVersion::Exact(Version(2)), vec![ev("H")]).await.unwrap();
+    assert_eq!((r.from_version, r.to_version), (Version(3), Version(3)));
+    let r = store.append(&sid("Order", "o-2"), ExpectedVersion::Any, vec![ev("I")]).await.unwrap();
+    assert_eq!(r.to_version, Version(2));
 }
 
 /// Snapshots: save, load, replace with a newer one (never an older one), delete.
@@ -697,9 +717,13 @@ pub async fn guarded_delete(store: Store) {
     assert_eq!(store.delete_before_guarded(past, &factum::RetentionGuard::default()).await.unwrap(), 0);
 
     let guard = factum::RetentionGuard::safe(["p"]);
-    assert_eq!(store.delete_before_guarded(future, &guard).await.unwrap(), 4, "A1..A3 and B1");
+    assert_eq!(
+        store.delete_before_guarded(future, &guard).await.unwrap(),
+        3,
+        "A1, A2 and B1 (A3 is a's newest)"
+    );
     let left = store.query(&EventFilter::new()).await.unwrap();
-    assert_eq!(left.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), ["B2"]);
+    assert_eq!(left.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), ["B2", "A3"], "newest first");
     // Appends go on numbering after what was deleted; the snapshot plus tail still load.
     let r = store.append(&a, ExpectedVersion::Exact(Version(3)), vec![ev("A4")]).await.unwrap();
     assert_eq!(r.to_version, Version(4));
@@ -709,8 +733,8 @@ pub async fn guarded_delete(store: Store) {
     unsnapshotted_only.unsnapshotted = true;
     assert_eq!(
         store.delete_before_guarded(future, &unsnapshotted_only).await.unwrap(),
-        0,
-        "B2, A4 uncovered"
+        1,
+        "A3, covered now that A4 is newer; B2 and A4 uncovered"
     );
     assert!(matches!(
         store.delete_before_guarded(future, &factum::RetentionGuard::safe([""])).await,

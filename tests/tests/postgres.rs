@@ -341,6 +341,7 @@ async fn events_are_immutable() {
         sqlx::query("SELECT event_type, count(*) OVER () FROM events").fetch_one(store.pool()).await.unwrap();
     assert_eq!(row.get::<String, _>(0), "A");
     assert_eq!(row.get::<i64, _>(1), 1);
+    store.append(&sid("Order", "o-1"), ExpectedVersion::Exact(Version(1)), vec![ev("B")]).await.unwrap();
     assert_eq!(store.delete_before(chrono::Utc::now() + chrono::Duration::seconds(1)).await.unwrap(), 1);
 }
 
@@ -482,7 +483,7 @@ async fn schema_names_and_migrations() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = [ra.unwrap(), rb.unwrap()];
     applied.sort();
-    assert_eq!(applied, [vec![], vec![1, 2]], "applied once, by one of the two");
+    assert_eq!(applied, [vec![], vec![1, 2, 3]], "applied once, by one of the two");
     assert_eq!(a.migrate().await.unwrap(), Vec::<i32>::new());
 
     let s = sid("Order", "o-1");
@@ -514,7 +515,7 @@ async fn unreachable_server_is_a_backend_error() {
 }
 
 /// The unique constraint on (aggregate, version) is the last line: a row written around
-/// the head table makes the next append a typed conflict, never a silent success.
+/// the store makes the next append a typed conflict, never a silent success.
 #[tokio::test]
 async fn unique_constraint_is_the_last_line() {
     let db = TestDb::new().await;
@@ -568,4 +569,122 @@ async fn payload_limit_is_configurable() {
     );
     store.append(&s, ExpectedVersion::Any, vec![NewEvent::new("Small", json!({"k": 1}))]).await.unwrap();
     assert_eq!(store.stream_version(&s).await.unwrap(), Version(1));
+}
+
+/// Writers of every expected-version mode on one stream while retention deletes all it
+/// may, over and over: every acknowledged append got versions no other append got, together
+/// 1..=N without a gap, and the stream's newest event is never deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_racing_retention_never_reuse_a_version() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store().await);
+    let stream = sid("Order", "hot");
+    store.append(&stream, ExpectedVersion::NoStream, vec![ev("Opened")]).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let retention = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut deleted = 0;
+            while !stop.load(Ordering::Relaxed) {
+                deleted +=
+                    store.delete_before(chrono::Utc::now() + chrono::Duration::hours(1)).await.unwrap();
+            }
+            deleted
+        })
+    };
+    let mut writers = Vec::new();
+    for w in 0..8u64 {
+        let (store, stream) = (store.clone(), stream.clone());
+        writers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut conflicts = 0;
+            for i in 0..40u64 {
+                let expected = match (w + i) % 3 {
+                    0 => ExpectedVersion::Any,
+                    1 => ExpectedVersion::StreamExists,
+                    _ => ExpectedVersion::Exact(store.stream_version(&stream).await.unwrap()),
+                };
+                match store.append(&stream, expected, vec![ev("Noted")]).await {
+                    Ok(r) => got.extend(r.from_version.0..=r.to_version.0),
+                    Err(StoreError::Conflict { .. }) if matches!(expected, ExpectedVersion::Exact(_)) => {
+                        conflicts += 1
+                    }
+                    Err(e) => panic!("writer {w}, {expected:?}: {e:?}"),
+                }
+            }
+            (got, conflicts)
+        }));
+    }
+    let mut versions = vec![1];
+    let mut conflicts = 0;
+    for w in writers {
+        let (got, c) = w.await.unwrap();
+        versions.extend(got);
+        conflicts += c;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let deleted = retention.await.unwrap();
+    versions.sort_unstable();
+    let n = versions.len() as u64;
+    assert_eq!(versions, (1..=n).collect::<Vec<_>>(), "each version acknowledged once, no gap");
+    assert_eq!(store.stream_version(&stream).await.unwrap(), Version(n));
+    let left = store.read_stream(&stream, VersionRange::ALL).await.unwrap();
+    assert_eq!(left.last().map(|e| e.version), Some(Version(n)), "the newest event is kept");
+    assert_eq!(deleted + left.len() as u64, n, "every other event was deleted, once");
+    println!(
+        "{n} versions acknowledged, {conflicts} stale exact appends refused, {deleted} deleted meanwhile"
+    );
+}
+
+/// Retention locks appends out while it deletes, so that no append checks a head that is
+/// being deleted: it waits for an append in an open transaction, and then goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_waits_for_appends_in_flight() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store().await);
+    let s = sid("Order", "o-1");
+    store.append(&s, ExpectedVersion::NoStream, vec![ev("A"), ev("B")]).await.unwrap();
+    let mut tx = store.pool().begin().await.unwrap();
+    store.append_in(&mut tx, &s, ExpectedVersion::Exact(Version(2)), vec![ev("C")]).await.unwrap();
+    let cleanup = {
+        let store = store.clone();
+        tokio::spawn(
+            async move { store.delete_before(chrono::Utc::now() + chrono::Duration::hours(1)).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!cleanup.is_finished(), "retention waits for the open append");
+    tx.commit().await.unwrap();
+    assert_eq!(cleanup.await.unwrap().unwrap(), 2, "A and B; C is the newest");
+    assert_eq!(store.stream_version(&s).await.unwrap(), Version(3));
+}
+
+/// A head that retention deleted under schema version 2 (kept in the head table) still
+/// decides the stream's version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_deleted_under_schema_two_still_count() {
+    let db = TestDb::new().await;
+    let first = db.store().await;
+    let s = sid("Order", "o-1");
+    first.append(&s, ExpectedVersion::NoStream, vec![ev("A")]).await.unwrap();
+    // What version 2's retention left behind: a head row, and none of the stream's events.
+    sqlx::query(
+        "INSERT INTO event_streams (aggregate_type, aggregate_id, version) VALUES ('Order', 'o-9', 7)",
+    )
+    .execute(first.pool())
+    .await
+    .unwrap();
+    let store = db.store().await;
+    let old = sid("Order", "o-9");
+    assert_eq!(store.stream_version(&old).await.unwrap(), Version(7));
+    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(Version(1))] {
+        let err = store.append(&old, expected, vec![ev("B")]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { actual: Version(7), .. }), "{expected:?}: {err:?}");
+    }
+    let r = store.append(&old, ExpectedVersion::Exact(Version(7)), vec![ev("B")]).await.unwrap();
+    assert_eq!(r.to_version, Version(8));
+    let r = store.append(&old, ExpectedVersion::Any, vec![ev("C"), ev("D")]).await.unwrap();
+    assert_eq!((r.from_version, r.to_version), (Version(9), Version(10)));
+    let r = store.append(&old, ExpectedVersion::Exact(Version(10)), vec![ev("E"), ev("F")]).await.unwrap();
+    assert_eq!(r.to_version, Version(12));
 }

@@ -232,24 +232,29 @@ async fn retention_safe_and_plain() {
             .interval(Duration::from_secs(1)),
     );
     let plain = Supervisor::start(Arc::new(store.clone()), plain_config).await.unwrap();
-    assert_eq!(plain.cleanup_now().await.unwrap().deleted, 15, "everything older than the period");
+    assert_eq!(
+        plain.cleanup_now().await.unwrap().deleted,
+        13,
+        "everything older than the period but each stream's newest event (o-1 v15, o-2 v10)"
+    );
     let text = plain.metrics().encode();
-    assert_eq!(metric(&text, "eventstore_retention_total_events_deleted"), 15.0);
-    assert_eq!(metric(&text, "eventstore_retention_last_cleanup_deleted"), 15.0);
+    assert_eq!(metric(&text, "eventstore_retention_total_events_deleted"), 13.0);
+    assert_eq!(metric(&text, "eventstore_retention_last_cleanup_deleted"), 13.0);
 
     // The periodic clean-up: started, it deletes on its own; stopped, it does not.
     append_n(&store, &o2, 3, "Placed").await;
     plain.start_retention().await.unwrap();
     eventually(Duration::from_secs(10), "the periodic clean-up", || {
         let store = store.clone();
-        async move { (store.count(&EventFilter::new()).await.unwrap() == 0).then_some(()) }
+        // Each stream's newest event stays: o-1 v15 and o-2 v13.
+        async move { (store.count(&EventFilter::new()).await.unwrap() == 2).then_some(()) }
     })
     .await;
     plain.stop_retention().await.unwrap();
     let runs = metric(&plain.metrics().encode(), "eventstore_retention_cleanup_runs_total");
     append_n(&store, &o2, 2, "Placed").await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(store.count(&EventFilter::new()).await.unwrap(), 2, "stopped: nothing deleted");
+    assert_eq!(store.count(&EventFilter::new()).await.unwrap(), 4, "stopped: nothing deleted");
     assert_eq!(metric(&plain.metrics().encode(), "eventstore_retention_cleanup_runs_total"), runs);
     // Versions go on after deletion.
     assert_eq!(store.stream_version(&o2).await.unwrap(), Version(15));

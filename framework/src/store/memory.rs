@@ -117,6 +117,11 @@ fn collect<'a>(events: impl Iterator<Item = &'a Arc<RecordedEvent>>) -> Vec<Reco
 }
 
 impl State {
+    /// Whether `e` is its stream's newest event, which retention keeps.
+    fn is_newest(&self, e: &RecordedEvent) -> bool {
+        self.streams.get(&e.stream).is_some_and(|s| s.version == e.version)
+    }
+
     fn remove(&mut self, doomed: &[Arc<RecordedEvent>]) {
         for e in doomed {
             self.log.remove(&e.position.0);
@@ -307,7 +312,7 @@ impl EventStore for InMemoryStore {
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut state = self.lock();
         let doomed: Vec<Arc<RecordedEvent>> =
-            state.log.values().filter(|e| e.recorded_at < cutoff).cloned().collect();
+            state.log.values().filter(|e| e.recorded_at < cutoff && !state.is_newest(e)).cloned().collect();
         state.remove(&doomed);
         Ok(doomed.len() as u64)
     }
@@ -326,7 +331,7 @@ impl EventStore for InMemoryStore {
         let doomed: Vec<Arc<RecordedEvent>> = state
             .log
             .values()
-            .filter(|e| e.recorded_at < cutoff)
+            .filter(|e| e.recorded_at < cutoff && !state.is_newest(e))
             .filter(|e| !guard.keeps(e, &checkpoints, state.snapshots.get(&e.stream).map(|s| s.version)))
             .cloned()
             .collect();

@@ -115,13 +115,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// ahead only as far as the consumer keeps up. Without a limit, every match.
     fn stream(&self, filter: EventFilter) -> EventStream;
 
-    /// Deletes every event recorded before `cutoff` and returns how many. This is the only
-    /// operation that removes events; stream versions are kept, so later appends continue
-    /// the numbering.
+    /// Deletes every event recorded before `cutoff`, except each stream's newest event, and
+    /// returns how many. This is the only operation that removes events. Keeping the
+    /// newest event keeps the stream's version, so later appends continue the numbering
+    /// and an append at a deleted version is a conflict.
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
 
-    /// Deletes every event recorded before `cutoff` except those `guard` keeps, and
-    /// returns how many were deleted: retention's safe mode.
+    /// Deletes every event recorded before `cutoff` except those `guard` keeps and each
+    /// stream's newest event, and returns how many were deleted: retention's safe mode.
     async fn delete_before_guarded(
         &self,
         cutoff: DateTime<Utc>,
