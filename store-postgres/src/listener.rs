@@ -83,7 +83,9 @@ pub(crate) async fn run(pool: PgPool, channel: String, wakes: Arc<Wakes>) {
 /// [`EventStore::append`](factum::EventStore::append) commits without notifying, wakes
 /// this process's readers at once, and hands the category to this queue; its task sends
 /// the `NOTIFY`s for other processes in short transactions of their own that write no
-/// WAL, several categories in one statement when appends come in faster than that.
+/// WAL, several categories in one statement, and at most one every [`NOTIFY_GAP`]: under
+/// a steady stream of appends, a `NOTIFY` per append would cost the server nearly as many
+/// transactions again as the appends themselves.
 #[derive(Default)]
 pub(crate) struct Notifier {
     pending: Mutex<Vec<String>>,
@@ -108,12 +110,20 @@ impl Notifier {
     }
 }
 
+/// The shortest time between two `NOTIFY`s of one store: what it adds at most to a wake-up
+/// in another process (this process's readers are woken at once).
+pub(crate) const NOTIFY_GAP: Duration = Duration::from_millis(5);
+
 /// Sends the queued notifications on `channel` for as long as the store lives (the store
 /// aborts it when dropped). A failed `NOTIFY` is logged; readers elsewhere then find the
 /// events by polling.
 pub(crate) async fn notify(pool: PgPool, channel: String, queue: Arc<Notifier>) {
+    let mut last = tokio::time::Instant::now() - NOTIFY_GAP;
     loop {
         queue.signal.notified().await;
+        // Appends that come in meanwhile are queued and go out with this one.
+        tokio::time::sleep_until(last + NOTIFY_GAP).await;
+        last = tokio::time::Instant::now();
         let categories = queue.take();
         if categories.is_empty() {
             continue;
