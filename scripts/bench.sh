@@ -8,7 +8,7 @@
 #
 #   scripts/bench.sh [--reps N] [w1 w2 ...]
 #
-# Environment: FACTUM_BENCH_PORT (default 55439), FACTUM_BENCH_REPS (default 3),
+# Environment: FACTUM_BENCH_PORT (default 55439), FACTUM_BENCH_REPS (default 5),
 # FACTUM_BENCH_WORKLOADS (comma-separated), FACTUM_BENCH_KEEP=1 to leave the
 # cluster's directory behind (it is still stopped). Never touches the server on
 # 5432 nor scripts/pg.sh's test cluster. Honours $CARGO.
@@ -18,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 CARGO=${CARGO:-cargo}
 PORT=${FACTUM_BENCH_PORT:-55439}
-REPS=${FACTUM_BENCH_REPS:-3}
+REPS=${FACTUM_BENCH_REPS:-5}
 WORKLOADS=${FACTUM_BENCH_WORKLOADS:-}
 
 log() { printf 'bench.sh: %s\n' "$*" >&2; }

@@ -329,7 +329,7 @@ fn raw_insert_sql(schema: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // W1: appends, 1 event each, 16 tasks over 200 streams.
 
-const W1_APPENDS: usize = 6_000;
+const W1_APPENDS: usize = 20_000;
 
 /// Runs `per_task(task, streams)` on CONCURRENCY tasks, where task `t` owns the streams
 /// `t, t + 16, …` and appends to them round robin; returns appends/s and latencies.
@@ -422,7 +422,7 @@ async fn w1_framework(b: &Bench) -> Rep {
 // ---------------------------------------------------------------------------------------
 // W2: commands through warm aggregate actors.
 
-const W2_COMMANDS: usize = 6_000;
+const W2_COMMANDS: usize = 20_000;
 
 fn factum_on(store: &PostgresStore, cap: usize) -> Factum {
     Factum::with_config(
