@@ -14,7 +14,8 @@ use factum::{
 use futures_util::TryStreamExt;
 use serde_json::Value;
 use sqlx::error::ErrorKind;
-use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::query::Query;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -413,6 +414,28 @@ impl<'a> Columns<'a> {
         }
         c
     }
+
+    /// A query of `sql` with the stream, the expected-version code and the columns bound as
+    /// `$1` … `$12`: the parameters the append function and the several-event checked
+    /// append share.
+    fn bind<'q>(self, sql: &'q str, stream: &'q StreamId, expected: i64) -> Query<'q, Postgres, PgArguments>
+    where
+        'a: 'q,
+    {
+        sqlx::query(sql)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(expected)
+            .bind(self.ids)
+            .bind(self.types)
+            .bind(self.versions)
+            .bind(self.topics)
+            .bind(self.data)
+            .bind(self.metadata)
+            .bind(self.occurred_at)
+            .bind(self.correlation)
+            .bind(self.causation)
+    }
 }
 
 impl PostgresStore {
@@ -640,20 +663,7 @@ impl PostgresStore {
                 .bind(e.metadata.correlation_id)
                 .bind(e.metadata.causation_id)
         } else {
-            let c = Columns::new(events);
-            sqlx::query(&self.inner.sql.append_many[legacy])
-                .bind(stream.aggregate_type())
-                .bind(stream.aggregate_id())
-                .bind(from)
-                .bind(c.ids)
-                .bind(c.types)
-                .bind(c.versions)
-                .bind(c.topics)
-                .bind(c.data)
-                .bind(c.metadata)
-                .bind(c.occurred_at)
-                .bind(c.correlation)
-                .bind(c.causation)
+            Columns::new(events).bind(&self.inner.sql.append_many[legacy], stream, from)
         };
         let rows = query.fetch_all(&mut *conn).await.map_err(|e| self.append_error(e, stream))?;
         if rows.is_empty() {
@@ -733,21 +743,9 @@ impl PostgresStore {
         events: &[NewEvent],
         notify_in_transaction: bool,
     ) -> Result<AppendResult, AppendFailure> {
-        let c = Columns::new(events);
         let channel = if notify_in_transaction { self.inner.channel.as_deref() } else { None };
-        let rows = sqlx::query(&self.inner.sql.append)
-            .bind(stream.aggregate_type())
-            .bind(stream.aggregate_id())
-            .bind(expected_code(expected))
-            .bind(c.ids)
-            .bind(c.types)
-            .bind(c.versions)
-            .bind(c.topics)
-            .bind(c.data)
-            .bind(c.metadata)
-            .bind(c.occurred_at)
-            .bind(c.correlation)
-            .bind(c.causation)
+        let rows = Columns::new(events)
+            .bind(&self.inner.sql.append, stream, expected_code(expected))
             .bind(channel)
             .fetch_all(conn)
             .await
