@@ -152,9 +152,19 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                     });
                 }
                 let payload = if schema_version < #current { #upcast } else { payload };
-                ::factum::__private::serde_json::from_value(::factum::__private::tagged(#variant, payload))
+                ::factum::__private::decode_variant(#variant, payload)
                     .map_err(|e| ::factum::__private::malformed(#n, e))
             }
+        }
+    });
+    // From JSON text: a current-version payload decodes straight into the variant; an
+    // older one is parsed and upcast as in `from_stored`.
+    let arms_json = specs.iter().map(|s| {
+        let (n, current) = (&s.name, s.version);
+        let variant = s.ident.to_string();
+        quote! {
+            #n if schema_version == #current => ::factum::__private::decode_variant_json(#variant, json)
+                .map_err(|e| ::factum::__private::malformed(#n, e)),
         }
     });
     Ok(quote! {
@@ -185,6 +195,20 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                         other => ::core::result::Result::Err(::factum::EventCodecError::UnknownEventType {
                             event_type: ::std::string::ToString::to_string(other),
                         }),
+                    }
+                }
+                fn from_json(
+                    event_type: &str,
+                    schema_version: u32,
+                    json: &str,
+                ) -> ::core::result::Result<Self, ::factum::EventCodecError> {
+                    match event_type {
+                        #(#arms_json)*
+                        _ => {
+                            let payload = ::factum::__private::serde_json::from_str(json)
+                                .map_err(|e| ::factum::__private::malformed(event_type, e))?;
+                            <Self as ::factum::DomainEvent>::from_stored(event_type, schema_version, payload)
+                        }
                     }
                 }
             }

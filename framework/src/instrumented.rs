@@ -6,14 +6,15 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
 use crate::store::validate::Limits;
 use crate::store::{
-    AppendResult, Checkpoint, EventFilter, EventPayload, EventStore, EventStream, ExpectedVersion,
-    GlobalPosition, Lease, NewEvent, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError,
+    AppendResult, Checkpoint, EventFilter, EventStore, EventStream, ExpectedVersion, GlobalPosition, Lease,
+    NewEvent, PayloadStream, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError,
     StreamId, Version, VersionRange, WakeSignal,
 };
 
@@ -79,12 +80,14 @@ impl EventStore for Instrumented {
         self.timed("read_stream", self.store.read_stream(stream, range)).await
     }
 
-    async fn read_payloads(
-        &self,
-        stream: &StreamId,
-        after: Version,
-    ) -> Result<Vec<EventPayload>, StoreError> {
-        self.timed("read_stream", self.store.read_payloads(stream, after)).await
+    fn read_payloads<'a>(&'a self, stream: &'a StreamId, after: Version) -> PayloadStream<'a> {
+        // Timed from the call to the stream's end, like a read_stream.
+        let started = Instant::now();
+        let done = futures_util::stream::once(async move {
+            self.metrics.query("read_stream", started.elapsed());
+            None
+        });
+        Box::pin(self.store.read_payloads(stream, after).map(Some).chain(done).filter_map(std::future::ready))
     }
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {

@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use factum::{
     deduplicated_result, validate, AppendResult, Checkpoint, EventFilter, EventPayload, EventStore,
-    EventStream, ExpectedVersion, GlobalPosition, Lease, Limits, Metadata, NewEvent, OrderBy,
+    EventStream, ExpectedVersion, GlobalPosition, Lease, Limits, Metadata, NewEvent, OrderBy, PayloadStream,
     ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, ValidFilter, Version,
     VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use sqlx::error::ErrorKind;
 use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
@@ -129,7 +129,7 @@ impl Sql {
             head: e(&format!("SELECT coalesce(greatest({newest}, {deleted_head}), 0)")),
             read_stream: e("SELECT {columns} FROM {schema}.{events} \
                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND version BETWEEN $3 AND $4 ORDER BY version"),
-            read_payloads: e("SELECT version, event_type, event_version, event_data FROM {schema}.{events} \
+            read_payloads: e("SELECT version, event_type, event_version, event_data::text FROM {schema}.{events} \
                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND version > $3 ORDER BY version"),
             // Gap safety: only transactions older than the oldest one still running can no
             // longer add rows; read in (transaction, position) order up to that horizon, in
@@ -1022,31 +1022,26 @@ impl EventStore for PostgresStore {
         decode_all(&rows)
     }
 
-    async fn read_payloads(
-        &self,
-        stream: &StreamId,
-        after: Version,
-    ) -> Result<Vec<EventPayload>, StoreError> {
+    fn read_payloads<'a>(&'a self, stream: &'a StreamId, after: Version) -> PayloadStream<'a> {
+        // Rows are decoded as they arrive, so the caller folds events while PostgreSQL
+        // still sends the rest.
         let rows = sqlx::query(&self.inner.sql.read_payloads)
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
             .bind(to_i64(after.0))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(backend)?;
-        let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-        rows.iter()
-            .map(|row| {
-                let schema_version: i32 = row.try_get(2).map_err(corrupt)?;
-                Ok(EventPayload::new(
-                    Version(to_u64("version", row.try_get(0).map_err(corrupt)?)?),
-                    row.try_get(1).map_err(corrupt)?,
-                    u32::try_from(schema_version)
-                        .map_err(|_| StoreError::Corrupt(format!("event_version {schema_version}")))?,
-                    row.try_get(3).map_err(corrupt)?,
-                ))
-            })
-            .collect()
+            .fetch(&self.inner.pool);
+        Box::pin(rows.map(|row| {
+            let row = row.map_err(backend)?;
+            let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let schema_version: i32 = row.try_get(2).map_err(corrupt)?;
+            Ok(EventPayload::new(
+                Version(to_u64("version", row.try_get(0).map_err(corrupt)?)?),
+                row.try_get(1).map_err(corrupt)?,
+                u32::try_from(schema_version)
+                    .map_err(|_| StoreError::Corrupt(format!("event_version {schema_version}")))?,
+                row.try_get(3).map_err(corrupt)?,
+            ))
+        }))
     }
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -1131,7 +1126,6 @@ impl EventStore for PostgresStore {
         });
         let items =
             futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        use futures_util::StreamExt;
         Box::pin(start.filter_map(|()| async { None }).chain(items))
     }
 

@@ -216,6 +216,38 @@ pub async fn event_fields_round_trip(store: Store) {
     assert!(got.metadata.is_empty());
 }
 
+/// `read_payloads`, the aggregate load path: the events after a version, in order, each
+/// with its type, schema version and payload text equal to what `read_stream` returns.
+pub async fn read_payloads(store: Store) {
+    let s = sid("Order", "o-1");
+    let none: Vec<_> = store.read_payloads(&s, Version::INITIAL).collect().await;
+    assert!(none.is_empty(), "{none:?}");
+    let mut events: Vec<NewEvent> = (0..250)
+        .map(|i| {
+            NewEvent::new("Line", json!({"n": i, "text": format!("ä\"{i}"), "nested": {"list": [i, null]}}))
+        })
+        .collect();
+    events[7] = events[7].clone().with_schema_version(4);
+    store.append(&s, ExpectedVersion::NoStream, events).await.unwrap();
+    store.append(&sid("Order", "o-2"), ExpectedVersion::NoStream, vec![ev("Other")]).await.unwrap();
+    let recorded = store.read_stream(&s, VersionRange::ALL).await.unwrap();
+    for after in [0, 1, 7, 249, 250, 300] {
+        let payloads: Vec<_> = store.read_payloads(&s, Version(after)).collect().await;
+        let payloads: Vec<_> = payloads.into_iter().map(|p| p.expect("payload")).collect();
+        let expected: Vec<_> = recorded.iter().filter(|e| e.version.0 > after).collect();
+        assert_eq!(payloads.len(), expected.len(), "after {after}");
+        for (p, e) in payloads.iter().zip(expected) {
+            assert_eq!(
+                (p.version, &p.event_type, p.schema_version),
+                (e.version, &e.event_type, e.schema_version)
+            );
+            let parsed: serde_json::Value = serde_json::from_str(&p.payload).expect("payload is JSON text");
+            assert_eq!(parsed, e.payload);
+        }
+    }
+    assert_eq!(recorded[7].schema_version, 4);
+}
+
 /// The global log and categories, paged by checkpoint; the latest position.
 pub async fn read_all_and_category(store: Store) {
     assert!(store.read_all(Checkpoint::START, 10).await.unwrap().is_empty());
@@ -764,7 +796,7 @@ macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
             append_and_read_stream, expected_version_modes, idempotent_append,
-            event_fields_round_trip, read_all_and_category, query_filters, query_default_limit,
+            event_fields_round_trip, read_payloads, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
             checkpoint_fencing, leases, recorded_failures, count_after, guarded_delete, category_wake_ups);
     };

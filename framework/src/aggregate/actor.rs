@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::TryStreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rand::Rng;
 use tokio::sync::OwnedSemaphorePermit;
@@ -79,9 +80,10 @@ async fn catch_up<A: Aggregate>(
     state: &mut A,
     version: &mut Version,
 ) -> Result<(), CommandError<A::Error>> {
-    let tail = shared.store.read_payloads(stream, *version).await?;
-    for stored in tail {
-        let event = A::Event::from_stored(&stored.event_type, stored.schema_version, stored.payload)?;
+    // Each event is decoded and folded as it arrives, while the rest are still read.
+    let mut tail = shared.store.read_payloads(stream, *version);
+    while let Some(stored) = tail.try_next().await? {
+        let event = A::Event::from_json(&stored.event_type, stored.schema_version, &stored.payload)?;
         catch_unwind(AssertUnwindSafe(|| state.apply(&event)))
             .map_err(|p| CommandError::Panicked { committed: true, message: panic_message(p) })?;
         *version = stored.version;

@@ -37,6 +37,36 @@ pub trait DomainEvent: Sized + Send + Sync + 'static {
 
     /// Rebuilds an event from what was stored, upcasting older schema versions.
     fn from_stored(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, EventCodecError>;
+
+    /// Rebuilds an event from its stored payload's JSON text, as
+    /// [`from_stored`](Self::from_stored) does from a parsed payload.
+    ///
+    /// Aggregates load through this. The default parses the text and calls
+    /// `from_stored`; `#[derive(DomainEvent)]` decodes a current-version payload straight
+    /// from the text into the variant, without building a [`Value`] first.
+    ///
+    /// ```
+    /// use factum::{DomainEvent, EventCodecError};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Debug, PartialEq, Serialize, Deserialize, DomainEvent)]
+    /// enum CounterEvent {
+    ///     #[event(name = "counter.incremented")]
+    ///     Incremented { by: u32 },
+    /// }
+    ///
+    /// let event = CounterEvent::from_json("counter.incremented", 1, r#"{"by":2}"#)?;
+    /// assert_eq!(event, CounterEvent::Incremented { by: 2 });
+    /// assert!(matches!(
+    ///     CounterEvent::from_json("counter.incremented", 1, r#"{"by":"two"}"#),
+    ///     Err(EventCodecError::Malformed { .. })
+    /// ));
+    /// # Ok::<(), EventCodecError>(())
+    /// ```
+    fn from_json(event_type: &str, schema_version: u32, json: &str) -> Result<Self, EventCodecError> {
+        let payload = serde_json::from_str(json).map_err(|e| __private::malformed(event_type, e))?;
+        Self::from_stored(event_type, schema_version, payload)
+    }
 }
 
 /// A command: usually an enum with `#[derive(Command)]`, which routes each command to the
@@ -112,6 +142,11 @@ pub mod __private {
     pub use serde_json;
 
     use super::EventCodecError;
+    use serde::de::{
+        DeserializeSeed, Deserializer, EnumAccess, Error as _, IntoDeserializer, MapAccess, VariantAccess,
+        Visitor,
+    };
+    use serde::Deserialize as _;
     use serde_json::Value;
 
     /// Splits serde's externally tagged form of an enum variant into its payload.
@@ -125,14 +160,116 @@ pub mod __private {
         }
     }
 
-    /// Rebuilds serde's externally tagged form of a variant from its payload.
-    pub fn tagged(variant: &'static str, payload: Value) -> Value {
-        if payload.is_null() {
-            Value::String(variant.to_owned())
-        } else {
-            let mut map = serde_json::Map::new();
-            map.insert(variant.to_owned(), payload);
-            Value::Object(map)
+    /// Decodes `T` (an externally tagged enum) from one variant's payload: `T`'s
+    /// `Deserialize` sees `{variant: payload}` without that map being built.
+    pub fn decode_variant<'de, T, D>(variant: &'static str, payload: D) -> Result<T, D::Error>
+    where
+        T: serde::Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        T::deserialize(Variant { name: variant, payload })
+    }
+
+    /// Decodes `T` from one variant's payload given as JSON text.
+    pub fn decode_variant_json<'de, T>(variant: &'static str, json: &'de str) -> Result<T, serde_json::Error>
+    where
+        T: serde::Deserialize<'de>,
+    {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let value = decode_variant(variant, &mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+
+    /// A deserializer presenting an enum variant's name and payload as serde's
+    /// externally tagged form, `{name: payload}`.
+    struct Variant<D> {
+        name: &'static str,
+        payload: D,
+    }
+
+    impl<'de, D: Deserializer<'de>> Deserializer<'de> for Variant<D> {
+        type Error = D::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            visitor.visit_map(OneEntry { name: Some(self.name), payload: Some(self.payload) })
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            visitor.visit_enum(self)
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map struct identifier
+            ignored_any
+        }
+    }
+
+    impl<'de, D: Deserializer<'de>> EnumAccess<'de> for Variant<D> {
+        type Error = D::Error;
+        type Variant = Payload<D>;
+
+        fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Payload<D>), D::Error> {
+            let variant = seed.deserialize(self.name.into_deserializer())?;
+            Ok((variant, Payload(self.payload)))
+        }
+    }
+
+    /// A variant's payload, decoded as the variant's shape asks.
+    struct Payload<D>(D);
+
+    impl<'de, D: Deserializer<'de>> VariantAccess<'de> for Payload<D> {
+        type Error = D::Error;
+
+        fn unit_variant(self) -> Result<(), D::Error> {
+            <()>::deserialize(self.0)
+        }
+
+        fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, D::Error> {
+            seed.deserialize(self.0)
+        }
+
+        fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, D::Error> {
+            self.0.deserialize_tuple(len, visitor)
+        }
+
+        fn struct_variant<V: Visitor<'de>>(
+            self,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_struct("", fields, visitor)
+        }
+    }
+
+    /// The one entry of `{name: payload}`, for a `Deserialize` that asks for any shape.
+    struct OneEntry<D> {
+        name: Option<&'static str>,
+        payload: Option<D>,
+    }
+
+    impl<'de, D: Deserializer<'de>> MapAccess<'de> for OneEntry<D> {
+        type Error = D::Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, D::Error> {
+            self.name.take().map(|name| seed.deserialize(name.into_deserializer())).transpose()
+        }
+
+        fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, D::Error> {
+            match self.payload.take() {
+                Some(payload) => seed.deserialize(payload),
+                None => Err(D::Error::custom("a variant's payload was asked for twice")),
+            }
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            Some(usize::from(self.name.is_some()))
         }
     }
 

@@ -12,6 +12,7 @@ pub mod validate;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_core::stream::BoxStream;
+use futures_util::TryStreamExt;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -28,6 +29,9 @@ pub use types::{
 
 /// A stream of events, as returned by [`EventStore::stream`] and the subscriptions.
 pub type EventStream = BoxStream<'static, Result<RecordedEvent, StoreError>>;
+
+/// One aggregate's stored events as [`EventStore::read_payloads`] yields them.
+pub type PayloadStream<'a> = BoxStream<'a, Result<EventPayload, StoreError>>;
 
 /// A signal that the log may have grown: the value changes after appends commit. It is
 /// only a wake-up; the log is the source of truth.
@@ -78,16 +82,21 @@ pub trait EventStore: Send + Sync + 'static {
         range: VersionRange,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Reads the stream's events after version `after`, in version order, with only
-    /// what folding them into an aggregate needs: the aggregate actors load through it.
-    /// By default from [`read_stream`](Self::read_stream); a backend may read less.
-    async fn read_payloads(
-        &self,
-        stream: &StreamId,
-        after: Version,
-    ) -> Result<Vec<EventPayload>, StoreError> {
-        let events = self.read_stream(stream, VersionRange::after(after)).await?;
-        Ok(events.into_iter().map(EventPayload::from).collect())
+    /// Streams the stream's events after version `after`, in version order, with only
+    /// what folding them into an aggregate needs: the aggregate actors load through it,
+    /// decoding and folding each event as it arrives.
+    ///
+    /// By default from [`read_stream`](Self::read_stream); a backend may read less and
+    /// yield events while it still reads the rest. An error ends the stream.
+    fn read_payloads<'a>(&'a self, stream: &'a StreamId, after: Version) -> PayloadStream<'a> {
+        let read = self.read_stream(stream, VersionRange::after(after));
+        Box::pin(
+            futures_util::stream::once(read)
+                .map_ok(|events| {
+                    futures_util::stream::iter(events.into_iter().map(|e| Ok(EventPayload::from(e))))
+                })
+                .try_flatten(),
+        )
     }
 
     /// Reads up to `limit` events of the global log after `after`, gap-safe.

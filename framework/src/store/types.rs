@@ -299,7 +299,7 @@ impl NewEvent {
 
 /// What folding a stored event into an aggregate needs of it (see
 /// [`EventStore::read_payloads`](crate::EventStore::read_payloads)).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct EventPayload {
     /// The event's version in its stream.
@@ -308,24 +308,27 @@ pub struct EventPayload {
     pub event_type: String,
     /// The schema version of the payload's shape.
     pub schema_version: u32,
-    /// The payload.
-    pub payload: Value,
+    /// The payload's JSON text, as stored: aggregates decode it with
+    /// [`DomainEvent::from_json`](crate::DomainEvent::from_json), which refuses text
+    /// that is not JSON.
+    pub payload: String,
 }
 
 impl EventPayload {
-    /// An event's version, type, schema version and payload, as a backend read them.
-    pub fn new(version: Version, event_type: String, schema_version: u32, payload: Value) -> Self {
+    /// An event's version, type, schema version and payload text, as a backend read them.
+    pub fn new(version: Version, event_type: String, schema_version: u32, payload: String) -> Self {
         EventPayload { version, event_type, schema_version, payload }
     }
 }
 
 impl From<RecordedEvent> for EventPayload {
+    /// Keeps what an aggregate needs of a recorded event, its payload as JSON text.
     fn from(e: RecordedEvent) -> Self {
         EventPayload {
             version: e.version,
             event_type: e.event_type,
             schema_version: e.schema_version,
-            payload: e.payload,
+            payload: e.payload.to_string(),
         }
     }
 }
