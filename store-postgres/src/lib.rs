@@ -27,6 +27,7 @@
 //! allowed only through [`delete_before`](factum::EventStore::delete_before).
 
 mod config;
+mod conns;
 mod lease;
 mod listener;
 mod projection;

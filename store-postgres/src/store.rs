@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::config::{check_identifier, ConfigError, PostgresConfig, SchemaNames};
+use crate::conns::Connections;
 use crate::lease::Leases;
 use crate::listener::{self, Notifier, Wakes};
 use crate::schema::{self, expand};
@@ -249,6 +250,8 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: PgPool,
+    /// Connections for one-statement operations, kept out of the pool between them.
+    conns: Arc<Connections>,
     names: SchemaNames,
     sql: Sql,
     channel: Option<String>,
@@ -458,6 +461,7 @@ impl PostgresStore {
         validate_config(&config)?;
         Ok(PostgresStore {
             inner: Arc::new(Inner {
+                conns: Arc::new(Connections::new(pool.clone())),
                 pool,
                 sql: Sql::new(&config.names),
                 names: config.names,
@@ -683,14 +687,75 @@ impl PostgresStore {
         appended(stream, written)
     }
 
+    /// [`EventStore::append`] on `conn`, once validated.
+    async fn append_on(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, StoreError> {
+        // Committed on its own (autocommit): notified after the commit, see `Notifier`.
+        let outcome = match expected {
+            ExpectedVersion::Exact(_) | ExpectedVersion::NoStream => {
+                self.append_checked(conn, stream, expected, events).await
+            }
+            // The head is read in the database, under the stream's advisory lock.
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => {
+                let mut outcome = self.append_rows(conn, stream, expected, events, false).await;
+                for _ in 0..APPEND_RETRIES {
+                    match outcome {
+                        // Nothing was written: a new transaction has a newer id, and the
+                        // winner of the version is in its snapshot.
+                        Err(
+                            AppendFailure::Other(StoreError::RetryTransaction { .. })
+                            | AppendFailure::VersionTaken,
+                        ) => {
+                            outcome = self.append_rows(conn, stream, expected, events, false).await;
+                        }
+                        _ => break,
+                    }
+                }
+                outcome
+            }
+        };
+        let conflict = match outcome {
+            Ok(result) => {
+                self.committed(stream.aggregate_type());
+                return Ok(result);
+            }
+            Err(AppendFailure::Duplicate) => {
+                let stored = self.read_batch_ids(conn, stream, events).await?;
+                return duplicate_outcome(stream, events, &stored);
+            }
+            Err(AppendFailure::Other(e @ StoreError::Conflict { .. })) => e,
+            Err(AppendFailure::Other(e)) => return Err(e),
+            // Another writer took the version between the check and the insert.
+            Err(AppendFailure::VersionTaken) => {
+                let actual = self.head(conn, stream).await?;
+                StoreError::Conflict { stream: stream.clone(), expected, actual }
+            }
+        };
+        // The version check runs before the insert: a retry of a stored batch meets a
+        // conflict first. Like the in-memory store, let the duplicate id decide.
+        let stored = self.read_batch_ids(conn, stream, events).await?;
+        if stored.is_empty() {
+            Err(conflict)
+        } else {
+            duplicate_outcome(stream, events, &stored)
+        }
+    }
+
     pub(crate) async fn advance_checkpoint_in_pool(
         &self,
         consumer: &str,
         from: Checkpoint,
         to: Checkpoint,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
-        self.advance_checkpoint_in(&mut conn, consumer, from, to).await
+        let mut conn = self.inner.conns.get().await?;
+        let result = self.advance_checkpoint_in(&mut conn, consumer, from, to).await;
+        conn.release(&result);
+        result
     }
 
     /// Records a projection's failure inside a transaction the caller owns.
@@ -949,61 +1014,17 @@ impl EventStore for PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         validate::batch(&events, &self.inner.limits)?;
-        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
-        // Committed on its own (autocommit): notified after the commit, see `Notifier`.
-        let outcome = match expected {
-            ExpectedVersion::Exact(_) | ExpectedVersion::NoStream => {
-                self.append_checked(&mut conn, stream, expected, &events).await
-            }
-            // The head is read in the database, under the stream's advisory lock.
-            ExpectedVersion::Any | ExpectedVersion::StreamExists => {
-                let mut outcome = self.append_rows(&mut conn, stream, expected, &events, false).await;
-                for _ in 0..APPEND_RETRIES {
-                    match outcome {
-                        // Nothing was written: a new transaction has a newer id, and the
-                        // winner of the version is in its snapshot.
-                        Err(
-                            AppendFailure::Other(StoreError::RetryTransaction { .. })
-                            | AppendFailure::VersionTaken,
-                        ) => {
-                            outcome = self.append_rows(&mut conn, stream, expected, &events, false).await;
-                        }
-                        _ => break,
-                    }
-                }
-                outcome
-            }
-        };
-        let conflict = match outcome {
-            Ok(result) => {
-                self.committed(stream.aggregate_type());
-                return Ok(result);
-            }
-            Err(AppendFailure::Duplicate) => {
-                let stored = self.read_batch_ids(&mut conn, stream, &events).await?;
-                return duplicate_outcome(stream, &events, &stored);
-            }
-            Err(AppendFailure::Other(e @ StoreError::Conflict { .. })) => e,
-            Err(AppendFailure::Other(e)) => return Err(e),
-            // Another writer took the version between the check and the insert.
-            Err(AppendFailure::VersionTaken) => {
-                let actual = self.head(&mut conn, stream).await?;
-                StoreError::Conflict { stream: stream.clone(), expected, actual }
-            }
-        };
-        // The version check runs before the insert: a retry of a stored batch meets a
-        // conflict first. Like the in-memory store, let the duplicate id decide.
-        let stored = self.read_batch_ids(&mut conn, stream, &events).await?;
-        if stored.is_empty() {
-            Err(conflict)
-        } else {
-            duplicate_outcome(stream, &events, &stored)
-        }
+        let mut conn = self.inner.conns.get().await?;
+        let result = self.append_on(&mut conn, stream, expected, &events).await;
+        conn.release(&result);
+        result
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
-        self.head(&mut conn, stream).await
+        let mut conn = self.inner.conns.get().await?;
+        let result = self.head(&mut conn, stream).await;
+        conn.release(&result);
+        result
     }
 
     async fn read_stream(
@@ -1011,17 +1032,18 @@ impl EventStore for PostgresStore {
         stream: &StreamId,
         range: VersionRange,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut conn = self.inner.conns.get().await?;
         let rows = sqlx::query(&self.inner.sql.read_stream)
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
             .bind(to_i64(range.from.0))
             .bind(range.to.map_or(i64::MAX, |v| to_i64(v.0)))
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&mut *conn)
             .await
-            .map_err(backend)?;
-        decode_all(&rows)
+            .map_err(backend);
+        conn.release(&rows);
+        decode_all(&rows?)
     }
-
     fn read_payloads<'a>(&'a self, stream: &'a StreamId, after: Version) -> PayloadStream<'a> {
         // Rows are decoded as they arrive, so the caller folds events while PostgreSQL
         // still sends the rest.
@@ -1046,13 +1068,16 @@ impl EventStore for PostgresStore {
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         validate::page_limit(limit, &self.inner.limits)?;
+        let mut conn = self.inner.conns.get().await?;
         let rows = sqlx::query(&self.inner.sql.read_all)
             .bind(to_i64(after.transaction))
             .bind(to_i64(after.position.0))
             .bind(to_i64(limit as u64))
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&mut *conn)
             .await
-            .map_err(backend)?;
+            .map_err(backend);
+        conn.release(&rows);
+        let rows = rows?;
         decode_all(&rows)
     }
 
@@ -1064,14 +1089,17 @@ impl EventStore for PostgresStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         validate::category(category)?;
         validate::page_limit(limit, &self.inner.limits)?;
+        let mut conn = self.inner.conns.get().await?;
         let rows = sqlx::query(&self.inner.sql.read_category)
             .bind(to_i64(after.transaction))
             .bind(to_i64(after.position.0))
             .bind(to_i64(limit as u64))
             .bind(category)
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&mut *conn)
             .await
-            .map_err(backend)?;
+            .map_err(backend);
+        conn.release(&rows);
+        let rows = rows?;
         decode_all(&rows)
     }
 
@@ -1135,26 +1163,32 @@ impl EventStore for PostgresStore {
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         validate::snapshot(snapshot)?;
-        sqlx::query(&self.inner.sql.save_snapshot)
+        let mut conn = self.inner.conns.get().await?;
+        let done = sqlx::query(&self.inner.sql.save_snapshot)
             .bind(snapshot.stream.aggregate_type())
             .bind(snapshot.stream.aggregate_id())
             .bind(to_i64(snapshot.version.0))
             .bind(snapshot.schema_version as i32)
             .bind(&snapshot.state)
             .bind(snapshot.created_at)
-            .execute(&self.inner.pool)
+            .execute(&mut *conn)
             .await
-            .map_err(backend)?;
-        Ok(())
+            .map_err(backend)
+            .map(|_| ());
+        conn.release(&done);
+        done
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let mut conn = self.inner.conns.get().await?;
         let row = sqlx::query(&self.inner.sql.load_snapshot)
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
-            .fetch_optional(&self.inner.pool)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(backend)?;
+            .map_err(backend);
+        conn.release(&row);
+        let row = row?;
         let Some(row) = row else { return Ok(None) };
         let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
         let schema_version: i32 = row.try_get(1).map_err(corrupt)?;
@@ -1180,11 +1214,14 @@ impl EventStore for PostgresStore {
 
     async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
         validate::consumer_name(consumer)?;
-        let row: Option<(i64, i64)> = sqlx::query_as(&self.inner.sql.load_checkpoint)
+        let mut conn = self.inner.conns.get().await?;
+        let row: Result<Option<(i64, i64)>, _> = sqlx::query_as(&self.inner.sql.load_checkpoint)
             .bind(consumer)
-            .fetch_optional(&self.inner.pool)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(backend)?;
+            .map_err(backend);
+        conn.release(&row);
+        let row = row?;
         row.map(|(tx, pos)| {
             Ok(Checkpoint {
                 transaction: to_u64("checkpoint transaction", tx)?,
@@ -1195,8 +1232,10 @@ impl EventStore for PostgresStore {
     }
 
     async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
-        self.save_checkpoint_in(&mut conn, consumer, checkpoint).await
+        let mut conn = self.inner.conns.get().await?;
+        let result = self.save_checkpoint_in(&mut conn, consumer, checkpoint).await;
+        conn.release(&result);
+        result
     }
 
     async fn delete_before_guarded(

@@ -27,7 +27,7 @@ use factum_postgres::{ExactlyOnce, PgProjection, PoolSettings, PostgresConfig, P
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------
@@ -103,6 +103,39 @@ fn new_event(id: &str, amount: i64) -> NewEvent {
 struct Rep {
     value: f64,
     latencies: Vec<Duration>,
+    /// CPU per operation in µs, (this process, the PostgreSQL server), where measured.
+    cpu: Option<(f64, f64)>,
+}
+
+/// CPU time used so far by this process and by the PostgreSQL server processes (every
+/// process named `postgres`, children reaped by the postmaster included), in clock ticks,
+/// from `/proc`; `None` where there is no `/proc`.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    fn ticks(stat: &str, children: bool) -> Option<u64> {
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+        // utime, stime, cutime, cstime are fields 14–17 of stat, 12–15 after the name.
+        let own = n(11)? + n(12)?;
+        Some(if children { own + n(13)? + n(14)? } else { own })
+    }
+    let me = ticks(&std::fs::read_to_string("/proc/self/stat").ok()?, false)?;
+    let mut server = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        if stat.contains("(postgres)") {
+            server += ticks(&stat, true).unwrap_or(0);
+        }
+    }
+    Some((me, server))
+}
+
+/// CPU per operation in µs between two `cpu_ticks` readings (100 ticks per second).
+fn cpu_per_op(before: Option<(u64, u64)>, ops: usize) -> Option<(f64, f64)> {
+    let (b, after) = (before?, cpu_ticks()?);
+    let us = |t: u64| t as f64 * 10_000.0 / ops as f64;
+    Some((us(after.0.saturating_sub(b.0)), us(after.1.saturating_sub(b.1))))
 }
 
 #[derive(Clone, Debug)]
@@ -112,6 +145,8 @@ struct Figure {
     max: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Median CPU per operation in µs: (this process, the server).
+    cpu: Option<(f64, f64)>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -146,7 +181,18 @@ fn figure(reps: &[Rep]) -> Figure {
         p50s.push(percentile(&l, 0.50));
         p99s.push(percentile(&l, 0.99));
     }
-    Figure { median: median(&mut values), min, max, p50_ms: median(&mut p50s), p99_ms: median(&mut p99s) }
+    let cpu = reps.iter().map(|r| r.cpu).collect::<Option<Vec<_>>>().filter(|c| !c.is_empty()).map(|c| {
+        let (mut client, mut server): (Vec<f64>, Vec<f64>) = c.into_iter().unzip();
+        (median(&mut client), median(&mut server))
+    });
+    Figure {
+        median: median(&mut values),
+        min,
+        max,
+        p50_ms: median(&mut p50s),
+        p99_ms: median(&mut p99s),
+        cpu,
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -196,8 +242,10 @@ impl Outcome {
 
     fn json(&self) -> Value {
         let fig = |f: &Figure| {
+            let cpu =
+                f.cpu.map(|(client, server)| json!({ "client": round(client), "server": round(server) }));
             json!({ "median": round(f.median), "min": round(f.min), "max": round(f.max),
-                    "p50_ms": round(f.p50_ms), "p99_ms": round(f.p99_ms) })
+                    "p50_ms": round(f.p50_ms), "p99_ms": round(f.p99_ms), "cpu_us_per_op": cpu })
         };
         json!({
             "workload": self.id,
@@ -266,6 +314,21 @@ fn print_table(outcomes: &[Outcome]) {
             o.goal_text(),
             if o.met() { "yes" } else { "**no**" }
         );
+    }
+    let with_cpu: Vec<&Outcome> = outcomes.iter().filter(|o| o.framework.cpu.is_some()).collect();
+    if !with_cpu.is_empty() {
+        println!();
+        println!("CPU per operation, µs (medians; this process / the PostgreSQL server):");
+        println!();
+        println!("| workload | framework: client / server | raw: client / server |");
+        println!("| --- | --- | --- |");
+        let cpu = |f: Option<&Figure>| match f.and_then(|f| f.cpu) {
+            Some((c, s)) => format!("{c:.0} / {s:.0}"),
+            None => "—".into(),
+        };
+        for o in with_cpu {
+            println!("| {} {} | {} | {} |", o.id, o.name, cpu(Some(&o.framework)), cpu(o.raw.as_ref()));
+        }
     }
 }
 
@@ -339,6 +402,7 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     let op = Arc::new(op);
+    let cpu = cpu_ticks();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..CONCURRENCY {
@@ -363,20 +427,30 @@ where
         latencies.extend(t.await.unwrap());
     }
     let took = started.elapsed().as_secs_f64();
-    Rep { value: latencies.len() as f64 / took, latencies }
+    let cpu = cpu_per_op(cpu, latencies.len());
+    Rep { value: latencies.len() as f64 / took, latencies, cpu }
 }
 
+/// The raw baseline: each task sends its `INSERT`s on a connection of its own, the least
+/// a client can do per append (a pooled connection costs two more round trips: sqlx tests
+/// it when it is taken and when it is given back).
 async fn w1_raw(b: &Bench) -> Rep {
     let (store, schema) = b.fresh_store("w1raw").await;
     drop(store);
-    let pool = b.raw_pool().await;
+    let mut conns = Vec::new();
+    for _ in 0..CONCURRENCY {
+        conns.push(tokio::sync::Mutex::new(PgConnection::connect(&b.url).await.expect("raw connection")));
+    }
+    let conns = Arc::new(conns);
     let sql: &'static str = Box::leak(raw_insert_sql(&schema).into_boxed_str());
     b.settle().await;
-    let rep = concurrent(W1_APPENDS, move |_, stream, version| {
-        let pool = pool.clone();
+    let rep = concurrent(W1_APPENDS, move |t, stream, version| {
+        let conns = conns.clone();
         async move {
             let e = new_event("x", 1);
             let id = format!("acc-{stream}");
+            // Only task `t` uses connection `t`: the lock is never contended.
+            let mut conn = conns[t].lock().await;
             sqlx::query(sql)
                 .bind(e.event_id)
                 .bind("Account")
@@ -390,7 +464,7 @@ async fn w1_raw(b: &Bench) -> Rep {
                 .bind(e.occurred_at)
                 .bind(e.metadata.correlation_id)
                 .bind(e.metadata.causation_id)
-                .execute(&pool)
+                .execute(&mut *conn)
                 .await
                 .expect("raw insert");
         }
@@ -547,7 +621,7 @@ async fn w3(b: &Bench) -> W3 {
     b.drop_schema(&schema).await;
     let rep = |l: Vec<Duration>| {
         let mut ms: Vec<f64> = l.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-        Rep { value: median(&mut ms), latencies: l }
+        Rep { value: median(&mut ms), latencies: l, cpu: None }
     };
     W3 { raw: rep(raw), full: rep(full), snap: rep(snap) }
 }
@@ -725,7 +799,7 @@ async fn w4(b: &Bench) -> (Rep, Rep) {
         pages.push(page_began.elapsed());
     }
     assert_eq!(n, W4_EVENTS);
-    let raw = Rep { value: n as f64 / began.elapsed().as_secs_f64(), latencies: pages };
+    let raw = Rep { value: n as f64 / began.elapsed().as_secs_f64(), latencies: pages, cpu: None };
 
     let counts = Counts::create(store.pool(), &schema).await;
     b.settle().await;
@@ -754,7 +828,7 @@ async fn w4(b: &Bench) -> (Rep, Rep) {
         .await
         .unwrap();
     assert_eq!(total as usize, W4_EVENTS);
-    let fw = Rep { value: W4_EVENTS as f64 / took, latencies: batches.lock().unwrap().clone() };
+    let fw = Rep { value: W4_EVENTS as f64 / took, latencies: batches.lock().unwrap().clone(), cpu: None };
     b.drop_schema(&schema).await;
     (fw, raw)
 }
@@ -769,7 +843,7 @@ async fn w5_framework(b: &Bench) -> Rep {
     b.settle().await;
     let began = Instant::now();
     let lat = bulk(&store, W5_EVENTS, "bulk").await;
-    let rep = Rep { value: W5_EVENTS as f64 / began.elapsed().as_secs_f64(), latencies: lat };
+    let rep = Rep { value: W5_EVENTS as f64 / began.elapsed().as_secs_f64(), latencies: lat, cpu: None };
     b.drop_schema(&schema).await;
     rep
 }
@@ -820,7 +894,7 @@ async fn w5_raw(b: &Bench) -> Rep {
             version = 0;
         }
     }
-    let rep = Rep { value: W5_EVENTS as f64 / began.elapsed().as_secs_f64(), latencies: lat };
+    let rep = Rep { value: W5_EVENTS as f64 / began.elapsed().as_secs_f64(), latencies: lat, cpu: None };
     b.drop_schema(&schema).await;
     rep
 }
@@ -899,7 +973,7 @@ async fn w6(b: &Bench) -> (Rep, f64) {
     let mut ms: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     ms.sort_by(f64::total_cmp);
     let p99 = ms[((ms.len() - 1) as f64 * 0.99).round() as usize];
-    (Rep { value: p99, latencies: lat }, achieved)
+    (Rep { value: p99, latencies: lat, cpu: None }, achieved)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -972,7 +1046,7 @@ fn w7() -> Rep {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().expect("W7 child output"));
     let (per, spawn_us) = (fields.next().expect("W7 figure"), fields.next().expect("W7 figure"));
-    Rep { value: per, latencies: vec![Duration::from_secs_f64(spawn_us / 1e6)] }
+    Rep { value: per, latencies: vec![Duration::from_secs_f64(spawn_us / 1e6)], cpu: None }
 }
 
 async fn w7_child() -> (f64, f64) {

@@ -688,3 +688,87 @@ async fn heads_deleted_under_schema_two_still_count() {
     let r = store.append(&old, ExpectedVersion::Exact(Version(10)), vec![ev("E"), ev("F")]).await.unwrap();
     assert_eq!(r.to_version, Version(12));
 }
+
+/// The store keeps connections out of the pool between appends, but never starves the
+/// pool's other users: with every connection of a 4-connection pool recently used for
+/// appends, the application can still take all 4 from the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stacked_connections_go_back_to_the_pool() {
+    let db = TestDb::new().await;
+    let store = db.store_with(db.config().with_pool(PoolSettings::default().max_connections(4))).await;
+    let barrier = Arc::new(Barrier::new(4));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        writers.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let s = sid("Order", &format!("o-{w}"));
+            for v in 0..20 {
+                store.append(&s, ExpectedVersion::Exact(Version(v)), vec![ev("A")]).await.unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let began = Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let conn = tokio::time::timeout(Duration::from_secs(3), store.pool().acquire()).await;
+        held.push(conn.expect("a pooled connection within 3 s").expect("acquire"));
+    }
+    println!("4 pooled connections after the appends in {:?}", began.elapsed());
+    drop(held);
+    // And the store goes on working on the connections it gets back.
+    store.append(&sid("Order", "o-0"), ExpectedVersion::Exact(Version(20)), vec![ev("B")]).await.unwrap();
+    assert_eq!(store.stream_version(&sid("Order", "o-0")).await.unwrap(), Version(21));
+}
+
+/// When the server drops every connection (as on a restart), one operation fails, not
+/// one per connection the store had kept: the rest are tested by the pool again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_connections_fail_one_operation() {
+    let db = TestDb::new().await;
+    let store = db.store_with(db.config().with_pool(PoolSettings::default().max_connections(6))).await;
+    let barrier = Arc::new(Barrier::new(4));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        writers.push(tokio::spawn(async move {
+            let s = sid("Order", &format!("o-{w}"));
+            for v in 0..10 {
+                barrier.wait().await;
+                store.append(&s, ExpectedVersion::Exact(Version(v)), vec![ev("A")]).await.unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut admin = db.connect().await;
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(killed >= 1, "the store had connections");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let s = sid("Order", "o-0");
+    let mut failures = 0;
+    let mut version = 10;
+    for _ in 0..8 {
+        match store.append(&s, ExpectedVersion::Exact(Version(version)), vec![ev("B")]).await {
+            Ok(r) => version = r.to_version.0,
+            Err(StoreError::Backend(e)) => {
+                println!("after the kill: {e}");
+                failures += 1;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(failures <= 1, "{failures} appends failed after {killed} connections were killed");
+    assert_eq!(version, 10 + 8 - failures, "every other append went through");
+    assert_eq!(store.stream_version(&s).await.unwrap(), Version(version));
+}
