@@ -7,6 +7,12 @@
 # on exit. Prints one JSON line per workload, then a table.
 #
 #   scripts/bench.sh [--reps N] [w1 w2 ...]
+#   scripts/bench.sh [--reps N] statements
+#
+# `statements` runs no Rust: it puts the framework's schema on the cluster and
+# compares, with pgbench (16 clients, prepared statements, 12 s each, alternating), the
+# raw INSERT with the append's version-checked INSERT, to show what the check costs on
+# the server alone.
 #
 # Environment: FACTUM_BENCH_PORT (default 55439), FACTUM_BENCH_REPS (default 5),
 # FACTUM_BENCH_WORKLOADS (comma-separated), FACTUM_BENCH_KEEP=1 to leave the
@@ -20,6 +26,7 @@ CARGO=${CARGO:-cargo}
 PORT=${FACTUM_BENCH_PORT:-55439}
 REPS=${FACTUM_BENCH_REPS:-5}
 WORKLOADS=${FACTUM_BENCH_WORKLOADS:-}
+STATEMENTS=0
 
 log() { printf 'bench.sh: %s\n' "$*" >&2; }
 die() {
@@ -33,6 +40,7 @@ while (($#)); do
     --reps=*) REPS=${1#--reps=}; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 0 ;;
     w[1-7]) WORKLOADS=${WORKLOADS:+$WORKLOADS,}$1; shift ;;
+    statements) STATEMENTS=1; shift ;;
     *) die "unknown argument '$1' (expected --reps N or w1..w7)" ;;
     esac
 done
@@ -45,8 +53,10 @@ source scripts/pg-lib.sh
 ensure_binaries
 
 # Build first, so that the cluster only lives while the benchmark runs.
-log "building the benchmark (release)"
-"$CARGO" bench -p factum-tests --bench workloads --no-run >&2
+if ((!STATEMENTS)); then
+    log "building the benchmark (release)"
+    "$CARGO" bench -p factum-tests --bench workloads --no-run >&2
+fi
 
 DIR=$(mktemp -d /tmp/factum-bench.XXXXXX)
 chmod 755 "$DIR"
@@ -96,6 +106,31 @@ settings=$(as_owner "$BINDIR/psql" "$URL" -XAtq -c "SELECT string_agg(name || '=
     FROM pg_settings WHERE name IN ('fsync','synchronous_commit','full_page_writes','wal_sync_method','shared_buffers')")
 log "PostgreSQL $("$BINDIR/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT: $settings"
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)"
+
+if ((STATEMENTS)); then
+    for f in store-postgres/sql/0*.sql; do
+        sed -e 's/{schema}/public/g; s/{events}/events/g; s/{streams}/event_streams/g' \
+            -e 's/{snapshots}/snapshots/g; s/{positions}/projection_positions/g; s/{failures}/projection_failures/g' "$f" |
+            as_owner "$BINDIR/psql" "$URL" -XAq -v ON_ERROR_STOP=1 >/dev/null
+    done
+    cols="event_id, aggregate_type, aggregate_id, version, event_type, event_version, topic, event_data, metadata, occurred_at, correlation_id, causation_id"
+    vals="gen_random_uuid(), :t, 'c' || :client_id, :v, 'account.deposited', 1, 'account.money.deposited', '{\"amount\": 1, \"customer\": \"acc-1\"}'::jsonb, '{}'::jsonb, now(), gen_random_uuid(), gen_random_uuid()"
+    # Each client appends to a stream of its own, at the next version (v counts per client).
+    printf '\\set v :v + 1\nINSERT INTO events (%s) VALUES (%s);\n' "$cols" "$vals" >"$DIR/raw.sql"
+    printf '\\set v :v + 1\nINSERT INTO events (%s) SELECT %s WHERE coalesce((SELECT h.version FROM events h WHERE h.aggregate_type = :t AND h.aggregate_id = %s ORDER BY h.version DESC LIMIT 1), 0) = :v - 1 RETURNING version, global_position;\n' \
+        "$cols" "$vals" "'c' || :client_id" >"$DIR/checked.sql"
+    chmod 644 "$DIR"/*.sql
+    n=0
+    for ((r = 1; r <= REPS; r++)); do
+        for kind in raw checked; do
+            n=$((n + 1))
+            tps=$(as_owner "$BINDIR/pgbench" "$URL" -n -M prepared -c 16 -j 2 -T 12 -D v=0 -D t="run$n" \
+                -f "$DIR/$kind.sql" 2>&1 | awk '/^tps/ {printf "%.0f", $3}')
+            printf '{"statement":"%s","repetition":%d,"tps":%s}\n' "$kind" "$r" "${tps:-null}"
+        done
+    done
+    exit 0
+fi
 
 FACTUM_BENCH_URL=$URL FACTUM_BENCH_REPS=$REPS FACTUM_BENCH_WORKLOADS=$WORKLOADS \
     "$CARGO" bench -p factum-tests --bench workloads
