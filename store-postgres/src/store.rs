@@ -457,6 +457,10 @@ impl PostgresStore {
     }
 
     /// Uses an existing pool; its connection settings win over the config's.
+    ///
+    /// The store's one-statement operations keep a connection out of the pool for up to
+    /// 100 ms between uses, so the pool's `before_acquire` and `after_release` hooks run
+    /// only when a connection passes through the pool (see the operations guide).
     pub fn from_pool(pool: PgPool, config: PostgresConfig) -> Result<Self, StoreError> {
         validate_config(&config)?;
         Ok(PostgresStore {
