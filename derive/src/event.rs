@@ -204,11 +204,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 ) -> ::core::result::Result<Self, ::factum::EventCodecError> {
                     match event_type {
                         #(#arms_json)*
-                        _ => {
-                            let payload = ::factum::__private::serde_json::from_str(json)
-                                .map_err(|e| ::factum::__private::malformed(event_type, e))?;
-                            <Self as ::factum::DomainEvent>::from_stored(event_type, schema_version, payload)
-                        }
+                        _ => ::factum::__private::parse_then_from_stored(event_type, schema_version, json),
                     }
                 }
             }

@@ -45,13 +45,13 @@ impl Connections {
     }
 
     /// A connection: the most recently stacked one, else one from the pool.
-    pub(crate) async fn get(self: &Arc<Self>) -> Result<Lent, StoreError> {
+    pub(crate) async fn get(self: &Arc<Self>) -> Result<Lent<'_>, StoreError> {
         let stacked = self.lock().pop();
         let conn = match stacked {
             Some((conn, _)) => conn,
             None => self.pool.acquire().await.map_err(backend)?,
         };
-        Ok(Lent { from: Arc::downgrade(self), conn: Some(conn) })
+        Ok(Lent { from: self, conn: Some(conn) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PoolConnection<Postgres>, Instant)>> {
@@ -107,12 +107,12 @@ async fn reap(connections: Weak<Connections>) {
 
 /// A borrowed connection. [`release`](Self::release) it when its operation is over;
 /// dropped without that (the operation was cancelled), it goes back to the pool.
-pub(crate) struct Lent {
-    from: Weak<Connections>,
+pub(crate) struct Lent<'a> {
+    from: &'a Arc<Connections>,
     conn: Option<PoolConnection<Postgres>>,
 }
 
-impl Lent {
+impl Lent<'_> {
     /// Ends the operation: on a clean outcome the connection is stacked for the next
     /// one; after a connection-level or unexpected error it goes back to the pool.
     pub(crate) fn release<T>(mut self, outcome: &Result<T, StoreError>) {
@@ -126,19 +126,23 @@ impl Lent {
                     | StoreError::RetryTransaction { .. }
             ),
         };
-        let Some(from) = self.from.upgrade() else { return };
-        match (clean, self.conn.take()) {
-            (true, Some(conn)) => from.put(conn),
+        // Not stacked, the connection goes back to the pool when `self` is dropped.
+        let conn = self.conn.take();
+        if clean {
+            if let Some(conn) = conn {
+                self.from.put(conn);
+            }
+        } else if matches!(outcome, Err(StoreError::Backend(_))) {
             // The connection may have died with the server: so may every stacked one.
             // The pool tests each as it takes them back and closes the dead ones, so a
             // restart fails one operation here, not one per stacked connection.
-            _ if matches!(outcome, Err(StoreError::Backend(_))) => drop(std::mem::take(&mut *from.lock())),
-            _ => {}
+            drop(conn);
+            drop(std::mem::take(&mut *self.from.lock()));
         }
     }
 }
 
-impl Deref for Lent {
+impl Deref for Lent<'_> {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
@@ -146,7 +150,7 @@ impl Deref for Lent {
     }
 }
 
-impl DerefMut for Lent {
+impl DerefMut for Lent<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
         self.conn.as_deref_mut().expect("a lent connection is only taken when released")
     }

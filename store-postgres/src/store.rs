@@ -1247,9 +1247,7 @@ impl EventStore for PostgresStore {
         cutoff: DateTime<Utc>,
         guard: &RetentionGuard,
     ) -> Result<u64, StoreError> {
-        for name in &guard.unprocessed_by {
-            validate::consumer_name(name)?;
-        }
+        validate::retention_guard(guard)?;
         self.delete_events(cutoff, Some(guard)).await
     }
 

@@ -689,21 +689,17 @@ async fn heads_deleted_under_schema_two_still_count() {
     assert_eq!(r.to_version, Version(12));
 }
 
-/// The store keeps connections out of the pool between appends, but never starves the
-/// pool's other users: with every connection of a 4-connection pool recently used for
-/// appends, the application can still take all 4 from the pool.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stacked_connections_go_back_to_the_pool() {
-    let db = TestDb::new().await;
-    let store = db.store_with(db.config().with_pool(PoolSettings::default().max_connections(4))).await;
+/// Four writers append `n` events each to streams `o-0` … `o-3`, in lock step, so that
+/// the store uses four connections at once.
+async fn four_writers_in_step(store: &PostgresStore, n: u64) {
     let barrier = Arc::new(Barrier::new(4));
     let mut writers = Vec::new();
     for w in 0..4 {
         let (store, barrier) = (store.clone(), barrier.clone());
         writers.push(tokio::spawn(async move {
-            barrier.wait().await;
             let s = sid("Order", &format!("o-{w}"));
-            for v in 0..20 {
+            for v in 0..n {
+                barrier.wait().await;
                 store.append(&s, ExpectedVersion::Exact(Version(v)), vec![ev("A")]).await.unwrap();
             }
         }));
@@ -711,6 +707,16 @@ async fn stacked_connections_go_back_to_the_pool() {
     for w in writers {
         w.await.unwrap();
     }
+}
+
+/// The store keeps connections out of the pool between appends, but never starves the
+/// pool's other users: with every connection of a 4-connection pool recently used for
+/// appends, the application can still take all 4 from the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stacked_connections_go_back_to_the_pool() {
+    let db = TestDb::new().await;
+    let store = db.store_with(db.config().with_pool(PoolSettings::default().max_connections(4))).await;
+    four_writers_in_step(&store, 20).await;
     let began = Instant::now();
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -730,21 +736,7 @@ async fn stacked_connections_go_back_to_the_pool() {
 async fn killed_connections_fail_one_operation() {
     let db = TestDb::new().await;
     let store = db.store_with(db.config().with_pool(PoolSettings::default().max_connections(6))).await;
-    let barrier = Arc::new(Barrier::new(4));
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let (store, barrier) = (store.clone(), barrier.clone());
-        writers.push(tokio::spawn(async move {
-            let s = sid("Order", &format!("o-{w}"));
-            for v in 0..10 {
-                barrier.wait().await;
-                store.append(&s, ExpectedVersion::Exact(Version(v)), vec![ev("A")]).await.unwrap();
-            }
-        }));
-    }
-    for w in writers {
-        w.await.unwrap();
-    }
+    four_writers_in_step(&store, 10).await;
     let mut admin = db.connect().await;
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \

@@ -64,8 +64,7 @@ pub trait DomainEvent: Sized + Send + Sync + 'static {
     /// # Ok::<(), EventCodecError>(())
     /// ```
     fn from_json(event_type: &str, schema_version: u32, json: &str) -> Result<Self, EventCodecError> {
-        let payload = serde_json::from_str(json).map_err(|e| __private::malformed(event_type, e))?;
-        Self::from_stored(event_type, schema_version, payload)
+        __private::parse_then_from_stored(event_type, schema_version, json)
     }
 }
 
@@ -158,6 +157,16 @@ pub mod __private {
             }
             _ => Value::Null,
         }
+    }
+
+    /// Parses a payload's JSON text, then decodes it with `from_stored` (upcasting).
+    pub fn parse_then_from_stored<E: super::DomainEvent>(
+        event_type: &str,
+        schema_version: u32,
+        json: &str,
+    ) -> Result<E, EventCodecError> {
+        let payload = serde_json::from_str(json).map_err(|e| malformed(event_type, e))?;
+        E::from_stored(event_type, schema_version, payload)
     }
 
     /// Decodes `T` (an externally tagged enum) from one variant's payload: `T`'s

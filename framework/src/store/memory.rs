@@ -322,9 +322,7 @@ impl EventStore for InMemoryStore {
         cutoff: DateTime<Utc>,
         guard: &RetentionGuard,
     ) -> Result<u64, StoreError> {
-        for name in &guard.unprocessed_by {
-            validate::consumer_name(name)?;
-        }
+        validate::retention_guard(guard)?;
         let mut state = self.lock();
         let checkpoints: Vec<Option<Checkpoint>> =
             guard.unprocessed_by.iter().map(|n| state.checkpoints.get(n).copied()).collect();

@@ -148,6 +148,11 @@ pub fn batch(events: &[NewEvent], limits: &Limits) -> Result<(), InvalidInput> {
     Ok(())
 }
 
+/// Checks a retention guard: each projection it names is a valid consumer name.
+pub fn retention_guard(guard: &super::RetentionGuard) -> Result<(), InvalidInput> {
+    guard.unprocessed_by.iter().try_for_each(|name| consumer_name(name))
+}
+
 /// Checks a consumer (projection) name for checkpoints.
 pub fn consumer_name(value: &str) -> Result<(), InvalidInput> {
     name("consumer name", value)
