@@ -140,6 +140,21 @@ async fn begin(store: &PostgresStore) -> Result<Transaction<'static, Postgres>, 
     store.pool().begin().await.map_err(|e| SinkError::Store(backend(e)))
 }
 
+/// A transaction inside `projection`'s batch fence (see `PostgresStore::fence`), if the
+/// checkpoint still is `from`; else the batch is fenced off and nothing was written.
+async fn begin_fenced(
+    store: &PostgresStore,
+    projection: &str,
+    from: Checkpoint,
+) -> Result<Transaction<'static, Postgres>, SinkError> {
+    let mut tx = begin(store).await?;
+    if store.fence(&mut tx, projection, from).await? {
+        Ok(tx)
+    } else {
+        Err(SinkError::Fenced)
+    }
+}
+
 fn handler(error: HandlerError, index: usize) -> SinkError {
     SinkError::Handler { index, error, prefix_committed: false }
 }
@@ -159,7 +174,7 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
                 false => Err(SinkError::Fenced),
             };
         }
-        let mut tx = begin(&self.store).await?;
+        let mut tx = begin_fenced(&self.store, batch.projection, batch.from).await?;
         if let Err(error) = catch_panic(self.projection.handle_batch(&mut tx, batch.events)).await {
             // The transaction is dropped: rolled back, nothing of the batch kept.
             if let Some(index) = error.as_error().downcast_ref::<AtEvent>().map(|a| a.index) {
@@ -168,7 +183,7 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
             // An overriding handle_batch failed somewhere: find the failing event one at
             // a time, in a new transaction.
             drop(tx);
-            tx = begin(&self.store).await?;
+            tx = begin_fenced(&self.store, batch.projection, batch.from).await?;
             for (index, event) in batch.events.iter().enumerate() {
                 // On error the transaction is dropped: rolled back, nothing of the batch kept.
                 catch_panic(self.projection.handle(&mut tx, event)).await.map_err(|e| handler(e, index))?;
@@ -181,7 +196,7 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
     }
 
     async fn skip(&mut self, failure: &ProjectionFailure, from: Checkpoint) -> Result<(), SinkError> {
-        let mut tx = begin(&self.store).await?;
+        let mut tx = begin_fenced(&self.store, &failure.projection, from).await?;
         self.store.record_failure_in(&mut tx, failure).await?;
         if !self.store.advance_checkpoint_in(&mut tx, &failure.projection, from, failure.checkpoint()).await?
         {
@@ -192,6 +207,8 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
 
     async fn retry_failed(&mut self, projection: &str, event: &RecordedEvent) -> Result<(), SinkError> {
         let mut tx = begin(&self.store).await?;
+        // Inside the fence, so as not to interleave with a batch; the checkpoint may be anywhere.
+        self.store.fence(&mut tx, projection, Checkpoint::START).await?;
         catch_panic(self.projection.handle(&mut tx, event)).await.map_err(|e| handler(e, 0))?;
         self.store.resolve_failure_in(&mut tx, projection, event.event_id).await?;
         commit(tx).await
@@ -199,6 +216,8 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
 
     async fn reset(&mut self, projection: &str, to: Checkpoint, clear: bool) -> Result<(), SinkError> {
         let mut tx = begin(&self.store).await?;
+        // Inside the fence: a previous holder's open batch ends before the reset.
+        self.store.fence(&mut tx, projection, Checkpoint::START).await?;
         if clear {
             catch_panic(self.projection.clear(&mut tx)).await.map_err(|e| handler(e, 0))?;
         }

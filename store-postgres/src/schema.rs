@@ -9,6 +9,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("../sql/0001_init.sql")),
     (2, "projections", include_str!("../sql/0002_projections.sql")),
     (3, "append without head writes", include_str!("../sql/0003_append_without_head_writes.sql")),
+    (
+        4,
+        "append_in savepoint and batch fence",
+        include_str!("../sql/0004_append_in_savepoint_and_batch_fence.sql"),
+    ),
 ];
 
 /// Replaces `{schema}`, `{events}`, … in a template with the configured names, which were

@@ -51,6 +51,10 @@ const COLUMNS: &str = "global_position, transaction_id, event_id, aggregate_type
 /// The SQL text for the configured names, expanded once.
 struct Sql {
     append: String,
+    /// The append function run in a subtransaction, for appends in a caller's transaction.
+    append_in: String,
+    /// Enters a projection's batch fence and checks its checkpoint (see `fence`).
+    fence: String,
     /// The checked appends at a known version: one event; several; and both again for a
     /// store whose head table still holds heads deleted under schema version 2.
     append_one: [String; 2],
@@ -124,6 +128,9 @@ impl Sql {
         Sql {
             append: e("SELECT out_version, out_position, out_transaction, out_conflict \
                  FROM {schema}.{events}_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+            append_in: e("SELECT out_version, out_position, out_transaction, out_conflict, out_duplicate \
+                 FROM {schema}.{events}_append_in($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+            fence: e("SELECT {schema}.{positions}_fence($1, $2, $3)"),
             append_one: [one(&checks[0]), one(&checks[1])],
             append_many: [many(&checks[0]), many(&checks[1])],
             legacy_heads: e("SELECT EXISTS (SELECT 1 FROM {schema}.{streams})"),
@@ -502,9 +509,18 @@ impl PostgresStore {
     /// or roll back with the caller's own writes, and subscribers are notified only on
     /// commit.
     ///
-    /// Unlike [`EventStore::append`], a duplicate event id here is always
-    /// [`StoreError::DuplicateEvent`]: PostgreSQL aborts the caller's transaction on the
-    /// violation, so it cannot be checked for an exact retry.
+    /// The append runs in a subtransaction (a savepoint), so a refused append leaves the
+    /// caller's transaction usable:
+    /// - [`StoreError::Conflict`] carries the stream's true version, also when a writer
+    ///   outside this transaction took the version while this append was being written;
+    /// - a duplicate event id is answered as by [`EventStore::append`]: the original
+    ///   result for an exact retry of a stored append, else [`StoreError::DuplicateEvent`].
+    ///
+    /// Only [`StoreError::RetryTransaction`] means that the transaction is aborted: the
+    /// stream's newest event was written by a newer transaction (committing would put the
+    /// stream out of order in the log), or, under `REPEATABLE READ` or `SERIALIZABLE`, the
+    /// writer that took the version is outside this transaction's snapshot. Roll back and
+    /// run the transaction again.
     ///
     /// ```no_run
     /// # use factum::{ExpectedVersion, NewEvent, StreamId};
@@ -525,19 +541,47 @@ impl PostgresStore {
     ) -> Result<AppendResult, StoreError> {
         validate::batch(&events, &self.inner.limits)?;
         // The caller commits: the notification goes with its transaction.
-        match self.append_rows(conn, stream, expected, &events, true).await {
-            Err(AppendFailure::Duplicate) => Err(StoreError::DuplicateEvent { event_id: events[0].event_id }),
-            // A writer outside the function's lock took the version first; the caller's
-            // transaction is aborted. Any and stream-exists succeed in a new transaction.
-            Err(AppendFailure::VersionTaken) => match expected {
-                ExpectedVersion::Any | ExpectedVersion::StreamExists => {
-                    Err(StoreError::RetryTransaction { stream: stream.clone() })
+        let rows = Columns::new(&events)
+            .bind(&self.inner.sql.append_in, stream, expected_code(expected))
+            .bind(self.inner.channel.as_deref())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| match self.append_error(e, stream) {
+                AppendFailure::Other(e) => e,
+                // Both are caught in the database; the caller's transaction is aborted
+                // only if they escape it.
+                AppendFailure::Duplicate | AppendFailure::VersionTaken => {
+                    StoreError::RetryTransaction { stream: stream.clone() }
                 }
-                _ => Err(StoreError::Conflict { stream: stream.clone(), expected, actual: Version::INITIAL }),
-            },
-            Err(AppendFailure::Other(e)) => Err(e),
-            Ok(r) => Ok(r),
+            })?;
+        let mut written = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let duplicate: bool = row.try_get(4).map_err(backend)?;
+            if duplicate {
+                let stored = self.read_batch_ids(conn, stream, &events).await?;
+                return duplicate_outcome(stream, &events, &stored);
+            }
+            let version: i64 = row.try_get(0).map_err(backend)?;
+            let conflict: bool = row.try_get(3).map_err(backend)?;
+            if conflict {
+                // As in `append`: the version check runs first, so an exact retry of a
+                // stored batch meets a conflict; the stored ids decide.
+                let stored = self.read_batch_ids(conn, stream, &events).await?;
+                if !stored.is_empty() {
+                    return duplicate_outcome(stream, &events, &stored);
+                }
+                let actual = Version(to_u64("version", version)?);
+                return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
+            }
+            let position: Option<i64> = row.try_get(1).map_err(backend)?;
+            written.push((to_u64("version", version)?, to_u64("position", position.unwrap_or_default())?));
         }
+        appended(stream, written).map_err(|f| match f {
+            AppendFailure::Other(e) => e,
+            AppendFailure::Duplicate | AppendFailure::VersionTaken => {
+                StoreError::Corrupt("append wrote no rows".into())
+            }
+        })
     }
 
     /// Saves a consumer's checkpoint inside a transaction the caller owns, so that a read
@@ -558,6 +602,28 @@ impl PostgresStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    /// Enters `consumer`'s batch fence in the caller's transaction: waits until no other
+    /// transaction is inside it (the fence is held until commit or rollback), then says
+    /// whether the stored checkpoint still is `from`. A projection that took the lease
+    /// from another instance thus never applies a batch while the previous holder's batch
+    /// transaction is open, and never applies one from a checkpoint that moved.
+    pub(crate) async fn fence(
+        &self,
+        conn: &mut PgConnection,
+        consumer: &str,
+        from: Checkpoint,
+    ) -> Result<bool, StoreError> {
+        validate::consumer_name(consumer)?;
+        validate::checkpoint(from)?;
+        sqlx::query_scalar(&self.inner.sql.fence)
+            .bind(consumer)
+            .bind(to_i64(from.position.0))
+            .bind(to_i64(from.transaction))
+            .fetch_one(conn)
+            .await
+            .map_err(backend)
     }
 
     /// Moves a consumer's checkpoint from `from` to `to` inside a transaction the caller
@@ -706,7 +772,7 @@ impl PostgresStore {
             }
             // The head is read in the database, under the stream's advisory lock.
             ExpectedVersion::Any | ExpectedVersion::StreamExists => {
-                let mut outcome = self.append_rows(conn, stream, expected, events, false).await;
+                let mut outcome = self.append_rows(conn, stream, expected, events).await;
                 for _ in 0..APPEND_RETRIES {
                     match outcome {
                         // Nothing was written: a new transaction has a newer id, and the
@@ -715,7 +781,7 @@ impl PostgresStore {
                             AppendFailure::Other(StoreError::RetryTransaction { .. })
                             | AppendFailure::VersionTaken,
                         ) => {
-                            outcome = self.append_rows(conn, stream, expected, events, false).await;
+                            outcome = self.append_rows(conn, stream, expected, events).await;
                         }
                         _ => break,
                     }
@@ -810,12 +876,11 @@ impl PostgresStore {
         stream: &StreamId,
         expected: ExpectedVersion,
         events: &[NewEvent],
-        notify_in_transaction: bool,
     ) -> Result<AppendResult, AppendFailure> {
-        let channel = if notify_in_transaction { self.inner.channel.as_deref() } else { None };
+        // Autocommit: notified after the commit, see `Notifier`.
         let rows = Columns::new(events)
             .bind(&self.inner.sql.append, stream, expected_code(expected))
-            .bind(channel)
+            .bind(None::<&str>)
             .fetch_all(conn)
             .await
             .map_err(|e| self.append_error(e, stream))?;
@@ -849,8 +914,8 @@ impl PostgresStore {
                     return AppendFailure::Duplicate;
                 }
                 if constraint == self.inner.sql.stream_version_constraint {
-                    // Only reachable if rows were written around the head table: the unique
-                    // constraint is the last line, and it surfaces as a conflict.
+                    // A writer that takes no stream lock (a checked append) took the version
+                    // first: the unique constraint is the last line.
                     return AppendFailure::VersionTaken;
                 }
             }

@@ -101,6 +101,12 @@ impl TestDb {
         PostgresConfig::from_options(self.options())
     }
 
+    /// A store config for the test's database whose connections carry `application_name`,
+    /// so that a test can find (and kill) one instance's backends.
+    pub fn config_with_app(&self, application_name: &str) -> PostgresConfig {
+        PostgresConfig::from_options(self.options().application_name(application_name))
+    }
+
     /// A migrated store on the test's database with default settings.
     pub async fn store(&self) -> PostgresStore {
         self.store_with(self.config()).await
