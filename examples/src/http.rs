@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use axum::http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
 use factum::{
-    CommandError, EventFilter, EventHandler, EventStore, Executed, HandlerError, Metadata, ProjectionState,
-    RecordedEvent, ReplayOptions, StoreError, SupervisorError,
+    CommandError, EventFilter, EventHandler, EventStore, Executed, HandlerError, HealthStatus, Metadata,
+    ProjectionState, RecordedEvent, ReplayOptions, StoreError, SupervisorError,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -97,6 +97,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", what)
     }
 
+    /// The store cannot be reached: 503 with `Retry-After`, at once.
+    fn store_unavailable(e: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("the event store is unreachable: {e}"),
+        )
+    }
+
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "request failed");
         Self::new(
@@ -114,7 +123,12 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(status = %self.status, code = self.code, message = %self.message, "refused");
         }
-        (self.status, Json(json!({ "error": self.code, "message": self.message }))).into_response()
+        let body = Json(json!({ "error": self.code, "message": self.message }));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is worth a retry: the store or an actor is back within moments.
+            return (self.status, [(RETRY_AFTER, "1")], body).into_response();
+        }
+        (self.status, body).into_response()
     }
 }
 
@@ -169,6 +183,7 @@ fn command_error<E: Rejection + std::error::Error>(e: CommandError<E>) -> ApiErr
             ApiError::new(StatusCode::CONFLICT, "concurrency_conflict", e.to_string())
         }
         CommandError::InvalidCommand(_) => ApiError::bad_request("invalid_id", e.to_string()),
+        CommandError::Store(e @ StoreError::Unavailable { .. }) => ApiError::store_unavailable(e),
         other => ApiError::internal(other),
     }
 }
@@ -190,6 +205,7 @@ impl From<SupervisorError> for ApiError {
             SupervisorError::Store(StoreError::InvalidInput(_)) => {
                 ApiError::bad_request("invalid_filter", e.to_string())
             }
+            SupervisorError::Store(e @ StoreError::Unavailable { .. }) => ApiError::store_unavailable(e),
             other => ApiError::internal(other),
         }
     }
@@ -567,6 +583,8 @@ struct StatusView {
 fn status_view(status: factum::ProjectionStatus) -> StatusView {
     let state = match &status.state {
         ProjectionState::Retrying { .. } => "retrying".to_owned(),
+        ProjectionState::WaitingForStore => "waiting_for_store".to_owned(),
+        ProjectionState::CatchingUp => "catching_up".to_owned(),
         other => format!("{other:?}").to_lowercase(),
     };
     StatusView {
@@ -678,17 +696,23 @@ async fn cleanup(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
+/// 200 while the store answers (`ok`, or `degraded` with the reasons while a read model is
+/// behind), 503 with `Retry-After` when it does not; within a second whatever the
+/// database does (the supervisor's probe has a timeout of its own).
 async fn health(State(app): State<App>) -> Response {
-    let database = sqlx::query("SELECT 1").execute(app.store.pool()).await.is_ok();
+    let health = app.supervisor.health().await;
     let projections: BTreeMap<String, String> =
         app.supervisor.statuses().into_iter().map(|s| (s.name.clone(), status_view(s).state)).collect();
-    let status = if database { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({
-        "status": if database { "ok" } else { "database unreachable" },
+    let body = Json(json!({
+        "status": health.status.as_str(),
+        "reasons": health.reasons,
         "live_aggregates": app.factum.live_aggregates(),
         "projections": projections,
-    });
-    (status, Json(body)).into_response()
+    }));
+    if health.status == HealthStatus::Unavailable {
+        return (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "1")], body).into_response();
+    }
+    (StatusCode::OK, body).into_response()
 }
 
 async fn metrics(State(app): State<App>) -> Response {

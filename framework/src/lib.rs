@@ -52,6 +52,7 @@
 //!   late (see [`EventStore`]).
 
 mod aggregate;
+mod backoff;
 mod facade;
 mod instrumented;
 mod metrics;
@@ -74,8 +75,8 @@ pub use projection::{
     ProjectionSink, ProjectionState, ProjectionStatus, RetryReport, SinkError, DEFAULT_BATCH_SIZE,
 };
 pub use supervisor::{
-    ReplayError, ReplayOptions, ReplayProgress, ReplayReport, RetentionConfig, RetentionMode,
-    RetentionReport, Supervisor, SupervisorConfig, SupervisorError,
+    Health, HealthConfig, HealthStatus, ReplayError, ReplayOptions, ReplayProgress, ReplayReport,
+    RetentionConfig, RetentionMode, RetentionReport, Supervisor, SupervisorConfig, SupervisorError,
 };
 
 pub use store::memory::InMemoryStore;

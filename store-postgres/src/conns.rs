@@ -28,28 +28,31 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::task::JoinHandle;
 
-use crate::store::backend;
+use crate::availability::Availability;
 
 /// How long a connection may wait on the stack before it goes back to the pool.
 const IDLE: Duration = Duration::from_millis(100);
 
 pub(crate) struct Connections {
     pool: PgPool,
+    avail: Arc<Availability>,
     stack: Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
     reaper: OnceLock<JoinHandle<()>>,
 }
 
 impl Connections {
-    pub(crate) fn new(pool: PgPool) -> Self {
-        Connections { pool, stack: Mutex::new(Vec::new()), reaper: OnceLock::new() }
+    pub(crate) fn new(pool: PgPool, avail: Arc<Availability>) -> Self {
+        Connections { pool, avail, stack: Mutex::new(Vec::new()), reaper: OnceLock::new() }
     }
 
-    /// A connection: the most recently stacked one, else one from the pool.
+    /// A connection: the most recently stacked one, else one from the pool. Fails at
+    /// once while the database is known to be down.
     pub(crate) async fn get(self: &Arc<Self>) -> Result<Lent<'_>, StoreError> {
+        self.avail.check()?;
         let stacked = self.lock().pop();
         let conn = match stacked {
             Some((conn, _)) => conn,
-            None => self.pool.acquire().await.map_err(backend)?,
+            None => self.avail.acquire(&self.pool, self.pool.acquire()).await?,
         };
         Ok(Lent { from: self, conn: Some(conn) })
     }
@@ -132,7 +135,8 @@ impl Lent<'_> {
             if let Some(conn) = conn {
                 self.from.put(conn);
             }
-        } else if matches!(outcome, Err(StoreError::Backend(_))) {
+        } else if let Err(e @ StoreError::Backend(_)) = outcome {
+            self.from.avail.suspect_store_error(e);
             // The connection may have died with the server: so may every stacked one.
             // The pool tests each as it takes them back and closes the dead ones, so a
             // restart fails one operation here, not one per stacked connection.

@@ -2,7 +2,7 @@
 //! dedicated connection per store, so that many projections do not hold a connection
 //! each. When that connection breaks, PostgreSQL releases every lock it held, and
 //! another instance can take the projections over; this instance sees its leases lapse
-//! at its next health check (every second) or at its next checkpoint write, which is
+//! at its next health check (every 250 ms) or at its next checkpoint write, which is
 //! fenced (`advance_checkpoint`).
 
 use std::collections::HashSet;
@@ -14,6 +14,7 @@ use factum::{Lease, StoreError};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::availability::Availability;
 use crate::store::backend;
 
 /// The first key of the two-key advisory locks: "fact" in ASCII. The second key is a
@@ -21,7 +22,7 @@ use crate::store::backend;
 /// apart from single-key (bigint) locks, such as the appends' per-stream locks.
 const LOCK_SPACE: i32 = 0x6661_6374;
 
-const HEALTH_CHECK: Duration = Duration::from_secs(1);
+const HEALTH_CHECK: Duration = Duration::from_millis(250);
 
 enum Cmd {
     Acquire { name: String, reply: oneshot::Sender<Result<Option<u64>, StoreError>> },
@@ -37,10 +38,10 @@ pub(crate) struct Leases {
 }
 
 impl Leases {
-    pub(crate) fn start(pool: PgPool, schema: String) -> Leases {
+    pub(crate) fn start(pool: PgPool, avail: Arc<Availability>, schema: String) -> Leases {
         let (tx, rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(pool, schema, rx, live.clone()));
+        tokio::spawn(run(pool, avail, schema, rx, live.clone()));
         Leases { tx, live }
     }
 
@@ -63,6 +64,7 @@ impl Leases {
 
 struct Holder {
     pool: PgPool,
+    avail: Arc<Availability>,
     schema: String,
     conn: Option<PgConnection>,
     generation: u64,
@@ -80,16 +82,18 @@ impl Holder {
         self.live.store(self.generation, Ordering::Release);
     }
 
-    async fn connection(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+    /// Connects the lease connection if there is none; fails fast while the database is
+    /// known to be down.
+    async fn connect(&mut self) -> Result<(), StoreError> {
         if self.conn.is_none() {
             // A connection of its own, outside the pool: it lives as long as the locks.
-            let conn = self.pool.acquire().await?.detach();
+            let conn = self.avail.acquire(&self.pool, self.pool.acquire()).await?.detach();
             self.generation += 1;
             self.live.store(self.generation, Ordering::Release);
             self.held.clear();
             self.conn = Some(conn);
         }
-        Ok(self.conn.as_mut().expect("just connected"))
+        Ok(())
     }
 
     fn key(&self, name: &str) -> String {
@@ -102,15 +106,13 @@ impl Holder {
             return Ok(None);
         }
         let key = self.key(&name);
-        let got = async {
-            let conn = self.connection().await?;
-            sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, hashtext($2))")
-                .bind(LOCK_SPACE)
-                .bind(&key)
-                .fetch_one(conn)
-                .await
-        }
-        .await;
+        self.connect().await?;
+        let Some(conn) = self.conn.as_mut() else { return Ok(None) };
+        let got = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, hashtext($2))")
+            .bind(LOCK_SPACE)
+            .bind(&key)
+            .fetch_one(conn)
+            .await;
         match got {
             Ok(true) => {
                 self.held.insert(name);
@@ -119,6 +121,7 @@ impl Holder {
             Ok(false) => Ok(None),
             Err(e) => {
                 self.lost(&e);
+                self.avail.suspect(&e);
                 Err(backend(e))
             }
         }
@@ -148,8 +151,14 @@ impl Holder {
     }
 }
 
-async fn run(pool: PgPool, schema: String, mut rx: mpsc::UnboundedReceiver<Cmd>, live: Arc<AtomicU64>) {
-    let mut holder = Holder { pool, schema, conn: None, generation: 0, held: HashSet::new(), live };
+async fn run(
+    pool: PgPool,
+    avail: Arc<Availability>,
+    schema: String,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    live: Arc<AtomicU64>,
+) {
+    let mut holder = Holder { pool, avail, schema, conn: None, generation: 0, held: HashSet::new(), live };
     let mut health = tokio::time::interval(HEALTH_CHECK);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

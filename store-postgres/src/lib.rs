@@ -26,6 +26,7 @@
 //! through [`SchemaNames`]. `UPDATE` on events is refused by a trigger; `DELETE` is
 //! allowed only through [`delete_before`](factum::EventStore::delete_before).
 
+mod availability;
 mod config;
 mod conns;
 mod lease;

@@ -137,7 +137,7 @@ impl<P: PgProjection> ExactlyOnce<P> {
 }
 
 async fn begin(store: &PostgresStore) -> Result<Transaction<'static, Postgres>, SinkError> {
-    store.pool().begin().await.map_err(|e| SinkError::Store(backend(e)))
+    Ok(store.begin().await?)
 }
 
 /// A transaction inside `projection`'s batch fence (see `PostgresStore::fence`), if the

@@ -14,13 +14,15 @@ use factum::{
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use sqlx::error::ErrorKind;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::availability::Availability;
 use crate::config::{check_identifier, ConfigError, PostgresConfig, SchemaNames};
 use crate::conns::Connections;
 use crate::lease::Leases;
@@ -257,6 +259,8 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: PgPool,
+    /// Fails operations fast while the database is known to be down.
+    avail: Arc<Availability>,
     /// Connections for one-statement operations, kept out of the pool between them.
     conns: Arc<Connections>,
     names: SchemaNames,
@@ -470,9 +474,11 @@ impl PostgresStore {
     /// only when a connection passes through the pool (see the operations guide).
     pub fn from_pool(pool: PgPool, config: PostgresConfig) -> Result<Self, StoreError> {
         validate_config(&config)?;
+        let avail = Availability::new((*pool.connect_options()).clone());
         Ok(PostgresStore {
             inner: Arc::new(Inner {
-                conns: Arc::new(Connections::new(pool.clone())),
+                conns: Arc::new(Connections::new(pool.clone(), avail.clone())),
+                avail,
                 pool,
                 sql: Sql::new(&config.names),
                 names: config.names,
@@ -491,13 +497,24 @@ impl PostgresStore {
     /// Creates or upgrades the schema with the embedded migrations; safe to call from
     /// several instances at once. Returns the versions it applied.
     pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
-        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        let mut conn = self.conn().await?;
         schema::migrate(&mut conn, &self.inner.names).await.map_err(backend)
     }
 
     /// The connection pool, for the application's own queries.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// A connection from the pool, failing fast while the database is known to be down.
+    pub(crate) async fn conn(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        self.inner.avail.acquire(&self.inner.pool, self.inner.pool.acquire()).await
+    }
+
+    /// A transaction on a connection from the pool, failing fast while the database is
+    /// known to be down.
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.inner.avail.acquire(&self.inner.pool, self.inner.pool.begin()).await
     }
 
     /// The schema and table names in use.
@@ -661,7 +678,7 @@ impl PostgresStore {
     ) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+            let mut tx = self.begin().await?;
             sqlx::query("SELECT set_config('factum.allow_delete', 'on', true)")
                 .execute(&mut *tx)
                 .await
@@ -1121,7 +1138,7 @@ impl EventStore for PostgresStore {
             .bind(stream.aggregate_id())
             .bind(to_i64(after.0))
             .fetch(&self.inner.pool);
-        Box::pin(rows.map(|row| {
+        self.inner.avail.guard(Box::pin(rows.map(|row| {
             let row = row.map_err(backend)?;
             let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
             let schema_version: i32 = row.try_get(2).map_err(corrupt)?;
@@ -1132,7 +1149,7 @@ impl EventStore for PostgresStore {
                     .map_err(|_| StoreError::Corrupt(format!("event_version {schema_version}")))?,
                 row.try_get(3).map_err(corrupt)?,
             ))
-        }))
+        })))
     }
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -1174,7 +1191,7 @@ impl EventStore for PostgresStore {
 
     async fn latest_position(&self) -> Result<Option<GlobalPosition>, StoreError> {
         let max: Option<i64> = sqlx::query_scalar(&self.inner.sql.latest_position)
-            .fetch_one(&self.inner.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
         max.map(|p| to_u64("global_position", p).map(GlobalPosition)).transpose()
@@ -1183,14 +1200,14 @@ impl EventStore for PostgresStore {
     async fn query(&self, filter: &EventFilter) -> Result<Vec<RecordedEvent>, StoreError> {
         let valid = filter.validate(&self.inner.limits)?;
         let mut qb = self.select(&valid, Some(filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT)));
-        let rows = qb.build().fetch_all(&self.inner.pool).await.map_err(backend)?;
+        let rows = qb.build().fetch_all(&mut *self.conn().await?).await.map_err(backend)?;
         decode_all(&rows)
     }
 
     async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
         let valid = filter.validate(&self.inner.limits)?;
         let mut qb = self.filtered(&self.inner.sql.count, &valid);
-        let n: i64 = qb.build_query_scalar().fetch_one(&self.inner.pool).await.map_err(backend)?;
+        let n: i64 = qb.build_query_scalar().fetch_one(&mut *self.conn().await?).await.map_err(backend)?;
         to_u64("count", n)
     }
 
@@ -1223,7 +1240,7 @@ impl EventStore for PostgresStore {
         });
         let items =
             futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        Box::pin(start.filter_map(|()| async { None }).chain(items))
+        self.inner.avail.guard(Box::pin(start.filter_map(|()| async { None }).chain(items)))
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -1275,7 +1292,7 @@ impl EventStore for PostgresStore {
         let done = sqlx::query(&self.inner.sql.delete_snapshot)
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
-            .execute(&self.inner.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
         Ok(done.rows_affected() > 0)
@@ -1331,7 +1348,7 @@ impl EventStore for PostgresStore {
             .bind(to_i64(after.transaction))
             .bind(to_i64(after.position.0))
             .bind(aggregate_types)
-            .fetch_one(&self.inner.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
         to_u64("count", n)
@@ -1339,15 +1356,14 @@ impl EventStore for PostgresStore {
 
     async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
         validate::consumer_name(name)?;
-        let leases = self
-            .inner
-            .leases
-            .get_or_init(|| Leases::start(self.inner.pool.clone(), self.inner.names.schema.clone()));
+        let leases = self.inner.leases.get_or_init(|| {
+            Leases::start(self.inner.pool.clone(), self.inner.avail.clone(), self.inner.names.schema.clone())
+        });
         leases.try_lease(name).await
     }
 
     async fn record_failure(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
-        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        let mut conn = self.conn().await?;
         self.record_failure_in(&mut conn, failure).await
     }
 
@@ -1355,20 +1371,20 @@ impl EventStore for PostgresStore {
         validate::consumer_name(projection)?;
         let rows = sqlx::query(&self.inner.sql.failures)
             .bind(projection)
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
         rows.iter().map(decode_failure).collect()
     }
 
     async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
-        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        let mut conn = self.conn().await?;
         self.resolve_failure_in(&mut conn, projection, event_id).await
     }
 
     async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
         let bytes: Option<i64> = sqlx::query_scalar(&self.inner.sql.storage_bytes)
-            .fetch_one(&self.inner.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
         bytes.map(|b| to_u64("table size", b)).transpose()

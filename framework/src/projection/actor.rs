@@ -17,6 +17,7 @@ use super::{
     panic_error, Batch, FailurePolicy, OnExhausted, ProjectionSink, ProjectionState, ProjectionStatus,
     RetryReport, Selector, SinkError,
 };
+use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::store::{
     Checkpoint, EventStore, Lease, ProjectionFailure, RecordedEvent, StoreError, VersionRange,
@@ -173,6 +174,11 @@ pub(crate) struct ProjectionActorState {
     /// While catching up: the read of the page after the batch being applied, started
     /// before applying it, and the checkpoint it reads after.
     prefetch: Option<(Checkpoint, AbortOnDrop<Prefetched>)>,
+    /// While the store does not answer: the backoff before the next try.
+    outage: Option<Backoff>,
+    /// The checkpoint in memory may be stale (a batch failed on the store): read it again
+    /// before the next batch.
+    reload: bool,
     _forwarder: AbortOnDrop<()>,
 }
 
@@ -183,6 +189,11 @@ const CHASE_MAX: Duration = Duration::from_millis(250);
 const CHASE_BUDGET: Duration = Duration::from_secs(10);
 /// How often lag is measured while a projection is busy.
 const LAG_EVERY: Duration = Duration::from_secs(1);
+/// The first and the longest wait between tries while the store does not answer: an
+/// outage is waited out in place, and the projection goes on within a second of the
+/// store's return.
+const OUTAGE_START: Duration = Duration::from_millis(50);
+const OUTAGE_MAX: Duration = Duration::from_millis(500);
 
 pub(crate) struct ProjectionActor;
 
@@ -386,6 +397,12 @@ impl ProjectionActorState {
         event: &RecordedEvent,
         error: super::HandlerError,
     ) -> Result<bool, StoreError> {
+        // Before counting the failure: if the checkpoint moved under this instance (another
+        // one applied the batch), the failure is not this event's.
+        let stored = self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
+        if stored != self.checkpoint {
+            return self.fenced(myself).await;
+        }
         let attempts = match self.failing {
             Some((id, n)) if id == event.event_id => n + 1,
             _ => 1,
@@ -443,6 +460,14 @@ impl ProjectionActorState {
         if self.mode != Mode::Running {
             return Ok(());
         }
+        if let Some(at) = self.not_before {
+            let now = Instant::now();
+            if now < at {
+                self.arm(myself, at - now);
+                return Ok(());
+            }
+            self.not_before = None;
+        }
         if self.lease.is_none() {
             if let Some(tried) = self.lease_tried {
                 if tried.elapsed() < self.shared.lease_retry {
@@ -455,19 +480,42 @@ impl ProjectionActorState {
             self.standby(myself);
             return Ok(());
         }
-        if let Some(at) = self.not_before {
-            let now = Instant::now();
-            if now < at {
-                self.arm(myself, at - now);
-                return Ok(());
-            }
-            self.not_before = None;
+        if self.reload {
+            self.checkpoint =
+                self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
+            self.prefetch = None;
+            self.reload = false;
+            let cp = self.checkpoint;
+            self.shared.update(|s| s.checkpoint = cp);
         }
-        if self.step(myself).await? {
+        let more = self.step(myself).await?;
+        if self.outage.take().is_some() {
+            tracing::info!(projection = %self.shared.name, "store answers again; projection goes on");
+        }
+        if more {
             // More may be waiting; go on after whatever else is in the mailbox.
             myself.send_message(ProjectionMsg::Wake { signal: false }).ok();
         }
         Ok(())
+    }
+
+    /// The store failed: not a crash of the projection. Wait in place with a short
+    /// capped backoff, then read the checkpoint again and go on.
+    fn store_failed(&mut self, myself: &ActorRef<ProjectionMsg>, error: &StoreError) {
+        let delay = self.outage.get_or_insert_with(|| Backoff::new(OUTAGE_START, OUTAGE_MAX)).next_delay();
+        if delay == OUTAGE_START {
+            tracing::warn!(projection = %self.shared.name, error = %error, "store failed; projection waits for it");
+        } else {
+            tracing::debug!(projection = %self.shared.name, error = %error, ?delay, "store still failing");
+        }
+        self.reload = true;
+        self.prefetch = None;
+        self.shared.update(|s| {
+            s.last_error = Some(format!("store: {error}"));
+            s.state = ProjectionState::WaitingForStore;
+        });
+        self.not_before = Some(Instant::now() + delay);
+        self.arm(myself, delay);
     }
 
     /// The lease, for an operation that needs this instance to own the projection.
@@ -555,6 +603,8 @@ impl Actor for ProjectionActor {
             wake_pending,
             lag_measured: None,
             prefetch: None,
+            outage: None,
+            reload: false,
             _forwarder: forwarder,
         })
     }
@@ -582,9 +632,7 @@ impl Actor for ProjectionActor {
                     state.chase = Some((CHASE_START, Instant::now() + CHASE_BUDGET));
                 }
                 if let Err(e) = state.wake(&myself).await {
-                    state.shared.update(|s| s.last_error = Some(format!("store: {e}")));
-                    // Let the supervisor restart this actor, with backoff.
-                    return Err(Box::new(e));
+                    state.store_failed(&myself, &e);
                 }
             }
             ProjectionMsg::LeaseCheck(generation) => {
@@ -600,7 +648,7 @@ impl Actor for ProjectionActor {
                         state.lease = None;
                         state.shared.set_state(ProjectionState::Standby);
                         if let Err(e) = state.wake(&myself).await {
-                            return Err(Box::new(e));
+                            state.store_failed(&myself, &e);
                         }
                     }
                     _ => {}

@@ -469,6 +469,9 @@ pub enum ProjectionState {
     },
     /// Stopped by the failure policy; `resume` tries again.
     Failed,
+    /// The store did not answer; the projection tries again in place (at most a second
+    /// apart) and goes on as soon as it answers.
+    WaitingForStore,
     /// Shut down.
     Stopped,
 }

@@ -125,6 +125,15 @@ pub enum StoreError {
         /// The stream.
         stream: StreamId,
     },
+    /// The store cannot be reached now: the connection was refused, the server is
+    /// restarting, or no connection came within the timeout. The operation was not sent,
+    /// so nothing was written; retry later. A backend that knows it is down answers this
+    /// at once, without waiting for a connection, until a probe finds it back.
+    #[error("store unavailable: {reason}")]
+    Unavailable {
+        /// What made the store unreachable.
+        reason: String,
+    },
     /// A stored row could not be read back (for instance a column outside its range).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -138,6 +147,12 @@ impl StoreError {
     /// Wraps a backend error.
     pub fn backend(error: impl StdError + Send + Sync + 'static) -> Self {
         StoreError::Backend(Box::new(error))
+    }
+
+    /// Whether the store was unreachable and the operation was not attempted
+    /// ([`StoreError::Unavailable`]): retrying later is safe.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
     }
 
     /// Whether this is an optimistic concurrency conflict.

@@ -2,6 +2,7 @@
 //! side. It owns the projection actors, the replay actor and the retention actor,
 //! restarts a child that fails (with backoff), and shuts them all down gracefully.
 
+mod health;
 mod replay;
 mod retention;
 
@@ -18,6 +19,7 @@ use crate::projection::actor::{ProjectionActor, ProjectionMsg, ProjectionShared}
 use crate::projection::{handler_sink, EventHandler, Projection, ProjectionStatus, RetryReport};
 use crate::store::{Checkpoint, EventFilter, EventStore, InvalidInput, ProjectionFailure, StoreError};
 
+pub use health::{Health, HealthConfig, HealthStatus};
 pub use replay::{ReplayError, ReplayOptions, ReplayProgress, ReplayReport};
 pub use retention::{RetentionConfig, RetentionMode, RetentionReport};
 
@@ -84,6 +86,8 @@ pub struct SupervisorConfig {
     pub shutdown_timeout: Duration,
     /// How often the events table's size is measured for the metrics (default 60 s).
     pub storage_interval: Duration,
+    /// What [`Supervisor::health`] counts as healthy.
+    pub health: HealthConfig,
 }
 
 impl std::fmt::Debug for SupervisorConfig {
@@ -109,6 +113,7 @@ impl Default for SupervisorConfig {
             lease_retry: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
             storage_interval: Duration::from_secs(60),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -140,6 +145,13 @@ impl SupervisorConfig {
     pub fn restart_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.restart_initial = initial;
         self.restart_max = max.max(initial);
+        self
+    }
+
+    /// Sets what [`Supervisor::health`] counts as healthy.
+    #[must_use]
+    pub fn health(mut self, health: HealthConfig) -> Self {
+        self.health = health;
         self
     }
 
@@ -177,6 +189,7 @@ struct Inner {
     restart_max: Duration,
     shutdown_timeout: Duration,
     storage_interval: Duration,
+    health: HealthConfig,
 }
 
 enum SupervisorMsg {
@@ -495,6 +508,7 @@ impl Supervisor {
             restart_max: config.restart_max,
             shutdown_timeout: config.shutdown_timeout,
             storage_interval: config.storage_interval,
+            health: config.health,
         });
         let (actor, _) = Actor::spawn(None, SupervisorActor, inner.clone())
             .await
@@ -522,6 +536,14 @@ impl Supervisor {
         let shared = self.shared(projection)?;
         let checkpoint = shared.status().checkpoint;
         Ok(self.inner.store.count_after(checkpoint, &shared.selector.aggregate_types).await?)
+    }
+
+    /// The service's health: [`HealthStatus::Unavailable`] when the store does not answer
+    /// within the probe's timeout, [`HealthStatus::Degraded`] while a projection is not
+    /// live (or standing by for another instance) or lags beyond the bound, with one
+    /// reason per cause. Answers within the probe's timeout whatever the store does.
+    pub async fn health(&self) -> Health {
+        health::check(self.inner.store.as_ref(), &self.statuses(), self.inner.health).await
     }
 
     /// Every projection's status, by name.

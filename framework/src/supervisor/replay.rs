@@ -10,10 +10,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
 use super::SupervisorError;
+use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::projection::actor::{ProjectionShared, ReadBatch};
 use crate::projection::{catch_panic, EventHandler, SinkError};
-use crate::store::{Checkpoint, EventFilter, EventStore, GlobalPosition, OrderBy, RecordedEvent};
+use crate::store::{Checkpoint, EventFilter, EventStore, GlobalPosition, OrderBy, RecordedEvent, StoreError};
 
 /// Progress of a replay, reported while it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +123,38 @@ pub struct ReplayReport {
 
 const MAX_ERRORS: usize = 100;
 
+/// How long a rebuild waits in place for a store that does not answer before it gives
+/// up, and the longest wait between its tries.
+const OUTAGE_BUDGET: Duration = Duration::from_secs(300);
+const OUTAGE_MAX: Duration = Duration::from_secs(1);
+
+/// A rebuild's wait for the store: an outage is waited out, not a reason to stop.
+struct Outage {
+    backoff: Backoff,
+    since: Option<Instant>,
+}
+
+impl Default for Outage {
+    fn default() -> Self {
+        Outage { backoff: Backoff::new(Duration::from_millis(50), OUTAGE_MAX), since: None }
+    }
+}
+
+impl Outage {
+    /// Waits before the next try, or gives `error` up once the store has failed for
+    /// longer than [`OUTAGE_BUDGET`].
+    async fn wait(&mut self, what: &str, error: StoreError) -> Result<(), SupervisorError> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= OUTAGE_BUDGET {
+            return Err(error.into());
+        }
+        let delay = self.backoff.next_delay();
+        tracing::warn!(replay = %what, error = %error, ?delay, "store failed; the rebuild waits for it");
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+}
+
 pub(crate) enum ReplayMsg {
     Replay {
         filter: Box<EventFilter>,
@@ -229,11 +262,25 @@ impl ReplayState {
     async fn rebuild(&self, shared: &ProjectionShared) -> Result<ReplayReport, SupervisorError> {
         let mut run = Run::new(format!("rebuild of {}", shared.name));
         let options = ReplayOptions::default();
-        let mut checkpoint = self.store.load_checkpoint(&shared.name).await?.unwrap_or(Checkpoint::START);
+        let mut outage = Outage::default();
+        let mut checkpoint = loop {
+            match self.store.load_checkpoint(&shared.name).await {
+                Ok(cp) => break cp.unwrap_or(Checkpoint::START),
+                Err(e) => outage.wait(&run.what, e).await?,
+            }
+        };
         loop {
-            let Some(ReadBatch { selected, to, .. }) = shared.read_batch(checkpoint).await? else { break };
+            let page = match shared.read_batch(checkpoint).await {
+                Ok(page) => page,
+                Err(e) => {
+                    outage.wait(&run.what, e).await?;
+                    continue;
+                }
+            };
+            let Some(ReadBatch { selected, to, .. }) = page else { break };
             match shared.apply(&selected, checkpoint, to).await {
                 Ok(()) => {
+                    outage = Outage::default();
                     checkpoint = to;
                     run.report.replayed += selected.len() as u64;
                     shared.update(|s| {
@@ -250,7 +297,16 @@ impl ReplayState {
                     break;
                 }
                 Err(SinkError::Fenced) => return Err(SupervisorError::NotOwner(shared.name.clone())),
-                Err(SinkError::Store(e)) => return Err(e.into()),
+                Err(SinkError::Store(e)) => {
+                    // The batch may have committed: go on from the stored checkpoint.
+                    outage.wait(&run.what, e).await?;
+                    checkpoint = loop {
+                        match self.store.load_checkpoint(&shared.name).await {
+                            Ok(cp) => break cp.unwrap_or(Checkpoint::START),
+                            Err(e) => outage.wait(&run.what, e).await?,
+                        }
+                    };
+                }
             }
             run.progress(&options);
         }

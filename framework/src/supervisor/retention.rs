@@ -10,6 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
 use super::SupervisorError;
+use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::store::{EventStore, RetentionGuard};
 
@@ -137,6 +138,8 @@ impl RetentionShared {
 
 pub(crate) enum RetentionMsg {
     Tick,
+    /// A periodic clean-up failed on the store: try it again.
+    Retry,
     Start(RpcReplyPort<()>),
     Stop(RpcReplyPort<()>),
     CleanupNow(RpcReplyPort<Result<RetentionReport, SupervisorError>>),
@@ -147,7 +150,12 @@ pub(crate) struct RetentionActor;
 pub(crate) struct RetentionState {
     shared: Arc<RetentionShared>,
     timer: Option<JoinHandle<()>>,
+    /// While a periodic clean-up waits for the store: the backoff before its next try.
+    outage: Option<Backoff>,
 }
+
+/// The longest wait between tries of a clean-up that failed on the store.
+const OUTAGE_MAX: Duration = Duration::from_secs(1);
 
 impl Drop for RetentionState {
     fn drop(&mut self) {
@@ -176,7 +184,7 @@ impl Actor for RetentionActor {
         myself: ActorRef<Self::Msg>,
         shared: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let mut state = RetentionState { shared, timer: None };
+        let mut state = RetentionState { shared, timer: None, outage: None };
         if state.shared.running.load(Ordering::Acquire) {
             state.arm(&myself);
         }
@@ -190,9 +198,27 @@ impl Actor for RetentionActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RetentionMsg::Tick => {
-                if let Err(e) = state.shared.cleanup().await {
-                    tracing::error!(error = %e, "retention clean-up failed");
+            RetentionMsg::Tick | RetentionMsg::Retry => {
+                let retry = matches!(msg, RetentionMsg::Retry);
+                // One try at a time: a tick while a retry is pending leaves it to the retry.
+                if retry != state.outage.is_some() || !state.shared.running.load(Ordering::Acquire) {
+                    if retry {
+                        state.outage = None;
+                    }
+                    return Ok(());
+                }
+                match state.shared.cleanup().await {
+                    Ok(_) => state.outage = None,
+                    // An outage is waited out in place, a second apart at most.
+                    Err(SupervisorError::Store(e)) => {
+                        let backoff = state
+                            .outage
+                            .get_or_insert_with(|| Backoff::new(Duration::from_millis(50), OUTAGE_MAX));
+                        let delay = backoff.next_delay();
+                        tracing::warn!(error = %e, ?delay, "retention clean-up failed on the store; trying again");
+                        myself.send_after(delay, || RetentionMsg::Retry);
+                    }
+                    Err(e) => tracing::error!(error = %e, "retention clean-up failed"),
                 }
             }
             RetentionMsg::Start(reply) => {

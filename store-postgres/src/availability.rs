@@ -1,0 +1,260 @@
+//! Failing fast while the database is down: a circuit that a probe opens when it finds
+//! the server unreachable, and closes as soon as it finds it back.
+//!
+//! Without it, every operation during an outage waits for the pool's acquire timeout
+//! (5 s by default), because the pool keeps retrying a refused connection until then; a
+//! load balancer's health check gives up first. With it:
+//! - an operation whose connection breaks, or whose wait for a connection is slow while
+//!   the pool is not at its limit (so it is connecting, not queueing), makes the store
+//!   *suspect* an outage and start one probe: a connection of its own with a short
+//!   timeout, outside the pool;
+//! - a failed probe opens the circuit: every operation then fails at once with
+//!   [`StoreError::Unavailable`], without sending anything, and so do those already
+//!   waiting for a connection;
+//! - while open, the probe runs again every [`PROBE_EVERY`]; the first one that connects
+//!   closes the circuit, and operations go through again.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
+use futures_util::Stream;
+
+use factum::StoreError;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
+use tokio::sync::watch;
+
+/// How long a probe may take to connect and answer.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(750);
+/// How often the probe runs while the circuit is open.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// A wait for a connection longer than this, while the pool is below its limit, makes
+/// the store suspect an outage.
+const SLOW_ACQUIRE: Duration = Duration::from_millis(250);
+
+pub(crate) struct Availability {
+    /// `Some(reason)` while the circuit is open.
+    down: watch::Sender<Option<Arc<str>>>,
+    probing: AtomicBool,
+    options: PgConnectOptions,
+}
+
+impl Availability {
+    pub(crate) fn new(options: PgConnectOptions) -> Arc<Self> {
+        Arc::new(Availability { down: watch::Sender::new(None), probing: AtomicBool::new(false), options })
+    }
+
+    /// `Err(Unavailable)` while the circuit is open.
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        match &*self.down.borrow() {
+            Some(reason) => Err(unavailable(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Wraps a stream of rows read straight from the pool: it fails with
+    /// [`StoreError::Unavailable`] at once if the circuit is open, or as soon as it opens,
+    /// instead of waiting for the pool's acquire timeout. A slow first row starts a probe.
+    pub(crate) fn guard<'a, T: Send + 'a>(
+        self: &Arc<Self>,
+        rows: BoxStream<'a, Result<T, StoreError>>,
+    ) -> BoxStream<'a, Result<T, StoreError>> {
+        if let Err(e) = self.check() {
+            return Box::pin(futures_util::stream::iter([Err(e)]));
+        }
+        let mut down = self.down.subscribe();
+        let this = self.clone();
+        let opened = async move {
+            let slow = tokio::time::sleep(SLOW_ACQUIRE);
+            tokio::pin!(slow);
+            let mut suspected = false;
+            loop {
+                if let Some(reason) = &*down.borrow_and_update() {
+                    return unavailable(reason);
+                }
+                tokio::select! {
+                    changed = down.changed() => if changed.is_err() {
+                        std::future::pending::<()>().await;
+                    },
+                    () = &mut slow, if !suspected => {
+                        suspected = true;
+                        this.start_probe();
+                    }
+                }
+            }
+        };
+        Box::pin(UntilDown { rows, opened: Some(Box::pin(opened)) })
+    }
+
+    /// Gets a connection (or a transaction) from `pool` through `acquire`, failing at
+    /// once while the circuit is open or as soon as it opens. Nothing has been sent when
+    /// this fails, so every failure is [`StoreError::Unavailable`] (but for a closed pool).
+    pub(crate) async fn acquire<T>(
+        self: &Arc<Self>,
+        pool: &PgPool,
+        acquire: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        self.check()?;
+        let mut down = self.down.subscribe();
+        tokio::pin!(acquire);
+        let slow = tokio::time::sleep(SLOW_ACQUIRE);
+        tokio::pin!(slow);
+        let mut suspected = false;
+        loop {
+            tokio::select! {
+                got = &mut acquire => {
+                    return got.map_err(|e| {
+                        self.suspect(&e);
+                        match e {
+                            sqlx::Error::PoolClosed => StoreError::backend(e),
+                            e => StoreError::Unavailable { reason: describe(&e) },
+                        }
+                    });
+                }
+                () = &mut slow, if !suspected => {
+                    suspected = true;
+                    if pool.size() < pool.options().get_max_connections() {
+                        self.start_probe();
+                    }
+                }
+                changed = down.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    if let Some(reason) = &*down.borrow_and_update() {
+                        return Err(unavailable(reason));
+                    }
+                }
+            }
+        }
+    }
+
+    /// An operation failed with `error`: if it was a connection-level failure, probe the
+    /// server.
+    pub(crate) fn suspect(self: &Arc<Self>, error: &sqlx::Error) {
+        if is_connection_error(error) {
+            self.start_probe();
+        }
+    }
+
+    /// Like [`suspect`](Self::suspect), for an error already wrapped in a store error.
+    pub(crate) fn suspect_store_error(self: &Arc<Self>, error: &StoreError) {
+        if let StoreError::Backend(e) = error {
+            if let Some(e) = e.downcast_ref::<sqlx::Error>() {
+                self.suspect(e);
+            }
+        }
+    }
+
+    fn start_probe(self: &Arc<Self>) {
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.probing.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(self.clone().probe_until_up());
+    }
+
+    /// Probes once; while that fails, keeps the circuit open and probes again.
+    async fn probe_until_up(self: Arc<Self>) {
+        loop {
+            match self.probe().await {
+                Ok(()) => {
+                    let was_down = self.down.send_replace(None).is_some();
+                    if was_down {
+                        tracing::info!("database reachable again; store operations resume");
+                    }
+                    self.probing.store(false, Ordering::Release);
+                    return;
+                }
+                Err(reason) => {
+                    let was_up = self.down.send_replace(Some(reason.clone().into())).is_none();
+                    if was_up {
+                        tracing::warn!(%reason, "database unreachable; store operations fail fast until it answers");
+                    }
+                }
+            }
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        let attempt = async {
+            let mut conn = self.options.connect().await?;
+            conn.ping().await?;
+            conn.close().await
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(describe(&e)),
+            Err(_) => Err(format!("no answer from the database within {} ms", PROBE_TIMEOUT.as_millis())),
+        }
+    }
+}
+
+/// A stream that ends with an error when the circuit opens (see [`Availability::guard`]).
+struct UntilDown<'a, T> {
+    rows: BoxStream<'a, Result<T, StoreError>>,
+    /// Resolves when the circuit opens; `None` once the stream has ended.
+    opened: Option<Pin<Box<dyn Future<Output = StoreError> + Send + 'a>>>,
+}
+
+impl<T> Stream for UntilDown<'_, T> {
+    type Item = Result<T, StoreError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(opened) = self.opened.as_mut() else { return Poll::Ready(None) };
+        if let Poll::Ready(e) = opened.as_mut().poll(cx) {
+            self.opened = None;
+            return Poll::Ready(Some(Err(e)));
+        }
+        let next = self.rows.as_mut().poll_next(cx);
+        if matches!(next, Poll::Ready(None)) {
+            self.opened = None;
+        }
+        next
+    }
+}
+
+fn unavailable(reason: &str) -> StoreError {
+    StoreError::Unavailable { reason: reason.to_owned() }
+}
+
+/// Whether `e` says the server could not be reached or went away, rather than that a
+/// statement was refused.
+pub(crate) fn is_connection_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => {
+            true
+        }
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // connection_exception, admin/crash shutdown, cannot_connect_now, too_many_connections
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// A one-line description of a connection failure, for the error and the logs.
+pub(crate) fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the database server running?)".to_owned()
+        }
+        sqlx::Error::PoolTimedOut => "no database connection within the pool's acquire timeout".to_owned(),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("57P03") => format!("the database server is starting up or shutting down: {}", db.message()),
+            Some("3D000") => format!("the database does not exist: {}", db.message()),
+            Some("28P01" | "28000") => format!("authentication failed: {}", db.message()),
+            _ => db.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
+}
