@@ -193,6 +193,9 @@ impl Availability {
         };
         match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
             Ok(Ok(())) => Ok(()),
+            // The server answered, if only to refuse this login (too many connections,
+            // authentication): it is up, and the pool's own connections may be working.
+            Ok(Err(e)) if !is_connection_error(&e) || is_refusal(&e) => Ok(()),
             Ok(Err(e)) => Err(describe(&e)),
             Err(_) => Err(format!("no answer from the database within {} ms", PROBE_TIMEOUT.as_millis())),
         }
@@ -242,6 +245,11 @@ pub(crate) fn is_connection_error(e: &sqlx::Error) -> bool {
     }
 }
 
+/// A server that answered with a refusal of this connection only.
+fn is_refusal(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("53300"))
+}
+
 /// A one-line description of a connection failure, for the error and the logs.
 pub(crate) fn describe(e: &sqlx::Error) -> String {
     match e {
@@ -256,5 +264,35 @@ pub(crate) fn describe(e: &sqlx::Error) -> String {
             _ => db.message().to_owned(),
         },
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_errors_are_told_from_refused_statements() {
+        let refused = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(is_connection_error(&refused()));
+        assert!(is_connection_error(&sqlx::Error::PoolTimedOut));
+        assert!(!is_connection_error(&sqlx::Error::RowNotFound));
+        assert!(!is_connection_error(&sqlx::Error::PoolClosed));
+        assert_eq!(describe(&refused()), "connection refused (is the database server running?)");
+    }
+
+    #[tokio::test]
+    async fn a_failed_probe_opens_the_circuit_and_operations_fail_at_once() {
+        // Nothing listens on port 1: the probe is refused.
+        let options: PgConnectOptions = "postgres://postgres@127.0.0.1:1/postgres".parse().unwrap();
+        let avail = Availability::new(options);
+        assert!(avail.check().is_ok());
+        avail.suspect(&sqlx::Error::PoolTimedOut);
+        let mut down = avail.down.subscribe();
+        tokio::time::timeout(Duration::from_secs(5), down.wait_for(Option::is_some)).await.unwrap().unwrap();
+        match avail.check() {
+            Err(StoreError::Unavailable { reason }) => assert!(reason.contains("refused"), "{reason}"),
+            other => panic!("expected unavailable, got {other:?}"),
+        }
     }
 }

@@ -203,6 +203,7 @@ async fn ten_immediate_restarts_under_load() {
         max(&commands_again),
         max(&live_again),
     );
+    println!("outage: live again after each restart: {live_again:?}");
     assert_eq!((lost, doubled), (0, 0));
     assert!(
         h.slowest_failure <= FAIL_FAST,

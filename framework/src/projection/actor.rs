@@ -239,7 +239,13 @@ impl ProjectionActorState {
         if self.lease.as_ref().is_some_and(Lease::is_held) {
             return Ok(true);
         }
-        self.lease = None;
+        if self.lease.take().is_some() {
+            // Just lost: wait one lease retry before taking it again, so that an instance
+            // standing by gets it first.
+            tracing::warn!(projection = %self.shared.name, "projection lease lost");
+            self.lease_tried = Some(Instant::now());
+            return Ok(false);
+        }
         let Some(lease) = self.shared.store.try_lease(self.name()).await? else {
             return Ok(false);
         };
@@ -646,6 +652,7 @@ impl Actor for ProjectionActor {
                         // Lost (its session broke): stand by, or take it again if free.
                         tracing::warn!(projection = %state.shared.name, "projection lease lost");
                         state.lease = None;
+                        state.lease_tried = Some(Instant::now());
                         state.shared.set_state(ProjectionState::Standby);
                         if let Err(e) = state.wake(&myself).await {
                             state.store_failed(&myself, &e);
