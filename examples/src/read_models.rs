@@ -348,7 +348,7 @@ pub struct AuditQuery {
     pub limit: i64,
 }
 
-/// One event in the audit log, with its metadata (seed 000's audit trail).
+/// One event in the audit log, with its metadata (the audit trail).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AuditEntry {
     /// The event's global position.

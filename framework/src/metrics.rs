@@ -45,7 +45,7 @@ struct ChildLabels {
     child: String,
 }
 
-/// Seed 000's replay and retention metrics, under exactly its names (no prefix).
+/// The replay and retention metrics, under their established names (no prefix).
 #[derive(Default)]
 struct SeedMetrics {
     replay_runs: Counter,
@@ -95,7 +95,7 @@ impl SeedMetrics {
             self.retention_runs.clone(),
         );
         // A gauge, not a counter: a counter's exposition name would gain `_total`, and
-        // seed 000 gives this name as is.
+        // the established name, as is.
         r.register(
             "eventstore_retention_total_events_deleted",
             "Total events deleted by retention (monotonic)",
@@ -399,7 +399,7 @@ impl Metrics {
         self.restarts.get_or_create(&ChildLabels { child: child.to_owned() }).inc();
     }
 
-    /// Records a finished replay (seed 000's replay metrics).
+    /// Records a finished replay (the replay metrics).
     pub(crate) fn replay_finished(&self, replayed: u64, failed: u64, took: Duration) {
         let m = &self.seed;
         m.replay_runs.inc();
@@ -410,7 +410,7 @@ impl Metrics {
         m.replay_last_count.set(i64::try_from(replayed).unwrap_or(i64::MAX));
     }
 
-    /// Records a finished retention clean-up (seed 000's retention metrics).
+    /// Records a finished retention clean-up (the retention metrics).
     pub(crate) fn cleanup_finished(&self, deleted: u64, took: Duration) {
         let m = &self.seed;
         let deleted = i64::try_from(deleted).unwrap_or(i64::MAX);

@@ -35,7 +35,7 @@ pub enum ConfigError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SchemaNames {
-    /// The PostgreSQL schema (default `public`, so seed 001's monitoring SQL runs as is).
+    /// The PostgreSQL schema (default `public`, so the standard monitoring SQL runs as is).
     pub schema: String,
     /// The events table (default `events`).
     pub events: String,
@@ -136,7 +136,7 @@ impl SchemaNames {
     }
 }
 
-/// Pool settings; the defaults are seed 001's.
+/// Pool settings, with the usual defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolSettings {
@@ -227,7 +227,7 @@ impl PostgresConfig {
         }
     }
 
-    /// Settings from the environment: `DATABASE_URL`, else seed 001's `DATABASE_HOST`,
+    /// Settings from the environment: `DATABASE_URL`, else `DATABASE_HOST`,
     /// `DATABASE_NAME`, `DATABASE_USER`, `DATABASE_PASSWORD` and `DATABASE_PORT`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))

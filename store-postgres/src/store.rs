@@ -29,7 +29,7 @@ use crate::lease::Leases;
 use crate::listener::{self, Notifier, Wakes};
 use crate::schema::{self, expand};
 
-/// How many events [`EventStore::stream`] reads ahead of its consumer (seed 000's buffer).
+/// How many events [`EventStore::stream`] reads ahead of its consumer (a buffer of 100).
 pub const STREAM_BUFFER: usize = 100;
 
 /// SQLSTATE `serialization_failure`, raised by the append function when a stream would be

@@ -314,7 +314,7 @@ fn idx(events: &[RecordedEvent]) -> Vec<i64> {
     events.iter().map(|e| e.payload["i"].as_i64().unwrap()).collect()
 }
 
-/// Seed 000's filters, each alone and combined, with ordering and pagination, and count.
+/// Every query filter, each alone and combined, with ordering and pagination, and count.
 pub async fn query_filters(store: Store) {
     let all = seed_for_queries(&store).await;
     assert_eq!(all.len(), 8);
@@ -391,7 +391,7 @@ pub async fn query_filters(store: Store) {
     assert_eq!(store.count(&EventFilter::new().limit(2).offset(1)).await.unwrap(), 8, "count ignores paging");
 }
 
-/// Without a limit a query returns 100 events (seed 000's default).
+/// Without a limit a query returns 100 events (the default).
 pub async fn query_default_limit(store: Store) {
     let s = sid("Bulk", "b-1");
     let batch: Vec<NewEvent> = (0..130).map(|_| ev("E")).collect();

@@ -40,8 +40,7 @@ async fn executed(
     stream: &str,
 ) -> (Uuid, Result<(), CommandError<factum_tests::counter::CounterError>>) {
     let correlation = Uuid::new_v4();
-    let mut metadata = Metadata::default();
-    metadata.correlation_id = Some(correlation);
+    let metadata = Metadata { correlation_id: Some(correlation), ..Metadata::default() };
     let command = CounterCommand::Increment { id: stream.to_owned(), by: 1 };
     (correlation, factum.execute_with(command, metadata).await.map(|_| ()))
 }
@@ -177,14 +176,13 @@ async fn ten_immediate_restarts_under_load() {
         }
         versions.entry(stream).or_default().push(*version);
     }
-    let h = history.lock().unwrap();
+    let h = std::mem::take(&mut *history.lock().unwrap());
     let lost = h.acked.iter().filter(|c| !by_correlation.contains_key(c)).count();
     let doubled = by_correlation.values().filter(|n| **n > 1).count();
     for (stream, v) in &versions {
         assert_eq!(*v, (1..=v.len() as i64).collect::<Vec<_>>(), "stream {stream} has a version gap");
     }
     let ids: HashSet<Uuid> = rows.iter().map(|r| r.0).collect();
-    supervisor.health().await;
     factum_tests::eventually(Duration::from_secs(30), "the read model to hold the whole log", || async {
         (Recorded::read(store.pool(), "rm_outage").await.ids.len() >= ids.len()).then_some(())
     })
@@ -214,6 +212,5 @@ async fn ten_immediate_restarts_under_load() {
     for (i, t) in live_again.iter().enumerate() {
         assert!(*t <= LIVE_AGAIN, "restart {i}: projections live again only after {t:?}");
     }
-    drop(h);
     supervisor.shutdown().await.unwrap();
 }

@@ -1,5 +1,5 @@
 //! PostgreSQL-specific behaviour: real concurrency, gap safety, NOTIFY, immutability,
-//! transaction-first appends, the seed 001 monitoring SQL, schema configuration.
+//! transaction-first appends, the standard monitoring SQL, schema configuration.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -345,7 +345,7 @@ async fn events_are_immutable() {
     assert_eq!(store.delete_before(chrono::Utc::now() + chrono::Duration::seconds(1)).await.unwrap(), 1);
 }
 
-/// Seed 001's three monitoring queries run unchanged against the default schema.
+/// The three standard monitoring queries run unchanged against the default schema.
 #[tokio::test]
 async fn seed_001_monitoring_queries_run_verbatim() {
     let db = TestDb::new().await;
@@ -389,7 +389,7 @@ async fn seed_001_monitoring_queries_run_verbatim() {
     .unwrap();
     assert_eq!((coverage.get::<i64, _>(0), coverage.get::<i64, _>(1)), (3, 1));
 
-    // The troubleshooting queries of seed 001 too.
+    // The troubleshooting queries too.
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM events\nWHERE aggregate_type = 'Order' AND aggregate_id = 'ord-123';",
     )

@@ -63,7 +63,7 @@ impl EventHandler for Picky {
     }
 }
 
-/// Seed 000's replay: by filter, in batches, stopping at the first error or going on
+/// Replay: by filter, in batches, stopping at the first error or going on
 /// past errors, with a report, progress and its six metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_stops_at_first_error_or_continues() {
@@ -187,7 +187,7 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 /// Safe mode keeps what a projection has not processed and what no snapshot covers;
-/// plain mode deletes by age; both update seed 000's five retention metrics; the
+/// plain mode deletes by age; both update the five retention metrics; the
 /// periodic clean-up starts and stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_safe_and_plain() {
@@ -262,7 +262,7 @@ async fn retention_safe_and_plain() {
 }
 
 /// One registry for everything: the encoded text parses with an OpenMetrics parser and
-/// carries seed 000's eleven names and the framework's own figures.
+/// carries the eleven established names and the framework's own figures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_text_parses_and_names_everything() {
     let db = TestDb::new().await;

@@ -12,7 +12,7 @@ use crate::store::{NewEvent, Version};
 
 pub use error::{CommandError, EventCodecError};
 
-/// The default snapshot interval, from seed 001's 50–100 range.
+/// The default snapshot interval, from the usual 50–100 range.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
 
 /// A domain event type: usually an enum with `#[derive(DomainEvent)]`.

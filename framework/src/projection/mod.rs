@@ -344,7 +344,7 @@ impl Projection {
         &self.name
     }
 
-    /// Receive only events of these aggregate types (seed 004's scoped consumer).
+    /// Receive only events of these aggregate types (a scoped consumer).
     #[must_use]
     pub fn aggregate_types<I: IntoIterator<Item = S>, S: Into<String>>(mut self, types: I) -> Self {
         self.aggregate_types = types.into_iter().map(Into::into).collect();

@@ -7,7 +7,7 @@ use super::error::InvalidInput;
 use super::types::RecordedEvent;
 use super::validate::{self, Limits};
 
-/// The default number of events a query returns (seed 000).
+/// The default number of events a query returns.
 pub const DEFAULT_QUERY_LIMIT: usize = 100;
 
 /// A topic pattern with RabbitMQ wildcards: words separated by `.`, where `*` matches
@@ -116,7 +116,7 @@ impl TopicPattern {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OrderBy {
-    /// By the time events occurred, then by global position (seed 000's default).
+    /// By the time events occurred, then by global position (the default).
     #[default]
     OccurredAt,
     /// By global position.
@@ -163,7 +163,7 @@ pub struct EventFilter {
     pub offset: usize,
     /// The sort key.
     pub order_by: OrderBy,
-    /// Ascending rather than descending (seed 000's default is descending).
+    /// Ascending rather than descending (the default is descending).
     pub ascending: bool,
 }
 

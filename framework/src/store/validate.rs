@@ -8,7 +8,7 @@ use super::error::InvalidInput;
 use super::types::{Metadata, NewEvent};
 
 /// The longest name (aggregate type, aggregate id, event type, topic, consumer name), in
-/// characters — the seeds' `VARCHAR(255)`.
+/// characters — the schema's `VARCHAR(255)`.
 pub const MAX_NAME_LEN: usize = 255;
 
 /// Limits a store enforces on what it is given.

@@ -626,7 +626,7 @@ impl Supervisor {
 
     /// Replays the events matching `filter` to `handler` oldest first (in global
     /// position order, whatever the filter's order; its limit and offset apply), in batches
-    /// (seed 000's replay service). Stops at the first error unless
+    /// (the replay service). Stops at the first error unless
     /// `continue_on_error`; the report says how many were replayed and failed.
     pub async fn replay(
         &self,

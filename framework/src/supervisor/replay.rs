@@ -1,4 +1,4 @@
-//! The replay actor (seed 000's replay service): feeds the events matching a filter to a
+//! The replay actor (the replay service): feeds the events matching a filter to a
 //! handler in batches, and rebuilds projections.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! The retention actor (seed 000's retention manager): deletes events past a retention
+//! The retention actor (the retention manager): deletes events past a retention
 //! period, on an interval or on demand, through the store's delete-before path only.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,7 @@ pub enum RetentionMode {
     /// processed yet and those an aggregate still needs because no snapshot covers them.
     #[default]
     Safe,
-    /// Every event older than the period (seed 000's plain delete). A projection that
+    /// Every event older than the period (a plain delete). A projection that
     /// lags behind the period, or is rebuilt, misses what was deleted; an aggregate
     /// without a snapshot covering the deleted events loads a state without them.
     Plain,
