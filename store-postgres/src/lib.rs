@@ -32,9 +32,11 @@ mod conns;
 mod lease;
 mod listener;
 mod projection;
+mod roles;
 mod schema;
 mod store;
 
 pub use config::{ConfigError, PoolSettings, PostgresConfig, SchemaNames};
 pub use projection::{ExactlyOnce, PgProjection};
+pub use roles::{create_roles, Roles};
 pub use store::{PostgresStore, STREAM_BUFFER};

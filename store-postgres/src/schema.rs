@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "append_in savepoint and batch fence",
         include_str!("../sql/0004_append_in_savepoint_and_batch_fence.sql"),
     ),
+    (5, "retention function", include_str!("../sql/0005_retention_function.sql")),
 ];
 
 /// Replaces `{schema}`, `{events}`, … in a template with the configured names, which were
@@ -31,7 +32,13 @@ pub(crate) fn expand(template: &str, names: &SchemaNames) -> String {
 
 /// Applies the migrations not yet applied, in one transaction, under an advisory lock so
 /// that several instances starting together apply them once.
+///
+/// When every migration is applied already, nothing is locked or created: a runtime role
+/// without DDL privileges may call this at start-up.
 pub(crate) async fn migrate(conn: &mut PgConnection, names: &SchemaNames) -> Result<Vec<i32>, sqlx::Error> {
+    if pending(conn, names).await?.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tx = conn.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('factum.migrate.' || $1))")
         .bind(&names.schema)
@@ -69,4 +76,19 @@ pub(crate) async fn migrate(conn: &mut PgConnection, names: &SchemaNames) -> Res
     }
     tx.commit().await?;
     Ok(newly)
+}
+
+/// The versions of the embedded migrations that the database has not applied.
+pub(crate) async fn pending(conn: &mut PgConnection, names: &SchemaNames) -> Result<Vec<i32>, sqlx::Error> {
+    let table = format!("{}.{}", names.schema, names.migrations);
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(&table).fetch_one(&mut *conn).await?;
+    let applied: Vec<i32> = if exists {
+        sqlx::query_scalar(&expand("SELECT version FROM {schema}.{migrations}", names))
+            .fetch_all(&mut *conn)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATIONS.iter().map(|m| m.0).filter(|v| !applied.contains(v)).collect())
 }

@@ -42,7 +42,7 @@ const APPEND_RETRIES: usize = 20;
 
 /// At most this many events are deleted per retention transaction, so that appends, which
 /// retention locks out while it deletes, wait for one chunk at most.
-const RETENTION_CHUNK: i64 = 10_000;
+const RETENTION_CHUNK: i32 = 10_000;
 
 const INSERT_COLUMNS: &str = "event_id, aggregate_type, aggregate_id, version, event_type, event_version, \
      topic, event_data, metadata, occurred_at, correlation_id, causation_id";
@@ -71,7 +71,8 @@ struct Sql {
     by_ids: String,
     select: String,
     count: String,
-    delete_before: String,
+    /// One chunk of retention, through the owner's definer function.
+    retain: String,
     save_snapshot: String,
     load_snapshot: String,
     delete_snapshot: String,
@@ -82,8 +83,6 @@ struct Sql {
     record_failure: String,
     failures: String,
     resolve_failure: String,
-    delete_guarded: String,
-    lock_for_retention: String,
     storage_bytes: String,
     event_id_constraint: String,
     stream_version_constraint: String,
@@ -124,9 +123,6 @@ impl Sql {
                  WHERE {check} ORDER BY b.ord RETURNING version, global_position"
             ))
         };
-        // Retention keeps each stream's newest event (see `append_one`).
-        let older = "EXISTS (SELECT 1 FROM {schema}.{events} n WHERE n.aggregate_type = e.aggregate_type \
-             AND n.aggregate_id = e.aggregate_id AND n.version > e.version)";
         Sql {
             append: e("SELECT out_version, out_position, out_transaction, out_conflict \
                  FROM {schema}.{events}_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
@@ -162,10 +158,7 @@ impl Sql {
                  ORDER BY global_position"),
             select: e("SELECT {columns} FROM {schema}.{events}"),
             count: e("SELECT count(*) FROM {schema}.{events}"),
-            delete_before: e(&format!(
-                "DELETE FROM {{schema}}.{{events}} WHERE global_position IN (SELECT e.global_position \
-                 FROM {{schema}}.{{events}} e WHERE e.recorded_at < $1 AND {older} LIMIT $2)"
-            )),
+            retain: e("SELECT {schema}.{events}_retain($1, $2, $3, $4, $5)"),
             save_snapshot: e("INSERT INTO {schema}.{snapshots} AS s \
                  (aggregate_type, aggregate_id, version, schema_version, state, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) \
@@ -212,23 +205,6 @@ impl Sql {
                  transaction_id, event_type, error, attempts, failed_at FROM {schema}.{failures} \
                  WHERE projection_name = $1 ORDER BY transaction_id, global_position"),
             resolve_failure: e("DELETE FROM {schema}.{failures} WHERE projection_name = $1 AND event_id = $2"),
-            // Retention's safe mode: keep what a named consumer has not processed (all of
-            // it for a consumer without a checkpoint) and, if $3, what no snapshot covers.
-            delete_guarded: e(&format!(
-                "DELETE FROM {{schema}}.{{events}} WHERE global_position IN (SELECT e.global_position \
-                 FROM {{schema}}.{{events}} e WHERE e.recorded_at < $1 AND {older} \
-                 AND NOT ($3 AND NOT EXISTS (SELECT 1 FROM {{schema}}.{{snapshots}} s \
-                   WHERE s.aggregate_type = e.aggregate_type AND s.aggregate_id = e.aggregate_id \
-                     AND s.version >= e.version)) \
-                 AND NOT EXISTS (SELECT 1 FROM unnest($2::text[]) AS c(name) \
-                   LEFT JOIN {{schema}}.{{positions}} p ON p.projection_name = c.name \
-                   WHERE p.projection_name IS NULL \
-                      OR (e.transaction_id, e.global_position) \
-                         > (p.last_processed_transaction, p.last_processed_position)) \
-                 LIMIT $4)"
-            )),
-            // Excludes appends (ROW EXCLUSIVE) for the transaction, and other clean-ups.
-            lock_for_retention: e("LOCK TABLE {schema}.{events} IN SHARE ROW EXCLUSIVE MODE"),
             storage_bytes: e("SELECT pg_total_relation_size(to_regclass('{schema}.{events}'))"),
             event_id_constraint: format!("{}_event_id_key", names.events),
             stream_version_constraint: format!("{}_stream_version_key", names.events),
@@ -668,32 +644,33 @@ impl PostgresStore {
     }
 
     /// Deletes what retention may (with `guard`, in safe mode) chunk by chunk, until a
-    /// chunk deletes less than a whole one. Each chunk is a transaction of its
-    /// own that the immutability trigger lets through (the only way events leave) and that
-    /// locks appends out, so that no append checks a head that the chunk is deleting.
+    /// chunk deletes less than a whole one. Each chunk is one call of the retention
+    /// function (the only way events leave, with its owner's rights) in a transaction of
+    /// its own that locks appends out, so that no append checks a head that the chunk is
+    /// deleting.
     async fn delete_events(
         &self,
         cutoff: DateTime<Utc>,
         guard: Option<&RetentionGuard>,
     ) -> Result<u64, StoreError> {
         let mut total = 0;
+        let (consumers, unsnapshotted) = match guard {
+            Some(guard) => (guard.unprocessed_by.clone(), guard.unsnapshotted),
+            None => (Vec::new(), false),
+        };
         loop {
-            let mut tx = self.begin().await?;
-            sqlx::query("SELECT set_config('factum.allow_delete', 'on', true)")
-                .execute(&mut *tx)
+            let mut conn = self.inner.conns.get().await?;
+            let deleted = sqlx::query_scalar::<_, i64>(&self.inner.sql.retain)
+                .bind(cutoff)
+                .bind(guard.is_some())
+                .bind(&consumers)
+                .bind(unsnapshotted)
+                .bind(RETENTION_CHUNK)
+                .fetch_one(&mut *conn)
                 .await
-                .map_err(backend)?;
-            sqlx::query(&self.inner.sql.lock_for_retention).execute(&mut *tx).await.map_err(backend)?;
-            let delete = match guard {
-                None => sqlx::query(&self.inner.sql.delete_before).bind(cutoff),
-                Some(guard) => sqlx::query(&self.inner.sql.delete_guarded)
-                    .bind(cutoff)
-                    .bind(&guard.unprocessed_by)
-                    .bind(guard.unsnapshotted),
-            };
-            let deleted =
-                delete.bind(RETENTION_CHUNK).execute(&mut *tx).await.map_err(backend)?.rows_affected();
-            tx.commit().await.map_err(backend)?;
+                .map_err(backend);
+            conn.release(&deleted);
+            let deleted = to_u64("deleted", deleted?)?;
             total += deleted;
             if deleted < RETENTION_CHUNK as u64 {
                 return Ok(total);

@@ -32,6 +32,12 @@ impl Recorder {
         Recorder { table: table.to_owned(), hook: None }
     }
 
+    /// A recorder into an existing `table` (made by [`create`](Self::create) as another
+    /// role, for a role that may not create tables).
+    pub fn existing(table: &str) -> Recorder {
+        Recorder { table: table.to_owned(), hook: None }
+    }
+
     /// Runs `hook` before writing each event; its error fails the event.
     pub fn with_hook(mut self, hook: Hook) -> Self {
         self.hook = Some(hook);

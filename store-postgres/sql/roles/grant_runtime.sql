@@ -1,0 +1,19 @@
+-- What the runtime role {runtime} needs, and nothing more; run as the owner after the
+-- migrations (PostgresStore::grant_runtime does). Running it again changes nothing.
+GRANT USAGE ON SCHEMA {schema} TO {runtime};
+-- The log: appended to and read, never changed. No UPDATE, DELETE or TRUNCATE, and only
+-- the owner may alter the table or its triggers; events leave only through the retention
+-- function, which runs with the owner's rights.
+GRANT SELECT, INSERT ON {schema}.{events} TO {runtime};
+GRANT USAGE ON SEQUENCE {schema}.{events}_global_position_seq TO {runtime};
+-- Heads deleted under schema version 2, and which migrations are applied: read only.
+GRANT SELECT ON {schema}.{streams}, {schema}.{migrations} TO {runtime};
+-- Snapshots, checkpoints and recorded failures are the runtime's to keep.
+GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{snapshots}, {schema}.{positions}, {schema}.{failures} TO {runtime};
+-- The append functions, the batch fence and retention.
+GRANT EXECUTE ON FUNCTION
+    {schema}.{events}_append(TEXT, TEXT, BIGINT, UUID[], TEXT[], INTEGER[], TEXT[], JSONB[], JSONB[], TIMESTAMPTZ[], UUID[], UUID[], TEXT),
+    {schema}.{events}_append_in(TEXT, TEXT, BIGINT, UUID[], TEXT[], INTEGER[], TEXT[], JSONB[], JSONB[], TIMESTAMPTZ[], UUID[], UUID[], TEXT),
+    {schema}.{positions}_fence(TEXT, BIGINT, BIGINT),
+    {schema}.{events}_retain(TIMESTAMPTZ, BOOLEAN, TEXT[], BOOLEAN, INTEGER)
+    TO {runtime};
