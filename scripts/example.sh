@@ -4,7 +4,9 @@
 # Uses $DATABASE_URL when it is set. Otherwise gets a PostgreSQL server from
 # scripts/pg.sh (the local one on 127.0.0.1:5432, or a private cluster it boots,
 # installing PostgreSQL first if needed) and uses a database `factum_example` on
-# it, created on first use. Then builds the example and runs it: a short
+# it, created on first use, with the roles factum_owner (owns the schema, applies
+# the migrations) and factum_app (the service runs as it; it owns nothing and
+# cannot change or delete events). Then builds the example and runs it: a short
 # simulation first (so you see the framework working), then the HTTP API on
 # ${FACTUM_EXAMPLE_LISTEN:-127.0.0.1:8080} until Ctrl-C.
 #
@@ -36,15 +38,46 @@ if [[ -z ${DATABASE_URL:-} ]]; then
         log "creating database $DB"
         "$PSQL" "$ADMIN_URL" -XqAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$DB\"" </dev/null >/dev/null
     fi
-    # Swap the database in the URL from pg.sh (postgres://user@host:port/db[?query]).
+    # Swap the database (and then the user) in the URL from pg.sh
+    # (postgres://user@host:port/db[?query]).
     base=${ADMIN_URL%%\?*}
     query=${ADMIN_URL:${#base}}
-    export DATABASE_URL="${base%/*}/$DB$query"
+    DB_URL="${base%/*}/$DB$query"
+    with_user() { sed -E "s|^([^:/?]+://)[^@/?#]*@|\1$1@|" <<<"$DB_URL"; }
+    # Least privilege: the service runs as factum_app, which owns nothing and cannot
+    # change or delete events; factum_owner owns the schema and applies the migrations.
+    log "setting up the roles factum_owner and factum_app"
+    sed -e 's/{owner}/factum_owner/g' -e 's/{runtime}/factum_app/g' -e 's/{schema}/public/g' \
+        -e "s/{database}/$DB/g" store-postgres/sql/roles/create_roles.sql |
+        "$PSQL" "$DB_URL" -XqAt -v ON_ERROR_STOP=1 >/dev/null
+    # A database made by an earlier version, before the roles: hand its objects to the owner.
+    "$PSQL" "$DB_URL" -XqAt -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DO $adopt$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v')
+               AND pg_get_userbyid(c.relowner) <> 'factum_owner' LOOP
+        EXECUTE format('ALTER TABLE %s OWNER TO factum_owner', r.name);
+    END LOOP;
+    FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> 'factum_owner' LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO factum_owner', r.name);
+    END LOOP;
+END
+$adopt$;
+SQL
+    OWNER_URL=$(with_user factum_owner)
+    export DATABASE_URL=$(with_user factum_app)
 fi
 log "database: $(sed -E 's|^([^:/?]+://[^:/?#@]*):[^/?#@]*@|\1:***@|' <<<"$DATABASE_URL")"
 
 log "building the example (the first build takes a few minutes)"
 "$CARGO" build -p factum-example --quiet
+if [[ -n ${OWNER_URL:-} ]]; then
+    log "applying the migrations as factum_owner"
+    "${CARGO_TARGET_DIR:-target}/debug/factum-example" --database-url "$OWNER_URL" setup --grant-to factum_app >/dev/null
+fi
 if (($# == 0)); then
     set -- serve --simulate-first --customers 20 --orders 200
 fi

@@ -6,7 +6,8 @@
 #   1. $DATABASE_URL, if set and non-empty;
 #   2. a server answering on 127.0.0.1:5432 as user `postgres` (trust auth),
 #      unless FACTUM_PG_FORCE_PRIVATE=1;
-#   3. a private throwaway cluster, booted on first use and reused afterwards:
+#   3. a private throwaway cluster, booted on first use and reused afterwards,
+#      with the least-privilege roles factum_owner and factum_app set up:
 #        data dir  ${FACTUM_PG_DIR:-/tmp/factum-pg/data}
 #                  (also holds the unix socket and the server log)
 #        port      ${FACTUM_PG_PORT:-55432}, listening on 127.0.0.1 only
@@ -181,6 +182,12 @@ cmd_url() {
         ((i == 30)) && die "throwaway cluster started but $url does not accept queries (see $PG_LOG)"
         sleep 1
     done
+    # The least-privilege roles (factum_owner owns and migrates, factum_app runs the
+    # service; docs/operations.md), so that the cluster runs the example as factum_app.
+    sed -e 's/{owner}/factum_owner/g' -e 's/{runtime}/factum_app/g' -e 's/{schema}/public/g' \
+        -e 's/{database}/postgres/g' "$(dirname "${BASH_SOURCE[0]}")/../store-postgres/sql/roles/create_roles.sql" |
+        "$(find_client psql)" "$url" -XqAt -v ON_ERROR_STOP=1 >/dev/null ||
+        die "could not set up the roles factum_owner and factum_app"
     printf '%s\n' "$url"
 }
 

@@ -78,6 +78,21 @@ impl App {
         Ok(App { factum, supervisor, store, tables, metrics })
     }
 
+    /// Sets the database up as the owner role: applies the migrations, creates the
+    /// read-model tables and, given the runtime role, grants it what the service needs
+    /// (see `docs/operations.md`). Running it again changes nothing.
+    pub async fn setup(config: PostgresConfig, runtime: Option<&str>) -> Result<(), StartError> {
+        let store = PostgresStore::connect(config).await?;
+        store.migrate().await?;
+        let tables = Tables::new(&store.names().schema);
+        tables.create(store.pool()).await?;
+        if let Some(role) = runtime {
+            store.grant_runtime(role).await?;
+            tables.grant(store.pool(), role).await?;
+        }
+        Ok(())
+    }
+
     /// Runs a customer command.
     pub async fn customer(
         &self,

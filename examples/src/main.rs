@@ -30,6 +30,16 @@ enum Command {
     Serve(Serve),
     /// Drive customers and orders concurrently, print figures, check the read models.
     Simulate(Simulation),
+    /// Set the database up, connected as the owner role: apply the migrations, create the
+    /// read-model tables, and grant the runtime role what the service needs.
+    Setup(Setup),
+}
+
+#[derive(Debug, Args)]
+struct Setup {
+    /// The role the service connects as (it owns nothing; see docs/operations.md).
+    #[arg(long, value_name = "ROLE")]
+    grant_to: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -108,9 +118,18 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let config = PostgresConfig::from_url(&cli.database_url)?;
+    if let Some(Command::Setup(setup)) = &cli.command {
+        App::setup(config, setup.grant_to.as_deref()).await?;
+        println!(
+            "database set up{}",
+            setup.grant_to.as_ref().map(|r| format!("; {r} granted")).unwrap_or_default()
+        );
+        return Ok(());
+    }
     let app = App::start(config).await?;
     let result = match cli.command.unwrap_or(Command::Serve(Serve::parse_default())) {
         Command::Simulate(simulation) => run_simulation(&app, &simulation).await,
+        Command::Setup(_) => Ok(()),
         Command::Serve(serve) => {
             if serve.simulate_first {
                 run_simulation(&app, &serve.simulation).await?;

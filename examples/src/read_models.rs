@@ -39,8 +39,24 @@ impl Tables {
         format!("{}.{table}", self.schema)
     }
 
-    /// Creates the tables if they do not exist.
+    /// The tables' qualified names.
+    fn all(&self) -> [String; 5] {
+        ["order_summary", "order_lines", "customer_summary", "customer_orders", "audit_log"]
+            .map(|t| self.t(t))
+    }
+
+    /// Creates the tables if they do not exist. When they all exist nothing is created,
+    /// so that a runtime role without DDL privileges may call this at start-up.
     pub async fn create(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let missing: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM unnest($1::text[]) AS t(name) WHERE to_regclass(t.name) IS NULL",
+        )
+        .bind(self.all().to_vec())
+        .fetch_one(pool)
+        .await?;
+        if missing == 0 {
+            return Ok(());
+        }
         let ddl = format!(
             "CREATE TABLE IF NOT EXISTS {os} (
                 order_id    text PRIMARY KEY,
@@ -97,6 +113,17 @@ impl Tables {
             al = self.t("audit_log"),
         );
         sqlx::raw_sql(&ddl).execute(pool).await?;
+        Ok(())
+    }
+
+    /// Grants `role` what the projections and queries need on the tables: reading,
+    /// writing, and clearing them for a rebuild.
+    pub async fn grant(&self, pool: &PgPool, role: &str) -> Result<(), sqlx::Error> {
+        let role = format!("\"{}\"", role.replace('"', "\"\""));
+        let tables = self.all().join(", ");
+        sqlx::raw_sql(&format!("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {tables} TO {role}"))
+            .execute(pool)
+            .await?;
         Ok(())
     }
 

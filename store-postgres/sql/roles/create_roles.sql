@@ -23,6 +23,7 @@ DO $schema$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{schema}') THEN
         EXECUTE 'GRANT USAGE, CREATE ON SCHEMA {schema} TO {owner}';
+        EXECUTE 'GRANT USAGE ON SCHEMA {schema} TO {runtime}';
     ELSE
         EXECUTE 'CREATE SCHEMA {schema} AUTHORIZATION {owner}';
     END IF;

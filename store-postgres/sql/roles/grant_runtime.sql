@@ -1,6 +1,14 @@
 -- What the runtime role {runtime} needs, and nothing more; run as the owner after the
 -- migrations (PostgresStore::grant_runtime does). Running it again changes nothing.
-GRANT USAGE ON SCHEMA {schema} TO {runtime};
+-- The schema: granted here when the owner owns it (create_roles.sql grants it otherwise,
+-- as for public).
+DO $usage$
+BEGIN
+    IF pg_has_role((SELECT nspowner FROM pg_namespace WHERE nspname = '{schema}'), 'USAGE') THEN
+        EXECUTE 'GRANT USAGE ON SCHEMA {schema} TO {runtime}';
+    END IF;
+END
+$usage$;
 -- The log: appended to and read, never changed. No UPDATE, DELETE or TRUNCATE, and only
 -- the owner may alter the table or its triggers; events leave only through the retention
 -- function, which runs with the owner's rights.
