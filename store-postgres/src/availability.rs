@@ -60,8 +60,13 @@ impl Availability {
     /// Wraps a stream of rows read straight from the pool: it fails with
     /// [`StoreError::Unavailable`] at once if the circuit is open, or as soon as it opens,
     /// instead of waiting for the pool's acquire timeout. A slow first row starts a probe.
+    ///
+    /// A row that does not come within `timeout` of the one before (or of the start) ends
+    /// the stream with [`StoreError::Timeout`] for `operation`.
     pub(crate) fn guard<'a, T: Send + 'a>(
         self: &Arc<Self>,
+        operation: &'static str,
+        timeout: Duration,
         rows: BoxStream<'a, Result<T, StoreError>>,
     ) -> BoxStream<'a, Result<T, StoreError>> {
         if let Err(e) = self.check() {
@@ -88,7 +93,15 @@ impl Availability {
                 }
             }
         };
-        Box::pin(UntilDown { rows, opened: Some(Box::pin(opened)) })
+        let idle = Box::pin(tokio::time::sleep(timeout));
+        Box::pin(UntilDown {
+            rows,
+            opened: Some(Box::pin(opened)),
+            idle,
+            timeout,
+            operation,
+            avail: self.clone(),
+        })
     }
 
     /// Gets a connection (or a transaction) from `pool` through `acquire`, failing at
@@ -151,6 +164,11 @@ impl Availability {
         }
     }
 
+    /// An operation got no answer in time: the server may be stalled; probe it.
+    pub(crate) fn suspect_stall(self: &Arc<Self>) {
+        self.start_probe();
+    }
+
     fn start_probe(self: &Arc<Self>) {
         if self.probing.swap(true, Ordering::AcqRel) {
             return;
@@ -207,9 +225,15 @@ struct UntilDown<'a, T> {
     rows: BoxStream<'a, Result<T, StoreError>>,
     /// Resolves when the circuit opens; `None` once the stream has ended.
     opened: Option<Pin<Box<dyn Future<Output = StoreError> + Send + 'a>>>,
+    /// Fires when the next row is overdue.
+    idle: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    operation: &'static str,
+    avail: Arc<Availability>,
 }
 
 impl<T> Stream for UntilDown<'_, T> {
+    // Every field is Unpin (the futures are boxed).
     type Item = Result<T, StoreError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -219,8 +243,22 @@ impl<T> Stream for UntilDown<'_, T> {
             return Poll::Ready(Some(Err(e)));
         }
         let next = self.rows.as_mut().poll_next(cx);
-        if matches!(next, Poll::Ready(None)) {
-            self.opened = None;
+        match &next {
+            Poll::Ready(None) => self.opened = None,
+            Poll::Ready(Some(_)) => {
+                let deadline = tokio::time::Instant::now() + self.timeout;
+                self.idle.as_mut().reset(deadline);
+            }
+            Poll::Pending => {
+                if self.idle.as_mut().poll(cx).is_ready() {
+                    self.opened = None;
+                    self.avail.suspect_stall();
+                    return Poll::Ready(Some(Err(StoreError::Timeout {
+                        operation: self.operation,
+                        after: self.timeout,
+                    })));
+                }
+            }
         }
         next
     }

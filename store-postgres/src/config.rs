@@ -146,6 +146,11 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Give up acquiring a connection after this long (default 5 s).
     pub connect_timeout: Duration,
+    /// Give up an operation of the [`EventStore`](factum::EventStore) (or, for a
+    /// stream of rows, the wait for its next row) after this long (default 10 s), with
+    /// [`StoreError::Timeout`](factum::StoreError::Timeout): a stalled server or a lock
+    /// held elsewhere never hangs a caller longer.
+    pub operation_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -154,6 +159,7 @@ impl Default for PoolSettings {
             max_connections: 10,
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            operation_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -170,6 +176,13 @@ impl PoolSettings {
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the operation timeout.
+    #[must_use]
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
         self
     }
 

@@ -237,6 +237,8 @@ struct Inner {
     pool: PgPool,
     /// Fails operations fast while the database is known to be down.
     avail: Arc<Availability>,
+    /// The most an [`EventStore`] operation may take.
+    timeout: std::time::Duration,
     /// Connections for one-statement operations, kept out of the pool between them.
     conns: Arc<Connections>,
     names: SchemaNames,
@@ -455,6 +457,7 @@ impl PostgresStore {
             inner: Arc::new(Inner {
                 conns: Arc::new(Connections::new(pool.clone(), avail.clone())),
                 avail,
+                timeout: config.pool.operation_timeout,
                 pool,
                 sql: Sql::new(&config.names),
                 names: config.names,
@@ -480,6 +483,21 @@ impl PostgresStore {
     /// The connection pool, for the application's own queries.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// Runs one [`EventStore`] operation within the operation timeout.
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        run: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.timeout, run).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.inner.avail.suspect_stall();
+                Err(StoreError::Timeout { operation, after: self.inner.timeout })
+            }
+        }
     }
 
     /// A connection from the pool, failing fast while the database is known to be down.
@@ -1076,18 +1094,24 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        validate::batch(&events, &self.inner.limits)?;
-        let mut conn = self.inner.conns.get().await?;
-        let result = self.append_on(&mut conn, stream, expected, &events).await;
-        conn.release(&result);
-        result
+        self.timed("append", async {
+            validate::batch(&events, &self.inner.limits)?;
+            let mut conn = self.inner.conns.get().await?;
+            let result = self.append_on(&mut conn, stream, expected, &events).await;
+            conn.release(&result);
+            result
+        })
+        .await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        let mut conn = self.inner.conns.get().await?;
-        let result = self.head(&mut conn, stream).await;
-        conn.release(&result);
-        result
+        self.timed("stream_version", async {
+            let mut conn = self.inner.conns.get().await?;
+            let result = self.head(&mut conn, stream).await;
+            conn.release(&result);
+            result
+        })
+        .await
     }
 
     async fn read_stream(
@@ -1095,17 +1119,20 @@ impl EventStore for PostgresStore {
         stream: &StreamId,
         range: VersionRange,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut conn = self.inner.conns.get().await?;
-        let rows = sqlx::query(&self.inner.sql.read_stream)
-            .bind(stream.aggregate_type())
-            .bind(stream.aggregate_id())
-            .bind(to_i64(range.from.0))
-            .bind(range.to.map_or(i64::MAX, |v| to_i64(v.0)))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend);
-        conn.release(&rows);
-        decode_all(&rows?)
+        self.timed("read_stream", async {
+            let mut conn = self.inner.conns.get().await?;
+            let rows = sqlx::query(&self.inner.sql.read_stream)
+                .bind(stream.aggregate_type())
+                .bind(stream.aggregate_id())
+                .bind(to_i64(range.from.0))
+                .bind(range.to.map_or(i64::MAX, |v| to_i64(v.0)))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(backend);
+            conn.release(&rows);
+            decode_all(&rows?)
+        })
+        .await
     }
     fn read_payloads<'a>(&'a self, stream: &'a StreamId, after: Version) -> PayloadStream<'a> {
         // Rows are decoded as they arrive, so the caller folds events while PostgreSQL
@@ -1115,33 +1142,40 @@ impl EventStore for PostgresStore {
             .bind(stream.aggregate_id())
             .bind(to_i64(after.0))
             .fetch(&self.inner.pool);
-        self.inner.avail.guard(Box::pin(rows.map(|row| {
-            let row = row.map_err(backend)?;
-            let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-            let schema_version: i32 = row.try_get(2).map_err(corrupt)?;
-            Ok(EventPayload::new(
-                Version(to_u64("version", row.try_get(0).map_err(corrupt)?)?),
-                row.try_get(1).map_err(corrupt)?,
-                u32::try_from(schema_version)
-                    .map_err(|_| StoreError::Corrupt(format!("event_version {schema_version}")))?,
-                row.try_get(3).map_err(corrupt)?,
-            ))
-        })))
+        self.inner.avail.guard(
+            "read_payloads",
+            self.inner.timeout,
+            Box::pin(rows.map(|row| {
+                let row = row.map_err(backend)?;
+                let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+                let schema_version: i32 = row.try_get(2).map_err(corrupt)?;
+                Ok(EventPayload::new(
+                    Version(to_u64("version", row.try_get(0).map_err(corrupt)?)?),
+                    row.try_get(1).map_err(corrupt)?,
+                    u32::try_from(schema_version)
+                        .map_err(|_| StoreError::Corrupt(format!("event_version {schema_version}")))?,
+                    row.try_get(3).map_err(corrupt)?,
+                ))
+            })),
+        )
     }
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        validate::page_limit(limit, &self.inner.limits)?;
-        let mut conn = self.inner.conns.get().await?;
-        let rows = sqlx::query(&self.inner.sql.read_all)
-            .bind(to_i64(after.transaction))
-            .bind(to_i64(after.position.0))
-            .bind(to_i64(limit as u64))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend);
-        conn.release(&rows);
-        let rows = rows?;
-        decode_all(&rows)
+        self.timed("read_all", async {
+            validate::page_limit(limit, &self.inner.limits)?;
+            let mut conn = self.inner.conns.get().await?;
+            let rows = sqlx::query(&self.inner.sql.read_all)
+                .bind(to_i64(after.transaction))
+                .bind(to_i64(after.position.0))
+                .bind(to_i64(limit as u64))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(backend);
+            conn.release(&rows);
+            let rows = rows?;
+            decode_all(&rows)
+        })
+        .await
     }
 
     async fn read_category(
@@ -1150,42 +1184,55 @@ impl EventStore for PostgresStore {
         after: Checkpoint,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        validate::category(category)?;
-        validate::page_limit(limit, &self.inner.limits)?;
-        let mut conn = self.inner.conns.get().await?;
-        let rows = sqlx::query(&self.inner.sql.read_category)
-            .bind(to_i64(after.transaction))
-            .bind(to_i64(after.position.0))
-            .bind(to_i64(limit as u64))
-            .bind(category)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend);
-        conn.release(&rows);
-        let rows = rows?;
-        decode_all(&rows)
+        self.timed("read_category", async {
+            validate::category(category)?;
+            validate::page_limit(limit, &self.inner.limits)?;
+            let mut conn = self.inner.conns.get().await?;
+            let rows = sqlx::query(&self.inner.sql.read_category)
+                .bind(to_i64(after.transaction))
+                .bind(to_i64(after.position.0))
+                .bind(to_i64(limit as u64))
+                .bind(category)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(backend);
+            conn.release(&rows);
+            let rows = rows?;
+            decode_all(&rows)
+        })
+        .await
     }
 
     async fn latest_position(&self) -> Result<Option<GlobalPosition>, StoreError> {
-        let max: Option<i64> = sqlx::query_scalar(&self.inner.sql.latest_position)
-            .fetch_one(&mut *self.conn().await?)
-            .await
-            .map_err(backend)?;
-        max.map(|p| to_u64("global_position", p).map(GlobalPosition)).transpose()
+        self.timed("latest_position", async {
+            let max: Option<i64> = sqlx::query_scalar(&self.inner.sql.latest_position)
+                .fetch_one(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+            max.map(|p| to_u64("global_position", p).map(GlobalPosition)).transpose()
+        })
+        .await
     }
 
     async fn query(&self, filter: &EventFilter) -> Result<Vec<RecordedEvent>, StoreError> {
-        let valid = filter.validate(&self.inner.limits)?;
-        let mut qb = self.select(&valid, Some(filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT)));
-        let rows = qb.build().fetch_all(&mut *self.conn().await?).await.map_err(backend)?;
-        decode_all(&rows)
+        self.timed("query", async {
+            let valid = filter.validate(&self.inner.limits)?;
+            let mut qb = self.select(&valid, Some(filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT)));
+            let rows = qb.build().fetch_all(&mut *self.conn().await?).await.map_err(backend)?;
+            decode_all(&rows)
+        })
+        .await
     }
 
     async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
-        let valid = filter.validate(&self.inner.limits)?;
-        let mut qb = self.filtered(&self.inner.sql.count, &valid);
-        let n: i64 = qb.build_query_scalar().fetch_one(&mut *self.conn().await?).await.map_err(backend)?;
-        to_u64("count", n)
+        self.timed("count", async {
+            let valid = filter.validate(&self.inner.limits)?;
+            let mut qb = self.filtered(&self.inner.sql.count, &valid);
+            let n: i64 =
+                qb.build_query_scalar().fetch_one(&mut *self.conn().await?).await.map_err(backend)?;
+            to_u64("count", n)
+        })
+        .await
     }
 
     fn stream(&self, filter: EventFilter) -> EventStream {
@@ -1217,88 +1264,107 @@ impl EventStore for PostgresStore {
         });
         let items =
             futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        self.inner.avail.guard(Box::pin(start.filter_map(|()| async { None }).chain(items)))
+        self.inner.avail.guard(
+            "stream",
+            self.inner.timeout,
+            Box::pin(start.filter_map(|()| async { None }).chain(items)),
+        )
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.delete_events(cutoff, None).await
+        self.timed("delete_before", async { self.delete_events(cutoff, None).await }).await
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        validate::snapshot(snapshot)?;
-        let mut conn = self.inner.conns.get().await?;
-        let done = sqlx::query(&self.inner.sql.save_snapshot)
-            .bind(snapshot.stream.aggregate_type())
-            .bind(snapshot.stream.aggregate_id())
-            .bind(to_i64(snapshot.version.0))
-            .bind(snapshot.schema_version as i32)
-            .bind(&snapshot.state)
-            .bind(snapshot.created_at)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)
-            .map(|_| ());
-        conn.release(&done);
-        done
+        self.timed("save_snapshot", async {
+            validate::snapshot(snapshot)?;
+            let mut conn = self.inner.conns.get().await?;
+            let done = sqlx::query(&self.inner.sql.save_snapshot)
+                .bind(snapshot.stream.aggregate_type())
+                .bind(snapshot.stream.aggregate_id())
+                .bind(to_i64(snapshot.version.0))
+                .bind(snapshot.schema_version as i32)
+                .bind(&snapshot.state)
+                .bind(snapshot.created_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)
+                .map(|_| ());
+            conn.release(&done);
+            done
+        })
+        .await
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let mut conn = self.inner.conns.get().await?;
-        let row = sqlx::query(&self.inner.sql.load_snapshot)
-            .bind(stream.aggregate_type())
-            .bind(stream.aggregate_id())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(backend);
-        conn.release(&row);
-        let row = row?;
-        let Some(row) = row else { return Ok(None) };
-        let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-        let schema_version: i32 = row.try_get(1).map_err(corrupt)?;
-        Ok(Some(Snapshot {
-            stream: stream.clone(),
-            version: Version(to_u64("snapshot version", row.try_get(0).map_err(corrupt)?)?),
-            schema_version: u32::try_from(schema_version)
-                .map_err(|_| StoreError::Corrupt(format!("snapshot schema_version {schema_version}")))?,
-            state: row.try_get(2).map_err(corrupt)?,
-            created_at: row.try_get(3).map_err(corrupt)?,
-        }))
+        self.timed("load_snapshot", async {
+            let mut conn = self.inner.conns.get().await?;
+            let row = sqlx::query(&self.inner.sql.load_snapshot)
+                .bind(stream.aggregate_type())
+                .bind(stream.aggregate_id())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend);
+            conn.release(&row);
+            let row = row?;
+            let Some(row) = row else { return Ok(None) };
+            let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let schema_version: i32 = row.try_get(1).map_err(corrupt)?;
+            Ok(Some(Snapshot {
+                stream: stream.clone(),
+                version: Version(to_u64("snapshot version", row.try_get(0).map_err(corrupt)?)?),
+                schema_version: u32::try_from(schema_version)
+                    .map_err(|_| StoreError::Corrupt(format!("snapshot schema_version {schema_version}")))?,
+                state: row.try_get(2).map_err(corrupt)?,
+                created_at: row.try_get(3).map_err(corrupt)?,
+            }))
+        })
+        .await
     }
 
     async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError> {
-        let done = sqlx::query(&self.inner.sql.delete_snapshot)
-            .bind(stream.aggregate_type())
-            .bind(stream.aggregate_id())
-            .execute(&mut *self.conn().await?)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        self.timed("delete_snapshot", async {
+            let done = sqlx::query(&self.inner.sql.delete_snapshot)
+                .bind(stream.aggregate_type())
+                .bind(stream.aggregate_id())
+                .execute(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
     }
 
     async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
-        validate::consumer_name(consumer)?;
-        let mut conn = self.inner.conns.get().await?;
-        let row: Result<Option<(i64, i64)>, _> = sqlx::query_as(&self.inner.sql.load_checkpoint)
-            .bind(consumer)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(backend);
-        conn.release(&row);
-        let row = row?;
-        row.map(|(tx, pos)| {
-            Ok(Checkpoint {
-                transaction: to_u64("checkpoint transaction", tx)?,
-                position: GlobalPosition(to_u64("checkpoint position", pos)?),
+        self.timed("load_checkpoint", async {
+            validate::consumer_name(consumer)?;
+            let mut conn = self.inner.conns.get().await?;
+            let row: Result<Option<(i64, i64)>, _> = sqlx::query_as(&self.inner.sql.load_checkpoint)
+                .bind(consumer)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend);
+            conn.release(&row);
+            let row = row?;
+            row.map(|(tx, pos)| {
+                Ok(Checkpoint {
+                    transaction: to_u64("checkpoint transaction", tx)?,
+                    position: GlobalPosition(to_u64("checkpoint position", pos)?),
+                })
             })
+            .transpose()
         })
-        .transpose()
+        .await
     }
 
     async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        let mut conn = self.inner.conns.get().await?;
-        let result = self.save_checkpoint_in(&mut conn, consumer, checkpoint).await;
-        conn.release(&result);
-        result
+        self.timed("save_checkpoint", async {
+            let mut conn = self.inner.conns.get().await?;
+            let result = self.save_checkpoint_in(&mut conn, consumer, checkpoint).await;
+            conn.release(&result);
+            result
+        })
+        .await
     }
 
     async fn delete_before_guarded(
@@ -1306,8 +1372,11 @@ impl EventStore for PostgresStore {
         cutoff: DateTime<Utc>,
         guard: &RetentionGuard,
     ) -> Result<u64, StoreError> {
-        validate::retention_guard(guard)?;
-        self.delete_events(cutoff, Some(guard)).await
+        self.timed("delete_before_guarded", async {
+            validate::retention_guard(guard)?;
+            self.delete_events(cutoff, Some(guard)).await
+        })
+        .await
     }
 
     async fn advance_checkpoint(
@@ -1316,55 +1385,78 @@ impl EventStore for PostgresStore {
         from: Checkpoint,
         to: Checkpoint,
     ) -> Result<bool, StoreError> {
-        self.advance_checkpoint_in_pool(consumer, from, to).await
+        self.timed("advance_checkpoint", async { self.advance_checkpoint_in_pool(consumer, from, to).await })
+            .await
     }
 
     async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError> {
-        validate::checkpoint(after)?;
-        let n: i64 = sqlx::query_scalar(&self.inner.sql.count_after)
-            .bind(to_i64(after.transaction))
-            .bind(to_i64(after.position.0))
-            .bind(aggregate_types)
-            .fetch_one(&mut *self.conn().await?)
-            .await
-            .map_err(backend)?;
-        to_u64("count", n)
+        self.timed("count_after", async {
+            validate::checkpoint(after)?;
+            let n: i64 = sqlx::query_scalar(&self.inner.sql.count_after)
+                .bind(to_i64(after.transaction))
+                .bind(to_i64(after.position.0))
+                .bind(aggregate_types)
+                .fetch_one(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+            to_u64("count", n)
+        })
+        .await
     }
 
     async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
-        validate::consumer_name(name)?;
-        let leases = self.inner.leases.get_or_init(|| {
-            Leases::start(self.inner.pool.clone(), self.inner.avail.clone(), self.inner.names.schema.clone())
-        });
-        leases.try_lease(name).await
+        self.timed("try_lease", async {
+            validate::consumer_name(name)?;
+            let leases = self.inner.leases.get_or_init(|| {
+                Leases::start(
+                    self.inner.pool.clone(),
+                    self.inner.avail.clone(),
+                    self.inner.names.schema.clone(),
+                )
+            });
+            leases.try_lease(name).await
+        })
+        .await
     }
 
     async fn record_failure(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        self.record_failure_in(&mut conn, failure).await
+        self.timed("record_failure", async {
+            let mut conn = self.conn().await?;
+            self.record_failure_in(&mut conn, failure).await
+        })
+        .await
     }
 
     async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
-        validate::consumer_name(projection)?;
-        let rows = sqlx::query(&self.inner.sql.failures)
-            .bind(projection)
-            .fetch_all(&mut *self.conn().await?)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(decode_failure).collect()
+        self.timed("failures", async {
+            validate::consumer_name(projection)?;
+            let rows = sqlx::query(&self.inner.sql.failures)
+                .bind(projection)
+                .fetch_all(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+            rows.iter().map(decode_failure).collect()
+        })
+        .await
     }
 
     async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
-        let mut conn = self.conn().await?;
-        self.resolve_failure_in(&mut conn, projection, event_id).await
+        self.timed("resolve_failure", async {
+            let mut conn = self.conn().await?;
+            self.resolve_failure_in(&mut conn, projection, event_id).await
+        })
+        .await
     }
 
     async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
-        let bytes: Option<i64> = sqlx::query_scalar(&self.inner.sql.storage_bytes)
-            .fetch_one(&mut *self.conn().await?)
-            .await
-            .map_err(backend)?;
-        bytes.map(|b| to_u64("table size", b)).transpose()
+        self.timed("storage_bytes", async {
+            let bytes: Option<i64> = sqlx::query_scalar(&self.inner.sql.storage_bytes)
+                .fetch_one(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+            bytes.map(|b| to_u64("table size", b)).transpose()
+        })
+        .await
     }
 
     fn wake_signal(&self) -> WakeSignal {

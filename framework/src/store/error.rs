@@ -134,6 +134,16 @@ pub enum StoreError {
         /// What made the store unreachable.
         reason: String,
     },
+    /// The store did not answer within the operation timeout: the server may be stalled,
+    /// or a lock held elsewhere may block the operation. An append that fails this way may
+    /// or may not have committed; read the stream to find out.
+    #[error("the store did not answer {operation} within {} ms", after.as_millis())]
+    Timeout {
+        /// The operation that timed out.
+        operation: &'static str,
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// A stored row could not be read back (for instance a column outside its range).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -153,6 +163,11 @@ impl StoreError {
     /// ([`StoreError::Unavailable`]): retrying later is safe.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// Whether the store did not answer in time ([`StoreError::Timeout`]).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, StoreError::Timeout { .. })
     }
 
     /// Whether this is an optimistic concurrency conflict.
