@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod conformance;
 pub mod counter;
 pub mod faulty;
+pub mod history;
 pub mod recorder;
 
 /// Compiles the README's Rust snippets as doctests.
