@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
-use utoipa::openapi::{ContentBuilder, KnownFormat, OpenApi, RefOr, Required, ResponseBuilder, SchemaFormat};
+use utoipa::openapi::{
+    ContentBuilder, KnownFormat, OpenApi, Ref, RefOr, Required, ResponseBuilder, SchemaFormat,
+};
 use utoipa::{Modify, OpenApi as _, PartialSchema, ToResponse, ToSchema};
 
 use crate::http::{CORRELATION_HEADER, USER_HEADER};
@@ -34,7 +36,7 @@ pub struct ErrorBody<'a> {
     description = "The event store is unreachable (`store_unavailable`), or an actor did not answer (`unavailable`). Retry after `Retry-After` seconds.",
     headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))
 )]
-pub struct Unavailable(#[to_schema] pub ErrorBody<'static>);
+pub struct Unavailable(pub ErrorBody<'static>);
 
 /// The document's root: title, version, tags, and the reusable responses.
 #[derive(utoipa::OpenApi)]
@@ -131,9 +133,10 @@ fn add(op: &mut Operation, status: &str, description: &str) {
         }
         Some(RefOr::Ref(_)) => {}
         None => {
+            let schema = Ref::from_schema_name(ErrorBody::name());
             let response = ResponseBuilder::new()
                 .description(description)
-                .content("application/json", ContentBuilder::new().schema(Some(ErrorBody::schema())).build())
+                .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
                 .build();
             op.responses.responses.insert(status.to_owned(), RefOr::T(response));
         }
