@@ -10,6 +10,7 @@
 use std::sync::OnceLock;
 
 use serde::Serialize;
+use serde_json::Value;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{
@@ -58,16 +59,46 @@ pub struct Unavailable(pub ErrorBody<'static>);
 struct Root;
 
 /// The document, built once: the root, every route's operation, then [`Conventions`].
-pub fn document() -> &'static OpenApi {
-    static DOCUMENT: OnceLock<OpenApi> = OnceLock::new();
+pub fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
         let mut routes =
             crate::http::routes(utoipa_axum::router::OpenApiRouter::with_openapi(Root::openapi()));
         let mut doc = routes.to_openapi();
         doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
         Conventions.modify(&mut doc);
-        doc
+        let mut json = serde_json::to_value(&doc).expect("an OpenAPI document serializes");
+        camel_case_links(&mut json);
+        json
     })
+}
+
+/// utoipa 5 writes a link's `operationId`, `operationRef` and `requestBody` in snake
+/// case; OpenAPI (and schemathesis's stateful phase) read camel case.
+fn camel_case_links(doc: &mut Value) {
+    let responses = doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(Value::as_object_mut))
+        .flat_map(|responses| responses.values_mut());
+    for response in responses {
+        let links =
+            response.get_mut("links").and_then(Value::as_object_mut).into_iter().flat_map(|l| l.values_mut());
+        for link in links.filter_map(Value::as_object_mut) {
+            for (snake, camel) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(value) = link.remove(snake) {
+                    link.insert(camel.to_owned(), value);
+                }
+            }
+        }
+    }
 }
 
 /// What every operation shares, derived from what the shared extractors refuse.

@@ -61,6 +61,7 @@ fn new_or_checked_id(id: Option<String>, prefix: &str) -> Result<String, ApiErro
 /// A customer to register.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"id": "ada", "name": "Ada Lovelace", "email": "ada@example.com"}))]
 pub(super) struct RegisterBody {
     /// The customer's id; one is generated when absent.
     #[serde(default, deserialize_with = "present")]
@@ -75,7 +76,12 @@ pub(super) struct RegisterBody {
 /// Registers a customer.
 #[utoipa::path(post, path = "/customers", tag = "customers", request_body = RegisterBody,
     responses(
-        (status = 201, description = "Registered.", body = Done),
+        (status = 201, description = "Registered.", body = Done, links(
+                ("ChangeEmail" = (operation_id = "change_email", parameters(("id" = "$response.body#/id")))),
+                ("Deactivate" = (operation_id = "deactivate", parameters(("id" = "$response.body#/id")))),
+                ("GetCustomer" = (operation_id = "get_customer", parameters(("id" = "$response.body#/id")))),
+                ("PlaceOrder" = (operation_id = "place_order", request_body = json!({"customer_id": "$response.body#/id"}))),
+            )),
         (status = 409, description = "A customer with this id exists (`customer_exists`), or a concurrency conflict survived the retries (`concurrency_conflict`).", body = ErrorBody),
         (status = 422, description = "An invalid id, name or email (`invalid_id`, `invalid_name`, `invalid_email`).", body = ErrorBody),
         (status = 503, response = openapi::Unavailable),
@@ -93,6 +99,7 @@ pub(super) async fn register_customer(
 /// A customer's new email.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.net"}))]
 pub(super) struct EmailBody {
     #[schema(schema_with = openapi::email)]
     email: String,
@@ -138,6 +145,7 @@ pub(super) async fn deactivate(
 /// An order to place.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"id": "o-1", "customer_id": "ada"}))]
 pub(super) struct PlaceBody {
     /// The order's id; one is generated when absent.
     #[serde(default, deserialize_with = "present")]
@@ -151,7 +159,14 @@ pub(super) struct PlaceBody {
 /// Places an order for an active customer.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = PlaceBody,
     responses(
-        (status = 201, description = "Placed.", body = Done),
+        (status = 201, description = "Placed.", body = Done, links(
+                ("AddItem" = (operation_id = "add_item", parameters(("id" = "$response.body#/id")))),
+                ("RemoveItem" = (operation_id = "remove_item", parameters(("id" = "$response.body#/id")))),
+                ("Confirm" = (operation_id = "confirm", parameters(("id" = "$response.body#/id")))),
+                ("Ship" = (operation_id = "ship", parameters(("id" = "$response.body#/id")))),
+                ("Cancel" = (operation_id = "cancel", parameters(("id" = "$response.body#/id")))),
+                ("GetOrder" = (operation_id = "get_order", parameters(("id" = "$response.body#/id")))),
+            )),
         (status = 404, description = "No such customer (`customer_not_found`).", body = ErrorBody),
         (status = 409, description = "An order with this id exists (`order_exists`), the customer is inactive (`customer_inactive`), or a concurrency conflict survived the retries (`concurrency_conflict`).", body = ErrorBody),
         (status = 422, description = "An invalid order or customer id (`invalid_id`, `invalid_customer_id`).", body = ErrorBody),
@@ -177,6 +192,7 @@ pub(super) async fn place_order(
 /// Items to add to an order.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"sku": "teapot", "quantity": 2, "unit_price": 3500}))]
 pub(super) struct ItemBody {
     /// The product.
     #[schema(schema_with = openapi::id)]
@@ -201,7 +217,10 @@ fn unit_price() -> utoipa::openapi::schema::Object {
 #[utoipa::path(post, path = "/orders/{id}/items", tag = "orders", request_body = ItemBody,
     params(("id" = inline(openapi::IdParam), Path, description = "The order's id.")),
     responses(
-        (status = 200, description = "Added.", body = Done),
+        (status = 200, description = "Added.", body = Done, links(
+                ("RemoveItem" = (operation_id = "remove_item", parameters(("id" = "$request.path.id"), ("sku" = "$request.body#/sku")))),
+                ("Confirm" = (operation_id = "confirm", parameters(("id" = "$request.path.id")))),
+            )),
         (status = 404, description = "No such order (`order_not_found`).", body = ErrorBody),
         (status = 409, description = "The order is not open (`order_locked`, `order_closed`), the SKU has another price (`price_mismatch`), the line would hold more than 10,000 (`too_many_items`), or a concurrency conflict survived the retries (`concurrency_conflict`).", body = ErrorBody),
         (status = 422, description = "An invalid SKU, quantity or price (`invalid_sku`, `invalid_quantity`, `invalid_price`).", body = ErrorBody),
@@ -251,7 +270,10 @@ pub(super) async fn remove_item(
 #[utoipa::path(post, path = "/orders/{id}/confirm", tag = "orders",
     params(("id" = inline(openapi::IdParam), Path, description = "The order's id.")),
     responses(
-        (status = 200, description = "Confirmed, or already confirmed (`events` empty).", body = Done),
+        (status = 200, description = "Confirmed, or already confirmed (`events` empty).", body = Done, links(
+                ("Ship" = (operation_id = "ship", parameters(("id" = "$request.path.id")))),
+                ("Cancel" = (operation_id = "cancel", parameters(("id" = "$request.path.id")))),
+            )),
         (status = 404, description = "No such order (`order_not_found`).", body = ErrorBody),
         (status = 409, description = "The order is empty (`order_empty`) or closed (`order_closed`), or a concurrency conflict survived the retries (`concurrency_conflict`).", body = ErrorBody),
         (status = 503, response = openapi::Unavailable),
@@ -284,6 +306,7 @@ pub(super) async fn ship(
 /// Why an order is cancelled.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "changed my mind"}))]
 pub(super) struct CancelBody {
     #[schema(schema_with = openapi::text)]
     reason: String,

@@ -134,6 +134,7 @@ pub(super) async fn rebuild(State(app): State<App>, Id(name): Id) -> Result<Json
 /// Which events to replay; an empty object replays them all.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"aggregate_type": "Order", "topics": ["order.lifecycle.#"]}))]
 pub(super) struct ReplayBody {
     /// Only this aggregate type.
     #[serde(default, deserialize_with = "super::extract::present")]

@@ -8,7 +8,7 @@ use super::*;
 use crate::validate::{check_email, check_id, check_name, check_text};
 
 fn json() -> Value {
-    serde_json::to_value(document()).expect("the document serializes")
+    document().clone()
 }
 
 /// Every (method, path) the document holds.
@@ -113,6 +113,25 @@ fn every_operation_documents_its_refusals() {
             assert!(unavailable["headers"]["Retry-After"].is_object(), "{what}: Retry-After");
         }
     }
+}
+
+#[test]
+fn links_name_their_operations() {
+    let doc = json();
+    let ids: BTreeSet<&str> =
+        operations(&doc).iter().filter_map(|(m, p)| doc["paths"][p][m]["operationId"].as_str()).collect();
+    let mut links = 0;
+    for (method, path) in operations(&doc) {
+        for response in doc["paths"][&path][&method]["responses"].as_object().expect("responses").values() {
+            for (name, link) in response["links"].as_object().into_iter().flatten() {
+                let target = link["operationId"].as_str().unwrap_or_else(|| panic!("{name}: operationId"));
+                assert!(ids.contains(target), "{method} {path} links {name} to {target}");
+                assert!(link.get("operation_id").is_none() && link.get("request_body").is_none(), "{link}");
+                links += 1;
+            }
+        }
+    }
+    assert!(links >= 10, "{links} links");
 }
 
 #[test]
