@@ -150,10 +150,13 @@ fn request_bodies_refuse_unknown_fields() {
     assert_eq!(item["unit_price"]["minimum"].as_f64(), Some(1.0));
 }
 
+/// A value rule of `validate`.
+type Rule = fn(&str) -> Result<(), &'static str>;
+
 /// Each rule the service enforces against the pattern and lengths the document states.
 #[test]
 fn patterns_agree_with_the_rules() {
-    let cases: [(Object, fn(&str) -> Result<(), &'static str>, &[&str]); 4] = [
+    let cases: [(Object, Rule, &[&str]); 4] = [
         (id(), check_id, &["a", "ord-1_A", "", "a b", "a\n", "ä", "a/b", &"x".repeat(64), &"x".repeat(65)]),
         (
             name(),
