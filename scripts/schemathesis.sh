@@ -23,9 +23,11 @@ CARGO=${CARGO:-cargo}
 TARGET=${CARGO_TARGET_DIR:-target}
 VERSION=${SCHEMATHESIS_VERSION:-4.32.5}
 SEED=${SCHEMATHESIS_SEED:-1}
-VENV=$TARGET/schemathesis-venv
-WORK=$TARGET/schemathesis
-EXAMPLES=25
+mkdir -p "$TARGET/schemathesis"
+# Absolute: schemathesis runs from $WORK, where it keeps its cache (.schemathesis/).
+WORK=$(cd "$TARGET/schemathesis" && pwd)
+VENV=$(cd "$TARGET" && pwd)/schemathesis-venv
+EXAMPLES=50
 if [[ ${1:-} == --long ]]; then
     EXAMPLES=500
     shift
@@ -45,7 +47,6 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$VERSION"; then
         skip "pip could not install schemathesis==$VERSION"
 fi
 
-mkdir -p "$WORK"
 SERVICE_PID=""
 OWN_DB=""
 cleanup() {
@@ -91,10 +92,10 @@ log "service at $BASE; $EXAMPLES examples per operation, seed $SEED"
 
 rm -rf "$WORK/report"
 rc=0
-"$VENV/bin/schemathesis" run "$BASE/openapi.json" \
+(cd "$WORK" && "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
     --checks all --phases examples,coverage,fuzzing,stateful \
     --max-examples "$EXAMPLES" --seed "$SEED" --generation-database none \
-    --no-color --report ndjson --report-dir "$WORK/report" "$@" >"$WORK/output.txt" 2>&1 || rc=$?
+    --no-color --report ndjson --report-dir "$WORK/report" "$@") >"$WORK/output.txt" 2>&1 || rc=$?
 
 # The figures, from the run's own event log: cases, checks, and failures by check.
 "$VENV/bin/python" - "$WORK"/report/*.ndjson <<'PY' || rc=1
