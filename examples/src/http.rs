@@ -4,7 +4,11 @@
 //! Every error is a JSON body `{"error": "<code>", "message": "<what was wrong>"}` with a
 //! 4xx status for anything the client can fix, 409 for a conflict with the aggregate's
 //! state or a concurrency conflict that survived the retries, and 5xx only when the
-//! service itself is in trouble.
+//! service itself is in trouble; every 503 carries `Retry-After`.
+//!
+//! The handlers live in `commands`, `queries` and `ops`, the extractors in `extract`.
+//! Each handler's `#[utoipa::path]` is its entry in `/openapi.json` ([`crate::openapi`])
+//! and also what [`routes`] registers it by.
 
 use std::collections::BTreeMap;
 
