@@ -10,8 +10,9 @@
 #        scripts/schemathesis.sh --long     the long run whose figures docs/http-api.md gives
 #        scripts/schemathesis.sh [--long] [schemathesis run options...]
 #
-# Uses $DATABASE_URL when set (test.sh sets it to the run's database); otherwise gets a
-# server from scripts/pg.sh and a fresh database, dropped afterwards.
+# Makes a fresh database on the server of $DATABASE_URL (test.sh's run database: named
+# "<run db>_tschemathesis") or else of scripts/pg.sh, dropped afterwards; sets up the
+# least-privilege roles there as scripts/example.sh does, and serves as factum_app.
 # Exit status: 0 no failures, 1 failures (or the service would not start),
 # 77 skipped: schemathesis could not be installed (never reported as a pass).
 # Honours $CARGO, $CARGO_TARGET_DIR, $SCHEMATHESIS_VERSION and $SCHEMATHESIS_SEED.
@@ -62,18 +63,32 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ -z ${DATABASE_URL:-} ]]; then
-    ADMIN_URL=$(bash scripts/pg.sh)
-    PSQL=$(command -v psql || printf '%s\n' /usr/lib/postgresql/*/bin/psql | sort -V | tail -n 1)
-    OWN_DB="factum_schemathesis_$(date +%s)_$$"
-    "$PSQL" "$ADMIN_URL" -XqAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$OWN_DB\"" </dev/null >/dev/null
-    base=${ADMIN_URL%%\?*}
-    export DATABASE_URL="${base%/*}/$OWN_DB${ADMIN_URL:${#base}}"
-fi
+# A database of its own on the server of $DATABASE_URL (test.sh's run database, so named
+# "<run db>_tschemathesis" that test.sh drops too) or of scripts/pg.sh.
+ADMIN_URL=${DATABASE_URL:-$(bash scripts/pg.sh)}
+PSQL=$(command -v psql || printf '%s\n' /usr/lib/postgresql/*/bin/psql | sort -V | tail -n 1)
+[[ -x $PSQL ]] || { log "FAILED: psql not found (install the postgresql-client package)"; exit 1; }
+base=${ADMIN_URL%%\?*}
+query=${ADMIN_URL:${#base}}
+parent=${base##*/}
+[[ -n ${DATABASE_URL:-} && $parent =~ ^[a-z_][a-z0-9_]{0,40}$ ]] || parent="factum_schemathesis_$(date +%s)_$$"
+OWN_DB="${parent}_tschemathesis"
+PGOPTIONS='-c client_min_messages=warning' "$PSQL" "$ADMIN_URL" -XqAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$OWN_DB\" WITH (FORCE)" \
+    -c "CREATE DATABASE \"$OWN_DB\"" </dev/null >/dev/null
+DB_URL="${base%/*}/$OWN_DB$query"
+with_user() { sed -E "s|^([^:/?]+://)[^@/?#]*@|\1$1@|" <<<"$DB_URL"; }
+
+# Least privilege, as scripts/example.sh runs it: factum_owner sets the database up, the
+# service connects as factum_app, which owns nothing.
+sed -e 's/{owner}/factum_owner/g' -e 's/{runtime}/factum_app/g' -e 's/{schema}/public/g' \
+    -e "s/{database}/$OWN_DB/g" store-postgres/sql/roles/create_roles.sql |
+    "$PSQL" "$DB_URL" -XqAt -v ON_ERROR_STOP=1 >/dev/null
 
 log "building the example"
 "$CARGO" build -p factum-example --quiet
-RUST_LOG=warn "$TARGET/debug/factum-example" serve --listen 127.0.0.1:0 \
+"$TARGET/debug/factum-example" --database-url "$(with_user factum_owner)" setup --grant-to factum_app >/dev/null
+: >"$WORK/service.out" # before the service starts: never read an earlier run's address
+DATABASE_URL=$(with_user factum_app) RUST_LOG=warn "$TARGET/debug/factum-example" serve --listen 127.0.0.1:0 \
     >"$WORK/service.out" 2>"$WORK/service.log" &
 SERVICE_PID=$!
 BASE=""
@@ -88,7 +103,7 @@ if [[ -z $BASE ]]; then
     log "FAILED: the service did not start"
     exit 1
 fi
-log "service at $BASE; $EXAMPLES examples per operation, seed $SEED"
+log "service at $BASE as $(with_user factum_app | sed -E 's|^[^:/?]+://([^:@/?#]*).*|\1|') on $OWN_DB; $EXAMPLES examples per operation, seed $SEED"
 
 rm -rf "$WORK/report"
 rc=0
