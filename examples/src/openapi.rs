@@ -30,8 +30,9 @@ pub struct ErrorBody<'a> {
     pub message: &'a str,
 }
 
-/// 503: the store did not answer (or failed fast while unreachable); retry after the
-/// `Retry-After` seconds. Code `unavailable`.
+/// 503, with `Retry-After`: the store is unreachable (`store_unavailable`; it fails
+/// fast while its probe finds the server down), or an actor did not answer
+/// (`unavailable`).
 #[derive(ToResponse)]
 #[response(
     description = "The event store is unreachable (`store_unavailable`), or an actor did not answer (`unavailable`). Retry after `Retry-After` seconds.",
