@@ -3,7 +3,8 @@
 //! The order and customer domains on factum, as a long-running HTTP service: two
 //! aggregates declared with the derive macros ([`customer`], [`order`]), three
 //! exactly-once projections into PostgreSQL ([`read_models`]), an axum JSON API
-//! ([`http`]) and a load simulation ([`simulate`]). It uses only factum's public API.
+//! ([`http`]) described by an OpenAPI document generated from its handlers
+//! ([`openapi`]), and a load simulation ([`simulate`]). It uses only factum's public API.
 //!
 //! Run it with `scripts/example.sh` (see the README); `factum-example --help` lists the
 //! flags.

@@ -272,7 +272,7 @@ impl Tables {
 }
 
 /// An order, as the `order_summary` projection sees it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     /// The order's id.
     pub order_id: String,
@@ -291,7 +291,7 @@ pub struct OrderView {
 }
 
 /// A customer with their order history.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CustomerView {
     /// The customer's id.
     pub customer_id: String,
@@ -310,7 +310,7 @@ pub struct CustomerView {
 }
 
 /// One order in a customer's history.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CustomerOrder {
     /// The order's id.
     pub order_id: String,
@@ -323,7 +323,7 @@ pub struct CustomerOrder {
 }
 
 /// A customer's totals.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CustomerTotals {
     /// Orders placed.
     pub orders: u64,
@@ -376,7 +376,7 @@ pub struct AuditQuery {
 }
 
 /// One event in the audit log, with its metadata (the audit trail).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// The event's global position.
     pub position: i64,

@@ -1,4 +1,8 @@
 //! Value rules shared by the aggregates and the HTTP layer.
+//!
+//! Each rule comes with the ECMA-262 pattern that the OpenAPI document states for it
+//! (`*_PATTERN`, with [`MAX_TEXT`] and [`MAX_ID`] as the lengths); the functions here are
+//! what the service enforces, and the schemathesis run checks that the two agree.
 
 /// The longest name, email or reason accepted, in characters.
 pub const MAX_TEXT: usize = 200;
@@ -9,9 +13,37 @@ pub const MAX_QUANTITY: i64 = 10_000;
 /// The largest unit price, in cents.
 pub const MAX_UNIT_PRICE: i64 = 100_000_000;
 
-/// A name: 1 to [`MAX_TEXT`] characters after trimming, no control characters.
+/// What [`check_id`] accepts.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+/// What [`check_text`] accepts (with a length of 1 to [`MAX_TEXT`]): no control
+/// characters (Unicode category Cc).
+pub const TEXT_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*$";
+/// What [`check_name`] accepts (with a length of 1 to [`MAX_TEXT`]): no control
+/// characters, and at least one that is not white space (what `str::trim` removes).
+pub const NAME_PATTERN: &str = concat!(
+    r"^[^\u0000-\u001f\u007f-\u009f]*",
+    r"[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"[^\u0000-\u001f\u007f-\u009f]*$"
+);
+/// What [`check_email`] accepts (with a length of at most [`MAX_TEXT`]): printable
+/// ASCII without spaces, `local@domain`, the domain two or more dot-separated labels.
+pub const EMAIL_PATTERN: &str =
+    r"^[\x21-\x3f\x41-\x7e]+@[\x21-\x2d\x2f-\x3f\x41-\x7e]+(\.[\x21-\x2d\x2f-\x3f\x41-\x7e]+)+$";
+
+/// What factum accepts as a topic pattern (with a length of 1 to [`MAX_TOPIC`]):
+/// dot-separated words of ASCII letters, digits, `_` and `-`, or a whole `*` or `#`.
+pub const TOPIC_PATTERN: &str = r"^([A-Za-z0-9_-]+|\*|#)(\.([A-Za-z0-9_-]+|\*|#))*$";
+/// The longest topic pattern factum accepts.
+pub const MAX_TOPIC: usize = 255;
+
+/// A name: 1 to [`MAX_TEXT`] characters, no control characters, not only white space.
+/// The name is stored trimmed.
 pub fn check_name(name: &str) -> Result<(), &'static str> {
-    check_text(name.trim())
+    check_text(name)?;
+    if name.trim().is_empty() {
+        return Err("must not be blank");
+    }
+    Ok(())
 }
 
 /// Free text (a reason): at most [`MAX_TEXT`] characters, no control characters.

@@ -222,7 +222,7 @@ async fn end_to_end_over_http() {
         ),
         (
             json!({"sku": "tea", "quantity": 10_000, "unit_price": 150}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::CONFLICT,
             "too_many_items",
         ),
         (
@@ -399,10 +399,6 @@ async fn end_to_end_over_http() {
     // Health, the OpenAPI document and the metrics.
     let health = accepted(service.get("/health").await, StatusCode::OK);
     assert_eq!(health["status"], "ok");
-    let openapi = accepted(service.get("/openapi.json").await, StatusCode::OK);
-    for (method, path) in factum_example::openapi::OPERATIONS {
-        assert!(openapi["paths"][path][method].is_object(), "{method} {path} is documented");
-    }
     let metrics = service.http.get(format!("{}/metrics", service.base)).send().await.expect("scrape");
     assert_eq!(metrics.status(), StatusCode::OK);
     let metrics = metrics.text().await.expect("text");
@@ -426,6 +422,29 @@ async fn end_to_end_over_http() {
         ) >= total_events as f64
     );
     assert!(metrics.ends_with("# EOF\n"));
+
+    // Every documented operation is routed: none meets the fallback (404 `not_found`) or
+    // the wrong-method answer (405).
+    // (After the metrics: this sends a replay and a clean-up too.)
+    let openapi = accepted(service.get("/openapi.json").await, StatusCode::OK);
+    assert_eq!(&openapi, factum_example::openapi::document());
+    let mut operations = 0;
+    for (path, item) in openapi["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("item").keys() {
+            let method: Method = method.to_uppercase().parse().expect("a method");
+            let concrete = path.replace("{id}", "nobody").replace("{sku}", "a").replace("{name}", "nothing");
+            let (status, body) = service.send(method.clone(), &concrete, Some(json!({}))).await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is routed: {body}");
+            assert!(
+                status != StatusCode::NOT_FOUND
+                    || body["error"] != "not_found"
+                    || path.starts_with("/ops/projections/"),
+                "{method} {path} is routed: {body}"
+            );
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 20);
 
     // Graceful shutdown with commands in flight: every acknowledged command is stored,
     // and each read model is exactly its checkpoint's prefix of the log.
@@ -506,7 +525,6 @@ async fn bad_requests_get_4xx_and_write_nothing() {
         (Method::POST, "/ops/replay", json!({"topics": ["order.#"]})),
     ];
     for (method, path, good) in &with_body {
-        let what = format!("{method} {path}");
         // Malformed JSON, a body that is not JSON at all, an empty body.
         for body in ["{", "{,}", "not json", ""] {
             refused(
@@ -558,10 +576,22 @@ async fn bad_requests_get_4xx_and_write_nothing() {
                 );
             }
         }
-        for body in [json!([1, 2]), json!("string"), json!(12), json!(null)] {
-            let (status, response) = service.send(method.clone(), path, Some(body.clone())).await;
-            assert!(status.is_client_error(), "{what} with {body}: {status} {response}");
-            assert!(response["error"].is_string(), "{what}: {response}");
+        // Not an object at all: an array of the fields in order (which serde's derived
+        // deserializers would take), a string, a number, null.
+        let fields: Vec<Value> = good.as_object().expect("object").values().cloned().collect();
+        for body in [Value::Array(fields), json!([1, 2]), json!("string"), json!(12), json!(null)] {
+            let response = service.send(method.clone(), path, Some(body.clone())).await;
+            refused(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+        }
+        // A field set to null, where the schema says string, integer or array.
+        for (field, _) in good.as_object().expect("object") {
+            let mut null = good.clone();
+            null[field] = Value::Null;
+            refused(
+                service.send(method.clone(), path, Some(null)).await,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+            );
         }
     }
 
@@ -605,6 +635,35 @@ async fn bad_requests_get_4xx_and_write_nothing() {
     .await;
     refused(too_big, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
 
+    // An optional id may be absent, not null; an integer is any number without a fraction.
+    refused(
+        service.post("/orders", json!({"id": null, "customer_id": "c1"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    refused(
+        service.post("/orders/o1/items", json!({"sku": "a", "quantity": 1, "unit_price": 1.5})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    refused(
+        service.post("/customers", json!({"name": "Ann", "email": ""})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_email",
+    );
+    for topics in [json!([""]), json!(["a..b"]), json!(["a.*b"])] {
+        refused(
+            service.post("/ops/replay", json!({"topics": topics})).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_filter",
+        );
+    }
+    refused(
+        service.post("/ops/replay", json!({"aggregate_type": ""})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_filter",
+    );
+
     // Hostile ids in paths, for every endpoint that takes one.
     for id in ["%00", "a%2Fb", "..", "%27%3B%20DROP%20TABLE%20events%3B--", "%E2%80%AE", &"x".repeat(65)] {
         for (method, path) in [
@@ -647,6 +706,11 @@ async fn bad_requests_get_4xx_and_write_nothing() {
         "correlation_id=nope",
         "aggregate_id=%27",
         "bogus=1",
+        "limit=",
+        "aggregate_type=",
+        "after=-1",
+        "after=9007199254740992",
+        "limit=2.5",
     ] {
         let (status, response) = service.get(&format!("/audit?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {response}");
