@@ -23,10 +23,10 @@ use uuid::Uuid;
 
 /// The service as a child process, on a port fixed for the run so that clients follow
 /// it across restarts.
-fn spawn(db: &TestDb, port: u16) -> Child {
+fn spawn(database_url: &str, port: u16) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_factum-example"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", db.url())
+        .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -50,9 +50,14 @@ struct Ledger {
     what: HashMap<Uuid, String>,
     /// How many events each acknowledged command reported (an idempotent one, none).
     events: HashMap<Uuid, usize>,
+    /// The slowest answer to a request sent while the database was known to be down.
+    slowest_while_down: Duration,
     refused: HashSet<Uuid>,
     unknown: HashSet<Uuid>,
 }
+
+/// When the database went down, while it is (set by the database-restart run).
+type Down = Arc<Mutex<Option<Instant>>>;
 
 async fn drive(
     http: reqwest::Client,
@@ -60,6 +65,7 @@ async fn drive(
     worker: u64,
     ledger: Arc<Mutex<Ledger>>,
     stop: Arc<AtomicBool>,
+    down: Down,
 ) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(worker);
     let mut n = 0u64;
@@ -87,6 +93,8 @@ async fn drive(
         };
         let put = path.ends_with("/email");
         let correlation = Uuid::now_v7();
+        let sent_at = Instant::now();
+        let known_down = down.lock().unwrap().is_some_and(|d| sent_at >= d + Duration::from_millis(300));
         let request =
             if put { http.put(format!("{base}{path}")) } else { http.post(format!("{base}{path}")) };
         let sent = request
@@ -104,6 +112,9 @@ async fn drive(
         };
         let answered = {
             let mut ledger = ledger.lock().unwrap();
+            if known_down && sent.is_ok() {
+                ledger.slowest_while_down = ledger.slowest_while_down.max(sent_at.elapsed());
+            }
             match sent.map(|(s, text)| (s, format!("{path} -> {s} {text}"))) {
                 Ok((s, what)) if s.is_success() => {
                     let reported = what
@@ -133,47 +144,27 @@ async fn health_ok(http: &reqwest::Client, base: &str) -> bool {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_service_loses_nothing_acknowledged() {
-    let kills: usize = std::env::var("FACTUM_FAULT_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let db = TestDb::new().await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let mut child = spawn(&db, port);
-    let started = Instant::now();
-    while !health_ok(&http, &base).await {
-        assert!(started.elapsed() < Duration::from_secs(120), "the service never became healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// What the checks after a run found.
+struct Verified {
+    events: usize,
+    total: u64,
+    orders_checked: usize,
+    lost: usize,
+    duplicated: usize,
+    stored_twice: usize,
+    refused_wrote: usize,
+}
 
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..6)
-        .map(|w| tokio::spawn(drive(http.clone(), base.clone(), w, ledger.clone(), stop.clone())))
-        .collect();
-    let mut rng = rand::thread_rng();
-    let mut recoveries = Vec::new();
-    for _ in 0..kills {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..900))).await;
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-        child = spawn(&db, port);
-        let restarted = Instant::now();
-        while !health_ok(&http, &base).await {
-            assert!(restarted.elapsed() < Duration::from_secs(60), "the service did not come back");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        recoveries.push(restarted.elapsed());
+impl Verified {
+    fn assert_clean(&self, ledger: &Ledger) {
+        assert_eq!((self.lost, self.duplicated + self.stored_twice, self.refused_wrote), (0, 0, 0));
+        assert!(!ledger.acked.is_empty() && self.orders_checked > 0, "the load did something");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Release);
-    for w in workers {
-        w.await.unwrap();
-    }
+}
 
-    // Let the projections catch up with the whole log, then stop the service cleanly.
-    let store = PostgresStore::connect(db.config()).await.expect("store");
+/// Waits for the read models to catch up with the whole log, then checks the log and
+/// the read models against what the load was told.
+async fn verify(store: &PostgresStore, ledger: &Ledger) -> Verified {
     let total = store.latest_position().await.unwrap().map_or(0, |p| p.0);
     let caught_up = Instant::now();
     loop {
@@ -190,8 +181,6 @@ async fn killed_service_loses_nothing_acknowledged() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
 
     let rows: Vec<(Uuid, Option<Uuid>, String, String, i64)> = sqlx::query_as(
         "SELECT event_id, correlation_id, aggregate_type, aggregate_id, version FROM events ORDER BY global_position",
@@ -199,7 +188,6 @@ async fn killed_service_loses_nothing_acknowledged() {
     .fetch_all(store.pool())
     .await
     .unwrap();
-    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     let stored: HashSet<Uuid> = rows.iter().filter_map(|r| r.1).collect();
     let mut stored_per_command: HashMap<Uuid, usize> = HashMap::new();
     for (_, c, _, _, _) in &rows {
@@ -279,16 +267,167 @@ async fn killed_service_loses_nothing_acknowledged() {
         .collect();
     assert_eq!(audit, ids, "the audit log matches the events one to one");
 
+    Verified { events: rows.len(), total, orders_checked, lost, duplicated, stored_twice, refused_wrote }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_service_loses_nothing_acknowledged() {
+    let kills: usize = std::env::var("FACTUM_FAULT_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let db = TestDb::new().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut child = spawn(&db.url(), port);
+    let started = Instant::now();
+    while !health_ok(&http, &base).await {
+        assert!(started.elapsed() < Duration::from_secs(120), "the service never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            tokio::spawn(drive(http.clone(), base.clone(), w, ledger.clone(), stop.clone(), Down::default()))
+        })
+        .collect();
+    let mut rng = rand::thread_rng();
+    let mut recoveries = Vec::new();
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..900))).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        child = spawn(&db.url(), port);
+        let restarted = Instant::now();
+        while !health_ok(&http, &base).await {
+            assert!(restarted.elapsed() < Duration::from_secs(60), "the service did not come back");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        recoveries.push(restarted.elapsed());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Release);
+    for w in workers {
+        w.await.unwrap();
+    }
+
+    let store = PostgresStore::connect(db.config()).await.expect("store");
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    let v = verify(&store, &ledger).await;
+    let _ = child.kill();
+    let _ = child.wait();
     let max_recovery = recoveries.iter().max().copied().unwrap_or_default();
     println!(
         "kill: 1 run, {kills} kills survived, {} commands acknowledged ({} refused, {} unknown), {} events verified \
-         (last position {total}), {orders_checked} orders checked against their fold, lost {lost}, duplicated {duplicated}, \
-         stored more often than acknowledged {stored_twice}, refused but written {refused_wrote}, max recovery to /health OK {max_recovery:?}",
+         (last position {}), {} orders checked against their fold, lost {}, duplicated {}, stored more often than \
+         acknowledged {}, refused but written {}, max recovery to /health OK {max_recovery:?}",
         ledger.acked.len(),
         ledger.refused.len(),
         ledger.unknown.len(),
-        rows.len(),
+        v.events,
+        v.total,
+        v.orders_checked,
+        v.lost,
+        v.duplicated,
+        v.stored_twice,
+        v.refused_wrote,
     );
-    assert_eq!((lost, duplicated + stored_twice, refused_wrote), (0, 0, 0));
-    assert!(!ledger.acked.is_empty() && orders_checked > 0, "the load did something");
+    v.assert_clean(&ledger);
+}
+
+/// The database restarted (`pg_ctl -m immediate`, down 1–5 s) under the same load, on a
+/// private cluster, 10 times (`FACTUM_FAULT_RESTARTS` for a soak): the same checks, plus
+/// how fast requests fail while it is down, and how long until commands succeed and the
+/// projections are live again (`/health` says `ok`, not `degraded`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_database_loses_nothing_acknowledged() {
+    let restarts: usize =
+        std::env::var("FACTUM_FAULT_RESTARTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let Some(cluster) = factum_tests::cluster::Cluster::start() else { return };
+    let url = cluster.url("postgres");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut child = spawn(&url, port);
+    let started = Instant::now();
+    while !health_ok(&http, &base).await {
+        assert!(started.elapsed() < Duration::from_secs(120), "the service never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let down = Down::default();
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            tokio::spawn(drive(http.clone(), base.clone(), w, ledger.clone(), stop.clone(), down.clone()))
+        })
+        .collect();
+    let mut rng = rand::thread_rng();
+    let (mut commands_again, mut live_again) = (Vec::new(), Vec::new());
+    for _ in 0..restarts {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..900))).await;
+        cluster.stop_immediate();
+        *down.lock().unwrap() = Some(Instant::now());
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(1_000..5_000))).await;
+        cluster.start_server();
+        let up = Instant::now();
+        *down.lock().unwrap() = None;
+        let acked_before = ledger.lock().unwrap().acked.len();
+        while ledger.lock().unwrap().acked.len() == acked_before {
+            assert!(up.elapsed() < Duration::from_secs(30), "commands never succeeded again");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        commands_again.push(up.elapsed());
+        loop {
+            let ok = match http.get(format!("{base}/health")).timeout(Duration::from_secs(1)).send().await {
+                Ok(r) => r.json::<serde_json::Value>().await.is_ok_and(|b| b["status"] == "ok"),
+                Err(_) => false,
+            };
+            if ok {
+                break;
+            }
+            assert!(up.elapsed() < Duration::from_secs(60), "the projections never were live again");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        live_again.push(up.elapsed());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Release);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let store = PostgresStore::connect(factum_postgres::PostgresConfig::from_url(&url).unwrap())
+        .await
+        .expect("store");
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    let v = verify(&store, &ledger).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let max = |d: &[Duration]| d.iter().max().copied().unwrap_or_default();
+    println!(
+        "restart: 1 run, {restarts} immediate restarts survived, {} commands acknowledged ({} refused, {} unknown), \
+         {} events verified, {} orders checked against their fold, lost {}, duplicated {}; requests failed within {:?} \
+         while down; commands again after {:?}, projections live again after {:?} (max)",
+        ledger.acked.len(),
+        ledger.refused.len(),
+        ledger.unknown.len(),
+        v.events,
+        v.orders_checked,
+        v.lost,
+        v.duplicated + v.stored_twice,
+        ledger.slowest_while_down,
+        max(&commands_again),
+        max(&live_again),
+    );
+    v.assert_clean(&ledger);
+    assert!(
+        ledger.slowest_while_down <= Duration::from_secs(1),
+        "a request took {:?} while down",
+        ledger.slowest_while_down
+    );
+    assert!(
+        max(&live_again) <= Duration::from_secs(2),
+        "projections live again only after {:?}",
+        max(&live_again)
+    );
 }
