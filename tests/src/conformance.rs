@@ -16,6 +16,8 @@ use futures_util::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 
+pub use crate::history::concurrent_history;
+
 /// A shared handle to the store under test.
 pub type Store = Arc<dyn EventStore>;
 
@@ -798,7 +800,8 @@ macro_rules! conformance_suite {
             append_and_read_stream, expected_version_modes, idempotent_append,
             event_fields_round_trip, read_payloads, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
-            checkpoint_fencing, leases, recorded_failures, count_after, guarded_delete, category_wake_ups);
+            checkpoint_fencing, leases, recorded_failures, count_after, guarded_delete, category_wake_ups,
+            concurrent_history);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

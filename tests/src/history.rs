@@ -104,3 +104,81 @@ impl fmt::Display for Verdict {
         )
     }
 }
+
+/// The conformance case for any backend: six writers append concurrently to shared
+/// streams while two consumers follow the global log, each storing its checkpoint after
+/// every page and restarting from the stored one every few pages. Both receive every
+/// committed event once, in stream order.
+pub async fn concurrent_history(store: std::sync::Arc<dyn factum::EventStore>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use factum::{Checkpoint, ExpectedVersion};
+
+    let history = Arc::new(Mutex::new(History::default()));
+    let done = Arc::new(AtomicBool::new(false));
+    let consumers: Vec<_> = [("history_a", 5usize), ("history_b", 64)]
+        .into_iter()
+        .map(|(name, page)| {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut received = Vec::new();
+                let (mut checkpoint, mut pages, mut idle) = (Checkpoint::START, 0u32, 0u32);
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    let events = store.read_all(checkpoint, page).await.expect("read_all");
+                    if let Some(last) = events.last() {
+                        checkpoint = last.checkpoint();
+                        store.save_checkpoint(name, checkpoint).await.expect("save checkpoint");
+                        received.extend(events);
+                        pages += 1;
+                        if pages % 4 == 0 {
+                            checkpoint =
+                                store.load_checkpoint(name).await.expect("load").unwrap_or(Checkpoint::START);
+                        }
+                        continue;
+                    }
+                    if done.load(Ordering::Acquire) {
+                        idle += 1;
+                        if idle > 100 {
+                            return received;
+                        }
+                    }
+                    assert!(tokio::time::Instant::now() < deadline, "{name} did not finish reading");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..6u64)
+        .map(|w| {
+            let (store, history) = (store.clone(), history.clone());
+            tokio::spawn(async move {
+                for k in 0..40u64 {
+                    let stream = StreamId::new("History", format!("h-{}", (w + k) % 4)).expect("stream");
+                    let events: Vec<NewEvent> = (0..1 + (w + k) % 3)
+                        .map(|i| NewEvent::new("Happened", serde_json::json!({ "w": w, "k": k, "i": i })))
+                        .collect();
+                    let r =
+                        store.append(&stream, ExpectedVersion::Any, events.clone()).await.expect("append");
+                    history.lock().unwrap_or_else(|p| p.into_inner()).committed(
+                        &stream,
+                        &events,
+                        r.from_version,
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    done.store(true, Ordering::Release);
+    let history = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for c in consumers {
+        let received = c.await.expect("consumer");
+        let verdict = history.check(&received);
+        assert!(verdict.is_clean(), "{verdict}");
+    }
+}

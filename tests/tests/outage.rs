@@ -19,6 +19,7 @@ use factum_tests::recorder::{Recorded, Recorder};
 use rand::Rng;
 use uuid::Uuid;
 
+/// The default number of restarts; `FACTUM_FAULT_RESTARTS` sets another (a soak run).
 const RESTARTS: usize = 10;
 const WRITERS: usize = 6;
 /// The goals: commands and health checks answer within this while the server is down…
@@ -98,7 +99,7 @@ async fn ten_immediate_restarts_under_load() {
     let mut live_again = Vec::new();
     let mut commands_again = Vec::new();
     let mut slowest_health = Duration::ZERO;
-    for restart in 0..RESTARTS {
+    for restart in 0..restarts {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..800))).await;
         cluster.stop_immediate();
         *down.lock().unwrap() = Some(Instant::now());
@@ -191,9 +192,9 @@ async fn ten_immediate_restarts_under_load() {
 
     let max = |d: &[Duration]| d.iter().max().copied().unwrap_or_default();
     println!(
-        "outage: {RESTARTS} immediate restarts survived, {} commands acknowledged, {} events verified, lost {lost}, \
+        "outage: {restarts} immediate restarts survived, {} commands acknowledged, {} events verified, lost {lost}, \
          duplicated {doubled}; commands failed within {:?} (slowest), health within {:?}; commands again after {:?}, \
-         projections live again after {:?} (max of {RESTARTS})",
+         projections live again after {:?} (max of {restarts})",
         h.acked.len(),
         ids.len(),
         h.slowest_failure,
