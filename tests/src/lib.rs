@@ -31,6 +31,11 @@ struct ProjectionsDocDoctests;
 #[doc = include_str!("../../docs/getting-started.md")]
 struct GettingStartedDocDoctests;
 
+/// Compiles the Rust snippets of `docs/testing-a-backend.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/testing-a-backend.md")]
+struct TestingABackendDocDoctests;
+
 /// Compiles the Rust snippets of `docs/aggregates.md` as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/aggregates.md")]
