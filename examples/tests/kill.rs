@@ -270,6 +270,58 @@ async fn verify(store: &PostgresStore, ledger: &Ledger) -> Verified {
     Verified { events: rows.len(), total, orders_checked, lost, duplicated, stored_twice, refused_wrote }
 }
 
+/// Waits until `/health` answers 2xx; how long that took.
+async fn until_healthy(http: &reqwest::Client, base: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    while !health_ok(http, base).await {
+        assert!(started.elapsed() < within, "the service did not become healthy within {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// Six workers driving every kind of command until stopped.
+struct Load {
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(http: &reqwest::Client, base: &str, down: &Down) -> Load {
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..6)
+            .map(|w| {
+                tokio::spawn(drive(
+                    http.clone(),
+                    base.to_owned(),
+                    w,
+                    ledger.clone(),
+                    stop.clone(),
+                    down.clone(),
+                ))
+            })
+            .collect();
+        Load { ledger, stop, workers }
+    }
+
+    fn acked(&self) -> usize {
+        self.ledger.lock().unwrap().acked.len()
+    }
+
+    /// Lets the last requests finish, stops the workers, and hands over what they learnt.
+    async fn finish(self) -> Ledger {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.stop.store(true, Ordering::Release);
+        for w in self.workers {
+            w.await.unwrap();
+        }
+        let mut ledger = self.ledger.lock().unwrap();
+        std::mem::take(&mut *ledger)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_service_loses_nothing_acknowledged() {
     let kills: usize = std::env::var("FACTUM_FAULT_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
@@ -278,19 +330,8 @@ async fn killed_service_loses_nothing_acknowledged() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let mut child = spawn(&db.url(), port);
-    let started = Instant::now();
-    while !health_ok(&http, &base).await {
-        assert!(started.elapsed() < Duration::from_secs(120), "the service never became healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..6)
-        .map(|w| {
-            tokio::spawn(drive(http.clone(), base.clone(), w, ledger.clone(), stop.clone(), Down::default()))
-        })
-        .collect();
+    until_healthy(&http, &base, Duration::from_secs(120)).await;
+    let load = Load::start(&http, &base, &Down::default());
     let mut rng = rand::thread_rng();
     let mut recoveries = Vec::new();
     for _ in 0..kills {
@@ -298,21 +339,10 @@ async fn killed_service_loses_nothing_acknowledged() {
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         child = spawn(&db.url(), port);
-        let restarted = Instant::now();
-        while !health_ok(&http, &base).await {
-            assert!(restarted.elapsed() < Duration::from_secs(60), "the service did not come back");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        recoveries.push(restarted.elapsed());
+        recoveries.push(until_healthy(&http, &base, Duration::from_secs(60)).await);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Release);
-    for w in workers {
-        w.await.unwrap();
-    }
-
+    let ledger = load.finish().await;
     let store = PostgresStore::connect(db.config()).await.expect("store");
-    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     let v = verify(&store, &ledger).await;
     let _ = child.kill();
     let _ = child.wait();
@@ -349,19 +379,9 @@ async fn restarted_database_loses_nothing_acknowledged() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let mut child = spawn(&url, port);
-    let started = Instant::now();
-    while !health_ok(&http, &base).await {
-        assert!(started.elapsed() < Duration::from_secs(120), "the service never became healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
+    until_healthy(&http, &base, Duration::from_secs(120)).await;
     let down = Down::default();
-    let workers: Vec<_> = (0..6)
-        .map(|w| {
-            tokio::spawn(drive(http.clone(), base.clone(), w, ledger.clone(), stop.clone(), down.clone()))
-        })
-        .collect();
+    let load = Load::start(&http, &base, &down);
     let mut rng = rand::thread_rng();
     let (mut commands_again, mut live_again) = (Vec::new(), Vec::new());
     for _ in 0..restarts {
@@ -372,8 +392,8 @@ async fn restarted_database_loses_nothing_acknowledged() {
         cluster.start_server();
         let up = Instant::now();
         *down.lock().unwrap() = None;
-        let acked_before = ledger.lock().unwrap().acked.len();
-        while ledger.lock().unwrap().acked.len() == acked_before {
+        let acked_before = load.acked();
+        while load.acked() == acked_before {
             assert!(up.elapsed() < Duration::from_secs(30), "commands never succeeded again");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -391,15 +411,10 @@ async fn restarted_database_loses_nothing_acknowledged() {
         }
         live_again.push(up.elapsed());
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Release);
-    for w in workers {
-        w.await.unwrap();
-    }
+    let ledger = load.finish().await;
     let store = PostgresStore::connect(factum_postgres::PostgresConfig::from_url(&url).unwrap())
         .await
         .expect("store");
-    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     let v = verify(&store, &ledger).await;
     let _ = child.kill();
     let _ = child.wait();

@@ -47,7 +47,7 @@ async fn executed(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_immediate_restarts_under_load() {
+async fn immediate_restarts_under_load() {
     let restarts: usize =
         std::env::var("FACTUM_FAULT_RESTARTS").ok().and_then(|v| v.parse().ok()).unwrap_or(RESTARTS);
     let Some(cluster) = Cluster::start() else { return };
