@@ -57,8 +57,11 @@ impl Tables {
         if missing == 0 {
             return Ok(());
         }
+        // One multi-statement query is one transaction: the lock keeps two instances that
+        // start together from racing on the same CREATE TABLE.
         let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {os} (
+            "SELECT pg_advisory_xact_lock(hashtext('factum_example.read_models'));
+            CREATE TABLE IF NOT EXISTS {os} (
                 order_id    text PRIMARY KEY,
                 customer_id text NOT NULL,
                 status      text NOT NULL,

@@ -61,7 +61,7 @@ type Down = Arc<Mutex<Option<Instant>>>;
 
 async fn drive(
     http: reqwest::Client,
-    base: String,
+    bases: Vec<String>,
     worker: u64,
     ledger: Arc<Mutex<Ledger>>,
     stop: Arc<AtomicBool>,
@@ -92,6 +92,8 @@ async fn drive(
             ),
         };
         let put = path.ends_with("/email");
+        // Each request goes to one of the instances: the same aggregates through all.
+        let base = &bases[rng.gen_range(0..bases.len())];
         let correlation = Uuid::now_v7();
         let sent_at = Instant::now();
         let known_down = down.lock().unwrap().is_some_and(|d| sent_at >= d + Duration::from_millis(300));
@@ -288,14 +290,14 @@ struct Load {
 }
 
 impl Load {
-    fn start(http: &reqwest::Client, base: &str, down: &Down) -> Load {
+    fn start(http: &reqwest::Client, bases: &[&str], down: &Down) -> Load {
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let workers = (0..6)
             .map(|w| {
                 tokio::spawn(drive(
                     http.clone(),
-                    base.to_owned(),
+                    bases.iter().map(|b| (*b).to_owned()).collect(),
                     w,
                     ledger.clone(),
                     stop.clone(),
@@ -331,7 +333,7 @@ async fn killed_service_loses_nothing_acknowledged() {
     let http = reqwest::Client::new();
     let mut child = spawn(&db.url(), port);
     until_healthy(&http, &base, Duration::from_secs(120)).await;
-    let load = Load::start(&http, &base, &Down::default());
+    let load = Load::start(&http, &[&base], &Down::default());
     let mut rng = rand::thread_rng();
     let mut recoveries = Vec::new();
     for _ in 0..kills {
@@ -381,7 +383,7 @@ async fn restarted_database_loses_nothing_acknowledged() {
     let mut child = spawn(&url, port);
     until_healthy(&http, &base, Duration::from_secs(120)).await;
     let down = Down::default();
-    let load = Load::start(&http, &base, &down);
+    let load = Load::start(&http, &[&base], &down);
     let mut rng = rand::thread_rng();
     let (mut commands_again, mut live_again) = (Vec::new(), Vec::new());
     for _ in 0..restarts {
@@ -445,4 +447,74 @@ async fn restarted_database_loses_nothing_acknowledged() {
         "projections live again only after {:?}",
         max(&live_again)
     );
+}
+
+/// Two instances of the service on one database, the same aggregates commanded through
+/// both; ten times, one of them is killed (SIGKILL) and started again. Each projection
+/// (the audit log has a unique key) goes on in exactly one instance; the same checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_instance_of_two_hands_its_projections_over() {
+    let kills: usize = 10;
+    let db = TestDb::new().await;
+    let ports = [free_port(), free_port()];
+    let bases = ports.map(|p| format!("http://127.0.0.1:{p}"));
+    let http = reqwest::Client::new();
+    let mut children = ports.map(|p| spawn(&db.url(), p));
+    for base in &bases {
+        until_healthy(&http, base, Duration::from_secs(120)).await;
+    }
+    let load = Load::start(&http, &[&bases[0], &bases[1]], &Down::default());
+    let mut rng = rand::thread_rng();
+    let mut recoveries = Vec::new();
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..900))).await;
+        let victim = rng.gen_range(0..2);
+        children[victim].kill().expect("SIGKILL");
+        children[victim].wait().expect("reap");
+        children[victim] = spawn(&db.url(), ports[victim]);
+        recoveries.push(until_healthy(&http, &bases[victim], Duration::from_secs(60)).await);
+    }
+    let ledger = load.finish().await;
+    let store = PostgresStore::connect(db.config()).await.expect("store");
+    let v = verify(&store, &ledger).await;
+    // Every projection live in exactly one instance, standing by in the other.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let states = loop {
+        let mut states: HashMap<String, Vec<String>> = HashMap::new();
+        for base in &bases {
+            let list: serde_json::Value =
+                http.get(format!("{base}/ops/projections")).send().await.unwrap().json().await.unwrap();
+            for p in list.as_array().unwrap() {
+                states
+                    .entry(p["name"].as_str().unwrap().to_owned())
+                    .or_default()
+                    .push(p["state"].as_str().unwrap().to_owned());
+            }
+        }
+        let settled = states.values().all(|s| {
+            s.iter().filter(|x| *x == "live").count() == 1
+                && s.iter().filter(|x| *x == "standby").count() == 1
+        });
+        if settled {
+            break states;
+        }
+        assert!(Instant::now() < deadline, "projections not live in exactly one instance: {states:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    println!(
+        "failover (service): 2 instances, {kills} kills survived, {} commands acknowledged, {} events verified, \
+         lost {}, duplicated {}; each projection live in exactly one instance ({} projections); max recovery to \
+         /health OK {:?}",
+        ledger.acked.len(),
+        v.events,
+        v.lost,
+        v.duplicated + v.stored_twice,
+        states.len(),
+        recoveries.iter().max().copied().unwrap_or_default(),
+    );
+    v.assert_clean(&ledger);
 }
