@@ -1,0 +1,140 @@
+//! The bus's Prometheus metrics, registered in the application's registry.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PublisherLabels {
+    pub(crate) publisher: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct FailureLabels {
+    pub(crate) publisher: String,
+    /// `nacked` or `returned`.
+    pub(crate) reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RoleLabels {
+    /// `publisher` or `subscriber`.
+    pub(crate) role: String,
+    /// The publisher's or subscriber queue's name.
+    pub(crate) name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct QueueLabels {
+    pub(crate) queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HandledLabels {
+    pub(crate) queue: String,
+    /// `ok`, `failed`, `dead_lettered` or `duplicate`.
+    pub(crate) outcome: String,
+}
+
+/// The bus's metrics. Register them in the application's registry *before* handing
+/// the registry to [`factum::Metrics::with_registry`], and give a clone to each
+/// publisher and subscriber.
+///
+/// | name | type | labels | what |
+/// | --- | --- | --- | --- |
+/// | `factum_bus_published_total` | counter | `publisher` | messages sent to the broker (republished ones included) |
+/// | `factum_bus_confirmed_total` | counter | `publisher` | messages the broker confirmed (acked and routed) |
+/// | `factum_bus_failed_total` | counter | `publisher`, `reason` (`nacked`, `returned`) | messages the broker refused or could not route |
+/// | `factum_bus_reconnects_total` | counter | `role`, `name` | connections re-established after a loss |
+/// | `factum_bus_publisher_lag_events` | gauge | `publisher` | events stored after the publisher's checkpoint (not yet confirmed) |
+/// | `factum_bus_publisher_lag_seconds` | gauge | `publisher` | age of the oldest event not yet confirmed; 0 when caught up |
+/// | `factum_bus_received_total` | counter | `queue` | messages a subscriber received |
+/// | `factum_bus_handled_total` | counter | `queue`, `outcome` (`ok`, `failed`, `dead_lettered`, `duplicate`) | handler outcomes |
+///
+/// ```
+/// let mut registry = prometheus_client::registry::Registry::default();
+/// let bus = factum_rabbitmq::BusMetrics::register(&mut registry);
+/// let metrics = factum::Metrics::with_registry(registry);
+/// # let _ = bus;
+/// assert!(metrics.encode().contains("factum_bus_published_total"));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct BusMetrics {
+    pub(crate) published: Family<PublisherLabels, Counter>,
+    pub(crate) confirmed: Family<PublisherLabels, Counter>,
+    pub(crate) failed: Family<FailureLabels, Counter>,
+    pub(crate) reconnects: Family<RoleLabels, Counter>,
+    pub(crate) lag_events: Family<PublisherLabels, Gauge>,
+    pub(crate) lag_seconds: Family<PublisherLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub(crate) received: Family<QueueLabels, Counter>,
+    pub(crate) handled: Family<HandledLabels, Counter>,
+}
+
+impl BusMetrics {
+    /// Metrics in no registry (counted, never exported): the default of a publisher or
+    /// subscriber that was given none.
+    pub fn unregistered() -> Self {
+        Self::default()
+    }
+
+    /// Registers the bus's metrics in `registry` and returns them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("factum_bus");
+        r.register("published", "Messages sent to the broker, republished ones included", m.published.clone());
+        r.register("confirmed", "Messages the broker confirmed", m.confirmed.clone());
+        r.register("failed", "Messages the broker nacked or returned as unroutable", m.failed.clone());
+        r.register("reconnects", "Connections re-established after a loss", m.reconnects.clone());
+        r.register("publisher_lag_events", "Events stored after the publisher's checkpoint", m.lag_events.clone());
+        r.register(
+            "publisher_lag_seconds",
+            "Age of the oldest event the publisher has not had confirmed",
+            m.lag_seconds.clone(),
+        );
+        r.register("received", "Messages received by a subscriber", m.received.clone());
+        r.register("handled", "Subscriber handler outcomes", m.handled.clone());
+        m
+    }
+
+    pub(crate) fn publisher(&self, name: &str) -> PublisherLabels {
+        PublisherLabels { publisher: name.to_owned() }
+    }
+
+    pub(crate) fn failed(&self, name: &str, reason: &str) {
+        self.failed.get_or_create(&FailureLabels { publisher: name.to_owned(), reason: reason.to_owned() }).inc();
+    }
+
+    pub(crate) fn reconnected(&self, role: &str, name: &str) {
+        self.reconnects.get_or_create(&RoleLabels { role: role.to_owned(), name: name.to_owned() }).inc();
+    }
+
+    pub(crate) fn handled(&self, queue: &str, outcome: &str) {
+        self.handled.get_or_create(&HandledLabels { queue: queue.to_owned(), outcome: outcome.to_owned() }).inc();
+    }
+
+    pub(crate) fn received(&self, queue: &str) {
+        self.received.get_or_create(&QueueLabels { queue: queue.to_owned() }).inc();
+    }
+
+    /// Messages published by `publisher` (for tests and benchmarks).
+    pub fn published_count(&self, publisher: &str) -> u64 {
+        self.published.get_or_create(&self.publisher(publisher)).get()
+    }
+
+    /// Messages confirmed for `publisher`.
+    pub fn confirmed_count(&self, publisher: &str) -> u64 {
+        self.confirmed.get_or_create(&self.publisher(publisher)).get()
+    }
+
+    /// Reconnections of `role` (`publisher` or `subscriber`) named `name`.
+    pub fn reconnect_count(&self, role: &str, name: &str) -> u64 {
+        self.reconnects.get_or_create(&RoleLabels { role: role.to_owned(), name: name.to_owned() }).get()
+    }
+
+    /// Handler outcomes of `outcome` on `queue`.
+    pub fn handled_count(&self, queue: &str, outcome: &str) -> u64 {
+        self.handled.get_or_create(&HandledLabels { queue: queue.to_owned(), outcome: outcome.to_owned() }).get()
+    }
+}

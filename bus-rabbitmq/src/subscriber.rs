@@ -1,0 +1,424 @@
+//! The subscriber: a durable queue bound with topic patterns, a typed handler, bounded
+//! prefetch, acks after success, and a dead-letter exchange after repeated failures.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use factum::{catch_panic, HandlerError, TopicPattern};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, Connection, Consumer, ExchangeKind};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::connect::{connect, Backoff};
+use crate::error::{is_precondition_failed, BusError};
+use crate::message::{headers, BusEvent};
+use crate::metrics::BusMetrics;
+use crate::publisher::DEFAULT_EXCHANGE;
+
+/// Handles the events a [`Subscriber`] receives, one at a time, in queue order.
+///
+/// ```
+/// use factum::HandlerError;
+/// use factum_rabbitmq::{BusEvent, MessageHandler};
+///
+/// struct Mailer;
+///
+/// #[async_trait::async_trait]
+/// impl MessageHandler for Mailer {
+///     async fn handle(&mut self, event: &BusEvent) -> Result<(), HandlerError> {
+///         // event.event_id is the idempotency key: a message can come more than once.
+///         let _ = event;
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait MessageHandler: Send + 'static {
+    /// Handles one event. An error or a panic is a failure: the event is tried again
+    /// (up to the subscriber's `max_attempts`), then dead-lettered.
+    async fn handle(&mut self, event: &BusEvent) -> Result<(), HandlerError>;
+}
+
+/// Where a [`Subscriber`] consumes from and how it handles failures.
+///
+/// ```
+/// use factum_rabbitmq::SubscriberConfig;
+///
+/// let config = SubscriberConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f", "billing")
+///     .bind(["order.lifecycle.*", "customer.#"])
+///     .quorum(true)
+///     .prefetch(64)
+///     .max_attempts(3);
+/// assert_eq!(config.dead_letter_queue_name(), "billing.dead-letter");
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SubscriberConfig {
+    url: String,
+    exchange: String,
+    queue: String,
+    bindings: Vec<String>,
+    quorum: bool,
+    prefetch: u16,
+    max_attempts: u32,
+    retry_initial: Duration,
+    retry_max: Duration,
+    dead_letter_exchange: String,
+    dead_letter_queue: String,
+    reconnect_initial: Duration,
+    reconnect_max: Duration,
+    metrics: BusMetrics,
+}
+
+impl SubscriberConfig {
+    /// Consumes the durable queue `queue` on the broker at `url`, bound to
+    /// [`DEFAULT_EXCHANGE`]; its dead letters go to the exchange and queue
+    /// `<queue>.dead-letter`.
+    pub fn new(url: impl Into<String>, queue: impl Into<String>) -> Self {
+        let queue = queue.into();
+        SubscriberConfig {
+            url: url.into(),
+            exchange: DEFAULT_EXCHANGE.to_owned(),
+            dead_letter_exchange: format!("{queue}.dead-letter"),
+            dead_letter_queue: format!("{queue}.dead-letter"),
+            queue,
+            bindings: Vec::new(),
+            quorum: false,
+            prefetch: 64,
+            max_attempts: 5,
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(5),
+            reconnect_initial: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            metrics: BusMetrics::unregistered(),
+        }
+    }
+
+    /// The topic exchange the queue is bound to (declared durable if absent).
+    #[must_use]
+    pub fn exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.exchange = exchange.into();
+        self
+    }
+
+    /// Binds the queue with these topic patterns (`*` one word, `#` zero or more).
+    #[must_use]
+    pub fn bind<I: IntoIterator<Item = S>, S: Into<String>>(mut self, patterns: I) -> Self {
+        self.bindings.extend(patterns.into_iter().map(Into::into));
+        self
+    }
+
+    /// Declares the queue (and its dead-letter queue) as a quorum queue: replicated,
+    /// and it survives a broker node's loss. Default: a classic durable queue.
+    #[must_use]
+    pub fn quorum(mut self, quorum: bool) -> Self {
+        self.quorum = quorum;
+        self
+    }
+
+    /// Messages the broker sends ahead of the acks (default 64, at least 1).
+    #[must_use]
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// Attempts per message, the first included, before it is dead-lettered (default 5).
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The delay between attempts: `initial`, doubling to `max` (default 100 ms to 5 s).
+    #[must_use]
+    pub fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.retry_initial = initial;
+        self.retry_max = max.max(initial);
+        self
+    }
+
+    /// The dead-letter exchange (a durable fanout) and the durable queue bound to it.
+    #[must_use]
+    pub fn dead_letter(mut self, exchange: impl Into<String>, queue: impl Into<String>) -> Self {
+        self.dead_letter_exchange = exchange.into();
+        self.dead_letter_queue = queue.into();
+        self
+    }
+
+    /// The dead-letter queue's name.
+    pub fn dead_letter_queue_name(&self) -> &str {
+        &self.dead_letter_queue
+    }
+
+    /// The reconnect backoff while the broker is unreachable.
+    #[must_use]
+    pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.reconnect_initial = initial;
+        self.reconnect_max = max.max(initial);
+        self
+    }
+
+    /// Where the metrics go (see [`BusMetrics::register`]).
+    #[must_use]
+    pub fn metrics(mut self, metrics: BusMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+}
+
+fn short(field: &'static str, value: &str) -> Result<ShortString, BusError> {
+    if value.is_empty() {
+        return Err(BusError::InvalidConfig { field, reason: "must not be empty".into() });
+    }
+    ShortString::try_new(value).map_err(|e| BusError::InvalidConfig { field, reason: e.to_string() })
+}
+
+/// The subscriber's connection: a consuming channel and a confirm channel for dead letters.
+struct Link {
+    _connection: Connection,
+    consumer: Consumer,
+    channel: Channel,
+    dead_letters: Channel,
+}
+
+fn declare_error(what: &'static str, name: &str, e: lapin::Error) -> BusError {
+    match (is_precondition_failed(&e), what) {
+        (true, "exchange") => BusError::ExchangeMismatch { exchange: name.to_owned(), reason: e.to_string() },
+        (true, _) => BusError::QueueMismatch { queue: name.to_owned(), reason: e.to_string() },
+        (false, _) => BusError::Amqp(e),
+    }
+}
+
+impl Link {
+    /// Connects and declares the topology: the exchange, the queue and its bindings,
+    /// the dead-letter exchange and queue; then starts consuming.
+    async fn open(c: &SubscriberConfig) -> Result<Link, BusError> {
+        let connection = connect(&c.url, &format!("factum subscriber {}", c.queue)).await?;
+        let channel = connection.create_channel().await.map_err(BusError::Amqp)?;
+        let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+        let exchange = short("exchange", &c.exchange)?;
+        let queue = short("queue", &c.queue)?;
+        let dlx = short("dead-letter exchange", &c.dead_letter_exchange)?;
+        let dlq = short("dead-letter queue", &c.dead_letter_queue)?;
+        channel
+            .exchange_declare(exchange.clone(), ExchangeKind::Topic, durable, FieldTable::default())
+            .await
+            .map_err(|e| declare_error("exchange", &c.exchange, e))?;
+        channel
+            .exchange_declare(dlx.clone(), ExchangeKind::Fanout, durable, FieldTable::default())
+            .await
+            .map_err(|e| declare_error("exchange", &c.dead_letter_exchange, e))?;
+        let mut args = FieldTable::default();
+        if c.quorum {
+            args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+        }
+        let options = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        channel
+            .queue_declare(dlq.clone(), options, args.clone())
+            .await
+            .map_err(|e| declare_error("queue", &c.dead_letter_queue, e))?;
+        channel
+            .queue_bind(dlq, dlx, "".into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+            .map_err(BusError::Amqp)?;
+        channel.queue_declare(queue.clone(), options, args).await.map_err(|e| declare_error("queue", &c.queue, e))?;
+        for pattern in &c.bindings {
+            let key = short("binding", pattern)?;
+            channel
+                .queue_bind(queue.clone(), exchange.clone(), key, QueueBindOptions::default(), FieldTable::default())
+                .await
+                .map_err(BusError::Amqp)?;
+        }
+        channel.basic_qos(c.prefetch, BasicQosOptions::default()).await.map_err(BusError::Amqp)?;
+        let consumer = channel
+            .basic_consume(queue, "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(BusError::Amqp)?;
+        let dead_letters = connection.create_channel().await.map_err(BusError::Amqp)?;
+        dead_letters.confirm_select(ConfirmSelectOptions::default()).await.map_err(BusError::Amqp)?;
+        Ok(Link { _connection: connection, consumer, channel, dead_letters })
+    }
+}
+
+/// Starts subscribers.
+#[derive(Debug)]
+pub struct Subscriber;
+
+impl Subscriber {
+    /// Checks the configuration, connects and declares the topology (a bad URL, refused
+    /// credentials, an exchange of another type or a queue with other properties is an
+    /// error here), then consumes in a task of its own until stopped. Later outages are
+    /// waited out: it reconnects with backoff, and the broker delivers again what was
+    /// not acked.
+    pub async fn start<H: MessageHandler>(config: SubscriberConfig, handler: H) -> Result<SubscriberHandle, BusError> {
+        for pattern in &config.bindings {
+            TopicPattern::parse(pattern)
+                .map_err(|e| BusError::InvalidConfig { field: "bindings", reason: e.to_string() })?;
+        }
+        let link = Link::open(&config).await?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(config, handler, link, stopped));
+        Ok(SubscriberHandle { stop, task })
+    }
+}
+
+/// A running subscriber.
+#[derive(Debug)]
+pub struct SubscriberHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl SubscriberHandle {
+    /// Whether the subscriber's task still runs (a handler's panic does not end it).
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Stops after the message being handled, and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn run<H: MessageHandler>(
+    config: SubscriberConfig,
+    mut handler: H,
+    link: Link,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut link = Some(link);
+    let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
+    loop {
+        let Some(current) = link.as_mut() else {
+            tokio::select! {
+                _ = stopped.changed() => return,
+                opened = Link::open(&config) => match opened {
+                    Ok(l) => {
+                        tracing::info!(queue = %config.queue, "subscriber connected again");
+                        config.metrics.reconnected("subscriber", &config.queue);
+                        backoff.reset();
+                        link = Some(l);
+                    }
+                    Err(e) => {
+                        let delay = backoff.delay();
+                        tracing::warn!(queue = %config.queue, error = %e, ?delay, "broker unavailable; retrying");
+                        tokio::select! {
+                            _ = stopped.changed() => return,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                },
+            }
+            continue;
+        };
+        let next = tokio::select! {
+            _ = stopped.changed() => return,
+            next = current.consumer.next() => next,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                if let Err(e) = process(&config, &mut handler, current, delivery).await {
+                    tracing::warn!(queue = %config.queue, error = %e, "lost the connection while acking");
+                    link = None;
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(queue = %config.queue, error = %e, "subscriber connection lost");
+                link = None;
+            }
+            None => {
+                tracing::warn!(queue = %config.queue, "consumer cancelled by the broker");
+                link = None;
+            }
+        }
+    }
+}
+
+/// Handles one delivery: decode, try the handler up to `max_attempts` times, ack, or
+/// dead-letter. Errors only when the connection fails (the broker redelivers).
+async fn process<H: MessageHandler>(
+    config: &SubscriberConfig,
+    handler: &mut H,
+    link: &Link,
+    delivery: Delivery,
+) -> Result<(), lapin::Error> {
+    config.metrics.received(&config.queue);
+    let decoded = BusEvent::from_parts(
+        delivery.routing_key.as_str(),
+        &delivery.properties,
+        &delivery.data,
+        delivery.redelivered,
+    );
+    let event = match decoded {
+        Ok(event) => event,
+        Err(e) => return dead_letter(config, link, delivery, &format!("undecodable: {e}"), 0).await,
+    };
+    let mut backoff = Backoff::new(config.retry_initial, config.retry_max);
+    let mut attempt = 1;
+    loop {
+        match catch_panic(handler.handle(&event)).await {
+            Ok(()) => {
+                config.metrics.handled(&config.queue, "ok");
+                return delivery.ack(BasicAckOptions::default()).await.map(drop);
+            }
+            Err(e) => {
+                config.metrics.handled(&config.queue, "failed");
+                if attempt >= config.max_attempts {
+                    tracing::error!(queue = %config.queue, event_id = %event.event_id, attempt, error = %e, "handler failed; dead-lettering");
+                    return dead_letter(config, link, delivery, &e.to_string(), attempt).await;
+                }
+                let delay = backoff.delay();
+                tracing::warn!(queue = %config.queue, event_id = %event.event_id, attempt, error = %e, ?delay, "handler failed; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Publishes the message to the dead-letter exchange with the reason in its headers,
+/// waits for the confirm, then acks the original. If the dead letter is not confirmed,
+/// the original is left unacked, and the broker delivers it again.
+async fn dead_letter(
+    config: &SubscriberConfig,
+    link: &Link,
+    delivery: Delivery,
+    reason: &str,
+    attempts: u32,
+) -> Result<(), lapin::Error> {
+    let mut table = delivery.properties.headers().clone().unwrap_or_default();
+    let reason: String = reason.chars().take(4000).collect();
+    table.insert(headers::DEAD_LETTER_REASON.into(), AMQPValue::LongString(LongString::from(reason)));
+    table.insert(headers::DEAD_LETTER_ATTEMPTS.into(), AMQPValue::LongLongInt(i64::from(attempts)));
+    table.insert(headers::DEAD_LETTER_QUEUE.into(), AMQPValue::LongString(LongString::from(config.queue.as_str())));
+    let properties = delivery.properties.clone().with_headers(table);
+    let confirm = link
+        .dead_letters
+        .basic_publish(
+            config.dead_letter_exchange.as_str().into(),
+            delivery.routing_key.clone(),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
+        .await?
+        .await?;
+    if confirm.is_ack() {
+        config.metrics.handled(&config.queue, "dead_lettered");
+        delivery.ack(BasicAckOptions::default()).await.map(drop)
+    } else {
+        tracing::error!(queue = %config.queue, "dead-letter exchange refused the message; leaving it unacked");
+        let _ = &link.channel;
+        Ok(())
+    }
+}
