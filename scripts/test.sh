@@ -5,6 +5,7 @@
 # factum_run_<unix-time>_<random> for this run and exports
 #   DATABASE_URL           the run database (same server/user/options)
 #   FACTUM_TEST_ADMIN_URL  the superuser URL from scripts/pg.sh
+#   FACTUM_TEST_AMQP_URL   a RabbitMQ broker from scripts/rabbitmq.sh
 # Tests may create their own databases named "<run db>_t<suffix>"; on exit
 # (success, failure or interrupt) the run database and all of those are
 # dropped WITH (FORCE).
@@ -94,6 +95,9 @@ sql -c "CREATE DATABASE \"$RUN_DB\"" >/dev/null || die "could not create databas
 
 export DATABASE_URL=$RUN_URL
 export FACTUM_TEST_ADMIN_URL=$ADMIN_URL
+# The bus tests' RabbitMQ (started, or installed and started, when none answers).
+FACTUM_TEST_AMQP_URL=$(bash scripts/rabbitmq.sh) || die "scripts/rabbitmq.sh could not provide a RabbitMQ broker"
+export FACTUM_TEST_AMQP_URL
 
 log "PostgreSQL: $(redact "$ADMIN_URL")"
 log "run database: $RUN_DB"

@@ -88,7 +88,8 @@ pub(crate) fn is_access_refused(error: &lapin::Error) -> bool {
     match error.kind() {
         lapin::ErrorKind::ProtocolError(e) => matches!(
             e.kind(),
-            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+                | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
         ),
         lapin::ErrorKind::AuthProviderError(_) => true,
         _ => {

@@ -35,14 +35,20 @@ pub(crate) fn spawn_lag(
                     metrics.lag_events.get_or_create(&labels).set(i64::try_from(events).unwrap_or(i64::MAX));
                     metrics.lag_seconds.get_or_create(&labels).set(seconds);
                 }
-                Err(e) => tracing::debug!(publisher = %name, error = %e, "could not measure the publisher's lag"),
+                Err(e) => {
+                    tracing::debug!(publisher = %name, error = %e, "could not measure the publisher's lag")
+                }
             }
             tokio::time::sleep(every).await;
         }
     }))
 }
 
-async fn measure(store: &dyn EventStore, name: &str, categories: &[String]) -> Result<(u64, f64), StoreError> {
+async fn measure(
+    store: &dyn EventStore,
+    name: &str,
+    categories: &[String],
+) -> Result<(u64, f64), StoreError> {
     let checkpoint = store.load_checkpoint(name).await?.unwrap_or(Checkpoint::START);
     let events = store.count_after(checkpoint, categories).await?;
     if events == 0 {
@@ -52,6 +58,7 @@ async fn measure(store: &dyn EventStore, name: &str, categories: &[String]) -> R
         [one] => store.read_category(one, checkpoint, 1).await?,
         _ => store.read_all(checkpoint, 1).await?,
     };
-    let seconds = next.first().map_or(0.0, |e| (Utc::now() - e.recorded_at).num_milliseconds().max(0) as f64 / 1e3);
+    let seconds =
+        next.first().map_or(0.0, |e| (Utc::now() - e.recorded_at).num_milliseconds().max(0) as f64 / 1e3);
     Ok((events, seconds))
 }

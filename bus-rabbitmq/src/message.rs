@@ -15,9 +15,7 @@
 //! | body | the payload as JSON; the metadata is in the `metadata` header, not in the body |
 
 use chrono::{DateTime, TimeZone, Utc};
-use factum::{
-    DomainEvent, EventCodecError, GlobalPosition, Metadata, RecordedEvent, StreamId, Version,
-};
+use factum::{DomainEvent, EventCodecError, GlobalPosition, Metadata, RecordedEvent, StreamId, Version};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 use serde_json::Value;
@@ -227,8 +225,7 @@ impl BusEvent {
         let id = properties.message_id().as_ref().ok_or(DecodeError::Missing("message_id"))?;
         let event_id = Uuid::parse_str(id.as_str())
             .map_err(|e| DecodeError::Invalid { field: "message_id", reason: e.to_string() })?;
-        let event_type =
-            properties.kind().as_ref().ok_or(DecodeError::Missing("type"))?.as_str().to_owned();
+        let event_type = properties.kind().as_ref().ok_or(DecodeError::Missing("type"))?.as_str().to_owned();
         let stream = StreamId::new(get_text(headers::AGGREGATE_TYPE)?, get_text(headers::AGGREGATE_ID)?)
             .map_err(|e| DecodeError::Invalid { field: "stream", reason: e.to_string() })?;
         let schema_version = u32::try_from(get_int(headers::SCHEMA_VERSION)?).map_err(|_| {
@@ -245,13 +242,12 @@ impl BusEvent {
             Err(DecodeError::Missing(_)) => Metadata::default(),
             Err(e) => return Err(e),
         };
-        let occurred_at = get_time(headers::OCCURRED_AT)
-            .or_else(|_| {
-                let secs = properties.timestamp().ok_or(DecodeError::Missing("timestamp"))?;
-                Utc.timestamp_opt(i64::try_from(secs).unwrap_or(0), 0)
-                    .single()
-                    .ok_or(DecodeError::Invalid { field: "timestamp", reason: "out of range".into() })
-            })?;
+        let occurred_at = get_time(headers::OCCURRED_AT).or_else(|_| {
+            let secs = properties.timestamp().ok_or(DecodeError::Missing("timestamp"))?;
+            Utc.timestamp_opt(i64::try_from(secs).unwrap_or(0), 0)
+                .single()
+                .ok_or(DecodeError::Invalid { field: "timestamp", reason: "out of range".into() })
+        })?;
         Ok(BusEvent {
             event_id,
             event_type,

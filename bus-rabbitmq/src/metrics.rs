@@ -58,7 +58,7 @@ pub(crate) struct HandledLabels {
 /// let bus = factum_rabbitmq::BusMetrics::register(&mut registry);
 /// let metrics = factum::Metrics::with_registry(registry);
 /// # let _ = bus;
-/// assert!(metrics.encode().contains("factum_bus_published_total"));
+/// assert!(metrics.encode().contains("# TYPE factum_bus_published counter"));
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct BusMetrics {
@@ -83,11 +83,19 @@ impl BusMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("factum_bus");
-        r.register("published", "Messages sent to the broker, republished ones included", m.published.clone());
+        r.register(
+            "published",
+            "Messages sent to the broker, republished ones included",
+            m.published.clone(),
+        );
         r.register("confirmed", "Messages the broker confirmed", m.confirmed.clone());
         r.register("failed", "Messages the broker nacked or returned as unroutable", m.failed.clone());
         r.register("reconnects", "Connections re-established after a loss", m.reconnects.clone());
-        r.register("publisher_lag_events", "Events stored after the publisher's checkpoint", m.lag_events.clone());
+        r.register(
+            "publisher_lag_events",
+            "Events stored after the publisher's checkpoint",
+            m.lag_events.clone(),
+        );
         r.register(
             "publisher_lag_seconds",
             "Age of the oldest event the publisher has not had confirmed",
@@ -103,7 +111,9 @@ impl BusMetrics {
     }
 
     pub(crate) fn failed(&self, name: &str, reason: &str) {
-        self.failed.get_or_create(&FailureLabels { publisher: name.to_owned(), reason: reason.to_owned() }).inc();
+        self.failed
+            .get_or_create(&FailureLabels { publisher: name.to_owned(), reason: reason.to_owned() })
+            .inc();
     }
 
     pub(crate) fn reconnected(&self, role: &str, name: &str) {
@@ -111,7 +121,9 @@ impl BusMetrics {
     }
 
     pub(crate) fn handled(&self, queue: &str, outcome: &str) {
-        self.handled.get_or_create(&HandledLabels { queue: queue.to_owned(), outcome: outcome.to_owned() }).inc();
+        self.handled
+            .get_or_create(&HandledLabels { queue: queue.to_owned(), outcome: outcome.to_owned() })
+            .inc();
     }
 
     pub(crate) fn received(&self, queue: &str) {
@@ -135,6 +147,8 @@ impl BusMetrics {
 
     /// Handler outcomes of `outcome` on `queue`.
     pub fn handled_count(&self, queue: &str, outcome: &str) -> u64 {
-        self.handled.get_or_create(&HandledLabels { queue: queue.to_owned(), outcome: outcome.to_owned() }).get()
+        self.handled
+            .get_or_create(&HandledLabels { queue: queue.to_owned(), outcome: outcome.to_owned() })
+            .get()
     }
 }

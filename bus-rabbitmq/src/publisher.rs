@@ -282,7 +282,11 @@ impl Publisher {
         let c = &self.config;
         let (name, types, topics, batch, failure) =
             (c.name.clone(), c.aggregate_types.clone(), c.topics.clone(), c.batch_size, c.failure);
-        Projection::new(name, self).aggregate_types(types).topics(topics).batch_size(batch).on_failure(failure)
+        Projection::new(name, self)
+            .aggregate_types(types)
+            .topics(topics)
+            .batch_size(batch)
+            .on_failure(failure)
     }
 
     /// The connection, opened again (with backoff) if it was lost. Waits as long as the
@@ -339,9 +343,12 @@ impl Publisher {
     /// their confirms in order.
     async fn send(&mut self, messages: &[Outgoing]) -> Sent {
         let name = self.config.name.clone();
-        let published = self.config.metrics.published.get_or_create(&self.config.metrics.publisher(&name)).clone();
-        let confirmed = self.config.metrics.confirmed.get_or_create(&self.config.metrics.publisher(&name)).clone();
-        let options = BasicPublishOptions { mandatory: self.config.mandatory, ..BasicPublishOptions::default() };
+        let published =
+            self.config.metrics.published.get_or_create(&self.config.metrics.publisher(&name)).clone();
+        let confirmed =
+            self.config.metrics.confirmed.get_or_create(&self.config.metrics.publisher(&name)).clone();
+        let options =
+            BasicPublishOptions { mandatory: self.config.mandatory, ..BasicPublishOptions::default() };
         let exchange = self.exchange.clone();
         self.ensure_link().await;
         let Some(link) = self.link.as_ref() else {
@@ -352,7 +359,13 @@ impl Publisher {
         for m in messages {
             match link
                 .channel
-                .basic_publish(exchange.clone(), m.routing_key.clone(), options, &m.body, m.properties.clone())
+                .basic_publish(
+                    exchange.clone(),
+                    m.routing_key.clone(),
+                    options,
+                    &m.body,
+                    m.properties.clone(),
+                )
                 .await
             {
                 Ok(confirm) => {
@@ -484,7 +497,11 @@ impl ProjectionSink for Publisher {
 
     async fn retry_failed(&mut self, projection: &str, event: &RecordedEvent) -> Result<(), SinkError> {
         if let Some((_, reason)) = self.publish_all(std::slice::from_ref(event)).await {
-            return Err(SinkError::Handler { index: 0, error: HandlerError::msg(reason), prefix_committed: false });
+            return Err(SinkError::Handler {
+                index: 0,
+                error: HandlerError::msg(reason),
+                prefix_committed: false,
+            });
         }
         self.store.resolve_failure(projection, event.event_id).await?;
         Ok(())

@@ -229,11 +229,20 @@ impl Link {
             .queue_bind(dlq, dlx, "".into(), QueueBindOptions::default(), FieldTable::default())
             .await
             .map_err(BusError::Amqp)?;
-        channel.queue_declare(queue.clone(), options, args).await.map_err(|e| declare_error("queue", &c.queue, e))?;
+        channel
+            .queue_declare(queue.clone(), options, args)
+            .await
+            .map_err(|e| declare_error("queue", &c.queue, e))?;
         for pattern in &c.bindings {
             let key = short("binding", pattern)?;
             channel
-                .queue_bind(queue.clone(), exchange.clone(), key, QueueBindOptions::default(), FieldTable::default())
+                .queue_bind(
+                    queue.clone(),
+                    exchange.clone(),
+                    key,
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await
                 .map_err(BusError::Amqp)?;
         }
@@ -258,7 +267,10 @@ impl Subscriber {
     /// error here), then consumes in a task of its own until stopped. Later outages are
     /// waited out: it reconnects with backoff, and the broker delivers again what was
     /// not acked.
-    pub async fn start<H: MessageHandler>(config: SubscriberConfig, handler: H) -> Result<SubscriberHandle, BusError> {
+    pub async fn start<H: MessageHandler>(
+        config: SubscriberConfig,
+        handler: H,
+    ) -> Result<SubscriberHandle, BusError> {
         for pattern in &config.bindings {
             TopicPattern::parse(pattern)
                 .map_err(|e| BusError::InvalidConfig { field: "bindings", reason: e.to_string() })?;
@@ -400,7 +412,10 @@ async fn dead_letter(
     let reason: String = reason.chars().take(4000).collect();
     table.insert(headers::DEAD_LETTER_REASON.into(), AMQPValue::LongString(LongString::from(reason)));
     table.insert(headers::DEAD_LETTER_ATTEMPTS.into(), AMQPValue::LongLongInt(i64::from(attempts)));
-    table.insert(headers::DEAD_LETTER_QUEUE.into(), AMQPValue::LongString(LongString::from(config.queue.as_str())));
+    table.insert(
+        headers::DEAD_LETTER_QUEUE.into(),
+        AMQPValue::LongString(LongString::from(config.queue.as_str())),
+    );
     let properties = delivery.properties.clone().with_headers(table);
     let confirm = link
         .dead_letters

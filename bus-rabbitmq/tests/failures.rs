@@ -41,7 +41,9 @@ async fn drain(ch: &Channel, queue: &str) -> Vec<lapin::message::BasicGetMessage
 
 async fn publish(store: Arc<dyn EventStore>, config: PublisherConfig) -> Supervisor {
     let publisher = Publisher::connect(store.clone(), config).await.unwrap();
-    Supervisor::start(store, SupervisorConfig::default().projection(publisher.into_projection())).await.unwrap()
+    Supervisor::start(store, SupervisorConfig::default().projection(publisher.into_projection()))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,9 +96,15 @@ async fn a_nacked_event_stops_the_publisher_after_its_prefix_is_kept() {
     )
     .await
     .unwrap();
-    ch.queue_bind(queue.as_str().into(), exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_bind(
+        queue.as_str().into(),
+        exchange.as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
 
     let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
     let stored = append_events(store.as_ref(), "Order", 1, 4, |_| "order.x.y".into()).await;

@@ -63,7 +63,10 @@ async fn three_broker_outages_lose_nothing() {
             while writing.load(Ordering::SeqCst) {
                 let stream = StreamId::new("Order", format!("o-{}", round % 8)).unwrap();
                 let batch: Vec<NewEvent> = (0..10)
-                    .map(|i| NewEvent::new("Happened", serde_json::json!({ "round": round, "i": i })).with_topic("order.x.y"))
+                    .map(|i| {
+                        NewEvent::new("Happened", serde_json::json!({ "round": round, "i": i }))
+                            .with_topic("order.x.y")
+                    })
                     .collect();
                 ids.extend(batch.iter().map(|e| e.event_id));
                 store.append(&stream, ExpectedVersion::Any, batch).await.unwrap();

@@ -21,7 +21,9 @@ const EVENTS: usize = 20_000;
 async fn run_publisher(store: Arc<dyn EventStore>, url: &str, exchange: &str) -> Supervisor {
     let config = PublisherConfig::new(url).exchange(exchange).name(NAME).batch_size(100);
     let publisher = Publisher::connect(store.clone(), config).await.unwrap();
-    Supervisor::start(store, SupervisorConfig::default().projection(publisher.into_projection())).await.unwrap()
+    Supervisor::start(store, SupervisorConfig::default().projection(publisher.into_projection()))
+        .await
+        .unwrap()
 }
 
 /// The child half of [`sigkill_resumes_from_the_checkpoint`]: publishes until killed.
@@ -30,7 +32,8 @@ async fn run_publisher(store: Arc<dyn EventStore>, url: &str, exchange: &str) ->
 async fn child_publishes_until_killed() {
     let Ok(name) = std::env::var("FACTUM_CHILD_DB") else { return };
     let exchange = std::env::var("FACTUM_CHILD_EXCHANGE").unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(PostgresStore::connect(TestDb::config_for(&name)).await.unwrap());
+    let store: Arc<dyn EventStore> =
+        Arc::new(PostgresStore::connect(TestDb::config_for(&name)).await.unwrap());
     let _supervisor = run_publisher(store, &amqp_url(), &exchange).await;
     tokio::time::sleep(Duration::from_secs(120)).await;
 }

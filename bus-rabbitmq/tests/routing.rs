@@ -33,7 +33,8 @@ async fn ten_thousand_events_reach_their_queues_exactly() {
     let exchange = names.exchange("events");
     let (all, all_sub) = collect(&url, &exchange, &names.queue("all"), &["#"]).await;
     let (items, items_sub) = collect(&url, &exchange, &names.queue("items"), &["order.items.*"]).await;
-    let (customers, customers_sub) = collect(&url, &exchange, &names.queue("customers"), &["customer.#"]).await;
+    let (customers, customers_sub) =
+        collect(&url, &exchange, &names.queue("customers"), &["customer.#"]).await;
 
     let db = TestDb::new().await;
     let store: Arc<dyn EventStore> = Arc::new(db.store().await);
@@ -65,9 +66,11 @@ async fn ten_thousand_events_reach_their_queues_exactly() {
     customers.until_distinct(want_customers.len(), Duration::from_secs(30)).await;
     // Let any stray message arrive before comparing sets.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    for (name, got, want) in
-        [("#", &all, &want_all), ("order.items.*", &items, &want_items), ("customer.#", &customers, &want_customers)]
-    {
+    for (name, got, want) in [
+        ("#", &all, &want_all),
+        ("order.items.*", &items, &want_items),
+        ("customer.#", &customers, &want_customers),
+    ] {
         let ids: HashSet<Uuid> = got.ids().into_iter().collect();
         assert_eq!(&ids, want, "queue bound with {name}");
         assert_eq!(got.len(), want.len(), "queue bound with {name}: no event twice without a failure");
@@ -77,7 +80,8 @@ async fn ten_thousand_events_reach_their_queues_exactly() {
     // Global log order, and the documented properties, on the `#` queue.
     let received = all.0.lock().unwrap().clone();
     assert!(received.windows(2).all(|w| w[0].event.position < w[1].event.position), "log order");
-    let by_id: std::collections::HashMap<Uuid, &str> = stored.iter().map(|(id, t)| (*id, t.as_str())).collect();
+    let by_id: std::collections::HashMap<Uuid, &str> =
+        stored.iter().map(|(id, t)| (*id, t.as_str())).collect();
     for r in &received {
         let e = &r.event;
         assert_eq!(e.routing_key, by_id[&e.event_id]);

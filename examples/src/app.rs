@@ -8,6 +8,9 @@ use factum::{
     SupervisorConfig, SupervisorError,
 };
 use factum_postgres::{PostgresConfig, PostgresStore};
+use factum_rabbitmq::{
+    BusError, BusMetrics, Publisher, PublisherConfig, Subscriber, SubscriberConfig, SubscriberHandle,
+};
 
 use crate::customer::{Customer, CustomerCommand, CustomerError};
 use crate::order::{Order, OrderCommand, OrderError};
@@ -25,6 +28,9 @@ pub enum StartError {
     /// The supervisor refused its configuration.
     #[error("supervisor: {0}")]
     Supervisor(#[from] SupervisorError),
+    /// The RabbitMQ event bus could not start.
+    #[error("event bus: {0}")]
+    Bus(#[from] BusError),
 }
 
 /// Why a use case failed: the customer's or the order's command error.
@@ -51,6 +57,8 @@ pub struct App {
     pub tables: Tables,
     /// The one registry every metric goes to.
     pub metrics: Arc<Metrics>,
+    /// The event bus's subscriber to the order events, when the bus is on.
+    bus: Arc<tokio::sync::Mutex<Option<SubscriberHandle>>>,
 }
 
 impl std::fmt::Debug for App {
@@ -63,19 +71,42 @@ impl App {
     /// Connects, migrates the store, creates the read-model tables, and starts the
     /// command side and the supervisor with its three projections.
     pub async fn start(config: PostgresConfig) -> Result<App, StartError> {
+        Self::start_with_bus(config, None).await
+    }
+
+    /// As [`start`](Self::start); with a RabbitMQ URL, also publishes the order events
+    /// to the exchange `factum.events` (a projection of its own), and consumes them from
+    /// the queue `factum-example.orders`, bound with `order.#`, logging each one.
+    pub async fn start_with_bus(
+        config: PostgresConfig,
+        rabbitmq_url: Option<&str>,
+    ) -> Result<App, StartError> {
         let store = PostgresStore::connect(config).await?;
         store.migrate().await?;
         let tables = Tables::new(&store.names().schema);
         tables.create(store.pool()).await?;
-        let metrics = Arc::new(Metrics::new());
+        // The bus's metrics go into the registry before the framework takes it.
+        let mut registry = prometheus_client::registry::Registry::default();
+        let bus_metrics = BusMetrics::register(&mut registry);
+        let metrics = Arc::new(Metrics::with_registry(registry));
         let factum = Factum::with_config(Arc::new(store.clone()), FactumConfig::default(), metrics.clone());
         let mut supervisor =
             SupervisorConfig::default().metrics(metrics.clone()).retention(RetentionConfig::default());
         for projection in tables.projections(&store) {
             supervisor = supervisor.projection(projection);
         }
+        let mut bus = None;
+        if let Some(url) = rabbitmq_url {
+            // The queue first: the publisher's messages are mandatory, so each needs a route.
+            let queue = SubscriberConfig::new(url, "factum-example.orders").bind(["order.#"]);
+            bus = Some(Subscriber::start(queue.metrics(bus_metrics.clone()), LogOrderEvents).await?);
+            let config = PublisherConfig::new(url).topics(["order.#"]).metrics(bus_metrics);
+            supervisor = supervisor
+                .projection(Publisher::connect(Arc::new(store.clone()), config).await?.into_projection());
+        }
         let supervisor = Supervisor::start(Arc::new(store.clone()), supervisor).await?;
-        Ok(App { factum, supervisor, store, tables, metrics })
+        let bus = Arc::new(tokio::sync::Mutex::new(bus));
+        Ok(App { factum, supervisor, store, tables, metrics, bus })
     }
 
     /// Sets the database up as the owner role: applies the migrations, creates the
@@ -124,5 +155,25 @@ impl App {
             tracing::warn!(error = %e, "supervisor shutdown");
         }
         self.factum.shutdown();
+        if let Some(subscriber) = self.bus.lock().await.take() {
+            subscriber.stop().await;
+        }
+    }
+}
+
+/// The example's subscriber: logs each order event the bus delivers.
+struct LogOrderEvents;
+
+#[async_trait::async_trait]
+impl factum_rabbitmq::MessageHandler for LogOrderEvents {
+    async fn handle(&mut self, event: &factum_rabbitmq::BusEvent) -> Result<(), factum::HandlerError> {
+        tracing::info!(
+            routing_key = %event.routing_key,
+            stream = %event.stream,
+            version = %event.version,
+            event_id = %event.event_id,
+            "bus: order event received from factum-example.orders"
+        );
+        Ok(())
     }
 }

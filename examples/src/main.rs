@@ -17,6 +17,10 @@ struct Cli {
     /// The PostgreSQL database holding the events and the read models.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// Publish the order events to this RabbitMQ broker (amqp://user:password@host:port/vhost)
+    /// and consume them from a queue bound with `order.#`.
+    #[arg(long, env = "FACTUM_EXAMPLE_RABBITMQ_URL", hide_env_values = true)]
+    rabbitmq_url: Option<String>,
     /// Log as JSON lines instead of text (the level comes from RUST_LOG, default info).
     #[arg(long, env = "FACTUM_EXAMPLE_LOG_JSON")]
     log_json: bool,
@@ -126,7 +130,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         );
         return Ok(());
     }
-    let app = App::start(config).await?;
+    let app = App::start_with_bus(config, cli.rabbitmq_url.as_deref()).await?;
     let result = match cli.command.unwrap_or(Command::Serve(Serve::parse_default())) {
         Command::Simulate(simulation) => run_simulation(&app, &simulation).await,
         Command::Setup(_) => Ok(()),

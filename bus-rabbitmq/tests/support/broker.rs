@@ -37,16 +37,13 @@ impl PrivateBroker {
     /// which scripts/test.sh runs, installs it).
     pub fn start() -> PrivateBroker {
         assert!(server_binary().is_some(), "rabbitmq-server is not installed; run scripts/rabbitmq.sh");
-        let dir = std::env::temp_dir().join(format!("factum-rmq-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        let dir = std::env::temp_dir()
+            .join(format!("factum-rmq-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
         std::fs::create_dir_all(dir.join("home")).unwrap();
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
         let port = free_port();
-        let broker = PrivateBroker {
-            node: format!("factumtest{port}@localhost"),
-            dist_port: port + 1,
-            port,
-            dir,
-        };
+        let broker =
+            PrivateBroker { node: format!("factumtest{port}@localhost"), dist_port: port + 1, port, dir };
         broker.boot();
         broker
     }

@@ -59,7 +59,9 @@ impl Drop for Names {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let connect = Connection::connect(&url, ConnectionProperties::default());
-                let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await else { return };
+                let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await else {
+                    return;
+                };
                 for q in queues {
                     if let Ok(ch) = conn.create_channel().await {
                         let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
@@ -122,14 +124,22 @@ impl Collector {
             if have >= n {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out: {have} of {n} distinct events received");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out: {have} of {n} distinct events received"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
 
 /// Starts a collecting subscriber on `queue` bound with `patterns` to `exchange`.
-pub async fn collect(url: &str, exchange: &str, queue: &str, patterns: &[&str]) -> (Collector, SubscriberHandle) {
+pub async fn collect(
+    url: &str,
+    exchange: &str,
+    queue: &str,
+    patterns: &[&str],
+) -> (Collector, SubscriberHandle) {
     let collector = Collector::default();
     let config = SubscriberConfig::new(url, queue)
         .exchange(exchange)
