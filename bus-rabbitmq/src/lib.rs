@@ -59,6 +59,11 @@ mod metrics;
 mod publisher;
 mod subscriber;
 
+/// Compiles the Rust snippets of `docs/event-bus.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/event-bus.md")]
+struct EventBusDocDoctests;
+
 pub use dedup::{Deduplicated, PgMessageHandler, DEFAULT_DEDUP_TABLE};
 pub use error::BusError;
 pub use message::{headers, BusEvent, DecodeError};
