@@ -140,6 +140,13 @@ impl BusMetrics {
         self.confirmed.get_or_create(&self.publisher(publisher)).get()
     }
 
+    /// The publisher's lag as last measured: events not yet confirmed, and the age in
+    /// seconds of the oldest of them.
+    pub fn publisher_lag(&self, publisher: &str) -> (i64, f64) {
+        let labels = self.publisher(publisher);
+        (self.lag_events.get_or_create(&labels).get(), self.lag_seconds.get_or_create(&labels).get())
+    }
+
     /// Reconnections of `role` (`publisher` or `subscriber`) named `name`.
     pub fn reconnect_count(&self, role: &str, name: &str) -> u64 {
         self.reconnects.get_or_create(&RoleLabels { role: role.to_owned(), name: name.to_owned() }).get()
