@@ -8,7 +8,7 @@ use factum::{catch_panic, HandlerError, TopicPattern};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -185,7 +185,8 @@ fn short(field: &'static str, value: &str) -> Result<ShortString, BusError> {
 struct Link {
     _connection: Connection,
     consumer: Consumer,
-    channel: Channel,
+    /// Kept open for the consumer's lifetime.
+    _channel: Channel,
     dead_letters: Channel,
 }
 
@@ -253,7 +254,7 @@ impl Link {
             .map_err(BusError::Amqp)?;
         let dead_letters = connection.create_channel().await.map_err(BusError::Amqp)?;
         dead_letters.confirm_select(ConfirmSelectOptions::default()).await.map_err(BusError::Amqp)?;
-        Ok(Link { _connection: connection, consumer, channel, dead_letters })
+        Ok(Link { _connection: connection, consumer, _channel: channel, dead_letters })
     }
 }
 
@@ -399,8 +400,8 @@ async fn process<H: MessageHandler>(
 }
 
 /// Publishes the message to the dead-letter exchange with the reason in its headers,
-/// waits for the confirm, then acks the original. If the dead letter is not confirmed,
-/// the original is left unacked, and the broker delivers it again.
+/// waits for the confirm, then acks the original. If the dead-letter exchange refuses
+/// it, the original is requeued, and the broker delivers it again.
 async fn dead_letter(
     config: &SubscriberConfig,
     link: &Link,
@@ -432,8 +433,7 @@ async fn dead_letter(
         config.metrics.handled(&config.queue, "dead_lettered");
         delivery.ack(BasicAckOptions::default()).await.map(drop)
     } else {
-        tracing::error!(queue = %config.queue, "dead-letter exchange refused the message; leaving it unacked");
-        let _ = &link.channel;
-        Ok(())
+        tracing::error!(queue = %config.queue, "dead-letter exchange refused the message; requeueing it");
+        delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await.map(drop)
     }
 }
