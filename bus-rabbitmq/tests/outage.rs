@@ -134,3 +134,43 @@ async fn three_broker_outages_lose_nothing() {
     supervisor.shutdown().await.unwrap();
     subscriber.stop().await;
 }
+
+/// The broker blocks publishers (a memory alarm, `connection.blocked`) for longer than
+/// the confirm timeout: the publisher waits on the same connection instead of giving it
+/// up, and everything arrives once the alarm clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_connection_is_waited_out() {
+    let broker = PrivateBroker::start();
+    let url = broker.url();
+    let metrics = BusMetrics::unregistered();
+    let collector = Collector::default();
+    let sub_config = SubscriberConfig::new(&url, "blocked.all").exchange("blocked.events").bind(["#"]);
+    let subscriber = Subscriber::start(sub_config, collector.clone()).await.unwrap();
+    let db = TestDb::new().await;
+    let store: Arc<dyn EventStore> = Arc::new(db.store().await);
+    let config = PublisherConfig::new(&url)
+        .exchange("blocked.events")
+        .name("blocked_bus")
+        .confirm_timeout(Duration::from_millis(500))
+        .metrics(metrics.clone());
+    let publisher = Publisher::connect(store.clone(), config).await.unwrap();
+
+    broker.ctl(&["set_vm_memory_high_watermark", "0"]);
+    let stream = StreamId::new("Order", "o-1").unwrap();
+    let events: Vec<NewEvent> = (0..50)
+        .map(|i| NewEvent::new("Happened", serde_json::json!({ "i": i })).with_topic("order.x.y"))
+        .collect();
+    store.append(&stream, ExpectedVersion::Any, events).await.unwrap();
+    let supervisor =
+        Supervisor::start(store.clone(), SupervisorConfig::default().projection(publisher.into_projection()))
+            .await
+            .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(metrics.confirmed_count("blocked_bus"), 0, "nothing is confirmed while blocked");
+    broker.ctl(&["set_vm_memory_high_watermark", "0.4"]);
+    collector.until_distinct(50, Duration::from_secs(30)).await;
+    assert_eq!(metrics.reconnect_count("publisher", "blocked_bus"), 0, "the blocked connection was kept");
+    assert_eq!(metrics.published_count("blocked_bus"), 50, "nothing published twice");
+    supervisor.shutdown().await.unwrap();
+    subscriber.stop().await;
+}

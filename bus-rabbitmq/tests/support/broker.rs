@@ -98,6 +98,23 @@ impl PrivateBroker {
         let _ = std::fs::remove_file(self.dir.join("pid"));
     }
 
+    /// Runs `rabbitmqctl` against this node (with its cookie), e.g. to raise an alarm.
+    pub fn ctl(&self, args: &[&str]) {
+        let bin = ["/usr/lib/rabbitmq/bin/rabbitmqctl", "/usr/sbin/rabbitmqctl"]
+            .iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("rabbitmqctl installed");
+        let status = Command::new(bin)
+            .arg("-n")
+            .arg(&self.node)
+            .args(args)
+            .env("HOME", self.dir.join("home"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("rabbitmqctl runs");
+        assert!(status.success(), "rabbitmqctl {args:?}: {status:?}");
+    }
+
     /// Starts it again on the same ports and data.
     pub fn restart(&self) {
         self.boot();
