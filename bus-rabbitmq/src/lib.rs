@@ -50,8 +50,10 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod connect;
 mod dedup;
+mod delivery;
 mod error;
 mod lag;
 mod message;
@@ -64,9 +66,10 @@ mod subscriber;
 #[doc = include_str!("../../docs/event-bus.md")]
 struct EventBusDocDoctests;
 
+pub use config::{PublisherConfig, DEFAULT_EXCHANGE, DEFAULT_PUBLISHER_NAME};
 pub use dedup::{Deduplicated, PgMessageHandler, DEFAULT_DEDUP_TABLE};
 pub use error::BusError;
 pub use message::{headers, BusEvent, DecodeError};
 pub use metrics::BusMetrics;
-pub use publisher::{Publisher, PublisherConfig, DEFAULT_EXCHANGE, DEFAULT_PUBLISHER_NAME};
+pub use publisher::Publisher;
 pub use subscriber::{MessageHandler, Subscriber, SubscriberConfig, SubscriberHandle};

@@ -16,11 +16,11 @@ use lapin::{Channel, Connection, Consumer, ExchangeKind};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::DEFAULT_EXCHANGE;
 use crate::connect::{connect, Backoff};
 use crate::error::{is_precondition_failed, BusError};
 use crate::message::{headers, BusEvent};
 use crate::metrics::BusMetrics;
-use crate::publisher::DEFAULT_EXCHANGE;
 
 /// Handles the events a [`Subscriber`] receives, one at a time, in queue order.
 ///

@@ -1,0 +1,319 @@
+//! Getting messages confirmed: the connection, publishing with confirms, waiting for
+//! them in order, reconnecting, and publishing ahead of the batch being confirmed.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use factum::{Checkpoint, RecordedEvent};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Channel, Confirmation, Connection, ExchangeKind, PublisherConfirm};
+use uuid::Uuid;
+
+use crate::config::PublisherConfig;
+use crate::connect::{connect, is_transient};
+use crate::error::{is_precondition_failed, BusError};
+use crate::message::encode;
+use crate::publisher::Publisher;
+
+/// A connection and its confirm-mode channel.
+pub(crate) struct Link {
+    connection: Connection,
+    channel: Channel,
+}
+
+impl Link {
+    /// Connects, declares the exchange and turns confirms on.
+    pub(crate) async fn open(config: &PublisherConfig, exchange: &ShortString) -> Result<Link, BusError> {
+        let connection = connect(&config.url, &format!("factum publisher {}", config.name)).await?;
+        let channel = connection.create_channel().await.map_err(BusError::Amqp)?;
+        let options = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+        channel
+            .exchange_declare(exchange.clone(), ExchangeKind::Topic, options, FieldTable::default())
+            .await
+            .map_err(|e| {
+                if is_precondition_failed(&e) {
+                    BusError::ExchangeMismatch { exchange: exchange.to_string(), reason: e.to_string() }
+                } else {
+                    BusError::Amqp(e)
+                }
+            })?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(BusError::Amqp)?;
+        Ok(Link { connection, channel })
+    }
+}
+
+/// A message sent and not yet confirmed.
+pub(crate) struct InFlight {
+    pub(crate) event_id: Uuid,
+    pub(crate) confirm: PublisherConfirm,
+}
+
+/// Confirms nobody waits for any more, awaited in the background so that the channel
+/// does not keep them.
+fn abandon(confirms: impl IntoIterator<Item = PublisherConfirm>) {
+    let confirms: Vec<PublisherConfirm> = confirms.into_iter().collect();
+    if !confirms.is_empty() {
+        tokio::spawn(async move {
+            for c in confirms {
+                let _ = tokio::time::timeout(Duration::from_secs(60), c).await;
+            }
+        });
+    }
+}
+
+/// How waiting for a batch's confirms ended.
+pub(crate) enum Outcome {
+    /// All confirmed.
+    Confirmed,
+    /// The broker refused the event at this index (or it cannot be encoded); all
+    /// before it are confirmed.
+    Refused(usize, String),
+}
+
+/// Why a publish or a confirm did not happen.
+enum Wait {
+    Refused(String),
+    Broken(String),
+}
+
+impl Publisher {
+    /// The connection, opened again (with backoff) if it was lost. Waits as long as the
+    /// broker is away.
+    pub(crate) async fn ensure_link(&mut self) {
+        if self.link.as_ref().is_some_and(|l| l.connection.status().connected()) {
+            return;
+        }
+        self.drop_link().await;
+        loop {
+            match Link::open(&self.config, &self.exchange).await {
+                Ok(link) => {
+                    tracing::info!(publisher = %self.config.name, "connected to the broker again");
+                    self.config.metrics.reconnected("publisher", &self.config.name);
+                    self.backoff.reset();
+                    self.link = Some(link);
+                    return;
+                }
+                Err(e) => {
+                    let delay = self.backoff.delay();
+                    if is_transient(&e) {
+                        tracing::warn!(publisher = %self.config.name, error = %e, ?delay, "broker unavailable; retrying");
+                    } else {
+                        tracing::error!(publisher = %self.config.name, error = %e, ?delay, "broker refuses the publisher; retrying");
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Gives the connection up (after a failure or a confirm timeout), and with it what
+    /// was published ahead.
+    async fn drop_link(&mut self) {
+        self.discard_ahead(None);
+        if let Some(link) = self.link.take() {
+            let close = link.connection.close(320, "factum publisher reconnecting".into());
+            let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+        }
+    }
+
+    /// Forgets what was published ahead; reading ahead starts again after `from` (or
+    /// after the batch that comes next).
+    pub(crate) fn discard_ahead(&mut self, from: Option<Checkpoint>) {
+        abandon(std::mem::take(&mut self.ahead).into_iter().map(|f| f.confirm));
+        self.ahead_after = from;
+    }
+
+    /// Publishes one event on the current connection.
+    async fn publish(&self, event: &RecordedEvent) -> Result<PublisherConfirm, Wait> {
+        let message = encode(event).map_err(Wait::Refused)?;
+        let link = self.link.as_ref().ok_or_else(|| Wait::Broken("no connection".into()))?;
+        let options =
+            BasicPublishOptions { mandatory: self.config.mandatory, ..BasicPublishOptions::default() };
+        let confirm = link
+            .channel
+            .basic_publish(
+                self.exchange.clone(),
+                message.routing_key,
+                options,
+                &message.body,
+                message.properties,
+            )
+            .await
+            .map_err(|e| Wait::Broken(e.to_string()))?;
+        self.config.metrics.published.get_or_create(&self.config.metrics.publisher(&self.config.name)).inc();
+        Ok(confirm)
+    }
+
+    /// Whether the projection selects `event` (the same filters it was given).
+    fn selects(&self, event: &RecordedEvent) -> bool {
+        let c = &self.config;
+        (c.aggregate_types.is_empty() || c.aggregate_types.iter().any(|t| t == event.stream.aggregate_type()))
+            && (c.event_types.is_empty() || c.event_types.contains(&event.event_type))
+            && (self.topics.is_empty()
+                || event.topic.as_deref().is_some_and(|t| self.topics.iter().any(|p| p.matches(t))))
+    }
+
+    /// Reads the log after what was read ahead, and publishes what the projection
+    /// selects, up to `max_in_flight` messages ahead.
+    async fn read_ahead(&mut self) {
+        let Some(after) = self.ahead_after else { return };
+        let room = self.config.max_in_flight.saturating_sub(self.ahead.len()).min(self.config.batch_size);
+        if room == 0 || !self.link.as_ref().is_some_and(|l| l.connection.status().connected()) {
+            return;
+        }
+        let page = match self.config.aggregate_types.as_slice() {
+            [one] => self.store.read_category(one, after, room).await,
+            _ => self.store.read_all(after, room).await,
+        };
+        let Ok(page) = page else { return };
+        for event in page {
+            if self.selects(&event) {
+                match self.publish(&event).await {
+                    Ok(confirm) => self.ahead.push_back(InFlight { event_id: event.event_id, confirm }),
+                    // Left for its batch, which handles the failure.
+                    Err(_) => return,
+                }
+            }
+            self.ahead_after = Some(event.checkpoint());
+        }
+    }
+
+    /// Waits for one confirm, reading ahead meanwhile. No time limit while the broker
+    /// has blocked the connection.
+    async fn confirm(&mut self, mut confirm: PublisherConfirm, pipelined: bool) -> Result<(), Wait> {
+        let Some(status) = self.link.as_ref().map(|l| l.connection.status().clone()) else {
+            return Err(Wait::Broken("no connection".into()));
+        };
+        let mut deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
+        // A clone remembers what it has seen; it replaces the stored one when done.
+        let mut wake = self.wake.clone();
+        let result = loop {
+            let read_ahead = pipelined && self.ahead.len() < self.config.max_in_flight;
+            tokio::select! {
+                biased;
+                result = &mut confirm => break self.confirmation(result),
+                () = tokio::time::sleep_until(deadline) => {
+                    if !status.blocked() {
+                        break Err(Wait::Broken(format!("no confirm within {:?}", self.config.confirm_timeout)));
+                    }
+                    tracing::warn!(publisher = %self.config.name, "connection blocked by the broker; waiting");
+                    deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
+                }
+                _ = wake.changed(), if read_ahead => self.read_ahead().await,
+                () = tokio::time::sleep(Duration::from_millis(20)), if read_ahead => self.read_ahead().await,
+            }
+        };
+        self.wake = wake;
+        result
+    }
+
+    /// What a confirm says, counted in the metrics.
+    fn confirmation(&self, result: lapin::Result<Confirmation>) -> Result<(), Wait> {
+        match result {
+            Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => {
+                let labels = self.config.metrics.publisher(&self.config.name);
+                self.config.metrics.confirmed.get_or_create(&labels).inc();
+                Ok(())
+            }
+            Ok(Confirmation::Ack(Some(returned))) => {
+                self.config.metrics.failed(&self.config.name, "returned");
+                Err(Wait::Refused(format!(
+                    "unroutable: no queue bound for routing key {:?} ({} {})",
+                    returned.delivery.routing_key.as_str(),
+                    returned.reply_code,
+                    returned.reply_text.as_str()
+                )))
+            }
+            Ok(Confirmation::Nack(_)) => {
+                self.config.metrics.failed(&self.config.name, "nacked");
+                Err(Wait::Refused("nacked by the broker".into()))
+            }
+            Err(e) => Err(Wait::Broken(e.to_string())),
+        }
+    }
+
+    /// Gets every event of `events` confirmed, in order, reconnecting and publishing
+    /// again as often as needed. With `pipelined`, what was published ahead is used for
+    /// the batch's first events, and the log is read ahead while confirms are awaited.
+    pub(crate) async fn deliver(
+        &mut self,
+        events: &[RecordedEvent],
+        to: Checkpoint,
+        pipelined: bool,
+    ) -> Outcome {
+        let mut pending: VecDeque<(usize, PublisherConfirm)> = VecDeque::with_capacity(events.len());
+        let mut next = 0;
+        if pipelined {
+            while next < events.len()
+                && self.ahead.front().is_some_and(|f| f.event_id == events[next].event_id)
+            {
+                let Some(sent) = self.ahead.pop_front() else { break };
+                pending.push_back((next, sent.confirm));
+                next += 1;
+            }
+            if next < events.len() || self.ahead_after.is_none_or(|a| a < to) {
+                // What was read ahead is not what the batch holds: start over after it.
+                self.discard_ahead(Some(to));
+            }
+        }
+        // The first event not yet confirmed: on a lost connection, everything from it on
+        // is published again.
+        let mut first_unconfirmed = 0;
+        loop {
+            self.ensure_link().await;
+            let mut broken = None;
+            while next < events.len() {
+                match self.publish(&events[next]).await {
+                    Ok(confirm) => pending.push_back((next, confirm)),
+                    Err(Wait::Refused(reason)) => {
+                        broken = Some(Wait::Refused(reason));
+                        break;
+                    }
+                    Err(Wait::Broken(reason)) => {
+                        broken = Some(Wait::Broken(reason));
+                        break;
+                    }
+                }
+                next += 1;
+            }
+            while let Some((index, confirm)) = pending.pop_front() {
+                match self.confirm(confirm, pipelined).await {
+                    Ok(()) => first_unconfirmed = index + 1,
+                    Err(Wait::Refused(reason)) => {
+                        abandon(pending.drain(..).map(|(_, c)| c));
+                        self.discard_ahead(None);
+                        return Outcome::Refused(index, reason);
+                    }
+                    Err(Wait::Broken(reason)) => {
+                        broken = Some(Wait::Broken(reason));
+                        break;
+                    }
+                }
+            }
+            match broken {
+                None => return Outcome::Confirmed,
+                // An event that cannot be encoded, after all before it were confirmed.
+                Some(Wait::Refused(reason)) if first_unconfirmed == next => {
+                    return Outcome::Refused(next, reason)
+                }
+                Some(Wait::Refused(_)) | Some(Wait::Broken(_)) => {
+                    if let Some(Wait::Broken(reason)) = &broken {
+                        tracing::warn!(
+                            publisher = %self.config.name,
+                            error = %reason,
+                            unconfirmed = events.len() - first_unconfirmed,
+                            "connection lost; publishing the unconfirmed messages again"
+                        );
+                    }
+                    abandon(pending.drain(..).map(|(_, c)| c));
+                    self.drop_link().await;
+                    next = first_unconfirmed;
+                    if pipelined {
+                        self.ahead_after = Some(to);
+                    }
+                }
+            }
+        }
+    }
+}
