@@ -11,7 +11,7 @@
 //! Environment: `DATABASE_URL` (a superuser URL; the run works in a fresh database),
 //! `FACTUM_TEST_AMQP_URL` (default the local broker), `FACTUM_BENCH_REPS` (default 3),
 //! `FACTUM_BENCH_EVENTS` (B1's events, default 50,000), `FACTUM_BENCH_RATE` (B2's
-//! commands per second, default 2,000).
+//! commands per second, default 2,000), `FACTUM_BENCH_ONLY` (`b1` or `b2`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -198,7 +198,7 @@ impl MessageHandler for Receipts {
     }
 }
 
-async fn b2(store: &Arc<dyn EventStore>, url: &str) {
+async fn b2(store: &Arc<dyn EventStore>, url: &str, rep: usize) {
     let rate: u64 = env("FACTUM_BENCH_RATE", 2_000);
     let receipts = Receipts::default();
     let sub_config =
@@ -223,7 +223,7 @@ async fn b2(store: &Arc<dyn EventStore>, url: &str) {
         tick.tick().await;
         let (factum, acks) = (factum.clone(), acks.clone());
         tasks.push(tokio::spawn(async move {
-            let id = format!("p-{i}");
+            let id = format!("p{rep}-{i}");
             factum.execute(PingCommand::Send { id: id.clone() }).await.unwrap();
             if i >= warmup {
                 acks.lock().unwrap().push((id, Instant::now()));
@@ -286,8 +286,15 @@ fn main() {
         .await
         .unwrap();
         ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-        b1(&store, &ch, &url, reps).await;
-        b2(&store, &url).await;
+        let only = std::env::var("FACTUM_BENCH_ONLY").unwrap_or_default();
+        if only.is_empty() || only == "b1" {
+            b1(&store, &ch, &url, reps).await;
+        }
+        if only.is_empty() || only == "b2" {
+            for rep in 0..reps {
+                b2(&store, &url, rep).await;
+            }
+        }
         for q in [QUEUE, "factum-bench.pings", "factum-bench.pings.dead-letter"] {
             let _ = ch.queue_delete(q.into(), QueueDeleteOptions::default()).await;
         }

@@ -16,6 +16,9 @@ use crate::error::{is_precondition_failed, BusError};
 use crate::message::encode;
 use crate::publisher::Publisher;
 
+/// The shortest time between two reads ahead.
+const READ_GAP: Duration = Duration::from_millis(2);
+
 /// A connection and its confirm-mode channel.
 pub(crate) struct Link {
     connection: Connection,
@@ -166,6 +169,7 @@ impl Publisher {
             [one] => self.store.read_category(one, after, room).await,
             _ => self.store.read_all(after, room).await,
         };
+        self.last_read = tokio::time::Instant::now();
         let Ok(page) = page else { return };
         for event in page {
             if self.selects(&event) {
@@ -200,7 +204,11 @@ impl Publisher {
                     tracing::warn!(publisher = %self.config.name, "connection blocked by the broker; waiting");
                     deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
                 }
-                _ = wake.changed(), if read_ahead => self.read_ahead().await,
+                // At most one read every READ_GAP: appends ring once each.
+                _ = wake.changed(), if read_ahead => {
+                    tokio::time::sleep_until(self.last_read + READ_GAP).await;
+                    self.read_ahead().await;
+                }
                 () = tokio::time::sleep(Duration::from_millis(20)), if read_ahead => self.read_ahead().await,
             }
         };

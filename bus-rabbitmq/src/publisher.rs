@@ -56,6 +56,8 @@ pub struct Publisher {
     pub(crate) ahead_after: Option<Checkpoint>,
     /// Rings when the log grows.
     pub(crate) wake: WakeSignal,
+    /// When the log was last read ahead.
+    pub(crate) last_read: tokio::time::Instant,
     _lag: AbortOnDrop,
 }
 
@@ -101,6 +103,7 @@ impl Publisher {
             ahead: VecDeque::new(),
             ahead_after: None,
             wake,
+            last_read: tokio::time::Instant::now(),
             config,
             _lag: lag,
         })
