@@ -204,7 +204,13 @@ async fn b2(store: &Arc<dyn EventStore>, url: &str, rep: usize) {
     let sub_config =
         SubscriberConfig::new(url, "factum-bench.pings").exchange(EXCHANGE).bind(["bench.ping.#"]);
     let subscriber = Subscriber::start(sub_config, receipts.clone()).await.unwrap();
-    let config = PublisherConfig::new(url).exchange(EXCHANGE).name("bench_latency").topics(["bench.ping.#"]);
+    let metrics = BusMetrics::unregistered();
+    let config = PublisherConfig::new(url)
+        .exchange(EXCHANGE)
+        .name("bench_latency")
+        .topics(["bench.ping.#"])
+        .max_in_flight(env("FACTUM_BENCH_MAX_IN_FLIGHT", 0))
+        .metrics(metrics.clone());
     let publisher = Publisher::connect(store.clone(), config).await.unwrap();
     // The topic filter passes over B1's events (quickly: nothing is published for them).
     let supervisor =
@@ -218,6 +224,23 @@ async fn b2(store: &Arc<dyn EventStore>, url: &str, rep: usize) {
     let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
+    // Where the events are, once a second: acknowledged, published, confirmed, received.
+    let progress = {
+        let (acks, receipts, metrics) = (acks.clone(), receipts.clone(), metrics.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                eprintln!(
+                    "b2 {:>5.1}s: acked {} published {} confirmed {} received {}",
+                    started.elapsed().as_secs_f64(),
+                    acks.lock().unwrap().len(),
+                    metrics.published_count("bench_latency"),
+                    metrics.confirmed_count("bench_latency"),
+                    receipts.0.lock().unwrap().len()
+                );
+            }
+        })
+    };
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         tick.tick().await;
@@ -246,6 +269,7 @@ async fn b2(store: &Arc<dyn EventStore>, url: &str, rep: usize) {
         .iter()
         .filter_map(|(id, at)| got.get(id).map(|r| r.saturating_duration_since(*at).as_secs_f64() * 1e3))
         .collect();
+    progress.abort();
     let measured = acks.lock().unwrap().len();
     lat.sort_by(f64::total_cmp);
     println!(

@@ -63,7 +63,7 @@ impl PublisherConfig {
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             failure: FailurePolicy::default(),
-            max_in_flight: 10_000,
+            max_in_flight: 0,
             lag_interval: Duration::from_secs(1),
             metrics: BusMetrics::unregistered(),
         }
@@ -162,9 +162,10 @@ impl PublisherConfig {
     }
 
     /// At most this many messages published ahead of the batch being confirmed
-    /// (default 10,000): while a batch's confirms are awaited, the publisher reads the
-    /// log on and publishes what follows, so that the broker's confirm latency does not
-    /// hold new events back.
+    /// (default 0: off). While a batch's confirms are awaited, the publisher reads the
+    /// log on and publishes what follows, so that the broker's confirm latency holds back
+    /// the checkpoint rather than new events. Off by default: in the benchmark here it
+    /// raised the end-to-end latency instead (see `docs/performance.md`).
     #[must_use]
     pub fn max_in_flight(mut self, messages: usize) -> Self {
         self.max_in_flight = messages;

@@ -16,8 +16,10 @@ use crate::error::{is_precondition_failed, BusError};
 use crate::message::encode;
 use crate::publisher::Publisher;
 
+/// How long a confirm is waited for before the log is read ahead.
+const AHEAD_AFTER: Duration = Duration::from_millis(5);
 /// The shortest time between two reads ahead.
-const READ_GAP: Duration = Duration::from_millis(2);
+const READ_GAP: Duration = Duration::from_millis(20);
 
 /// A connection and its confirm-mode channel.
 pub(crate) struct Link {
@@ -189,31 +191,26 @@ impl Publisher {
         let Some(status) = self.link.as_ref().map(|l| l.connection.status().clone()) else {
             return Err(Wait::Broken("no connection".into()));
         };
-        let mut deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
-        // A clone remembers what it has seen; it replaces the stored one when done.
-        let mut wake = self.wake.clone();
-        let result = loop {
+        let started = tokio::time::Instant::now();
+        let mut deadline = started + self.config.confirm_timeout;
+        loop {
             let read_ahead = pipelined && self.ahead.len() < self.config.max_in_flight;
+            // Only a confirm that keeps us waiting is worth reading the log for, and at
+            // most every READ_GAP: each read is a gap-safe query on the store.
+            let read_at = (started + AHEAD_AFTER).max(self.last_read + READ_GAP);
             tokio::select! {
                 biased;
-                result = &mut confirm => break self.confirmation(result),
+                result = &mut confirm => return self.confirmation(result),
                 () = tokio::time::sleep_until(deadline) => {
                     if !status.blocked() {
-                        break Err(Wait::Broken(format!("no confirm within {:?}", self.config.confirm_timeout)));
+                        return Err(Wait::Broken(format!("no confirm within {:?}", self.config.confirm_timeout)));
                     }
                     tracing::warn!(publisher = %self.config.name, "connection blocked by the broker; waiting");
                     deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
                 }
-                // At most one read every READ_GAP: appends ring once each.
-                _ = wake.changed(), if read_ahead => {
-                    tokio::time::sleep_until(self.last_read + READ_GAP).await;
-                    self.read_ahead().await;
-                }
-                () = tokio::time::sleep(Duration::from_millis(20)), if read_ahead => self.read_ahead().await,
+                () = tokio::time::sleep_until(read_at), if read_ahead => self.read_ahead().await,
             }
-        };
-        self.wake = wake;
-        result
+        }
     }
 
     /// What a confirm says, counted in the metrics.

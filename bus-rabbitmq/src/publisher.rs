@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factum::{
     Batch, Checkpoint, EventStore, HandlerError, Projection, ProjectionFailure, ProjectionSink,
-    RecordedEvent, SinkError, TopicPattern, WakeSignal,
+    RecordedEvent, SinkError, TopicPattern,
 };
 use lapin::types::ShortString;
 use tracing::Instrument;
@@ -54,8 +54,6 @@ pub struct Publisher {
     pub(crate) ahead: VecDeque<InFlight>,
     /// Where reading ahead goes on from; `None` until the next batch says.
     pub(crate) ahead_after: Option<Checkpoint>,
-    /// Rings when the log grows.
-    pub(crate) wake: WakeSignal,
     /// When the log was last read ahead.
     pub(crate) last_read: tokio::time::Instant,
     _lag: AbortOnDrop,
@@ -90,10 +88,6 @@ impl Publisher {
             config.metrics.clone(),
             config.lag_interval,
         );
-        let wake = match config.aggregate_types.as_slice() {
-            [one] => store.category_wake_signal(one),
-            _ => store.wake_signal(),
-        };
         Ok(Publisher {
             backoff: Backoff::new(config.reconnect_initial, config.reconnect_max),
             exchange,
@@ -102,7 +96,6 @@ impl Publisher {
             link: Some(link),
             ahead: VecDeque::new(),
             ahead_after: None,
-            wake,
             last_read: tokio::time::Instant::now(),
             config,
             _lag: lag,
