@@ -21,10 +21,9 @@ use crate::lag::{spawn_lag, AbortOnDrop};
 
 /// The bus's publisher: a [`ProjectionSink`] that publishes each event to a durable topic
 /// exchange as a persistent message, with publisher confirms, and moves the checkpoint
-/// over a batch only once the broker confirmed all of it. While a batch's confirms are
-/// awaited, it reads the log on and publishes what follows (up to
-/// [`max_in_flight`](PublisherConfig::max_in_flight) messages), so that the broker's
-/// confirm latency does not hold new events back.
+/// over a batch only once the broker confirmed all of it (every message of a batch is in
+/// flight at once; with [`max_in_flight`](PublisherConfig::max_in_flight), messages
+/// after it too).
 ///
 /// Run it under the [`Supervisor`](factum::Supervisor) like any projection:
 /// [`into_projection`](Self::into_projection) gives it its name, filters, batch size and

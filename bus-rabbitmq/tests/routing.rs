@@ -46,7 +46,12 @@ async fn ten_thousand_events_reach_their_queues_exactly() {
     assert_eq!(stored.len(), 10_000);
 
     let metrics = BusMetrics::unregistered();
-    let config = PublisherConfig::new(&url).exchange(&exchange).name("routing_bus").metrics(metrics.clone());
+    // Publishing ahead on: each event still comes once, in log order.
+    let config = PublisherConfig::new(&url)
+        .exchange(&exchange)
+        .name("routing_bus")
+        .max_in_flight(5_000)
+        .metrics(metrics.clone());
     let publisher = Publisher::connect(store.clone(), config).await.unwrap();
     let supervisor =
         Supervisor::start(store.clone(), SupervisorConfig::default().projection(publisher.into_projection()))
