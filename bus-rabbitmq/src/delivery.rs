@@ -16,6 +16,9 @@ use crate::error::{is_precondition_failed, BusError};
 use crate::message::encode;
 use crate::publisher::Publisher;
 
+/// How long connecting and declaring may take before it is tried again.
+pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a confirm is waited for before the log is read ahead.
 const AHEAD_AFTER: Duration = Duration::from_millis(5);
 /// The shortest time between two reads ahead.
@@ -91,7 +94,12 @@ impl Publisher {
         }
         self.drop_link().await;
         loop {
-            match Link::open(&self.config, &self.exchange).await {
+            let opened = tokio::time::timeout(OPEN_TIMEOUT, Link::open(&self.config, &self.exchange))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(BusError::Unreachable { url: String::new(), reason: "connect timed out".into() })
+                });
+            match opened {
                 Ok(link) => {
                     tracing::info!(publisher = %self.config.name, "connected to the broker again");
                     self.config.metrics.reconnected("publisher", &self.config.name);

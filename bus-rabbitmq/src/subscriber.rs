@@ -315,7 +315,9 @@ async fn run<H: MessageHandler>(
         let Some(current) = link.as_mut() else {
             tokio::select! {
                 _ = stopped.changed() => return,
-                opened = Link::open(&config) => match opened {
+                opened = tokio::time::timeout(crate::delivery::OPEN_TIMEOUT, Link::open(&config)) => match opened
+                    .unwrap_or_else(|_| Err(BusError::Unreachable { url: crate::error::redact(&config.url), reason: "connect timed out".into() }))
+                {
                     Ok(l) => {
                         tracing::info!(queue = %config.queue, "subscriber connected again");
                         config.metrics.reconnected("subscriber", &config.queue);
