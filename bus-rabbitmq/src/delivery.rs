@@ -97,7 +97,10 @@ impl Publisher {
             let opened = tokio::time::timeout(OPEN_TIMEOUT, Link::open(&self.config, &self.exchange))
                 .await
                 .unwrap_or_else(|_| {
-                    Err(BusError::Unreachable { url: String::new(), reason: "connect timed out".into() })
+                    Err(BusError::Unreachable {
+                        url: crate::error::redact(&self.config.url),
+                        reason: "connect timed out".into(),
+                    })
                 });
             match opened {
                 Ok(link) => {
