@@ -11,7 +11,7 @@ pub const DEFAULT_EXCHANGE: &str = "factum.events";
 /// The publisher's projection (and checkpoint) name unless told otherwise.
 pub const DEFAULT_PUBLISHER_NAME: &str = "rabbitmq_publisher";
 
-/// How a [`Publisher`] connects, where it sends, and how it waits.
+/// How a [`Publisher`](crate::Publisher) connects, where it sends, and how it waits.
 ///
 /// ```
 /// use std::time::Duration;
