@@ -60,6 +60,7 @@ mod message;
 mod metrics;
 mod publisher;
 mod subscriber;
+mod subscriber_config;
 
 /// Compiles the Rust snippets of `docs/event-bus.md` as doctests.
 #[cfg(doctest)]
@@ -72,4 +73,5 @@ pub use error::BusError;
 pub use message::{headers, BusEvent, DecodeError};
 pub use metrics::BusMetrics;
 pub use publisher::Publisher;
-pub use subscriber::{MessageHandler, Subscriber, SubscriberConfig, SubscriberHandle};
+pub use subscriber::{MessageHandler, Subscriber, SubscriberHandle};
+pub use subscriber_config::SubscriberConfig;
