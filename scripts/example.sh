@@ -13,7 +13,8 @@
 # Usage: scripts/example.sh                 simulate briefly, then serve
 #        scripts/example.sh serve [flags]   serve only (see --help)
 #        scripts/example.sh simulate --orders 5000 --concurrency 32
-#        scripts/example.sh --help
+#        scripts/example.sh --help          this text (the service's own flags:
+#                                           scripts/example.sh serve --help)
 # Honours $CARGO, $CARGO_TARGET_DIR and $FACTUM_EXAMPLE_DB (the database name, default factum_example).
 set -euo pipefail
 
@@ -27,6 +28,14 @@ die() {
     printf 'example.sh: error: %s\n' "$*" >&2
     exit 1
 }
+
+# The script's own usage, before anything is started or built.
+case ${1:-} in
+-h | --help)
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
+    exit 0
+    ;;
+esac
 
 [[ $DB =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || die "FACTUM_EXAMPLE_DB must be a plain lower-case name, got '$DB'"
 

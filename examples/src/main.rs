@@ -135,10 +135,22 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Simulate(simulation) => run_simulation(&app, &simulation).await,
         Command::Setup(_) => Ok(()),
         Command::Serve(serve) => {
-            if serve.simulate_first {
-                run_simulation(&app, &serve.simulation).await?;
+            // Bind first: a second copy on the same port says so at once, not after its
+            // simulation.
+            let listener = bind(serve.listen).await;
+            match listener {
+                Ok(listener) => {
+                    let simulated = match serve.simulate_first {
+                        true => run_simulation(&app, &serve.simulation).await,
+                        false => Ok(()),
+                    };
+                    match simulated {
+                        Ok(()) => serve_http(&app, listener).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
             }
-            serve_http(&app, serve.listen).await
         }
     };
     app.shutdown().await;
@@ -147,6 +159,32 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn run_simulation(app: &App, simulation: &Simulation) -> Result<(), Box<dyn std::error::Error>> {
+    // The simulation checks the read models, which only the holder of the projections'
+    // leases keeps: if another instance holds them, say so now rather than time out.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let statuses = app.supervisor.statuses();
+        let standby: Vec<String> = statuses
+            .iter()
+            .filter(|s| s.state == factum::ProjectionState::Standby)
+            .map(|s| s.name.clone())
+            .collect();
+        if !standby.is_empty() {
+            return Err(format!(
+                "another instance holds the projections {} (is a second copy of the service running on this \
+                 database?); the simulation needs them here: stop the other copy, or run `serve` without \
+                 --simulate-first",
+                standby.join(", ")
+            )
+            .into());
+        }
+        if statuses.iter().all(|s| s.state != factum::ProjectionState::Starting)
+            || std::time::Instant::now() > deadline
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let report = simulate(app, &simulation.options()).await?;
     println!("{report}");
     if !report.consistent() {
@@ -155,10 +193,13 @@ async fn run_simulation(app: &App, simulation: &Simulation) -> Result<(), Box<dy
     Ok(())
 }
 
-async fn serve_http(app: &App, listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        format!("cannot listen on {listen}: {e} (choose another with --listen or FACTUM_EXAMPLE_LISTEN)")
-    })?;
+async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener, Box<dyn std::error::Error>> {
+    Ok(tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        format!("cannot listen on {listen}: {e} (is another copy running? choose another address with --listen or FACTUM_EXAMPLE_LISTEN)")
+    })?)
+}
+
+async fn serve_http(app: &App, listener: tokio::net::TcpListener) -> Result<(), Box<dyn std::error::Error>> {
     let address = listener.local_addr()?;
     println!("listening on http://{address}");
     tracing::info!(%address, "serving; stop with Ctrl-C or SIGTERM");

@@ -40,3 +40,8 @@ pub use config::{ConfigError, PoolSettings, PostgresConfig, SchemaNames};
 pub use projection::{ExactlyOnce, PgProjection};
 pub use roles::{create_roles, Roles};
 pub use store::{PostgresStore, STREAM_BUFFER};
+
+/// The `sqlx` this crate is built on. A [`PgProjection`] writes through its
+/// `sqlx::PgConnection`; use this one (`use factum_postgres::sqlx;`) rather than adding
+/// `sqlx` yourself, so that the two versions cannot drift apart.
+pub use sqlx;

@@ -440,8 +440,20 @@ impl PostgresStore {
             .idle_timeout(config.pool.idle_timeout)
             .acquire_timeout(config.pool.connect_timeout)
             .connect_with(config.connect.clone())
-            .await
-            .map_err(backend)?;
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            // The pool may say only that it timed out: ask the server once for the reason
+            // (refused, starting up, no such database, authentication failed).
+            Err(e) if crate::availability::is_connection_error(&e) => {
+                let reason = match sqlx::ConnectOptions::connect(&config.connect).await {
+                    Err(direct) => crate::availability::describe(&direct),
+                    Ok(_) => crate::availability::describe(&e),
+                };
+                return Err(StoreError::Unavailable { reason });
+            }
+            Err(e) => return Err(backend(e)),
+        };
         Self::from_pool(pool, config)
     }
 
