@@ -28,6 +28,9 @@ pub struct Faulty<S> {
     pub fail_snapshots: AtomicBool,
     /// The next this-many reads of the log (`read_all`, `read_category`) fail.
     pub fail_reads: AtomicU32,
+    /// The next this-many reads of the log panic (a bug in a backend: a crash, not an
+    /// outage).
+    pub panic_reads: AtomicU32,
 }
 
 impl<S> Faulty<S> {
@@ -38,10 +41,14 @@ impl<S> Faulty<S> {
             lose_next_append_reply: AtomicBool::new(false),
             fail_snapshots: AtomicBool::new(false),
             fail_reads: AtomicU32::new(0),
+            panic_reads: AtomicU32::new(0),
         })
     }
 
     fn read_fault(&self) -> Result<(), StoreError> {
+        if self.panic_reads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            panic!("injected: a read of the log panicked");
+        }
         let armed = self.fail_reads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         match armed {
             Ok(_) => Err(StoreError::backend(Injected("read of the log failed"))),

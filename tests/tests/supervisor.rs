@@ -339,6 +339,28 @@ async fn metrics_text_parses_and_names_everything() {
     supervisor.shutdown().await.unwrap();
 }
 
+/// A child that crashes (a panic, not a store error) is restarted by the supervisor with
+/// backoff, and picks up where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_a_crashed_child_with_backoff() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let ids: HashSet<Uuid> =
+        append_n(&store, &sid("Order", "o-1"), 120, "Placed").await.into_iter().collect();
+    let faulty = Faulty::new(store.clone());
+    faulty.panic_reads.store(2, Ordering::SeqCst);
+    let recorder = Recorder::create(store.pool(), "rm_crashed").await;
+    let config = SupervisorConfig::default()
+        .restart_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .projection(Projection::new("crashed", ExactlyOnce::new(store.clone(), recorder)).batch_size(50));
+    let supervisor = Supervisor::start(faulty.clone(), config).await.unwrap();
+    caught_up(&supervisor, "crashed", Duration::from_secs(30)).await;
+    assert_eq!(faulty.panic_reads.load(Ordering::SeqCst), 0, "both panics happened");
+    assert_eq!(supervisor.metrics().restarts("projection:crashed"), 2, "one restart per crash");
+    Recorded::read(store.pool(), "rm_crashed").await.assert_exactly(&ids, true);
+    supervisor.shutdown().await.unwrap();
+}
+
 /// A projection whose store fails three reads waits in place, is not restarted, and picks
 /// up where it was; shutdown lets the batch in flight commit, then nothing moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
