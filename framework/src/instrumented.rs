@@ -13,9 +13,9 @@ use uuid::Uuid;
 use crate::metrics::Metrics;
 use crate::store::validate::Limits;
 use crate::store::{
-    AppendResult, Checkpoint, EventFilter, EventStore, EventStream, ExpectedVersion, GlobalPosition, Lease,
-    NewEvent, PayloadStream, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError,
-    StreamId, Version, VersionRange, WakeSignal,
+    AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventStore, EventStream, ExpectedVersion,
+    GlobalPosition, Lease, NewEvent, PayloadStream, PendingRequest, ProjectionFailure, RecordedEvent,
+    RetentionGuard, Snapshot, StoreError, StreamId, Version, VersionRange, WakeSignal,
 };
 
 pub(crate) struct Instrumented {
@@ -178,6 +178,22 @@ impl EventStore for Instrumented {
 
     async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
         self.store.resolve_failure(projection, event_id).await
+    }
+
+    async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError> {
+        self.store.request(consumer, request).await
+    }
+
+    async fn pending_request(&self, consumer: &str) -> Result<Option<PendingRequest>, StoreError> {
+        self.store.pending_request(consumer).await
+    }
+
+    async fn complete_request(
+        &self,
+        consumer: &str,
+        requested_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.store.complete_request(consumer, requested_at).await
     }
 
     async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {

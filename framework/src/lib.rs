@@ -83,8 +83,9 @@ pub use store::memory::InMemoryStore;
 pub use store::validate::{self, Limits};
 pub use store::{
     deduplicated_result, json_contains, subscribe_all, subscribe_category, subscribe_stream, AppendResult,
-    Checkpoint, EventFilter, EventPayload, EventStore, EventStream, ExpectedVersion, GlobalPosition,
-    InvalidInput, Lease, Metadata, NewEvent, OrderBy, PayloadStream, ProjectionFailure, RecordedEvent,
+    Checkpoint, ConsumerRequest, EventFilter, EventPayload, EventStore, EventStream, ExpectedVersion,
+    GlobalPosition, InvalidInput, Lease, Metadata, NewEvent, OrderBy, PayloadStream, PendingRequest,
+    ProjectionFailure, RecordedEvent,
     RetentionGuard, Snapshot, StoreError, StreamId, SubscriptionOptions, TopicPattern, ValidFilter, Version,
     VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };

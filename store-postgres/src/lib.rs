@@ -32,6 +32,7 @@ mod conns;
 mod lease;
 mod listener;
 mod projection;
+mod requests;
 mod roles;
 mod schema;
 mod store;
@@ -39,6 +40,7 @@ mod store;
 pub use config::{ConfigError, PoolSettings, PostgresConfig, SchemaNames};
 pub use projection::{ExactlyOnce, PgProjection};
 pub use roles::{create_roles, Roles};
+pub use schema::{migrations, Migration, MigrationStatus};
 pub use store::{PostgresStore, STREAM_BUFFER};
 
 /// The `sqlx` this crate is built on. A [`PgProjection`] writes through its

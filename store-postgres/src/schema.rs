@@ -1,5 +1,6 @@
 //! The embedded migrations and the SQL text, expanded for the configured names.
 
+use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection};
 
 use crate::config::SchemaNames;
@@ -15,6 +16,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../sql/0004_append_in_savepoint_and_batch_fence.sql"),
     ),
     (5, "retention function", include_str!("../sql/0005_retention_function.sql")),
+    (6, "operator requests", include_str!("../sql/0006_operator_requests.sql")),
 ];
 
 /// Replaces `{schema}`, `{events}`, … in a template with the configured names, which were
@@ -91,4 +93,93 @@ pub(crate) async fn pending(conn: &mut PgConnection, names: &SchemaNames) -> Res
         Vec::new()
     };
     Ok(MIGRATIONS.iter().map(|m| m.0).filter(|v| !applied.contains(v)).collect())
+}
+
+/// One of the store's embedded migrations, with the configured names filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Migration {
+    /// Its version: migrations apply in version order.
+    pub version: i32,
+    /// What it does, in a few words.
+    pub description: &'static str,
+    /// Its SQL.
+    pub sql: String,
+}
+
+impl Migration {
+    /// The migration as a script of its own for teams that apply SQL with their own tool:
+    /// it creates the migrations table if needed, runs the migration and records it there,
+    /// in one transaction, so that [`PostgresStore::migrate`](crate::PostgresStore::migrate)
+    /// later finds it applied.
+    pub fn script(&self, names: &SchemaNames) -> String {
+        format!(
+            "-- factum migration {version}: {description}\n\
+             BEGIN;\n\
+             SELECT pg_advisory_xact_lock(hashtext('factum.migrate.' || '{schema}'));\n\
+             CREATE SCHEMA IF NOT EXISTS {schema};\n\
+             CREATE TABLE IF NOT EXISTS {schema}.{migrations} (\n\
+             \x20   version INTEGER PRIMARY KEY,\n\
+             \x20   description TEXT NOT NULL,\n\
+             \x20   applied_at TIMESTAMPTZ NOT NULL DEFAULT now()\n\
+             );\n\
+             {sql}\n\
+             INSERT INTO {schema}.{migrations} (version, description) VALUES ({version}, '{description}');\n\
+             COMMIT;\n",
+            version = self.version,
+            description = self.description,
+            schema = names.schema,
+            migrations = names.migrations,
+            sql = self.sql.trim_end(),
+        )
+    }
+}
+
+/// Whether a migration is applied, as [`PostgresStore::migrations`](crate::PostgresStore::migrations) reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MigrationStatus {
+    /// The migration's version.
+    pub version: i32,
+    /// What it does.
+    pub description: &'static str,
+    /// When it was applied; `None` while pending.
+    pub applied_at: Option<DateTime<Utc>>,
+}
+
+/// The embedded migrations, in order, with `names` filled in.
+pub fn migrations(names: &SchemaNames) -> Vec<Migration> {
+    MIGRATIONS
+        .iter()
+        .map(|(version, description, template)| Migration {
+            version: *version,
+            description,
+            sql: expand(template, names),
+        })
+        .collect()
+}
+
+/// Each embedded migration and when the database applied it.
+pub(crate) async fn status(
+    conn: &mut PgConnection,
+    names: &SchemaNames,
+) -> Result<Vec<MigrationStatus>, sqlx::Error> {
+    let table = format!("{}.{}", names.schema, names.migrations);
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(&table).fetch_one(&mut *conn).await?;
+    let applied: Vec<(i32, DateTime<Utc>)> = if exists {
+        sqlx::query_as(&expand("SELECT version, applied_at FROM {schema}.{migrations}", names))
+            .fetch_all(&mut *conn)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATIONS
+        .iter()
+        .map(|(version, description, _)| MigrationStatus {
+            version: *version,
+            description,
+            applied_at: applied.iter().find(|(v, _)| v == version).map(|(_, at)| *at),
+        })
+        .collect())
 }

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use factum::{
-    deduplicated_result, validate, AppendResult, Checkpoint, EventFilter, EventPayload, EventStore,
-    EventStream, ExpectedVersion, GlobalPosition, Lease, Limits, Metadata, NewEvent, OrderBy, PayloadStream,
-    ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, ValidFilter, Version,
-    VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    deduplicated_result, validate, AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventPayload,
+    EventStore, EventStream, ExpectedVersion, GlobalPosition, Lease, Limits, Metadata, NewEvent, OrderBy,
+    PayloadStream, PendingRequest, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError,
+    StreamId, ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;
@@ -492,13 +492,19 @@ impl PostgresStore {
         schema::migrate(&mut conn, &self.inner.names).await.map_err(backend)
     }
 
+    /// Each embedded migration, and when this database applied it (`None`: pending).
+    pub async fn migrations(&self) -> Result<Vec<schema::MigrationStatus>, StoreError> {
+        let mut conn = self.conn().await?;
+        schema::status(&mut conn, &self.inner.names).await.map_err(backend)
+    }
+
     /// The connection pool, for the application's own queries.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
     }
 
     /// Runs one [`EventStore`] operation within the operation timeout.
-    async fn timed<T>(
+    pub(crate) async fn timed<T>(
         &self,
         operation: &'static str,
         run: impl std::future::Future<Output = Result<T, StoreError>>,
@@ -1458,6 +1464,22 @@ impl EventStore for PostgresStore {
             self.resolve_failure_in(&mut conn, projection, event_id).await
         })
         .await
+    }
+
+    async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError> {
+        self.timed("request", self.record_request(consumer, request)).await
+    }
+
+    async fn pending_request(&self, consumer: &str) -> Result<Option<PendingRequest>, StoreError> {
+        self.timed("pending_request", self.load_request(consumer)).await
+    }
+
+    async fn complete_request(
+        &self,
+        consumer: &str,
+        requested_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.timed("complete_request", self.clear_request(consumer, requested_at)).await
     }
 
     async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factum::{
-    AppendResult, Checkpoint, EventFilter, EventStore, EventStream, ExpectedVersion, GlobalPosition, Lease,
-    Limits, NewEvent, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId,
-    Version, VersionRange, WakeSignal,
+    AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventStore, EventStream, ExpectedVersion,
+    GlobalPosition, Lease, Limits, NewEvent, PendingRequest, ProjectionFailure, RecordedEvent,
+    RetentionGuard, Snapshot, StoreError, StreamId, Version, VersionRange, WakeSignal,
 };
 use uuid::Uuid;
 
@@ -151,6 +151,15 @@ impl<S: EventStore> EventStore for Faulty<S> {
     }
     async fn resolve_failure(&self, p: &str, id: Uuid) -> Result<bool, StoreError> {
         self.inner.resolve_failure(p, id).await
+    }
+    async fn request(&self, c: &str, r: ConsumerRequest) -> Result<PendingRequest, StoreError> {
+        self.inner.request(c, r).await
+    }
+    async fn pending_request(&self, c: &str) -> Result<Option<PendingRequest>, StoreError> {
+        self.inner.pending_request(c).await
+    }
+    async fn complete_request(&self, c: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.inner.complete_request(c, at).await
     }
     fn wake_signal(&self) -> WakeSignal {
         self.inner.wake_signal()

@@ -135,3 +135,42 @@ impl RetentionGuard {
         unprocessed || needed
     }
 }
+
+/// What an operator asked of a consumer through the store (the `factum` command line
+/// records these), for the instance that holds the consumer's lease to carry out.
+///
+/// A request is durable: one made while no instance runs the consumer is carried out by
+/// the first instance that takes its lease. Every backend stores every kind, so the enum
+/// is exhaustive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsumerRequest {
+    /// Move the checkpoint to `to` and go on from there. With `clear`, the consumer's read
+    /// model is cleared first, in the same step: a rebuild from `to`.
+    Reset {
+        /// Where the consumer goes on from.
+        to: Checkpoint,
+        /// Clear the read model first.
+        clear: bool,
+    },
+    /// Feed each recorded failure to the consumer again, resolving those it now handles.
+    RetryFailures,
+}
+
+/// A [`ConsumerRequest`] as the store holds it, until
+/// [`complete_request`](crate::EventStore::complete_request) removes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PendingRequest {
+    /// What was asked.
+    pub request: ConsumerRequest,
+    /// When it was asked: the request's identity, so that completing an older request
+    /// never removes a newer one. Stored with microsecond precision.
+    pub requested_at: DateTime<Utc>,
+}
+
+impl PendingRequest {
+    /// A request made at `requested_at`. For backends.
+    pub fn new(request: ConsumerRequest, requested_at: DateTime<Utc>) -> Self {
+        PendingRequest { request, requested_at }
+    }
+}

@@ -9,7 +9,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::consumer::{Lease, ProjectionFailure, RetentionGuard};
+use super::consumer::{ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RetentionGuard};
 use super::error::StoreError;
 use super::filter::{EventFilter, OrderBy, DEFAULT_QUERY_LIMIT};
 use super::types::{
@@ -62,6 +62,7 @@ struct State {
     snapshots: HashMap<StreamId, Snapshot>,
     checkpoints: HashMap<String, Checkpoint>,
     failures: HashMap<(String, Uuid), ProjectionFailure>,
+    requests: HashMap<String, PendingRequest>,
 }
 
 #[derive(Default)]
@@ -430,6 +431,42 @@ impl EventStore for InMemoryStore {
     async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
         validate::consumer_name(projection)?;
         Ok(self.lock().failures.remove(&(projection.to_owned(), event_id)).is_some())
+    }
+
+    async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError> {
+        validate::consumer_name(consumer)?;
+        if let ConsumerRequest::Reset { to, .. } = request {
+            validate::checkpoint(to)?;
+        }
+        let mut state = self.lock();
+        // Strictly later than the request it replaces, so that completing that one cannot
+        // remove this one.
+        let mut at = Utc::now().trunc_subsecs(6);
+        if let Some(previous) = state.requests.get(consumer) {
+            at = at.max(previous.requested_at + chrono::Duration::microseconds(1));
+        }
+        let pending = PendingRequest::new(request, at);
+        state.requests.insert(consumer.to_owned(), pending);
+        Ok(pending)
+    }
+
+    async fn pending_request(&self, consumer: &str) -> Result<Option<PendingRequest>, StoreError> {
+        validate::consumer_name(consumer)?;
+        Ok(self.lock().requests.get(consumer).copied())
+    }
+
+    async fn complete_request(
+        &self,
+        consumer: &str,
+        requested_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        validate::consumer_name(consumer)?;
+        let mut state = self.lock();
+        if state.requests.get(consumer).is_some_and(|p| p.requested_at == requested_at) {
+            state.requests.remove(consumer);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn wake_signal(&self) -> WakeSignal {

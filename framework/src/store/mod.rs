@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use validate::Limits;
 
-pub use consumer::{Lease, ProjectionFailure, RetentionGuard};
+pub use consumer::{ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RetentionGuard};
 pub use error::{InvalidInput, StoreError};
 pub use filter::{json_contains, EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
@@ -181,6 +181,19 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Removes a recorded failure; `true` if there was one.
     async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError>;
+
+    /// Records an operator's request for a consumer, replacing any request not yet carried
+    /// out, and returns the pending request. The consumer need not have a checkpoint yet.
+    async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError>;
+
+    /// The consumer's pending request, if any. The instance holding the consumer's lease
+    /// looks for one about once a second (and when it takes the lease).
+    async fn pending_request(&self, consumer: &str) -> Result<Option<PendingRequest>, StoreError>;
+
+    /// Removes the consumer's pending request once carried out, only if it still is the
+    /// one made at `requested_at`; `false`, changing nothing, if it is not.
+    async fn complete_request(&self, consumer: &str, requested_at: DateTime<Utc>)
+        -> Result<bool, StoreError>;
 
     /// The bytes the store's events take, where the backend can tell (table and indexes).
     async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {

@@ -18,10 +18,11 @@ GRANT USAGE ON SEQUENCE {schema}.{events}_global_position_seq TO {runtime};
 GRANT SELECT ON {schema}.{streams}, {schema}.{migrations} TO {runtime};
 -- Snapshots, checkpoints and recorded failures are the runtime's to keep.
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{snapshots}, {schema}.{positions}, {schema}.{failures} TO {runtime};
--- The append functions, the batch fence and retention.
+-- The append functions, the batch fence and retention (and what it would delete).
 GRANT EXECUTE ON FUNCTION
     {schema}.{events}_append(TEXT, TEXT, BIGINT, UUID[], TEXT[], INTEGER[], TEXT[], JSONB[], JSONB[], TIMESTAMPTZ[], UUID[], UUID[], TEXT),
     {schema}.{events}_append_in(TEXT, TEXT, BIGINT, UUID[], TEXT[], INTEGER[], TEXT[], JSONB[], JSONB[], TIMESTAMPTZ[], UUID[], UUID[], TEXT),
     {schema}.{positions}_fence(TEXT, BIGINT, BIGINT),
-    {schema}.{events}_retain(TIMESTAMPTZ, BOOLEAN, TEXT[], BOOLEAN, INTEGER)
+    {schema}.{events}_retain(TIMESTAMPTZ, BOOLEAN, TEXT[], BOOLEAN, INTEGER),
+    {schema}.{events}_retainable(TIMESTAMPTZ, BOOLEAN, TEXT[], BOOLEAN)
     TO {runtime};

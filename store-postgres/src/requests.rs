@@ -1,0 +1,130 @@
+//! Operators' requests to projections ([`ConsumerRequest`]), and what retention would
+//! delete: the store's side of the `factum` command line.
+
+use chrono::{DateTime, Utc};
+use factum::{
+    validate, Checkpoint, ConsumerRequest, GlobalPosition, PendingRequest, RetentionGuard, StoreError,
+};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use crate::schema::expand;
+use crate::store::{backend, PostgresStore};
+
+const REQUEST: &str = include_str!("../sql/statements/request.sql");
+const PENDING_REQUEST: &str = include_str!("../sql/statements/pending_request.sql");
+const COMPLETE_REQUEST: &str = include_str!("../sql/statements/complete_request.sql");
+const RETAINABLE_COUNT: &str = include_str!("../sql/statements/retainable_count.sql");
+
+impl PostgresStore {
+    pub(crate) async fn record_request(
+        &self,
+        consumer: &str,
+        request: ConsumerRequest,
+    ) -> Result<PendingRequest, StoreError> {
+        validate::consumer_name(consumer)?;
+        let (kind, to, clear) = match request {
+            ConsumerRequest::Reset { to, clear } => {
+                validate::checkpoint(to)?;
+                ("reset", Some(to), Some(clear))
+            }
+            ConsumerRequest::RetryFailures => ("retry", None, None),
+        };
+        let row = sqlx::query(&expand(REQUEST, self.names()))
+            .bind(consumer)
+            .bind(kind)
+            .bind(to.map(|c| to_i64(c.transaction)))
+            .bind(to.map(|c| to_i64(c.position.0)))
+            .bind(clear)
+            .fetch_one(&mut *self.conn().await?)
+            .await
+            .map_err(backend)?;
+        decode(&row)
+    }
+
+    pub(crate) async fn load_request(&self, consumer: &str) -> Result<Option<PendingRequest>, StoreError> {
+        validate::consumer_name(consumer)?;
+        let row = sqlx::query(&expand(PENDING_REQUEST, self.names()))
+            .bind(consumer)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    pub(crate) async fn clear_request(
+        &self,
+        consumer: &str,
+        requested_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        validate::consumer_name(consumer)?;
+        let done = sqlx::query(&expand(COMPLETE_REQUEST, self.names()))
+            .bind(consumer)
+            .bind(requested_at)
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// How many events retention would delete now with `cutoff` (and `guard`, in safe
+    /// mode), by the same rules as [`delete_before`](factum::EventStore::delete_before)
+    /// and [`delete_before_guarded`](factum::EventStore::delete_before_guarded), without
+    /// deleting anything or keeping appends out.
+    pub async fn count_retainable(
+        &self,
+        cutoff: DateTime<Utc>,
+        guard: Option<&RetentionGuard>,
+    ) -> Result<u64, StoreError> {
+        if let Some(guard) = guard {
+            for consumer in &guard.unprocessed_by {
+                validate::consumer_name(consumer)?;
+            }
+        }
+        let (consumers, unsnapshotted) = match guard {
+            Some(guard) => (guard.unprocessed_by.clone(), guard.unsnapshotted),
+            None => (Vec::new(), false),
+        };
+        let n: i64 = sqlx::query_scalar(&expand(RETAINABLE_COUNT, self.names()))
+            .bind(cutoff)
+            .bind(guard.is_some())
+            .bind(&consumers)
+            .bind(unsnapshotted)
+            .fetch_one(&mut *self.conn().await?)
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn decode(row: &PgRow) -> Result<PendingRequest, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(format!("stored request: {e}"));
+    let kind: String = row.try_get(0).map_err(corrupt)?;
+    let at: DateTime<Utc> = row.try_get(4).map_err(corrupt)?;
+    let request = match kind.as_str() {
+        "retry" => ConsumerRequest::RetryFailures,
+        "reset" => {
+            let tx: Option<i64> = row.try_get(1).map_err(corrupt)?;
+            let pos: Option<i64> = row.try_get(2).map_err(corrupt)?;
+            let clear: Option<bool> = row.try_get(3).map_err(corrupt)?;
+            let (Some(tx), Some(pos)) = (tx, pos) else {
+                return Err(StoreError::Corrupt("stored reset request without a checkpoint".into()));
+            };
+            let (Ok(transaction), Ok(position)) = (u64::try_from(tx), u64::try_from(pos)) else {
+                return Err(StoreError::Corrupt(format!(
+                    "stored reset request at a negative checkpoint: {tx}/{pos}"
+                )));
+            };
+            ConsumerRequest::Reset {
+                to: Checkpoint { transaction, position: GlobalPosition(position) },
+                clear: clear.unwrap_or(false),
+            }
+        }
+        other => return Err(StoreError::Corrupt(format!("stored request of unknown kind {other:?}"))),
+    };
+    Ok(PendingRequest::new(request, at))
+}
