@@ -1,5 +1,6 @@
 //! [`Factum`]: the one entry point an application builds at start-up.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use uuid::Uuid;
 
 use crate::aggregate::actor::AggregateMsg;
 use crate::aggregate::registry::Registry;
-use crate::aggregate::{Aggregate, AggregateCommand, CommandError, Executed};
+use crate::aggregate::{Aggregate, AggregateCommand, CommandError, Executed, SnapshotPolicy};
 use crate::metrics::Metrics;
 use crate::store::{EventStore, Metadata, StreamId, Version};
 
@@ -30,6 +31,9 @@ pub struct FactumConfig {
     pub retry_max_delay: Duration,
     /// How long a caller waits for an actor's reply (default 30 s).
     pub command_timeout: Duration,
+    /// Snapshot policies set at run time, by aggregate type; the others use their
+    /// declared `snapshot_every`.
+    snapshot_policies: BTreeMap<&'static str, SnapshotPolicy>,
 }
 
 impl Default for FactumConfig {
@@ -41,6 +45,7 @@ impl Default for FactumConfig {
             retry_base_delay: Duration::from_millis(5),
             retry_max_delay: Duration::from_millis(250),
             command_timeout: Duration::from_secs(30),
+            snapshot_policies: BTreeMap::new(),
         }
     }
 }
@@ -73,6 +78,53 @@ impl FactumConfig {
         self.retry_base_delay = base;
         self.retry_max_delay = max;
         self
+    }
+
+    /// Sets when aggregates of type `A` are snapshotted, instead of their declared
+    /// `#[aggregate(snapshot_every = N)]`. Setting it again for the same type replaces
+    /// it.
+    ///
+    /// ```
+    /// use factum::{FactumConfig, SnapshotPolicy};
+    /// # #[derive(Default, Clone, serde::Serialize, serde::Deserialize, factum::Aggregate)]
+    /// # #[aggregate(name = "Account", command = AccountCommand, event = AccountEvent, error = AccountError, snapshot_every = 100)]
+    /// # struct Account { balance: i64 }
+    /// # #[derive(factum::Command)]
+    /// # #[command(id = id)]
+    /// # enum AccountCommand { Deposit { id: String, amount: i64 } }
+    /// # #[derive(serde::Serialize, serde::Deserialize, factum::DomainEvent)]
+    /// # enum AccountEvent { Deposited { amount: i64 } }
+    /// # #[derive(Debug, thiserror::Error)]
+    /// # #[error("never")]
+    /// # struct AccountError;
+    /// # impl Account {
+    /// #     fn handle(&self, c: &AccountCommand) -> Result<Vec<AccountEvent>, AccountError> {
+    /// #         let AccountCommand::Deposit { amount, .. } = c;
+    /// #         Ok(vec![AccountEvent::Deposited { amount: *amount }])
+    /// #     }
+    /// #     fn apply(&mut self, e: &AccountEvent) {
+    /// #         let AccountEvent::Deposited { amount } = e;
+    /// #         self.balance += amount;
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), factum::SnapshotPolicyError> {
+    /// // Declared `snapshot_every = 100`; this deployment wants every 20 events.
+    /// let config = FactumConfig::default().snapshot_policy::<Account>(SnapshotPolicy::every(20)?);
+    /// assert_eq!(config.snapshot_policy_of::<Account>(), SnapshotPolicy::every(20)?);
+    /// assert_eq!(FactumConfig::default().snapshot_policy_of::<Account>(), SnapshotPolicy::every(100)?);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn snapshot_policy<A: Aggregate>(mut self, policy: SnapshotPolicy) -> Self {
+        self.snapshot_policies.insert(A::TYPE, policy);
+        self
+    }
+
+    /// The snapshot policy of aggregates of type `A`: the one set with
+    /// [`snapshot_policy`](Self::snapshot_policy), or else the declared one
+    /// ([`SnapshotPolicy::declared`]).
+    pub fn snapshot_policy_of<A: Aggregate>(&self) -> SnapshotPolicy {
+        self.snapshot_policies.get(A::TYPE).cloned().unwrap_or_else(SnapshotPolicy::declared::<A>)
     }
 }
 

@@ -65,7 +65,7 @@ pub mod testing;
 pub use aggregate::__private;
 pub use aggregate::{
     Aggregate, AggregateCommand, Command, CommandError, DomainEvent, EventCodecError, Executed,
-    DEFAULT_SNAPSHOT_EVERY,
+    SnapshotContext, SnapshotPolicy, SnapshotPolicyError, DEFAULT_SNAPSHOT_EVERY,
 };
 pub use facade::{Factum, FactumConfig};
 pub use factum_derive::{Aggregate, Command, DomainEvent};

@@ -12,7 +12,7 @@ use rand::Rng;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
-use super::{encode, Aggregate, CommandError, DomainEvent, Executed};
+use super::{encode, Aggregate, CommandError, DomainEvent, Executed, SnapshotContext, SnapshotPolicy};
 use crate::facade::Shared;
 use crate::store::{ExpectedVersion, Metadata, Snapshot, StoreError, StreamId, Version};
 
@@ -50,6 +50,10 @@ pub(crate) struct Args<A> {
     /// typed).
     pub(crate) state: A,
     pub(crate) version: Version,
+    /// The version of the snapshot the state was loaded from (0: none).
+    pub(crate) snapshot_version: Version,
+    /// When to snapshot: the configured policy for `A`, or its declared one.
+    pub(crate) policy: SnapshotPolicy,
 }
 
 pub(crate) struct ActorState<A: Aggregate> {
@@ -57,6 +61,9 @@ pub(crate) struct ActorState<A: Aggregate> {
     stream: StreamId,
     state: A,
     version: Version,
+    policy: SnapshotPolicy,
+    /// The newest snapshot loaded or written (0: none).
+    last_snapshot: Version,
     /// The last append failed in a way that may or may not have committed: reload first.
     stale: bool,
     /// No message handled yet: the state was loaded from the store for the message that
@@ -91,20 +98,30 @@ async fn catch_up<A: Aggregate>(
     Ok(())
 }
 
+/// An aggregate as loaded: its state and version, and the version of the snapshot it was
+/// loaded from (0: none).
+pub(crate) struct Restored<A> {
+    pub(crate) state: A,
+    pub(crate) version: Version,
+    pub(crate) snapshot_version: Version,
+}
+
 /// Loads an aggregate: its latest snapshot if it still decodes, then the events after it.
 pub(crate) async fn load<A: Aggregate>(
     shared: &Shared,
     stream: &StreamId,
-) -> Result<(A, Version), CommandError<A::Error>> {
+) -> Result<Restored<A>, CommandError<A::Error>> {
     let started = Instant::now();
     let mut state = A::default();
     let mut version = Version::INITIAL;
+    let mut snapshot_version = Version::INITIAL;
     match shared.store.load_snapshot(stream).await? {
         Some(snapshot) if snapshot.schema_version == A::SNAPSHOT_VERSION => {
             match serde_json::from_value::<A>(snapshot.state) {
                 Ok(s) => {
                     state = s;
                     version = snapshot.version;
+                    snapshot_version = snapshot.version;
                     shared.metrics.snapshot_load(A::TYPE, "hit");
                 }
                 Err(e) => {
@@ -128,7 +145,7 @@ pub(crate) async fn load<A: Aggregate>(
     }
     catch_up::<A>(shared, stream, &mut state, &mut version).await?;
     shared.metrics.load_time(A::TYPE, started.elapsed());
-    Ok((state, version))
+    Ok(Restored { state, version, snapshot_version })
 }
 
 impl<A: Aggregate> ActorState<A> {
@@ -205,13 +222,28 @@ impl<A: Aggregate> ActorState<A> {
         }
     }
 
-    /// Saves a snapshot in the background when the version crossed a multiple of the
-    /// interval. Never fails the command: a failed write is logged and counted.
-    fn maybe_snapshot(&self, before: Version) {
-        let every = A::SNAPSHOT_EVERY;
-        if every == 0 || self.version.0 / every == before.0 / every {
-            return;
+    /// Saves a snapshot in the background when the policy asks for one. Never fails the
+    /// command: a failed write is logged and counted.
+    fn maybe_snapshot(&mut self, before: Version) {
+        let ctx = SnapshotContext::new(
+            A::TYPE,
+            self.stream.aggregate_id(),
+            before,
+            self.version,
+            self.last_snapshot,
+        );
+        match catch_unwind(AssertUnwindSafe(|| self.policy.should_snapshot(&ctx))) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(p) => {
+                tracing::warn!(aggregate_type = A::TYPE, panic = %panic_message(p),
+                    "the snapshot policy panicked; no snapshot");
+                return;
+            }
         }
+        // Written or not, the next decision counts from here: a failed write is not
+        // retried at every command.
+        self.last_snapshot = self.version;
         let state = match serde_json::to_value(&self.state) {
             Ok(state) => state,
             Err(e) => {
@@ -259,6 +291,8 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
             stream: args.stream,
             state: args.state,
             version: args.version,
+            policy: args.policy,
+            last_snapshot: args.snapshot_version,
             stale: false,
             fresh: true,
             _permit: args.permit,

@@ -3,6 +3,7 @@
 pub(crate) mod actor;
 mod error;
 pub(crate) mod registry;
+mod snapshot;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -11,6 +12,7 @@ use serde_json::Value;
 use crate::store::{NewEvent, Version};
 
 pub use error::{CommandError, EventCodecError};
+pub use snapshot::{SnapshotContext, SnapshotPolicy, SnapshotPolicyError};
 
 /// The default snapshot interval, from the usual 50–100 range.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
@@ -84,7 +86,9 @@ pub trait Command: Send + Sync + 'static {
 pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The aggregate type's name, which is also its category in the store.
     const TYPE: &'static str;
-    /// Snapshot every this many events (0: never).
+    /// Snapshot every this many events (0: never): the default
+    /// [`SnapshotPolicy`], which [`FactumConfig::snapshot_policy`](crate::FactumConfig::snapshot_policy)
+    /// can override at run time.
     const SNAPSHOT_EVERY: u64 = DEFAULT_SNAPSHOT_EVERY;
     /// The schema version of the serialized state: bump it when the state's shape
     /// changes, and stored snapshots of another version are ignored (full replay).

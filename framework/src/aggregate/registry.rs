@@ -101,9 +101,17 @@ impl Registry {
         let spawned = slot
             .actor
             .get_or_try_init(|| async {
-                let (state, version) = load::<A>(shared, stream).await?;
+                let loaded = load::<A>(shared, stream).await?;
                 let permit = self.permit(&key).await;
-                let args = Args { shared: shared.clone(), stream: stream.clone(), permit, state, version };
+                let args = Args {
+                    shared: shared.clone(),
+                    stream: stream.clone(),
+                    permit,
+                    state: loaded.state,
+                    version: loaded.version,
+                    snapshot_version: loaded.snapshot_version,
+                    policy: shared.config.snapshot_policy_of::<A>(),
+                };
                 let (actor, _) = Actor::spawn(None, AggregateActor::<A>::new(), args)
                     .await
                     .map_err(|e| CommandError::Unavailable(format!("cannot start actor: {e}")))?;
