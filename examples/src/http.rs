@@ -1,6 +1,7 @@
 //! The HTTP JSON API (axum): commands, read-model queries, operations, `/health`,
 //! `/metrics` and `/openapi.json`.
 //!
+//! Every JSON body, an answer or an error, ends with a newline.
 //! Every error is a JSON body `{"error": "<code>", "message": "<what was wrong>"}` with a
 //! 4xx status for anything the client can fix, 409 for a conflict with the aggregate's
 //! state or a concurrency conflict that survived the retries, and 5xx only when the
@@ -12,8 +13,10 @@
 
 use std::collections::BTreeMap;
 
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -51,6 +54,7 @@ pub fn router(app: App) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(extract::request_context))
+        .layer(middleware::map_response(json_line))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }
@@ -130,7 +134,12 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(status = %self.status, code = self.code, message = %self.message, "refused");
         }
-        let body = Json(ErrorBody { error: self.code, message: &self.message });
+        // The body is written here, newline and all, rather than left to `json_line`: the
+        // error `json_line` itself may answer with must not depend on it.
+        let mut json = serde_json::to_vec(&ErrorBody { error: self.code, message: &self.message })
+            .unwrap_or_else(|_| br#"{"error":"unavailable","message":"unserializable error"}"#.to_vec());
+        json.push(b'\n');
+        let body = ([(CONTENT_TYPE, HeaderValue::from_static(JSON))], json);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // Every 503 is worth a retry: the store or an actor is back within moments.
             return (self.status, [(RETRY_AFTER, "1")], body).into_response();
@@ -218,6 +227,39 @@ impl From<SupervisorError> for ApiError {
     }
 }
 
+/// The media type of every JSON body.
+const JSON: &str = "application/json";
+
+/// Ends a JSON response's body with a newline, as line-oriented tools (a terminal after
+/// `curl`, `jq -c`, log shippers) expect; the JSON itself is unchanged. Bodies of other
+/// types (`/metrics`) pass through untouched, and so does a body that already ends with
+/// one.
+async fn json_line(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case(JSON));
+    if !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // A JSON body is serialized in memory already: reading it back does not wait.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => return ApiError::internal(format!("cannot read the response body: {e}")).into_response(),
+    };
+    if bytes.ends_with(b"\n") {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let mut line = Vec::with_capacity(bytes.len() + 1);
+    line.extend_from_slice(&bytes);
+    line.push(b'\n');
+    parts.headers.remove(CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(line))
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; see /openapi.json")
 }
@@ -301,6 +343,33 @@ async fn openapi_json() -> Json<&'static serde_json::Value> {
 mod tests {
     use super::*;
     use factum::StreamId;
+
+    async fn body_of(response: Response) -> (Option<String>, String) {
+        let content_type = response.headers().get(CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        (content_type, String::from_utf8(bytes.to_vec()).expect("utf-8"))
+    }
+
+    #[tokio::test]
+    async fn json_bodies_end_with_one_newline_and_others_are_untouched() {
+        let answer = json_line(Json(serde_json::json!({"id": "o-1"})).into_response()).await;
+        assert_eq!(body_of(answer).await, (Some(JSON.to_owned()), "{\"id\":\"o-1\"}\n".to_owned()));
+
+        let error = ApiError::not_found("no such order").into_response();
+        let (_, raw) = body_of(error).await;
+        assert_eq!(
+            raw, "{\"error\":\"not_found\",\"message\":\"no such order\"}\n",
+            "written with its newline"
+        );
+        let error = json_line(ApiError::not_found("no such order").into_response()).await;
+        assert_eq!(body_of(error).await.1, raw, "and not given a second one");
+
+        let text = "# EOF\n".to_owned();
+        let metrics = ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0")], text.clone());
+        assert_eq!(body_of(json_line(metrics.into_response()).await).await.1, text);
+        let plain = json_line("no newline".into_response()).await;
+        assert_eq!(body_of(plain).await.1, "no newline");
+    }
 
     #[test]
     fn command_errors_map_to_statuses() {

@@ -82,9 +82,22 @@ impl Drop for Service {
     }
 }
 
+/// The status and body of a response. Every JSON body (an answer or an error) is checked
+/// to end with exactly one newline.
 async fn read(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
     let text = response.text().await.expect("body");
+    if is_json {
+        assert!(text.ends_with('\n') && !text.ends_with("\n\n"), "{status}: no final newline: {text:?}");
+        let value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
+        return (status, value);
+    }
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, body)
 }
@@ -401,6 +414,8 @@ async fn end_to_end_over_http() {
     assert_eq!(health["status"], "ok");
     let metrics = service.http.get(format!("{}/metrics", service.base)).send().await.expect("scrape");
     assert_eq!(metrics.status(), StatusCode::OK);
+    let content_type = metrics.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert!(content_type.is_some_and(|t| t.starts_with("application/openmetrics-text")));
     let metrics = metrics.text().await.expect("text");
     assert_eq!(
         sample(&metrics, "factum_commands_total", &["aggregate_type=\"Order\"", "outcome=\"ok\""]),
@@ -428,6 +443,9 @@ async fn end_to_end_over_http() {
     // (After the metrics: this sends a replay and a clean-up too.)
     let openapi = accepted(service.get("/openapi.json").await, StatusCode::OK);
     assert_eq!(&openapi, factum_example::openapi::document());
+    let text = service.http.get(format!("{}/openapi.json", service.base)).send().await.expect("openapi");
+    let text = text.text().await.expect("text");
+    assert_eq!(text, format!("{}\n", factum_example::openapi::document()), "compact JSON and one newline");
     let mut operations = 0;
     for (path, item) in openapi["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("item").keys() {
