@@ -283,6 +283,11 @@ pub(crate) fn is_connection_error(e: &sqlx::Error) -> bool {
     }
 }
 
+/// A server that refused the login: no such database, or failed authentication.
+pub(crate) fn is_login_refusal(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("3D000" | "28P01" | "28000")))
+}
+
 /// A server that answered with a refusal of this connection only.
 fn is_refusal(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("53300"))

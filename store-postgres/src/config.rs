@@ -125,6 +125,21 @@ impl SchemaNames {
         self
     }
 
+    /// Fills `{schema}`, `{events}`, `{streams}`, `{snapshots}`, `{positions}`,
+    /// `{failures}` and `{migrations}` in an SQL template with these names, once they are
+    /// checked to be plain identifiers: for tools that run their own SQL against a store.
+    ///
+    /// ```
+    /// use factum_postgres::SchemaNames;
+    /// let sql = SchemaNames::in_schema("shop").expand("SELECT count(*) FROM {schema}.{events}")?;
+    /// assert_eq!(sql, "SELECT count(*) FROM shop.events");
+    /// # Ok::<(), factum_postgres::ConfigError>(())
+    /// ```
+    pub fn expand(&self, template: &str) -> Result<String, ConfigError> {
+        self.validate()?;
+        Ok(crate::schema::expand(template, self))
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check_identifier("schema", &self.schema)?;
         check_identifier("events table", &self.events)?;

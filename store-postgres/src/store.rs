@@ -435,6 +435,30 @@ impl PostgresStore {
     /// [`migrate`](Self::migrate) at start-up to create or upgrade it.
     pub async fn connect(config: PostgresConfig) -> Result<Self, StoreError> {
         validate_config(&config)?;
+        // One direct connection first: a refused connection, a missing database or a
+        // failed login is answered at once with the server's reason, where the pool would
+        // retry until its acquire timeout.
+        let direct = sqlx::ConnectOptions::connect(&config.connect);
+        match tokio::time::timeout(config.pool.connect_timeout, direct).await {
+            Ok(Ok(conn)) => {
+                sqlx::Connection::close(conn).await.ok();
+            }
+            Ok(Err(e))
+                if crate::availability::is_connection_error(&e)
+                    || crate::availability::is_login_refusal(&e) =>
+            {
+                return Err(StoreError::Unavailable { reason: crate::availability::describe(&e) });
+            }
+            Ok(Err(e)) => return Err(backend(e)),
+            Err(_) => {
+                return Err(StoreError::Unavailable {
+                    reason: format!(
+                        "no answer from the database server within {:?}",
+                        config.pool.connect_timeout
+                    ),
+                })
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(config.pool.max_connections)
             .idle_timeout(config.pool.idle_timeout)

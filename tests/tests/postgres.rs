@@ -510,14 +510,18 @@ async fn unreachable_server_is_unavailable_with_the_reason() {
     let config = factum_postgres::PostgresConfig::from_url("postgres://nobody@127.0.0.1:1/none")
         .unwrap()
         .with_pool(PoolSettings::default().connect_timeout(Duration::from_secs(2)));
+    let started = std::time::Instant::now();
     let err = PostgresStore::connect(config).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
     assert_eq!(err.to_string(), "store unavailable: connection refused (is the database server running?)");
+    // At once: not after the pool's 2 s acquire timeout.
+    assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
     // A database that does not exist says so.
     let missing = TestDb::new().await.options().database("factum_no_such_database");
     let err =
         PostgresStore::connect(factum_postgres::PostgresConfig::from_options(missing)).await.unwrap_err();
-    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("the database does not exist"), "{err}");
 }
 
 /// The unique constraint on (aggregate, version) is the last line: a row written around

@@ -1,0 +1,33 @@
+-- Each projection's checkpoint, what lies after it in the log (every aggregate type: a
+-- projection scoped to some reads only theirs), its recorded failures, a pending
+-- operator request, and the session that holds its lease (an advisory lock on
+-- ("fact", hashtext('<schema>.<name>')), see store-postgres/src/lease.rs).
+SELECT p.projection_name,
+       p.last_processed_transaction,
+       p.last_processed_position,
+       p.last_processed_at,
+       (SELECT count(*) FROM (SELECT 1 FROM {schema}.{events} e
+            WHERE (e.transaction_id, e.global_position)
+                > (p.last_processed_transaction, p.last_processed_position)
+            LIMIT 10000000) AS t) AS behind,
+       extract(epoch FROM now() - (SELECT min(e.recorded_at) FROM {schema}.{events} e
+            WHERE (e.transaction_id, e.global_position)
+                > (p.last_processed_transaction, p.last_processed_position)))::float8 AS behind_seconds,
+       (SELECT count(*) FROM {schema}.{failures} f WHERE f.projection_name = p.projection_name) AS failures,
+       p.request,
+       p.requested_at,
+       h.pid,
+       h.application_name,
+       h.client_addr
+FROM {schema}.{positions} p
+LEFT JOIN LATERAL (
+    SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = 1717658484::oid
+      AND l.objid = ((hashtext('{schema}.' || p.projection_name)::bigint + 4294967296) % 4294967296)::oid
+    LIMIT 1
+) AS h ON true
+WHERE $1::text IS NULL OR p.projection_name = $1
+ORDER BY p.projection_name

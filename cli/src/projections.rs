@@ -1,0 +1,201 @@
+//! `factum projections`: reset (the running service carries it out), and the recorded
+//! failures: list, retry, resolve.
+
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use factum::{Checkpoint, ConsumerRequest, EventStore, GlobalPosition, PendingRequest};
+use factum_postgres::{sqlx, PostgresStore};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::connect::Database;
+use crate::error::CliError;
+use crate::output::{self, Table};
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ProjectionsCommand {
+    /// Rebuild a projection from the start (its read model cleared first), or with --to
+    /// move its checkpoint to just after the event at POSITION and go on from there. The
+    /// instance of the service that runs the projection carries it out (within about a
+    /// second); with none running, the first one to start does.
+    Reset {
+        /// The projection.
+        name: String,
+        /// Go on after the event at this global position, without clearing the read
+        /// model (0: from the start).
+        #[arg(long, value_name = "POSITION")]
+        to: Option<u64>,
+        /// Wait until the running service has carried the reset out (at most SECONDS).
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "30")]
+        wait: Option<u64>,
+    },
+    /// The events a projection gave up on, in log order.
+    Failures {
+        /// The projection.
+        name: String,
+    },
+    /// Ask the service running the projection to feed its recorded failures again.
+    Retry {
+        /// The projection.
+        name: String,
+        /// Wait until it has (at most SECONDS).
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "30")]
+        wait: Option<u64>,
+    },
+    /// Forget a recorded failure (the event stays skipped).
+    Resolve {
+        /// The projection.
+        name: String,
+        /// The failed event's id.
+        event_id: Uuid,
+    },
+}
+
+pub(crate) async fn run(db: &Database, command: ProjectionsCommand, json: bool) -> Result<(), CliError> {
+    let store = db.store().await?;
+    match command {
+        ProjectionsCommand::Reset { name, to, wait } => {
+            known(&store, &name).await?;
+            let request = match to {
+                None => ConsumerRequest::Reset { to: Checkpoint::START, clear: true },
+                Some(0) => ConsumerRequest::Reset { to: Checkpoint::START, clear: false },
+                Some(position) => {
+                    ConsumerRequest::Reset { to: checkpoint_at(&store, position).await?, clear: false }
+                }
+            };
+            let pending = store.request(&name, request).await?;
+            let what = match to {
+                None => "rebuild from the start".to_owned(),
+                Some(p) => format!("reset to after position {p}"),
+            };
+            report(&store, &name, &what, pending, wait, json).await
+        }
+        ProjectionsCommand::Retry { name, wait } => {
+            known(&store, &name).await?;
+            let n = store.failures(&name).await?.len();
+            let pending = store.request(&name, ConsumerRequest::RetryFailures).await?;
+            report(&store, &name, &format!("retry of {n} recorded failure(s)"), pending, wait, json).await
+        }
+        ProjectionsCommand::Failures { name } => {
+            let failures = store.failures(&name).await?;
+            if json {
+                for f in &failures {
+                    output::json_line(&json!({
+                        "projection": f.projection,
+                        "event_id": f.event_id,
+                        "aggregate_type": f.stream.aggregate_type(),
+                        "aggregate_id": f.stream.aggregate_id(),
+                        "version": f.version.0,
+                        "position": f.position.0,
+                        "event_type": f.event_type,
+                        "error": f.error,
+                        "attempts": f.attempts,
+                        "failed_at": f.failed_at,
+                    }))?;
+                }
+                return Ok(());
+            }
+            if failures.is_empty() {
+                return output::print(&format!("{name}: no recorded failures\n"));
+            }
+            let mut table = Table::new(&[
+                "POSITION",
+                "EVENT ID",
+                "STREAM",
+                "VERSION",
+                "TYPE",
+                "ATTEMPTS",
+                "FAILED AT",
+                "ERROR",
+            ]);
+            for f in &failures {
+                table.row(vec![
+                    f.position.0.to_string(),
+                    f.event_id.to_string(),
+                    format!("{}/{}", f.stream.aggregate_type(), f.stream.aggregate_id()),
+                    f.version.0.to_string(),
+                    f.event_type.clone(),
+                    f.attempts.to_string(),
+                    f.failed_at.to_rfc3339(),
+                    f.error.replace('\n', " "),
+                ]);
+            }
+            table.print()
+        }
+        ProjectionsCommand::Resolve { name, event_id } => {
+            if !store.resolve_failure(&name, event_id).await? {
+                return Err(CliError::NotFound(format!(
+                    "{name} has no recorded failure of event {event_id}"
+                )));
+            }
+            if json {
+                output::json_line(&json!({ "resolved": event_id, "projection": name }))
+            } else {
+                output::print(&format!("{name}: failure of {event_id} resolved\n"))
+            }
+        }
+    }
+}
+
+/// Refuses a name that no projection has used in this store (a typo would otherwise wait
+/// for a projection that never comes).
+async fn known(store: &PostgresStore, name: &str) -> Result<(), CliError> {
+    factum::validate::consumer_name(name)?;
+    if store.load_checkpoint(name).await?.is_none() {
+        return Err(CliError::NotFound(format!(
+            "no projection named {name:?} has a checkpoint in this store (see `factum status`)"
+        )));
+    }
+    Ok(())
+}
+
+/// The checkpoint just after the event at `position`.
+async fn checkpoint_at(store: &PostgresStore, position: u64) -> Result<Checkpoint, CliError> {
+    let position_i64 = i64::try_from(position)
+        .map_err(|_| CliError::Usage(format!("position {position} is out of range")))?;
+    let sql =
+        store.names().expand("SELECT transaction_id FROM {schema}.{events} WHERE global_position = $1")?;
+    let tx: Option<i64> = sqlx::query_scalar(&sql).bind(position_i64).fetch_optional(store.pool()).await?;
+    let tx = tx.ok_or_else(|| CliError::NotFound(format!("no event at position {position}")))?;
+    Ok(Checkpoint { transaction: tx as u64, position: GlobalPosition(position) })
+}
+
+async fn report(
+    store: &PostgresStore,
+    name: &str,
+    what: &str,
+    pending: PendingRequest,
+    wait: Option<u64>,
+    json: bool,
+) -> Result<(), CliError> {
+    let mut done = false;
+    if let Some(seconds) = wait {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while Instant::now() < deadline {
+            if store.pending_request(name).await?.is_none_or(|p| p.requested_at != pending.requested_at) {
+                done = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if !done {
+            return Err(CliError::Sql(format!(
+                "{name}: the {what} was requested but not carried out within {seconds} s: is an instance of the service running it? (see `factum status`)"
+            )));
+        }
+    }
+    if json {
+        return output::json_line(&json!({
+            "projection": name,
+            "requested_at": pending.requested_at,
+            "done": done,
+        }));
+    }
+    let text = if done {
+        format!("{name}: {what} carried out by the running service\n")
+    } else {
+        format!("{name}: {what} requested; the instance running it carries it out within about a second (--wait to wait for it)\n")
+    };
+    output::print(&text)
+}
