@@ -1,133 +1,180 @@
 //! `#[derive(Aggregate)]`.
+//!
+//! Every attribute mistake is reported, and the impl is still emitted (with what was
+//! given, defaults for what was rejected and a stand-in for a missing type), so that a
+//! mistake in the attribute is one error, not one more at every use of the aggregate.
 
 use proc_macro2::TokenStream;
-use quote::quote;
-use syn::{Data, DeriveInput, LitInt, LitStr, Path, Type};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Ident, LitInt, LitStr, Path, Type};
 
-use crate::attrs::Errors;
+use crate::attrs::{parse_keys, unknown_key, unreachable_body, valid_name, value, Errors, Once};
 
-pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
+/// The keys of `#[aggregate(...)]`.
+#[derive(Default)]
+struct Attrs {
+    name: Once<String>,
+    command: Once<Type>,
+    event: Once<Type>,
+    error: Once<Type>,
+    snapshot_every: Once<u64>,
+    snapshot_version: Once<u32>,
+    handle: Once<Path>,
+    apply: Once<Path>,
+}
+
+const EXPECTED: &str =
+    "`name`, `command`, `event`, `error`, `snapshot_every`, `snapshot_version`, `handle` or `apply`";
+
+impl Attrs {
+    fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Attrs> {
+        let mut attrs = Attrs::default();
+        let mut seen = false;
+        for attr in input.attrs.iter().filter(|a| a.path().is_ident("aggregate")) {
+            seen = true;
+            parse_keys(attr, errors, |key, meta| match key {
+                "name" => attrs.name.set(meta, "aggregate", || {
+                    let lit: LitStr = value(meta, "`name` takes a string, like `name = \"Order\"`")?;
+                    if !valid_name(&lit.value()) {
+                        return Err(syn::Error::new_spanned(
+                            lit,
+                            "aggregate names are 1 to 255 characters, no control characters",
+                        ));
+                    }
+                    Ok(lit.value())
+                }),
+                "command" | "event" | "error" => {
+                    let slot = match key {
+                        "command" => &mut attrs.command,
+                        "event" => &mut attrs.event,
+                        _ => &mut attrs.error,
+                    };
+                    slot.set(meta, "aggregate", || {
+                        value(
+                            meta,
+                            &format!(
+                                "`{key}` takes the aggregate's {key} type, like `{key} = Order{}`",
+                                title(key)
+                            ),
+                        )
+                    })
+                }
+                "snapshot_every" => attrs.snapshot_every.set(meta, "aggregate", || {
+                    let hint =
+                        "`snapshot_every` takes a number of events, like `snapshot_every = 50` (0: never)";
+                    value::<LitInt>(meta, hint)?.base10_parse().map_err(|e| syn::Error::new(e.span(), hint))
+                }),
+                "snapshot_version" => attrs.snapshot_version.set(meta, "aggregate", || {
+                    let hint = "snapshot versions start at 1, like `snapshot_version = 2`";
+                    let lit: LitInt = value(meta, hint)?;
+                    match lit.base10_parse::<u32>() {
+                        Ok(v) if v >= 1 && v <= i32::MAX as u32 => Ok(v),
+                        _ => Err(syn::Error::new_spanned(lit, hint)),
+                    }
+                }),
+                "handle" => attrs.handle.set(meta, "aggregate", || {
+                    value(meta, "`handle` names a function, like `handle = decide`")
+                }),
+                "apply" => attrs.apply.set(meta, "aggregate", || {
+                    value(meta, "`apply` names a function, like `apply = evolve`")
+                }),
+                _ => Err(unknown_key(meta, "`aggregate` attribute", EXPECTED)),
+            });
+        }
+        seen.then_some(attrs)
+    }
+}
+
+/// `command` → `Command`.
+fn title(key: &str) -> String {
+    let mut chars = key.chars();
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
+pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let ident = &input.ident;
+    let mut errors = Errors::default();
     if !matches!(input.data, Data::Struct(_)) {
-        return Err(syn::Error::new_spanned(
+        errors.push(syn::Error::new_spanned(
             ident,
             "`Aggregate` is derived for the aggregate's state struct; commands and events are separate enums",
         ));
+        return errors.into_compile_errors();
     }
     if !input.generics.params.is_empty() {
-        return Err(syn::Error::new_spanned(&input.generics, "`Aggregate` does not support generic types"));
+        errors.push(syn::Error::new_spanned(&input.generics, "`Aggregate` does not support generic types"));
+        return errors.into_compile_errors();
     }
-    let mut errors = Errors::default();
-    let mut name = ident.to_string();
-    let (mut command, mut event, mut error): (Option<Type>, Option<Type>, Option<Type>) = (None, None, None);
-    let mut snapshot_every: Option<u64> = None;
-    let mut snapshot_version: Option<u32> = None;
-    let (mut handle, mut apply): (Option<Path>, Option<Path>) = (None, None);
-    let mut seen = false;
-    for attr in input.attrs.iter().filter(|a| a.path().is_ident("aggregate")) {
-        seen = true;
-        let parsed = attr.parse_nested_meta(|meta| {
-            let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
-            match key.as_str() {
-                "name" => {
-                    let lit: LitStr = meta.value()?.parse()?;
-                    let v = lit.value();
-                    if v.is_empty() || v.len() > 255 || v.chars().any(char::is_control) {
-                        return Err(syn::Error::new_spanned(lit, "aggregate names are 1 to 255 characters, no control characters"));
-                    }
-                    name = v;
-                }
-                "command" => command = Some(meta.value()?.parse()?),
-                "event" => event = Some(meta.value()?.parse()?),
-                "error" => error = Some(meta.value()?.parse()?),
-                "snapshot_every" => {
-                    let lit: LitInt = meta.value()?.parse().map_err(|e| {
-                        syn::Error::new(e.span(), "`snapshot_every` takes a number of events, like `snapshot_every = 50` (0: never)")
-                    })?;
-                    snapshot_every = Some(lit.base10_parse()?);
-                }
-                "snapshot_version" => {
-                    let lit: LitInt = meta.value()?.parse()?;
-                    let v: u32 = lit.base10_parse()?;
-                    if v == 0 || v > i32::MAX as u32 {
-                        return Err(syn::Error::new_spanned(lit, "snapshot versions start at 1"));
-                    }
-                    snapshot_version = Some(v);
-                }
-                "handle" => handle = Some(meta.value()?.parse()?),
-                "apply" => apply = Some(meta.value()?.parse()?),
-                _ => {
-                    return Err(meta.error(format!(
-                        "unknown `aggregate` attribute `{key}`; expected `name`, `command`, `event`, `error`, \
-                         `snapshot_every`, `snapshot_version`, `handle` or `apply`"
-                    )))
-                }
+    let attrs = match Attrs::parse(input, &mut errors) {
+        Some(attrs) => {
+            let missing: Vec<String> =
+                [(&attrs.command, "command"), (&attrs.event, "event"), (&attrs.error, "error")]
+                    .into_iter()
+                    .filter(|(slot, _)| !slot.given())
+                    .map(|(_, what)| format!("`{what} = Type`"))
+                    .collect();
+            if let Some((last, rest)) = missing.split_last() {
+                let list =
+                    if rest.is_empty() { last.clone() } else { format!("{} and {last}", rest.join(", ")) };
+                errors.push(syn::Error::new_spanned(ident, format!("missing {list} in `#[aggregate(...)]`")));
             }
-            Ok(())
-        });
-        errors.push_result(parsed);
-    }
-    if !seen {
-        errors.push(syn::Error::new_spanned(
-            ident,
-            "add `#[aggregate(command = ..., event = ..., error = ...)]` naming the aggregate's types",
-        ));
-    } else {
-        for (missing, what) in
-            [(command.is_none(), "command"), (event.is_none(), "event"), (error.is_none(), "error")]
-        {
-            if missing {
-                errors.push(syn::Error::new_spanned(
-                    ident,
-                    format!("missing `{what} = Type` in `#[aggregate(...)]`"),
-                ));
-            }
+            attrs
         }
-    }
-    errors.finish()?;
-    let (command, event, error) = (command.unwrap(), event.unwrap(), error.unwrap());
-    let every = match snapshot_every {
-        Some(n) => quote!(#n),
-        None => quote!(::factum::DEFAULT_SNAPSHOT_EVERY),
+        None => {
+            errors.push(syn::Error::new_spanned(
+                ident,
+                "add `#[aggregate(command = ..., event = ..., error = ...)]` naming the aggregate's types",
+            ));
+            Attrs::default()
+        }
     };
-    let version = snapshot_version.unwrap_or(1);
-    // Without `handle = path`, the struct's inherent `handle` is called. It is named from
-    // a module that imports the struct but not the trait, so that a missing inherent method
-    // is a compile error rather than a call back into the trait method.
-    let inherent_handle = handle.is_none().then(|| {
+    let errors = errors.into_compile_errors();
+    let imp = generate(ident, &attrs);
+    quote!(#errors #imp)
+}
+
+/// The impls. What the attribute did not give validly is a default (name, snapshot
+/// settings) or, for a missing type, a stand-in: the impl exists either way, so the
+/// aggregate's uses type-check and only the attribute's own mistakes are reported.
+fn generate(ident: &Ident, attrs: &Attrs) -> TokenStream {
+    let name = attrs.name.get().cloned().unwrap_or_else(|| ident.to_string());
+    let every =
+        attrs.snapshot_every.get().map_or_else(|| quote!(::factum::DEFAULT_SNAPSHOT_EVERY), |n| quote!(#n));
+    let version = attrs.snapshot_version.get().copied().unwrap_or(1);
+    let missing = quote!(__FactumMissing);
+    let command = attrs.command.get().map_or_else(|| missing.clone(), ToTokens::to_token_stream);
+    let event = attrs.event.get().map_or_else(|| missing.clone(), ToTokens::to_token_stream);
+    let error = attrs.error.get().map_or_else(|| missing.clone(), ToTokens::to_token_stream);
+    let all_types =
+        attrs.command.get().is_some() && attrs.event.get().is_some() && attrs.error.get().is_some();
+
+    let check = all_types.then(|| check_module(ident, attrs));
+    let handle = match (&attrs.handle, all_types) {
+        (Once::Absent, true) => quote!(__factum_check::handle(self, command)),
+        (Once::Set(path), true) => quote_spanned!(path.span()=> <_ as __factum_check::HandleMustReturn<
+            ::core::result::Result<::std::vec::Vec<#event>, #error>, #command,
+        >>::into_expected(#path(self, command))),
+        _ => unreachable_body(),
+    };
+    let apply = match (&attrs.apply, all_types) {
+        (Once::Absent, true) => quote!(__factum_check::apply(self, event)),
+        (Once::Set(path), true) => quote_spanned!(path.span()=> #path(self, event)),
+        _ => unreachable_body(),
+    };
+    let stand_in = (!all_types).then(stand_in);
+    let aggregate_command = attrs.command.get().map(|command| {
         quote! {
-            #[inline]
-            pub(super) fn handle(state: &#ident, command: &Cmd) -> ::core::result::Result<::std::vec::Vec<Ev>, Err> {
-                #ident::handle(state, command)
+            #[automatically_derived]
+            impl ::factum::AggregateCommand for #command {
+                type Aggregate = #ident;
             }
         }
     });
-    let inherent_apply = apply.is_none().then(|| {
-        quote! {
-            #[inline]
-            pub(super) fn apply(state: &mut #ident, event: &Ev) {
-                #ident::apply(state, event)
-            }
-        }
-    });
-    let inherent = (handle.is_none() || apply.is_none()).then(|| {
-        quote! {
-            #[allow(dead_code)]
-            mod __factum_inherent {
-                use super::#ident;
-                type Cmd = <#ident as ::factum::Aggregate>::Command;
-                type Ev = <#ident as ::factum::Aggregate>::Event;
-                type Err = <#ident as ::factum::Aggregate>::Error;
-                #inherent_handle
-                #inherent_apply
-            }
-        }
-    });
-    let handle = handle.map_or_else(|| quote!(__factum_inherent::handle), |p| quote!(#p));
-    let apply = apply.map_or_else(|| quote!(__factum_inherent::apply), |p| quote!(#p));
-    Ok(quote! {
+    quote! {
         const _: () = {
-            #inherent
+            #stand_in
+            #check
 
             #[automatically_derived]
             impl ::factum::Aggregate for #ident {
@@ -138,19 +185,182 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 type Event = #event;
                 type Error = #error;
 
-                fn handle(&self, command: &#command) -> ::core::result::Result<::std::vec::Vec<#event>, #error> {
-                    #handle(self, command)
+                fn handle(
+                    &self,
+                    command: &Self::Command,
+                ) -> ::core::result::Result<::std::vec::Vec<Self::Event>, Self::Error> {
+                    #handle
                 }
 
-                fn apply(&mut self, event: &#event) {
-                    #apply(self, event)
+                fn apply(&mut self, event: &Self::Event) {
+                    #apply
                 }
             }
 
-            #[automatically_derived]
-            impl ::factum::AggregateCommand for #command {
-                type Aggregate = #ident;
-            }
+            #aggregate_command
         };
-    })
+    }
+}
+
+/// The functions that check the struct's `handle` and `apply`, in a module that imports
+/// the struct (as `State`) but not `factum::Aggregate`, so that they never call back into
+/// the trait methods.
+///
+/// `handle`'s result must be `HandleMustReturn<Expected>`, implemented only for
+/// `Expected`: a wrong return type is an error that names the function, what it returns
+/// and what it must return. The inherent functions (those not named by `handle = path`
+/// or `apply = path`) are called spanned on the struct's name; when the struct has none,
+/// a trait of the module provides them (inherent functions come first) with an error that
+/// says what to write.
+fn check_module(ident: &Ident, attrs: &Attrs) -> TokenStream {
+    let span = ident.span();
+    let body = unreachable_body();
+    let (what, signature) = match &attrs.handle {
+        Once::Set(path) => {
+            let name = crate::attrs::key_name(path);
+            (
+                format!("`{name}`"),
+                format!("fn {name}(state: &{ident}, command: &{{Command}}) -> {{Expected}}"),
+            )
+        }
+        _ => (format!("`{ident}::handle`"), "fn handle(&self, command: &{Command}) -> {Expected}".to_owned()),
+    };
+    let message = format!("{what} returns `{{Self}}`, but `{ident}`'s `handle` must return `{{Expected}}`");
+    let label = format!("{what} must return `{{Expected}}`");
+    let note = format!(
+        "the decision takes the state and a command, and returns the events to record or the domain error: \
+         `{signature}`"
+    );
+    let returns = quote! {
+        #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+        pub(super) trait HandleMustReturn<Expected, Command> {
+            fn into_expected(self) -> Expected;
+        }
+
+        impl<T, C> HandleMustReturn<T, C> for T {
+            #[inline]
+            fn into_expected(self) -> T {
+                self
+            }
+        }
+    };
+    let handle = matches!(attrs.handle, Once::Absent).then(|| {
+        let message = format!("`{ident}` has no inherent `handle` function");
+        let label = format!("`#[derive(Aggregate)]` calls `{ident}::handle` to decide on a command");
+        let note = format!(
+            "write `impl {ident} {{{{ fn handle(&self, command: &{{Command}}) -> {{Expected}} {{{{ ... }}}} }}}}`, \
+             or name another function with `#[aggregate(handle = path)]`"
+        );
+        let call = quote_spanned!(span=> <_ as HandleMustReturn<Expected, Cmd>>::into_expected(
+            State::handle(state, command)
+        ));
+        quote! {
+            #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+            trait DefinesHandle<Command, Expected> {}
+
+            trait NoInherentHandle {
+                fn handle(_: &Self, _: &Cmd) -> Expected
+                where
+                    Self: DefinesHandle<Cmd, Expected>,
+                {
+                    #body
+                }
+            }
+
+            impl NoInherentHandle for State {}
+
+            #[inline]
+            pub(super) fn handle(state: &State, command: &Cmd) -> Expected {
+                #call
+            }
+        }
+    });
+    let apply = matches!(attrs.apply, Once::Absent).then(|| {
+        let message = format!("`{ident}` has no inherent `apply` function");
+        let label = format!("`#[derive(Aggregate)]` calls `{ident}::apply` to fold an event into the state");
+        let note = format!(
+            "write `impl {ident} {{{{ fn apply(&mut self, event: &{{Event}}) {{{{ ... }}}} }}}}`, \
+             or name another function with `#[aggregate(apply = path)]`"
+        );
+        let call = quote_spanned!(span=> State::apply(state, event));
+        quote! {
+            #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+            trait DefinesApply<Event> {}
+
+            trait NoInherentApply {
+                fn apply(_: &mut Self, _: &Ev)
+                where
+                    Self: DefinesApply<Ev>,
+                {
+                    #body
+                }
+            }
+
+            impl NoInherentApply for State {}
+
+            #[inline]
+            pub(super) fn apply(state: &mut State, event: &Ev) {
+                #call
+            }
+        }
+    });
+    quote! {
+        #[allow(dead_code)]
+        mod __factum_check {
+            use super::#ident as State;
+            type Cmd = <State as ::factum::Aggregate>::Command;
+            type Ev = <State as ::factum::Aggregate>::Event;
+            type Expected = ::core::result::Result<
+                ::std::vec::Vec<Ev>,
+                <State as ::factum::Aggregate>::Error,
+            >;
+            #returns
+            #handle
+            #apply
+        }
+    }
+}
+
+/// An uninhabited type standing in for a type missing from `#[aggregate(...)]`.
+fn stand_in() -> TokenStream {
+    let body = unreachable_body();
+    quote! {
+        #[derive(::core::fmt::Debug)]
+        enum __FactumMissing {}
+
+        impl ::core::fmt::Display for __FactumMissing {
+            fn fmt(&self, _: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                match *self {}
+            }
+        }
+
+        impl ::std::error::Error for __FactumMissing {}
+
+        impl ::factum::Command for __FactumMissing {
+            fn aggregate_id(&self) -> &str {
+                match *self {}
+            }
+        }
+
+        impl ::factum::DomainEvent for __FactumMissing {
+            fn event_type(&self) -> &'static str {
+                match *self {}
+            }
+            fn schema_version(&self) -> u32 {
+                match *self {}
+            }
+            fn to_payload(
+                &self,
+            ) -> ::core::result::Result<::factum::__private::serde_json::Value, ::factum::EventCodecError> {
+                match *self {}
+            }
+            fn from_stored(
+                _: &str,
+                _: u32,
+                _: ::factum::__private::serde_json::Value,
+            ) -> ::core::result::Result<Self, ::factum::EventCodecError> {
+                #body
+            }
+        }
+    }
 }

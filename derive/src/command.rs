@@ -1,26 +1,38 @@
 //! `#[derive(Command)]`.
+//!
+//! Every attribute mistake is reported; the impl is then still emitted, with a body that
+//! never runs, so that the command's uses do not add "not a `Command`" errors.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use syn::{Data, DeriveInput, Fields, Ident};
+use syn::{Attribute, Data, DeriveInput, Fields, Ident};
 
-use crate::attrs::Errors;
+use crate::attrs::{parse_keys, unknown_key, unreachable_body, value, Errors, Once};
 
-/// The enum- or struct-level `#[command(id = field)]`, if any.
-fn container_id(input: &DeriveInput, errors: &mut Errors) -> Option<Ident> {
-    let mut id = None;
+/// The enum- or struct-level `#[command(id = field)]`.
+fn container_id(input: &DeriveInput, errors: &mut Errors) -> Once<Ident> {
+    let mut id = Once::default();
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("command")) {
-        let parsed = attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("id") {
-                id = Some(meta.value()?.parse::<Ident>()?);
-                Ok(())
-            } else {
-                let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
-                Err(meta.error(format!("unknown `command` attribute `{key}`; expected `id = field`")))
-            }
+        parse_keys(attr, errors, |key, meta| match key {
+            "id" => id.set(meta, "command", || {
+                value(meta, "`id` names the field that holds the aggregate id, like `id = order_id`")
+            }),
+            _ => Err(unknown_key(meta, "`command` attribute", "`id = field`")),
         });
-        errors.push_result(parsed);
     }
+    id
+}
+
+/// Whether the field's `#[command(...)]` attributes mark it as the id.
+fn marks_id(attr: &Attribute, errors: &mut Errors) -> bool {
+    let mut id = false;
+    parse_keys(attr, errors, |key, meta| match key {
+        "id" => {
+            id = true;
+            Ok(())
+        }
+        _ => Err(unknown_key(meta, "`command` field attribute", "`id`")),
+    });
     id
 }
 
@@ -28,22 +40,14 @@ fn container_id(input: &DeriveInput, errors: &mut Errors) -> Option<Ident> {
 /// it to `__factum_id` and nothing else.
 fn id_pattern(
     fields: &Fields,
-    default: Option<&Ident>,
+    default: &Once<Ident>,
     owner: &dyn quote::ToTokens,
     errors: &mut Errors,
 ) -> Option<TokenStream> {
     let mut marked = Vec::new();
     for (index, field) in fields.iter().enumerate() {
         for attr in field.attrs.iter().filter(|a| a.path().is_ident("command")) {
-            let parsed = attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("id") {
-                    Ok(())
-                } else {
-                    let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
-                    Err(meta.error(format!("unknown `command` field attribute `{key}`; expected `id`")))
-                }
-            });
-            if errors.push_result(parsed).is_some() {
+            if marks_id(attr, errors) {
                 marked.push((index, field, attr));
             }
         }
@@ -65,7 +69,11 @@ fn id_pattern(
             }
         });
     }
-    if let Some(name) = default {
+    if let Once::Invalid = default {
+        // `#[command(id = ...)]` was rejected: that is the mistake, already reported.
+        return None;
+    }
+    if let Once::Set(name) = default {
         if fields.iter().any(|f| f.ident.as_ref() == Some(name)) {
             return Some(quote!({ #name: #binding, .. }));
         }
@@ -82,7 +90,7 @@ fn id_pattern(
     None
 }
 
-pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
+pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
     let default = container_id(input, &mut errors);
     let ident = &input.ident;
@@ -94,13 +102,13 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             data.variants
                 .iter()
                 .filter_map(|v| {
-                    let pattern = id_pattern(&v.fields, default.as_ref(), &v.ident, &mut errors)?;
+                    let pattern = id_pattern(&v.fields, &default, &v.ident, &mut errors)?;
                     let variant = &v.ident;
                     Some(quote!(#ident::#variant #pattern))
                 })
                 .collect()
         }
-        Data::Struct(data) => id_pattern(&data.fields, default.as_ref(), ident, &mut errors)
+        Data::Struct(data) => id_pattern(&data.fields, &default, ident, &mut errors)
             .map(|pattern| quote!(#ident #pattern))
             .into_iter()
             .collect(),
@@ -112,18 +120,27 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             Vec::new()
         }
     };
-    errors.finish()?;
+    let body = if errors.is_empty() {
+        quote! {
+            match self {
+                #(#arms => ::core::convert::AsRef::<str>::as_ref(__factum_id),)*
+            }
+        }
+    } else {
+        unreachable_body()
+    };
+    let errors = errors.into_compile_errors();
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    Ok(quote! {
+    quote! {
+        #errors
+
         const _: () = {
             #[automatically_derived]
             impl #impl_generics ::factum::Command for #ident #ty_generics #where_clause {
                 fn aggregate_id(&self) -> &str {
-                    match self {
-                        #(#arms => ::core::convert::AsRef::<str>::as_ref(__factum_id),)*
-                    }
+                    #body
                 }
             }
         };
-    })
+    }
 }

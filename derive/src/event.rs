@@ -1,12 +1,18 @@
 //! `#[derive(DomainEvent)]`.
+//!
+//! Every attribute mistake is reported, including serde attributes that would break the
+//! stored form; the impl is then still emitted, with bodies that never run, so that the
+//! enum's uses do not add "not a `DomainEvent`" errors.
 
 use std::collections::HashMap;
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{Data, DeriveInput, LitInt, LitStr, Path};
+use syn::{Attribute, Data, DeriveInput, LitInt, LitStr, Path, Variant};
 
-use crate::attrs::{valid_topic, Errors};
+use crate::attrs::{
+    key_name, parse_keys, unknown_key, unreachable_body, valid_name, valid_topic, value, Errors, Once,
+};
 
 struct VariantSpec {
     ident: syn::Ident,
@@ -16,98 +22,169 @@ struct VariantSpec {
     upcast: Option<Path>,
 }
 
-pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
-    let Data::Enum(data) = &input.data else {
-        return Err(syn::Error::new_spanned(
-            &input.ident,
-            "`DomainEvent` can only be derived for an enum: put each event in a variant",
-        ));
-    };
-    if !input.generics.params.is_empty() {
-        return Err(syn::Error::new_spanned(&input.generics, "`DomainEvent` does not support generic enums"));
-    }
-    let mut errors = Errors::default();
-    for attr in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
-        errors.push(syn::Error::new_spanned(attr, "put `#[event(...)]` on the variants, not on the enum"));
-    }
-    let mut specs = Vec::new();
-    let mut names: HashMap<String, syn::Ident> = HashMap::new();
-    for variant in &data.variants {
-        let mut spec = VariantSpec {
-            ident: variant.ident.clone(),
-            name: variant.ident.to_string(),
-            version: 1,
-            topic: None,
-            upcast: None,
-        };
-        let mut name_span = None;
+/// The keys of a variant's `#[event(...)]`.
+#[derive(Default)]
+struct VariantAttrs {
+    name: Once<LitStr>,
+    version: Once<u32>,
+    topic: Once<String>,
+    upcast: Once<Path>,
+}
+
+impl VariantAttrs {
+    fn parse(variant: &Variant, errors: &mut Errors) -> VariantAttrs {
+        let mut attrs = VariantAttrs::default();
         for attr in variant.attrs.iter().filter(|a| a.path().is_ident("event")) {
-            let parsed = attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("name") {
-                    let lit: LitStr = meta.value()?.parse()?;
-                    let value = lit.value();
-                    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
-                        return Err(syn::Error::new_spanned(lit, "event names are 1 to 255 characters, no control characters"));
+            parse_keys(attr, errors, |key, meta| {
+                match key {
+                "name" => attrs.name.set(meta, "event", || {
+                    let lit: LitStr = value(meta, "`name` takes a string, like `name = \"order.placed\"`")?;
+                    if !valid_name(&lit.value()) {
+                        return Err(syn::Error::new_spanned(
+                            lit,
+                            "event names are 1 to 255 characters, no control characters",
+                        ));
                     }
-                    spec.name = value;
-                    name_span = Some(lit);
-                } else if meta.path.is_ident("version") {
-                    let lit: LitInt = meta.value()?.parse()?;
-                    let v: u32 = lit.base10_parse()?;
-                    if v == 0 || v > i32::MAX as u32 {
-                        return Err(syn::Error::new_spanned(lit, "event schema versions start at 1"));
+                    Ok(lit)
+                }),
+                "version" => attrs.version.set(meta, "event", || {
+                    let hint = "event schema versions start at 1, like `version = 2`";
+                    let lit: LitInt = value(meta, hint)?;
+                    match lit.base10_parse::<u32>() {
+                        Ok(v) if v >= 1 && v <= i32::MAX as u32 => Ok(v),
+                        _ => Err(syn::Error::new_spanned(lit, hint)),
                     }
-                    spec.version = v;
-                } else if meta.path.is_ident("topic") {
-                    let lit: LitStr = meta.value()?.parse()?;
+                }),
+                "topic" => attrs.topic.set(meta, "event", || {
+                    let lit: LitStr = value(meta, "`topic` takes a string, like `topic = \"order.lifecycle.placed\"`")?;
                     if !valid_topic(&lit.value()) {
                         return Err(syn::Error::new_spanned(
                             lit,
                             "a topic is dot-separated words of ASCII letters, digits, '_' or '-', like \"order.lifecycle.placed\"",
                         ));
                     }
-                    spec.topic = Some(lit.value());
-                } else if meta.path.is_ident("upcast") {
-                    spec.upcast = Some(meta.value()?.parse()?);
-                } else {
-                    let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
-                    return Err(meta.error(format!(
-                        "unknown `event` attribute `{key}`; expected `name`, `version`, `topic` or `upcast`"
-                    )));
-                }
-                Ok(())
+                    Ok(lit.value())
+                }),
+                "upcast" => attrs.upcast.set(meta, "event", || {
+                    value(meta, "`upcast` names a function, like `upcast = upcast_placed`")
+                }),
+                _ => Err(unknown_key(meta, "`event` attribute", "`name`, `version`, `topic` or `upcast`")),
+            }
             });
-            errors.push_result(parsed);
         }
-        if spec.upcast.is_some() && spec.version == 1 {
+        attrs
+    }
+}
+
+/// What `#[event(name = ...)]` to suggest instead of a serde rename.
+fn suggest_name(rename: Option<&LitStr>) -> String {
+    match rename {
+        Some(lit) => format!("#[event(name = {:?})]", lit.value()),
+        None => "#[event(name = \"...\")]".to_owned(),
+    }
+}
+
+/// Reports serde attributes that break the stored form: a payload is the variant's
+/// content alone, and it is decoded through the variant's Rust name. `on_enum` tells
+/// the enum's attributes from a variant's.
+fn check_serde(attrs: &[Attribute], on_enum: bool, errors: &mut Errors) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        // serde reports its own syntax errors: skip what does not parse.
+        let mut found = Vec::new();
+        let _ = attr.parse_nested_meta(|meta| {
+            let key = key_name(&meta.path);
+            let rename = if key == "rename" && !on_enum && meta.input.peek(syn::Token![=]) {
+                meta.value()?.parse::<LitStr>().ok()
+            } else {
+                None
+            };
+            let input = meta.input;
+            while !input.is_empty() && !input.peek(syn::Token![,]) {
+                input.parse::<proc_macro2::TokenTree>()?;
+            }
+            let message = match (key.as_str(), on_enum) {
+                ("rename", false) => Some(format!(
+                    "do not rename event variants with serde: the stored payload is decoded through \
+                     the variant's Rust name; name the stored event with `{}` instead",
+                    suggest_name(rename.as_ref())
+                )),
+                ("rename_all", true) => Some(
+                    "do not rename an event enum's variants with serde: the stored payload is decoded \
+                     through each variant's Rust name; name stored events with `#[event(name = \"...\")]` instead"
+                        .to_owned(),
+                ),
+                ("tag" | "untagged", true) | ("untagged", false) => Some(format!(
+                    "`#[serde({key})]` is not supported on events: the payload is stored as the variant's \
+                     content alone (serde's default, externally tagged form), and its name as the event type"
+                )),
+                _ => None,
+            };
+            if let Some(message) = message {
+                found.push(syn::Error::new_spanned(&meta.path, message));
+            }
+            Ok(())
+        });
+        for error in found {
+            errors.push(error);
+        }
+    }
+}
+
+pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
+    let mut errors = Errors::default();
+    let ident = &input.ident;
+    let generic = !input.generics.params.is_empty();
+    if generic {
+        errors.push(syn::Error::new_spanned(&input.generics, "`DomainEvent` does not support generic enums"));
+    }
+    let Data::Enum(data) = &input.data else {
+        errors.push(syn::Error::new_spanned(
+            ident,
+            "`DomainEvent` can only be derived for an enum: put each event in a variant",
+        ));
+        return with_fallback(ident, generic, errors);
+    };
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
+        errors.push(syn::Error::new_spanned(attr, "put `#[event(...)]` on the variants, not on the enum"));
+    }
+    check_serde(&input.attrs, true, &mut errors);
+    let mut specs = Vec::new();
+    let mut names: HashMap<String, syn::Ident> = HashMap::new();
+    for variant in &data.variants {
+        check_serde(&variant.attrs, false, &mut errors);
+        let attrs = VariantAttrs::parse(variant, &mut errors);
+        let spec = VariantSpec {
+            ident: variant.ident.clone(),
+            name: attrs.name.get().map_or_else(|| variant.ident.to_string(), LitStr::value),
+            version: attrs.version.get().copied().unwrap_or(1),
+            topic: attrs.topic.get().cloned(),
+            upcast: attrs.upcast.get().cloned(),
+        };
+        // Only a version given as 1 (or not given) is a mistake here, not one rejected.
+        if attrs.upcast.given() && spec.version == 1 && !matches!(attrs.version, Once::Invalid) {
             errors.push(syn::Error::new_spanned(
                 &variant.ident,
                 "`upcast` needs `version` above 1: it turns older stored versions into this one",
             ));
         }
         if let Some(first) = names.get(&spec.name) {
-            let span_of: TokenStream = match &name_span {
-                Some(lit) => quote!(#lit),
-                None => {
-                    let ident = &variant.ident;
-                    quote!(#ident)
-                }
-            };
-            errors.push(syn::Error::new_spanned(
-                span_of,
-                format!(
-                    "event name {:?} is already used by variant `{first}`; names must be unique",
-                    spec.name
-                ),
-            ));
+            let message = format!(
+                "event name {:?} is already used by variant `{first}`; names must be unique",
+                spec.name
+            );
+            errors.push(match attrs.name.get() {
+                Some(lit) => syn::Error::new_spanned(lit, message),
+                None => syn::Error::new_spanned(&variant.ident, message),
+            });
         } else {
             names.insert(spec.name.clone(), variant.ident.clone());
         }
         specs.push(spec);
     }
-    errors.finish()?;
+    if !errors.is_empty() {
+        return with_fallback(ident, generic, errors);
+    }
 
-    let ident = &input.ident;
     let arms_type = specs.iter().map(|s| {
         let (v, n) = (&s.ident, &s.name);
         quote!(#ident::#v { .. } => #n)
@@ -167,7 +244,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 .map_err(|e| ::factum::__private::malformed(#n, e)),
         }
     });
-    Ok(quote! {
+    quote! {
         const _: () = {
             #[automatically_derived]
             impl ::factum::DomainEvent for #ident {
@@ -209,5 +286,43 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 }
             }
         };
-    })
+    }
+}
+
+/// The errors, and an impl whose methods never run, so that the enum's uses as an event
+/// do not add "not a `DomainEvent`" errors (none for a generic type, whose bounds are
+/// unknown).
+fn with_fallback(ident: &syn::Ident, generic: bool, errors: Errors) -> TokenStream {
+    let errors = errors.into_compile_errors();
+    if generic {
+        return errors;
+    }
+    let body = unreachable_body();
+    quote! {
+        #errors
+
+        const _: () = {
+            #[automatically_derived]
+            impl ::factum::DomainEvent for #ident {
+                fn event_type(&self) -> &'static str {
+                    #body
+                }
+                fn schema_version(&self) -> u32 {
+                    #body
+                }
+                fn to_payload(
+                    &self,
+                ) -> ::core::result::Result<::factum::__private::serde_json::Value, ::factum::EventCodecError> {
+                    #body
+                }
+                fn from_stored(
+                    _: &str,
+                    _: u32,
+                    _: ::factum::__private::serde_json::Value,
+                ) -> ::core::result::Result<Self, ::factum::EventCodecError> {
+                    #body
+                }
+            }
+        };
+    }
 }

@@ -1,6 +1,10 @@
 //! Derive macros for [factum](https://docs.rs/factum): `#[derive(DomainEvent)]`,
 //! `#[derive(Command)]` and `#[derive(Aggregate)]`. Use them through the `factum` crate,
 //! which re-exports them beside the traits they implement.
+//!
+//! Each derive reports every misuse of its attributes at once, on the offending token,
+//! and still implements its trait (with what was given, or bodies that never run), so
+//! that a mistake is reported once rather than again at every use of the type.
 
 mod aggregate;
 mod attrs;
@@ -16,10 +20,14 @@ use syn::{parse_macro_input, DeriveInput};
 /// all optional: the name defaults to the variant's, the version to 1; `upcast` names a
 /// `fn(u32, serde_json::Value) -> Result<serde_json::Value, String>` that turns a payload
 /// stored at an older version into the current shape.
+///
+/// A payload is stored as the variant's content and decoded through the variant's Rust
+/// name: `#[serde(rename)]` on a variant, and `#[serde(rename_all)]`, `#[serde(tag)]` or
+/// `#[serde(untagged)]` on the enum, are compile errors.
 #[proc_macro_derive(DomainEvent, attributes(event))]
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    event::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+    event::expand(&input).into()
 }
 
 /// Implements `factum::Command`: mark the aggregate id field of each variant with
@@ -27,7 +35,7 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Command, attributes(command))]
 pub fn derive_command(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    command::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+    command::expand(&input).into()
 }
 
 /// Implements `factum::Aggregate` for a state struct:
@@ -38,5 +46,5 @@ pub fn derive_command(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Aggregate, attributes(aggregate))]
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    aggregate::expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+    aggregate::expand(&input).into()
 }

@@ -1,3 +1,5 @@
+//! A struct command, `#[command(id = field)]` on a struct, and `handle`/`apply` named by path.
+
 use factum::{Aggregate, Command, DomainEvent};
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +40,8 @@ fn evolve(u: &mut User, e: &UserEvent) {
     u.name = name.clone();
 }
 
-fn main() {
+#[test]
+fn struct_command_and_custom_fns() {
     assert_eq!(User::TYPE, "User");
     assert_eq!(User::SNAPSHOT_EVERY, 0);
     assert_eq!(Touch { user: "u".into() }.aggregate_id(), "u");

@@ -1,3 +1,5 @@
+//! The whole surface of the three derives on one domain, with its generated methods called.
+
 use factum::{Aggregate, AggregateCommand, Command, DomainEvent};
 use serde::{Deserialize, Serialize};
 
@@ -49,11 +51,15 @@ impl Order {
 
 fn routes<C: AggregateCommand>() {}
 
-fn main() {
+#[test]
+fn full_domain() {
     routes::<OrderCommand>();
     assert_eq!(Order::TYPE, "Order");
     assert_eq!(Order::SNAPSHOT_EVERY, 50);
     assert_eq!(OrderCommand::AddLine("o-1".into(), 2).aggregate_id(), "o-1");
+    let place = OrderCommand::Place { order_id: "o-2".into() };
+    assert_eq!(place.aggregate_id(), "o-2");
+    assert!(matches!(Aggregate::handle(&Order::default(), &place).unwrap()[..], [OrderEvent::Placed]));
     assert_eq!(OrderEvent::Placed.event_type(), "order.placed");
     assert_eq!(OrderEvent::Placed.topic(), Some("order.lifecycle.placed"));
     assert_eq!(OrderEvent::LineAdded { qty: 1 }.schema_version(), 2);

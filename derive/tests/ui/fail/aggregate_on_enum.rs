@@ -1,9 +1,0 @@
-use factum::Aggregate;
-
-#[derive(Aggregate)]
-enum Order {
-    Open,
-    Closed,
-}
-
-fn main() {}

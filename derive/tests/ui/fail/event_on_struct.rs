@@ -1,8 +1,0 @@
-use factum::DomainEvent;
-
-#[derive(DomainEvent)]
-struct Placed {
-    id: String,
-}
-
-fn main() {}
