@@ -9,6 +9,7 @@ use crate::error::CliError;
 
 /// The database and the store's names, shared by every command.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Database")]
 pub(crate) struct Database {
     /// The database URL (else DATABASE_HOST, DATABASE_NAME, DATABASE_USER,
     /// DATABASE_PASSWORD and DATABASE_PORT).

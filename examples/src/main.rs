@@ -121,7 +121,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let config = PostgresConfig::from_url(&cli.database_url)?;
+    let mut config = PostgresConfig::from_url(&cli.database_url)?;
+    // Name the connections, so that `factum status` and pg_stat_activity show which
+    // instance holds a projection's lease (unless the URL names them already).
+    if config.connect.get_application_name().is_none() {
+        config.connect =
+            config.connect.application_name(&format!("factum-example pid {}", std::process::id()));
+    }
     if let Some(Command::Setup(setup)) = &cli.command {
         App::setup(config, setup.grant_to.as_deref()).await?;
         println!(

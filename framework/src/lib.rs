@@ -85,7 +85,6 @@ pub use store::{
     deduplicated_result, json_contains, subscribe_all, subscribe_category, subscribe_stream, AppendResult,
     Checkpoint, ConsumerRequest, EventFilter, EventPayload, EventStore, EventStream, ExpectedVersion,
     GlobalPosition, InvalidInput, Lease, Metadata, NewEvent, OrderBy, PayloadStream, PendingRequest,
-    ProjectionFailure, RecordedEvent,
-    RetentionGuard, Snapshot, StoreError, StreamId, SubscriptionOptions, TopicPattern, ValidFilter, Version,
-    VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, SubscriptionOptions,
+    TopicPattern, ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };

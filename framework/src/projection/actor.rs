@@ -467,9 +467,7 @@ impl ProjectionActorState {
                     }
                     Err(SinkError::Fenced) => self.fenced(myself).await,
                     Err(SinkError::Store(e)) => Err(e),
-                    Err(SinkError::Handler { error, .. }) => {
-                        Err(StoreError::Backend(error.to_string().into()))
-                    }
+                    Err(SinkError::Handler { error, .. }) => Err(StoreError::Backend(error.into_error())),
                 }
             }
         }
@@ -552,7 +550,7 @@ impl ProjectionActorState {
         match result {
             Ok(()) => {}
             Err(SinkError::Store(e)) => return Err(e.into()),
-            Err(e) => return Err(SupervisorError::Handler(e.to_string())),
+            Err(e) => return Err(SupervisorError::Handler(e)),
         }
         self.checkpoint = to;
         self.failing = None;

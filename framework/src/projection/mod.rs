@@ -37,7 +37,10 @@ pub use sink::AtLeastOnce;
 /// What went wrong in a handler: any error, kept as its message and source.
 ///
 /// Any `std::error::Error + Send + Sync` converts into it with `?`, and so do `String`
-/// and `&str`.
+/// and `&str`. Like `anyhow::Error`, it does not implement `std::error::Error` itself
+/// (that would conflict with the conversion from every error); [`as_error`](Self::as_error)
+/// and [`into_error`](Self::into_error) give the error it holds, and the errors that carry
+/// a `HandlerError` ([`SinkError`]) report it as their `source()`.
 pub struct HandlerError(Box<dyn std::error::Error + Send + Sync>);
 
 impl HandlerError {
@@ -49,6 +52,11 @@ impl HandlerError {
     /// The underlying error.
     pub fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.0
+    }
+
+    /// The underlying error, owned.
+    pub fn into_error(self) -> Box<dyn std::error::Error + Send + Sync> {
+        self.0
     }
 }
 
@@ -143,7 +151,7 @@ pub enum SinkError {
     Handler {
         /// The failed event's index in the batch's events.
         index: usize,
-        /// The handler's error.
+        /// The handler's error (also this error's `source()`).
         error: HandlerError,
         /// Whether the events before `index` were kept.
         prefix_committed: bool,
@@ -166,6 +174,16 @@ impl fmt::Display for SinkError {
             SinkError::Handler { index, error, .. } => write!(f, "handler failed on event {index}: {error}"),
             SinkError::Fenced => f.write_str("the checkpoint moved under this projection"),
             SinkError::Store(e) => write!(f, "store error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SinkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SinkError::Handler { error, .. } => Some(error.as_error()),
+            SinkError::Fenced => None,
+            SinkError::Store(e) => Some(e),
         }
     }
 }
@@ -529,5 +547,37 @@ pub(crate) fn handler_sink(store: Arc<dyn EventStore>, spec: SinkSpec) -> Box<dy
     match spec {
         SinkSpec::Sink(s) => s,
         SinkSpec::Handler(h) => Box::new(AtLeastOnce::new(store, h)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the mail server said no")]
+    struct MailRefused;
+
+    #[test]
+    fn a_sink_error_keeps_the_handlers_error_as_its_source() {
+        let e =
+            SinkError::Handler { index: 2, error: HandlerError::from(MailRefused), prefix_committed: true };
+        assert_eq!(e.to_string(), "handler failed on event 2: the mail server said no");
+        let source = e.source().expect("a source");
+        assert_eq!(source.to_string(), "the mail server said no");
+        assert!(source.downcast_ref::<MailRefused>().is_some(), "the handler's own error type");
+        let store = SinkError::from(StoreError::Corrupt("bad row".into()));
+        assert!(store.source().is_some_and(|s| s.downcast_ref::<StoreError>().is_some()));
+        assert!(SinkError::Fenced.source().is_none());
+    }
+
+    #[test]
+    fn a_panic_is_a_handler_error_with_its_message() {
+        let boxed: Box<dyn std::any::Any + Send> = Box::new("boom");
+        assert_eq!(panic_error(boxed.as_ref()).to_string(), "handler panicked: boom");
+        let boxed: Box<dyn std::any::Any + Send> = Box::new(String::from("bang"));
+        assert_eq!(panic_error(boxed.as_ref()).into_error().to_string(), "handler panicked: bang");
     }
 }

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use crate::projection::actor::{ProjectionActor, ProjectionMsg, ProjectionShared};
-use crate::projection::{handler_sink, EventHandler, Projection, ProjectionStatus, RetryReport};
+use crate::projection::{handler_sink, EventHandler, Projection, ProjectionStatus, RetryReport, SinkError};
 use crate::store::{Checkpoint, EventFilter, EventStore, InvalidInput, ProjectionFailure, StoreError};
 
 pub use health::{Health, HealthConfig, HealthStatus};
@@ -48,9 +48,10 @@ pub enum SupervisorError {
     /// Another instance holds the projection's lease; this one stands by.
     #[error("projection {0:?} runs in another instance; this one stands by")]
     NotOwner(String),
-    /// A handler failed during the operation.
-    #[error("handler failed: {0}")]
-    Handler(String),
+    /// The projection's sink (its handler, or its checkpoint's fence) failed during the
+    /// operation.
+    #[error("projection sink failed: {0}")]
+    Handler(#[source] SinkError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

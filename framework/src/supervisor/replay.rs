@@ -92,7 +92,8 @@ impl ReplayOptions {
 }
 
 /// An event a replay's handler failed on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("handler failed on event {event_id} at position {position}: {error}")]
 #[non_exhaustive]
 pub struct ReplayError {
     /// The event.
