@@ -102,6 +102,12 @@ mod bad_values {
 mod unknown_type {
     use super::*;
 
+    #[derive(Command)]
+    pub struct OrderCmd {
+        #[command(id)]
+        pub id: String,
+    }
+
     #[derive(Serialize, Deserialize, DomainEvent)]
     pub enum E {
         Happened,
@@ -116,7 +122,7 @@ mod unknown_type {
     pub struct Order {}
 
     impl Order {
-        fn handle(&self, _: &OrderCommand) -> Result<Vec<E>, Er> {
+        fn handle(&self, _: &OrderCmd) -> Result<Vec<E>, Er> {
             Ok(vec![E::Happened])
         }
 
