@@ -11,6 +11,7 @@
 //!
 //! It prints one JSON line per workload, then a table. Nothing here asserts on timing.
 
+use factum::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,9 +20,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factum::{
-    Aggregate, Batch, Checkpoint, EventStore, ExpectedVersion, Factum, FactumConfig, HandlerError,
-    InMemoryStore, Metadata, Metrics, NewEvent, Projection, ProjectionFailure, ProjectionSink, RecordedEvent,
-    SinkError, Snapshot, StreamId, Supervisor, SupervisorConfig, Version,
+    Batch, Checkpoint, EventStore, ExpectedVersion, Factum, FactumConfig, HandlerError, InMemoryStore,
+    Metadata, Metrics, NewEvent, Projection, ProjectionFailure, ProjectionSink, RecordedEvent, SinkError,
+    SnapshotPolicy, StreamId, Supervisor, SupervisorConfig, Version,
 };
 use factum_postgres::{ExactlyOnce, PgProjection, PoolSettings, PostgresConfig, PostgresStore, SchemaNames};
 use serde::{Deserialize, Serialize};
@@ -499,11 +500,11 @@ async fn w1_framework(b: &Bench) -> Rep {
 const W2_COMMANDS: usize = 20_000;
 
 fn factum_on(store: &PostgresStore, cap: usize) -> Factum {
-    Factum::with_config(
-        Arc::new(store.clone()),
-        FactumConfig::default().max_live_actors(cap),
-        Arc::new(Metrics::new()),
-    )
+    factum_with(store, FactumConfig::default().max_live_actors(cap))
+}
+
+fn factum_with(store: &PostgresStore, config: FactumConfig) -> Factum {
+    Factum::with_config(Arc::new(store.clone()), config, Arc::new(Metrics::new()))
 }
 
 async fn warm(factum: &Factum) {
@@ -537,6 +538,8 @@ async fn w2_framework(b: &Bench) -> Rep {
 
 const W3_EVENTS: u64 = 10_000;
 const W3_LOADS: usize = 5;
+/// The snapshot variant's interval, set at run time whatever `Account` declares.
+const W3_SNAPSHOT_EVERY: u64 = 100;
 
 /// Stores `n` events on `id` in batches of 1,000; returns the folded state.
 async fn fill_stream(store: &PostgresStore, id: &str, n: u64) -> Account {
@@ -564,22 +567,26 @@ struct W3 {
 async fn w3(b: &Bench) -> W3 {
     let (store, schema) = b.fresh_store("w3").await;
     fill_stream(&store, "cold-full", W3_EVENTS).await;
-    // The snapshot variant: a snapshot every 100 events, the worst case being a tail of
-    // 100 events after the last one (at 9,900).
-    let mut at_9900 = fill_stream(&store, "cold-snap", W3_EVENTS - 100).await;
-    let snapshot = Snapshot {
-        stream: StreamId::new("Account", "cold-snap").unwrap(),
-        version: Version(W3_EVENTS - 100),
-        schema_version: Account::SNAPSHOT_VERSION,
-        state: serde_json::to_value(&at_9900).unwrap(),
-        created_at: Utc::now(),
-    };
-    store.save_snapshot(&snapshot).await.unwrap();
+    // The snapshot variant: a snapshot every W3_SNAPSHOT_EVERY events, the worst case
+    // being a whole interval of tail after the last one. The framework writes that
+    // snapshot itself: the command that takes the stream to the last multiple runs
+    // under the policy.
+    let last = W3_EVENTS - W3_SNAPSHOT_EVERY;
     let stream = StreamId::new("Account", "cold-snap").unwrap();
-    let tail: Vec<NewEvent> = (0..100).map(|_| new_event("cold-snap", 1)).collect();
-    store.append(&stream, ExpectedVersion::Exact(Version(W3_EVENTS - 100)), tail).await.unwrap();
-    for _ in 0..100 {
-        at_9900.apply(&AccountEvent::Deposited { amount: 1, customer: "cold-snap".into() });
+    let mut expected = fill_stream(&store, "cold-snap", last - 1).await;
+    let policy = SnapshotPolicy::every(W3_SNAPSHOT_EVERY).expect("a positive interval");
+    let writer = factum_with(&store, FactumConfig::default().snapshot_policy::<Account>(policy));
+    writer.execute(AccountCommand::Deposit { id: "cold-snap".into(), amount: 1 }).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.load_snapshot(&stream).await.unwrap().map(|s| s.version) != Some(Version(last)) {
+        assert!(Instant::now() < deadline, "no snapshot at {last}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    writer.shutdown();
+    let tail: Vec<NewEvent> = (0..W3_SNAPSHOT_EVERY).map(|_| new_event("cold-snap", 1)).collect();
+    store.append(&stream, ExpectedVersion::Exact(Version(last)), tail).await.unwrap();
+    for _ in 0..=W3_SNAPSHOT_EVERY {
+        expected.apply(&AccountEvent::Deposited { amount: 1, customer: "cold-snap".into() });
     }
     b.settle().await;
 
@@ -615,7 +622,7 @@ async fn w3(b: &Bench) -> W3 {
         let began = Instant::now();
         let (state, version) = factum.load::<Account>("cold-snap").await.unwrap();
         snap.push(began.elapsed());
-        assert_eq!((&state, version), (&at_9900, Version(W3_EVENTS)));
+        assert_eq!((&state, version), (&expected, Version(W3_EVENTS)));
         factum.shutdown();
     }
     b.drop_schema(&schema).await;
@@ -1149,7 +1156,11 @@ async fn run(b: Bench, selected: Vec<String>) {
             framework: figure(&snap),
             raw: Some(figure(&raw)),
             goal: Goal::RatioAtMost(0.1),
-            note: format!("{note}; snapshot at 9,900 and a 100-event tail (the worst case)"),
+            note: format!(
+                "{note}; SnapshotPolicy::every({W3_SNAPSHOT_EVERY}): a snapshot at {} and a \
+                 {W3_SNAPSHOT_EVERY}-event tail (the worst case)",
+                W3_EVENTS - W3_SNAPSHOT_EVERY
+            ),
         };
         emit(&o);
         outcomes.push(o);
