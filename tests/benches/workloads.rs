@@ -11,7 +11,6 @@
 //!
 //! It prints one JSON line per workload, then a table. Nothing here asserts on timing.
 
-use factum::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
