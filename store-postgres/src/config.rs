@@ -30,8 +30,9 @@ pub enum ConfigError {
     },
 }
 
-/// Names of the schema and tables the store uses. Every name is checked to be a plain
-/// lowercase identifier before it reaches SQL.
+/// Names of the schema and tables the store uses, and whether the events table carries
+/// query indexes. Every name is checked to be a plain lowercase identifier before it
+/// reaches SQL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SchemaNames {
@@ -49,6 +50,14 @@ pub struct SchemaNames {
     pub failures: String,
     /// The applied-migrations table (default `factum_migrations`).
     pub migrations: String,
+    /// Whether the events table carries the query indexes (default `true`), so that every
+    /// filter of [`query`](factum::EventStore::query), [`count`](factum::EventStore::count)
+    /// and [`stream`](factum::EventStore::stream) uses an index. `false` keeps only the
+    /// log's own indexes, which appends, stream reads and catch-up need: cheaper appends
+    /// for a store nobody queries ad hoc, whose filtered queries then read the whole
+    /// table. Migration 7 creates the indexes or not by this setting; every store on the
+    /// database should use the same one. See `docs/event-store.md` (Indexes).
+    pub query_indexes: bool,
 }
 
 impl Default for SchemaNames {
@@ -61,6 +70,7 @@ impl Default for SchemaNames {
             positions: "projection_positions".into(),
             failures: "projection_failures".into(),
             migrations: "factum_migrations".into(),
+            query_indexes: true,
         }
     }
 }
@@ -122,6 +132,20 @@ impl SchemaNames {
     #[must_use]
     pub fn migrations(mut self, name: impl Into<String>) -> Self {
         self.migrations = name.into();
+        self
+    }
+
+    /// Keeps the query indexes (`true`, the default) or only the log's own (`false`): see
+    /// the field of the same name.
+    ///
+    /// ```
+    /// use factum_postgres::SchemaNames;
+    /// let lean = SchemaNames::default().query_indexes(false);
+    /// assert!(!lean.query_indexes);
+    /// ```
+    #[must_use]
+    pub fn query_indexes(mut self, on: bool) -> Self {
+        self.query_indexes = on;
         self
     }
 

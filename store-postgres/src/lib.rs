@@ -29,6 +29,7 @@
 mod availability;
 mod config;
 mod conns;
+mod filter;
 mod lease;
 mod listener;
 mod projection;

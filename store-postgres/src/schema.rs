@@ -17,12 +17,24 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (5, "retention function", include_str!("../sql/0005_retention_function.sql")),
     (6, "operator requests", include_str!("../sql/0006_operator_requests.sql")),
+    (7, "physical schema", include_str!("../sql/0007_physical_schema.sql")),
 ];
 
+/// The query indexes that migration 7 creates in place of `{query_indexes}`, unless the
+/// configuration switches them off.
+const QUERY_INDEXES: &str = include_str!("../sql/indexes/query.sql");
+
 /// Replaces `{schema}`, `{events}`, … in a template with the configured names, which were
-/// validated as plain identifiers.
+/// validated as plain identifiers, and `{query_indexes}` with the query indexes or, when
+/// they are switched off, a comment saying so.
 pub(crate) fn expand(template: &str, names: &SchemaNames) -> String {
+    let indexes = if names.query_indexes {
+        QUERY_INDEXES
+    } else {
+        "-- Query indexes switched off (SchemaNames::query_indexes): only the log's own indexes."
+    };
     template
+        .replace("{query_indexes}", indexes)
         .replace("{schema}", &names.schema)
         .replace("{events}", &names.events)
         .replace("{streams}", &names.streams)

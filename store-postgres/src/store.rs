@@ -558,6 +558,15 @@ impl PostgresStore {
         &self.inner.names
     }
 
+    /// The plan PostgreSQL makes for [`query`](factum::EventStore::query) with `filter`, as
+    /// `EXPLAIN (FORMAT JSON)` gives it: for checking which index a filter uses.
+    pub async fn explain_query(&self, filter: &EventFilter) -> Result<Value, StoreError> {
+        let valid = filter.validate(&self.inner.limits)?;
+        let base = format!("EXPLAIN (FORMAT JSON) {}", self.inner.sql.select);
+        let mut qb = self.select_on(&base, &valid, Some(filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT)));
+        qb.build_query_scalar().fetch_one(&mut *self.conn().await?).await.map_err(backend)
+    }
+
     /// Appends inside a transaction the caller owns (transaction-first): the events commit
     /// or roll back with the caller's own writes, and subscribers are notified only on
     /// commit.
@@ -995,45 +1004,20 @@ impl PostgresStore {
     }
 
     fn filtered(&self, base: &str, f: &ValidFilter<'_>) -> QueryBuilder<'static, Postgres> {
-        let filter = f.filter;
-        let mut qb = QueryBuilder::new(base.to_owned());
-        qb.push(" WHERE TRUE");
-        if !filter.event_types.is_empty() {
-            qb.push(" AND event_type = ANY(").push_bind(filter.event_types.clone()).push(")");
-        }
-        if !f.topics.is_empty() {
-            let (exact, wild): (Vec<_>, Vec<_>) = f.topics.iter().partition(|p| p.is_exact());
-            qb.push(" AND (FALSE");
-            if !exact.is_empty() {
-                let exact: Vec<String> = exact.iter().map(|p| p.as_str().to_owned()).collect();
-                qb.push(" OR topic = ANY(").push_bind(exact).push(")");
-            }
-            if !wild.is_empty() {
-                let regexes: Vec<String> = wild.iter().map(|p| p.to_postgres_regex()).collect();
-                qb.push(" OR ('.' || topic) ~ ANY(").push_bind(regexes).push(")");
-            }
-            qb.push(")");
-        }
-        if let Some(id) = &filter.aggregate_id {
-            qb.push(" AND aggregate_id = ").push_bind(id.clone());
-        }
-        if let Some(t) = &filter.aggregate_type {
-            qb.push(" AND aggregate_type = ").push_bind(t.clone());
-        }
-        if let Some(from) = filter.from {
-            qb.push(" AND occurred_at >= ").push_bind(from);
-        }
-        if let Some(to) = filter.to {
-            qb.push(" AND occurred_at < ").push_bind(to);
-        }
-        if let Some(m) = f.metadata {
-            qb.push(" AND metadata @> ").push_bind(Value::Object(m.clone()));
-        }
-        qb
+        crate::filter::filtered(base, f, &self.inner.names)
     }
 
     fn select(&self, f: &ValidFilter<'_>, limit: Option<usize>) -> QueryBuilder<'static, Postgres> {
-        let mut qb = self.filtered(&self.inner.sql.select, f);
+        self.select_on(&self.inner.sql.select, f, limit)
+    }
+
+    fn select_on(
+        &self,
+        base: &str,
+        f: &ValidFilter<'_>,
+        limit: Option<usize>,
+    ) -> QueryBuilder<'static, Postgres> {
+        let mut qb = self.filtered(base, f);
         let dir = if f.filter.ascending { "ASC" } else { "DESC" };
         match f.filter.order_by {
             OrderBy::GlobalPosition => qb.push(format_args!(" ORDER BY global_position {dir}")),

@@ -26,3 +26,5 @@ GRANT EXECUTE ON FUNCTION
     {schema}.{events}_retain(TIMESTAMPTZ, BOOLEAN, TEXT[], BOOLEAN, INTEGER),
     {schema}.{events}_retainable(TIMESTAMPTZ, BOOLEAN, TEXT[], BOOLEAN)
     TO {runtime};
+-- What query filters enumerate along the indexes (schema version 7).
+GRANT EXECUTE ON FUNCTION {schema}.{events}_aggregate_types(), {schema}.{events}_topic_pairs() TO {runtime};
