@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use clap::{Args, Subcommand, ValueEnum};
+use factum::prelude::*;
 use factum::{
     subscribe_all, Checkpoint, EventFilter, EventStore, GlobalPosition, OrderBy, RecordedEvent, StreamId,
     SubscriptionOptions, VersionRange,

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
-use factum::{Checkpoint, ConsumerRequest, EventStore, GlobalPosition, PendingRequest};
+use factum::prelude::*;
+use factum::{Checkpoint, ConsumerRequest, GlobalPosition, PendingRequest};
 use factum_postgres::{sqlx, PostgresStore};
 use serde_json::json;
 use uuid::Uuid;

@@ -1,10 +1,10 @@
 //! `factum replay --dry-run`: what a replay with a filter would feed, per event type.
 
+use factum::prelude::*;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use clap::Args;
-use factum::EventStore;
 use futures_util::StreamExt;
 use serde_json::json;
 

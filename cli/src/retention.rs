@@ -2,7 +2,8 @@
 
 use chrono::Utc;
 use clap::Subcommand;
-use factum::{EventStore, RetentionGuard};
+use factum::prelude::*;
+use factum::RetentionGuard;
 use factum_postgres::sqlx;
 use serde_json::json;
 

@@ -9,9 +9,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use factum::prelude::*;
 use factum::{
-    EventStore, ExpectedVersion, FailurePolicy, HandlerError, Metadata, NewEvent, Projection, RecordedEvent,
-    StreamId, Supervisor, SupervisorConfig,
+    ExpectedVersion, FailurePolicy, HandlerError, Metadata, NewEvent, Projection, RecordedEvent, StreamId,
+    Supervisor, SupervisorConfig,
 };
 use factum_postgres::sqlx::{self, Connection};
 use factum_postgres::{ExactlyOnce, PostgresStore};

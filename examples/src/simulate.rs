@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use factum::{Aggregate, Checkpoint, CommandError, DomainEvent, EventFilter, EventStore, Metadata};
+use factum::prelude::*;
+use factum::{Aggregate, Checkpoint, CommandError, DomainEvent, EventFilter, Metadata};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use factum::{Aggregate, Checkpoint, DomainEvent, EventFilter, EventStore, StreamId, VersionRange};
+use factum::prelude::*;
+use factum::{Aggregate, Checkpoint, DomainEvent, EventFilter, StreamId, VersionRange};
 use factum_example::customer::Customer;
 use factum_example::order::Order;
 use factum_postgres::PostgresStore;

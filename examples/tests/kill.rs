@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use factum::{Aggregate, DomainEvent, EventStore, StreamId, VersionRange};
+use factum::prelude::*;
+use factum::{Aggregate, DomainEvent, StreamId, VersionRange};
 use factum_example::order::Order;
 use factum_postgres::PostgresStore;
 use factum_tests::TestDb;

@@ -11,6 +11,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
+use crate::prelude::*;
 use crate::store::validate::Limits;
 use crate::store::{
     AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventStore, EventStream, ExpectedVersion,
@@ -33,7 +34,7 @@ impl Instrumented {
 }
 
 #[async_trait]
-impl EventStore for Instrumented {
+impl EventLog for Instrumented {
     fn limits(&self) -> &Limits {
         self.store.limits()
     }
@@ -119,18 +120,17 @@ impl EventStore for Instrumented {
         self.store.stream(filter)
     }
 
-    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.store.delete_before(cutoff).await
+    fn wake_signal(&self) -> WakeSignal {
+        self.store.wake_signal()
     }
 
-    async fn delete_before_guarded(
-        &self,
-        cutoff: DateTime<Utc>,
-        guard: &RetentionGuard,
-    ) -> Result<u64, StoreError> {
-        self.store.delete_before_guarded(cutoff, guard).await
+    fn category_wake_signal(&self, category: &str) -> WakeSignal {
+        self.store.category_wake_signal(category)
     }
+}
 
+#[async_trait]
+impl SnapshotStore for Instrumented {
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         self.store.save_snapshot(snapshot).await
     }
@@ -142,7 +142,10 @@ impl EventStore for Instrumented {
     async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError> {
         self.store.delete_snapshot(stream).await
     }
+}
 
+#[async_trait]
+impl ConsumerStore for Instrumented {
     async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
         self.store.load_checkpoint(consumer).await
     }
@@ -195,16 +198,23 @@ impl EventStore for Instrumented {
     ) -> Result<bool, StoreError> {
         self.store.complete_request(consumer, requested_at).await
     }
+}
+
+#[async_trait]
+impl RetentionStore for Instrumented {
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.store.delete_before(cutoff).await
+    }
+
+    async fn delete_before_guarded(
+        &self,
+        cutoff: DateTime<Utc>,
+        guard: &RetentionGuard,
+    ) -> Result<u64, StoreError> {
+        self.store.delete_before_guarded(cutoff, guard).await
+    }
 
     async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
         self.store.storage_bytes().await
-    }
-
-    fn wake_signal(&self) -> WakeSignal {
-        self.store.wake_signal()
-    }
-
-    fn category_wake_signal(&self, category: &str) -> WakeSignal {
-        self.store.category_wake_signal(category)
     }
 }

@@ -11,7 +11,8 @@
 //! ## Example
 //!
 //! ```
-//! use factum::{EventFilter, EventStore, ExpectedVersion, InMemoryStore, NewEvent, StreamId, VersionRange};
+//! use factum::prelude::*; // the store's role traits: EventLog, SnapshotStore, ...
+//! use factum::{EventFilter, ExpectedVersion, InMemoryStore, NewEvent, StreamId, VersionRange};
 //! use serde_json::json;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -61,6 +62,13 @@ mod store;
 mod supervisor;
 pub mod testing;
 
+/// The store's role traits, whose methods a concrete store ([`InMemoryStore`], a
+/// PostgreSQL store) is called through: `use factum::prelude::*;`. A `dyn EventStore` or a
+/// generic `S: EventStore` needs no import.
+pub mod prelude {
+    pub use crate::store::{ConsumerStore, EventLog, EventStore, RetentionStore, SnapshotStore};
+}
+
 #[doc(hidden)]
 pub use aggregate::__private;
 pub use aggregate::{
@@ -83,8 +91,9 @@ pub use store::memory::InMemoryStore;
 pub use store::validate::{self, Limits};
 pub use store::{
     deduplicated_result, json_contains, subscribe_all, subscribe_category, subscribe_stream, AppendResult,
-    Checkpoint, ConsumerRequest, EventFilter, EventPayload, EventStore, EventStream, ExpectedVersion,
-    GlobalPosition, InvalidInput, Lease, Metadata, NewEvent, OrderBy, PayloadStream, PendingRequest,
-    ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, SubscriptionOptions,
-    TopicPattern, ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    Checkpoint, ConsumerRequest, ConsumerStore, EventFilter, EventLog, EventPayload, EventStore, EventStream,
+    ExpectedVersion, GlobalPosition, InvalidInput, Lease, Metadata, NewEvent, OrderBy, PayloadStream,
+    PendingRequest, ProjectionFailure, RecordedEvent, RetentionGuard, RetentionStore, Snapshot,
+    SnapshotStore, StoreError, StreamId, SubscriptionOptions, TopicPattern, ValidFilter, Version,
+    VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };

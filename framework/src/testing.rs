@@ -46,7 +46,8 @@ use std::sync::Arc;
 
 use crate::aggregate::{encode, Aggregate, Command, CommandError, Executed};
 use crate::facade::Factum;
-use crate::store::{EventStore, ExpectedVersion, Metadata, StreamId, Version};
+use crate::prelude::*;
+use crate::store::{ExpectedVersion, Metadata, StreamId, Version};
 use crate::InMemoryStore;
 
 /// The events an aggregate starts from.

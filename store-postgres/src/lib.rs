@@ -5,7 +5,8 @@
 //! log, topic-pattern queries, snapshots, checkpoints and `LISTEN/NOTIFY` wake-ups.
 //!
 //! ```no_run
-//! use factum::{EventStore, ExpectedVersion, NewEvent, StreamId};
+//! use factum::prelude::*;
+//! use factum::{ExpectedVersion, NewEvent, StreamId};
 //! use factum_postgres::{PostgresConfig, PostgresStore};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

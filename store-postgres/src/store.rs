@@ -5,11 +5,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
+use factum::prelude::*;
 use factum::{
     deduplicated_result, validate, AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventPayload,
-    EventStore, EventStream, ExpectedVersion, GlobalPosition, Lease, Limits, Metadata, NewEvent, OrderBy,
-    PayloadStream, PendingRequest, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError,
-    StreamId, ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    EventStream, ExpectedVersion, GlobalPosition, Lease, Limits, Metadata, NewEvent, OrderBy, PayloadStream,
+    PendingRequest, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId,
+    ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;
@@ -216,7 +217,8 @@ impl Sql {
 /// An [`EventStore`] on PostgreSQL. Cloning it gives another handle to the same pool.
 ///
 /// ```no_run
-/// use factum::{EventStore, ExpectedVersion, NewEvent, StreamId};
+/// use factum::prelude::*;
+/// use factum::{ExpectedVersion, NewEvent, StreamId};
 /// use factum_postgres::{PostgresConfig, PostgresStore};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -1109,7 +1111,7 @@ fn validate_config(config: &PostgresConfig) -> Result<(), StoreError> {
 }
 
 #[async_trait]
-impl EventStore for PostgresStore {
+impl EventLog for PostgresStore {
     fn limits(&self) -> &Limits {
         &self.inner.limits
     }
@@ -1160,6 +1162,7 @@ impl EventStore for PostgresStore {
         })
         .await
     }
+
     fn read_payloads<'a>(&'a self, stream: &'a StreamId, after: Version) -> PayloadStream<'a> {
         // Rows are decoded as they arrive, so the caller folds events while PostgreSQL
         // still sends the rest.
@@ -1297,10 +1300,21 @@ impl EventStore for PostgresStore {
         )
     }
 
-    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.timed("delete_before", async { self.delete_events(cutoff, None).await }).await
+    fn wake_signal(&self) -> WakeSignal {
+        let receiver = self.inner.wakes.all.subscribe();
+        self.ensure_listener();
+        receiver
     }
 
+    fn category_wake_signal(&self, category: &str) -> WakeSignal {
+        let receiver = self.inner.wakes.category(category);
+        self.ensure_listener();
+        receiver
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for PostgresStore {
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         self.timed("save_snapshot", async {
             validate::snapshot(snapshot)?;
@@ -1360,7 +1374,10 @@ impl EventStore for PostgresStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl ConsumerStore for PostgresStore {
     async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
         self.timed("load_checkpoint", async {
             validate::consumer_name(consumer)?;
@@ -1389,18 +1406,6 @@ impl EventStore for PostgresStore {
             let result = self.save_checkpoint_in(&mut conn, consumer, checkpoint).await;
             conn.release(&result);
             result
-        })
-        .await
-    }
-
-    async fn delete_before_guarded(
-        &self,
-        cutoff: DateTime<Utc>,
-        guard: &RetentionGuard,
-    ) -> Result<u64, StoreError> {
-        self.timed("delete_before_guarded", async {
-            validate::retention_guard(guard)?;
-            self.delete_events(cutoff, Some(guard)).await
         })
         .await
     }
@@ -1489,6 +1494,25 @@ impl EventStore for PostgresStore {
     ) -> Result<bool, StoreError> {
         self.timed("complete_request", self.clear_request(consumer, requested_at)).await
     }
+}
+
+#[async_trait]
+impl RetentionStore for PostgresStore {
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.timed("delete_before", async { self.delete_events(cutoff, None).await }).await
+    }
+
+    async fn delete_before_guarded(
+        &self,
+        cutoff: DateTime<Utc>,
+        guard: &RetentionGuard,
+    ) -> Result<u64, StoreError> {
+        self.timed("delete_before_guarded", async {
+            validate::retention_guard(guard)?;
+            self.delete_events(cutoff, Some(guard)).await
+        })
+        .await
+    }
 
     async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
         self.timed("storage_bytes", async {
@@ -1499,17 +1523,5 @@ impl EventStore for PostgresStore {
             bytes.map(|b| to_u64("table size", b)).transpose()
         })
         .await
-    }
-
-    fn wake_signal(&self) -> WakeSignal {
-        let receiver = self.inner.wakes.all.subscribe();
-        self.ensure_listener();
-        receiver
-    }
-
-    fn category_wake_signal(&self, category: &str) -> WakeSignal {
-        let receiver = self.inner.wakes.category(category);
-        self.ensure_listener();
-        receiver
     }
 }

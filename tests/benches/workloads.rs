@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use factum::prelude::*;
 use factum::{
-    Batch, Checkpoint, EventStore, ExpectedVersion, Factum, FactumConfig, HandlerError, InMemoryStore,
-    Metadata, Metrics, NewEvent, Projection, ProjectionFailure, ProjectionSink, RecordedEvent, SinkError,
-    SnapshotPolicy, StreamId, Supervisor, SupervisorConfig, Version,
+    Batch, Checkpoint, ExpectedVersion, Factum, FactumConfig, HandlerError, InMemoryStore, Metadata, Metrics,
+    NewEvent, Projection, ProjectionFailure, ProjectionSink, RecordedEvent, SinkError, SnapshotPolicy,
+    StreamId, Supervisor, SupervisorConfig, Version,
 };
 use factum_postgres::{ExactlyOnce, PgProjection, PoolSettings, PostgresConfig, PostgresStore, SchemaNames};
 use serde::{Deserialize, Serialize};

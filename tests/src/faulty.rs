@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use factum::prelude::*;
 use factum::{
     AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventStore, EventStream, ExpectedVersion,
     GlobalPosition, Lease, Limits, NewEvent, PendingRequest, ProjectionFailure, RecordedEvent,
@@ -58,10 +59,11 @@ impl<S> Faulty<S> {
 }
 
 #[async_trait]
-impl<S: EventStore> EventStore for Faulty<S> {
+impl<S: EventStore> EventLog for Faulty<S> {
     fn limits(&self) -> &Limits {
         self.inner.limits()
     }
+
     async fn append(
         &self,
         s: &StreamId,
@@ -74,16 +76,20 @@ impl<S: EventStore> EventStore for Faulty<S> {
         }
         result
     }
+
     async fn stream_version(&self, s: &StreamId) -> Result<Version, StoreError> {
         self.inner.stream_version(s).await
     }
+
     async fn read_stream(&self, s: &StreamId, r: VersionRange) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.read_stream(s, r).await
     }
+
     async fn read_all(&self, a: Checkpoint, l: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.read_fault()?;
         self.inner.read_all(a, l).await
     }
+
     async fn read_category(
         &self,
         c: &str,
@@ -93,42 +99,60 @@ impl<S: EventStore> EventStore for Faulty<S> {
         self.read_fault()?;
         self.inner.read_category(c, a, l).await
     }
+
     async fn latest_position(&self) -> Result<Option<GlobalPosition>, StoreError> {
         self.inner.latest_position().await
     }
+
     async fn query(&self, f: &EventFilter) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.query(f).await
     }
+
     async fn count(&self, f: &EventFilter) -> Result<u64, StoreError> {
         self.inner.count(f).await
     }
+
     fn stream(&self, f: EventFilter) -> EventStream {
         self.inner.stream(f)
     }
-    async fn delete_before(&self, c: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.inner.delete_before(c).await
+
+    fn wake_signal(&self) -> WakeSignal {
+        self.inner.wake_signal()
     }
-    async fn delete_before_guarded(&self, c: DateTime<Utc>, g: &RetentionGuard) -> Result<u64, StoreError> {
-        self.inner.delete_before_guarded(c, g).await
+
+    fn category_wake_signal(&self, c: &str) -> WakeSignal {
+        self.inner.category_wake_signal(c)
     }
+}
+
+#[async_trait]
+impl<S: EventStore> SnapshotStore for Faulty<S> {
     async fn save_snapshot(&self, s: &Snapshot) -> Result<(), StoreError> {
         if self.fail_snapshots.load(Ordering::SeqCst) {
             return Err(StoreError::backend(Injected("snapshot write failed")));
         }
         self.inner.save_snapshot(s).await
     }
+
     async fn load_snapshot(&self, s: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         self.inner.load_snapshot(s).await
     }
+
     async fn delete_snapshot(&self, s: &StreamId) -> Result<bool, StoreError> {
         self.inner.delete_snapshot(s).await
     }
+}
+
+#[async_trait]
+impl<S: EventStore> ConsumerStore for Faulty<S> {
     async fn load_checkpoint(&self, c: &str) -> Result<Option<Checkpoint>, StoreError> {
         self.inner.load_checkpoint(c).await
     }
+
     async fn save_checkpoint(&self, c: &str, cp: Checkpoint) -> Result<(), StoreError> {
         self.inner.save_checkpoint(c, cp).await
     }
+
     async fn advance_checkpoint(
         &self,
         c: &str,
@@ -137,34 +161,47 @@ impl<S: EventStore> EventStore for Faulty<S> {
     ) -> Result<bool, StoreError> {
         self.inner.advance_checkpoint(c, from, to).await
     }
+
     async fn count_after(&self, a: Checkpoint, types: &[String]) -> Result<u64, StoreError> {
         self.inner.count_after(a, types).await
     }
+
     async fn try_lease(&self, n: &str) -> Result<Option<Lease>, StoreError> {
         self.inner.try_lease(n).await
     }
+
     async fn record_failure(&self, f: &ProjectionFailure) -> Result<(), StoreError> {
         self.inner.record_failure(f).await
     }
+
     async fn failures(&self, p: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
         self.inner.failures(p).await
     }
+
     async fn resolve_failure(&self, p: &str, id: Uuid) -> Result<bool, StoreError> {
         self.inner.resolve_failure(p, id).await
     }
+
     async fn request(&self, c: &str, r: ConsumerRequest) -> Result<PendingRequest, StoreError> {
         self.inner.request(c, r).await
     }
+
     async fn pending_request(&self, c: &str) -> Result<Option<PendingRequest>, StoreError> {
         self.inner.pending_request(c).await
     }
+
     async fn complete_request(&self, c: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         self.inner.complete_request(c, at).await
     }
-    fn wake_signal(&self) -> WakeSignal {
-        self.inner.wake_signal()
+}
+
+#[async_trait]
+impl<S: EventStore> RetentionStore for Faulty<S> {
+    async fn delete_before(&self, c: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.delete_before(c).await
     }
-    fn category_wake_signal(&self, c: &str) -> WakeSignal {
-        self.inner.category_wake_signal(c)
+
+    async fn delete_before_guarded(&self, c: DateTime<Utc>, g: &RetentionGuard) -> Result<u64, StoreError> {
+        self.inner.delete_before_guarded(c, g).await
     }
 }

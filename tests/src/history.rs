@@ -4,7 +4,8 @@
 //!
 //! ```
 //! use factum_tests::history::History;
-//! # use factum::{EventStore, ExpectedVersion, NewEvent, StreamId, InMemoryStore, Checkpoint};
+//! # use factum::prelude::*;
+//! # use factum::{ExpectedVersion, NewEvent, StreamId, InMemoryStore, Checkpoint};
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let store = InMemoryStore::new();
 //! let mut history = History::default();

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use factum::prelude::*;
 use factum::testing::AggregateTest;
-use factum::{Aggregate, DomainEvent, EventStore, Factum, InMemoryStore, StreamId, VersionRange};
+use factum::{Aggregate, DomainEvent, Factum, InMemoryStore, StreamId, VersionRange};
 use factum_tests::counter::{fold, Counter, CounterCommand, CounterError, CounterEvent};
 use proptest::prelude::*;
 

@@ -2,7 +2,8 @@
 //! is a conflict carrying the stream's true version, and the caller's transaction stays
 //! usable.
 
-use factum::{EventStore, ExpectedVersion, NewEvent, StoreError, StreamId, Version, VersionRange};
+use factum::prelude::*;
+use factum::{ExpectedVersion, NewEvent, StoreError, StreamId, Version, VersionRange};
 use factum_tests::TestDb;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};

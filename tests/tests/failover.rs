@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use factum::prelude::*;
 use factum::{
-    EventStore, ExpectedVersion, FailurePolicy, HandlerError, NewEvent, Projection, ProjectionState,
-    RecordedEvent, StreamId, Supervisor, SupervisorConfig,
+    ExpectedVersion, FailurePolicy, HandlerError, NewEvent, Projection, ProjectionState, RecordedEvent,
+    StreamId, Supervisor, SupervisorConfig,
 };
 use factum_postgres::{ExactlyOnce, PgProjection, PostgresStore};
 use factum_tests::{eventually, TestDb};

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use factum::prelude::*;
 use factum::{
-    Checkpoint, ConsumerRequest, EventStore, ExpectedVersion, FailurePolicy, HandlerError, NewEvent,
-    Projection, RecordedEvent, StreamId, Supervisor, SupervisorConfig, VersionRange,
+    Checkpoint, ConsumerRequest, ExpectedVersion, FailurePolicy, HandlerError, NewEvent, Projection,
+    RecordedEvent, StreamId, Supervisor, SupervisorConfig, VersionRange,
 };
 use factum_postgres::{ExactlyOnce, PostgresStore};
 use factum_tests::recorder::{Recorded, Recorder};

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use factum::{Checkpoint, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
+use factum::prelude::*;
+use factum::{Checkpoint, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use factum_postgres::PostgresStore;
 use factum_tests::history::History;
 use factum_tests::TestDb;

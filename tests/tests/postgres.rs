@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use factum::prelude::*;
 use factum::{
-    subscribe_all, subscribe_category, Checkpoint, EventStore, EventStream, ExpectedVersion, NewEvent,
-    RecordedEvent, StoreError, StreamId, SubscriptionOptions, Version, VersionRange,
+    subscribe_all, subscribe_category, Checkpoint, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
+    StoreError, StreamId, SubscriptionOptions, Version, VersionRange,
 };
 use factum_postgres::{PoolSettings, PostgresStore, SchemaNames};
 use factum_tests::TestDb;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use factum::prelude::*;
 use factum::{
-    EventFilter, EventHandler, EventStore, ExpectedVersion, HandlerError, NewEvent, Projection,
-    ProjectionState, RecordedEvent, ReplayOptions, RetentionConfig, RetentionMode, Snapshot, StreamId,
-    Supervisor, SupervisorConfig, Version, VersionRange,
+    EventFilter, EventHandler, ExpectedVersion, HandlerError, NewEvent, Projection, ProjectionState,
+    RecordedEvent, ReplayOptions, RetentionConfig, RetentionMode, Snapshot, StreamId, Supervisor,
+    SupervisorConfig, Version, VersionRange,
 };
 use factum_postgres::{create_roles, ExactlyOnce, PostgresConfig, PostgresStore, Roles, SchemaNames};
 use factum_tests::recorder::{Recorded, Recorder};

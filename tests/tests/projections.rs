@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use factum::prelude::*;
 use factum::{
-    EventStore, ExpectedVersion, FailurePolicy, HandlerError, NewEvent, Projection, ProjectionState,
-    StreamId, Supervisor, SupervisorConfig, Version,
+    ExpectedVersion, FailurePolicy, HandlerError, NewEvent, Projection, ProjectionState, StreamId,
+    Supervisor, SupervisorConfig, Version,
 };
 use factum_postgres::{ExactlyOnce, PostgresStore};
 use factum_tests::recorder::{Recorded, Recorder};

@@ -4,7 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use factum::{CommandError, EventStore, Factum, InMemoryStore, StoreError, StreamId, Version};
+use factum::prelude::*;
+use factum::{CommandError, Factum, InMemoryStore, StoreError, StreamId, Version};
 use factum_tests::counter::{Counter, CounterCommand};
 use factum_tests::faulty::Faulty;
 

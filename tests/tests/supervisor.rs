@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use factum::prelude::*;
 use factum::{
     EventFilter, EventHandler, EventStore, ExpectedVersion, Factum, FactumConfig, HandlerError, Metrics,
     NewEvent, Projection, ProjectionState, RecordedEvent, ReplayOptions, RetentionConfig, RetentionMode,

@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use factum::{
-    EventFilter, EventHandler, EventStore, HandlerError, ProjectionState, RecordedEvent, ReplayOptions,
-};
+use factum::prelude::*;
+use factum::{EventFilter, EventHandler, HandlerError, ProjectionState, RecordedEvent, ReplayOptions};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

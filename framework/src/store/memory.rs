@@ -17,12 +17,15 @@ use super::types::{
     Version, VersionRange,
 };
 use super::validate::{self, Limits};
-use super::{deduplicated_result, EventStore, EventStream, WakeSignal};
+use super::{
+    deduplicated_result, ConsumerStore, EventLog, EventStream, RetentionStore, SnapshotStore, WakeSignal,
+};
 
 /// An event store held in memory. Cloning it gives another handle to the same store.
 ///
 /// ```
-/// # use factum::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, StreamId, VersionRange};
+/// # use factum::prelude::*;
+/// # use factum::{ExpectedVersion, InMemoryStore, NewEvent, StreamId, VersionRange};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = InMemoryStore::new();
@@ -171,7 +174,7 @@ impl State {
 }
 
 #[async_trait]
-impl EventStore for InMemoryStore {
+impl EventLog for InMemoryStore {
     fn limits(&self) -> &Limits {
         &self.shared.limits
     }
@@ -310,34 +313,20 @@ impl EventStore for InMemoryStore {
         }
     }
 
-    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut state = self.lock();
-        let doomed: Vec<Arc<RecordedEvent>> =
-            state.log.values().filter(|e| e.recorded_at < cutoff && !state.is_newest(e)).cloned().collect();
-        state.remove(&doomed);
-        Ok(doomed.len() as u64)
+    fn wake_signal(&self) -> WakeSignal {
+        self.shared.wake.subscribe()
     }
 
-    async fn delete_before_guarded(
-        &self,
-        cutoff: DateTime<Utc>,
-        guard: &RetentionGuard,
-    ) -> Result<u64, StoreError> {
-        validate::retention_guard(guard)?;
-        let mut state = self.lock();
-        let checkpoints: Vec<Option<Checkpoint>> =
-            guard.unprocessed_by.iter().map(|n| state.checkpoints.get(n).copied()).collect();
-        let doomed: Vec<Arc<RecordedEvent>> = state
-            .log
-            .values()
-            .filter(|e| e.recorded_at < cutoff && !state.is_newest(e))
-            .filter(|e| !guard.keeps(e, &checkpoints, state.snapshots.get(&e.stream).map(|s| s.version)))
-            .cloned()
-            .collect();
-        state.remove(&doomed);
-        Ok(doomed.len() as u64)
+    fn category_wake_signal(&self, category: &str) -> WakeSignal {
+        relock(&self.shared.category_wakes)
+            .entry(category.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
+}
 
+#[async_trait]
+impl SnapshotStore for InMemoryStore {
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         validate::snapshot(snapshot)?;
         let mut state = self.lock();
@@ -357,7 +346,10 @@ impl EventStore for InMemoryStore {
     async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError> {
         Ok(self.lock().snapshots.remove(stream).is_some())
     }
+}
 
+#[async_trait]
+impl ConsumerStore for InMemoryStore {
     async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
         validate::consumer_name(consumer)?;
         Ok(self.lock().checkpoints.get(consumer).copied())
@@ -468,15 +460,35 @@ impl EventStore for InMemoryStore {
         }
         Ok(false)
     }
+}
 
-    fn wake_signal(&self) -> WakeSignal {
-        self.shared.wake.subscribe()
+#[async_trait]
+impl RetentionStore for InMemoryStore {
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let doomed: Vec<Arc<RecordedEvent>> =
+            state.log.values().filter(|e| e.recorded_at < cutoff && !state.is_newest(e)).cloned().collect();
+        state.remove(&doomed);
+        Ok(doomed.len() as u64)
     }
 
-    fn category_wake_signal(&self, category: &str) -> WakeSignal {
-        relock(&self.shared.category_wakes)
-            .entry(category.to_owned())
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
+    async fn delete_before_guarded(
+        &self,
+        cutoff: DateTime<Utc>,
+        guard: &RetentionGuard,
+    ) -> Result<u64, StoreError> {
+        validate::retention_guard(guard)?;
+        let mut state = self.lock();
+        let checkpoints: Vec<Option<Checkpoint>> =
+            guard.unprocessed_by.iter().map(|n| state.checkpoints.get(n).copied()).collect();
+        let doomed: Vec<Arc<RecordedEvent>> = state
+            .log
+            .values()
+            .filter(|e| e.recorded_at < cutoff && !state.is_newest(e))
+            .filter(|e| !guard.keeps(e, &checkpoints, state.snapshots.get(&e.stream).map(|s| s.version)))
+            .cloned()
+            .collect();
+        state.remove(&doomed);
+        Ok(doomed.len() as u64)
     }
 }

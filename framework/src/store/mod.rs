@@ -38,10 +38,23 @@ pub type PayloadStream<'a> = BoxStream<'a, Result<EventPayload, StoreError>>;
 pub type WakeSignal = watch::Receiver<u64>;
 
 /// An event store: an append-only log of events, grouped in streams (one per aggregate),
-/// with snapshots of aggregate state and checkpoints of consumers.
+/// with snapshots of aggregate state and checkpoints of consumers; the sum of the four
+/// roles a backend implements ([`EventLog`], [`SnapshotStore`], [`ConsumerStore`],
+/// [`RetentionStore`]). Every type that implements the four is an `EventStore`, and
+/// `Arc<dyn EventStore>` is how the framework holds one.
 ///
 /// Implementations must behave identically on every operation; the conformance suite in
 /// `factum-tests` runs the same cases against each one.
+///
+/// The roles' methods are called through `EventStore` on a `dyn EventStore` or a generic
+/// `S: EventStore`; on a concrete store, bring the roles into scope with
+/// `use factum::store::prelude::*;`.
+pub trait EventStore: EventLog + SnapshotStore + ConsumerStore + RetentionStore {}
+
+impl<T: EventLog + SnapshotStore + ConsumerStore + RetentionStore + ?Sized> EventStore for T {}
+
+/// The log: appends, reads of a stream, of the global log and of a category, queries, and
+/// the wake-up signals that say it grew.
 ///
 /// # Ordering and gap safety
 ///
@@ -51,7 +64,7 @@ pub type WakeSignal = watch::Receiver<u64>;
 /// could land before what is returned: a reader that resumes after the last event it saw
 /// never skips an event that committed late.
 #[async_trait]
-pub trait EventStore: Send + Sync + 'static {
+pub trait EventLog: Send + Sync + 'static {
     /// The limits this store enforces on its input.
     fn limits(&self) -> &Limits;
 
@@ -124,20 +137,20 @@ pub trait EventStore: Send + Sync + 'static {
     /// ahead only as far as the consumer keeps up. Without a limit, every match.
     fn stream(&self, filter: EventFilter) -> EventStream;
 
-    /// Deletes every event recorded before `cutoff`, except each stream's newest event, and
-    /// returns how many. This is the only operation that removes events. Keeping the
-    /// newest event keeps the stream's version, so later appends continue the numbering
-    /// and an append at a deleted version is a conflict.
-    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// A wake-up signal that changes after appends commit.
+    fn wake_signal(&self) -> WakeSignal;
 
-    /// Deletes every event recorded before `cutoff` except those `guard` keeps and each
-    /// stream's newest event, and returns how many were deleted: retention's safe mode.
-    async fn delete_before_guarded(
-        &self,
-        cutoff: DateTime<Utc>,
-        guard: &RetentionGuard,
-    ) -> Result<u64, StoreError>;
+    /// A wake-up signal that changes after appends to `category` commit; it may also
+    /// change for other appends (the default is [`wake_signal`](Self::wake_signal)).
+    fn category_wake_signal(&self, category: &str) -> WakeSignal {
+        let _ = category;
+        self.wake_signal()
+    }
+}
 
+/// Snapshots of aggregate state, one per stream.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync + 'static {
     /// Saves a snapshot, replacing the stream's previous one.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
 
@@ -146,7 +159,12 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Deletes the stream's snapshot; `true` if there was one.
     async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError>;
+}
 
+/// What the log's consumers keep in the store: checkpoints, leases, recorded failures,
+/// operators' requests, and their lag.
+#[async_trait]
+pub trait ConsumerStore: Send + Sync + 'static {
     /// Loads a named consumer's checkpoint.
     async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError>;
 
@@ -194,20 +212,28 @@ pub trait EventStore: Send + Sync + 'static {
     /// one made at `requested_at`; `false`, changing nothing, if it is not.
     async fn complete_request(&self, consumer: &str, requested_at: DateTime<Utc>)
         -> Result<bool, StoreError>;
+}
+
+/// Deleting old events: the only way events leave the log.
+#[async_trait]
+pub trait RetentionStore: Send + Sync + 'static {
+    /// Deletes every event recorded before `cutoff`, except each stream's newest event, and
+    /// returns how many. This is the only operation that removes events. Keeping the
+    /// newest event keeps the stream's version, so later appends continue the numbering
+    /// and an append at a deleted version is a conflict.
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Deletes every event recorded before `cutoff` except those `guard` keeps and each
+    /// stream's newest event, and returns how many were deleted: retention's safe mode.
+    async fn delete_before_guarded(
+        &self,
+        cutoff: DateTime<Utc>,
+        guard: &RetentionGuard,
+    ) -> Result<u64, StoreError>;
 
     /// The bytes the store's events take, where the backend can tell (table and indexes).
     async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
-    }
-
-    /// A wake-up signal that changes after appends commit.
-    fn wake_signal(&self) -> WakeSignal;
-
-    /// A wake-up signal that changes after appends to `category` commit; it may also
-    /// change for other appends (the default is [`wake_signal`](Self::wake_signal)).
-    fn category_wake_signal(&self, category: &str) -> WakeSignal {
-        let _ = category;
-        self.wake_signal()
     }
 }
 

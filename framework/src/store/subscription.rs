@@ -177,7 +177,8 @@ fn start(
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use factum::{subscribe_all, Checkpoint, EventStore, ExpectedVersion, InMemoryStore, NewEvent, StreamId, SubscriptionOptions};
+/// # use factum::prelude::*;
+/// # use factum::{subscribe_all, Checkpoint, ExpectedVersion, InMemoryStore, NewEvent, StreamId, SubscriptionOptions};
 /// # use futures_util::StreamExt;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
