@@ -75,6 +75,7 @@ pub use aggregate::{
     Aggregate, AggregateCommand, Command, CommandError, DomainEvent, EventCodecError, Executed,
     SnapshotContext, SnapshotPolicy, SnapshotPolicyError, DEFAULT_SNAPSHOT_EVERY,
 };
+pub use backoff::Backoff;
 pub use facade::{Factum, FactumConfig};
 pub use factum_derive::{Aggregate, Command, DomainEvent};
 pub use metrics::Metrics;

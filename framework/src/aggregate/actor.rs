@@ -13,6 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::{encode, Aggregate, CommandError, DomainEvent, Executed, SnapshotContext, SnapshotPolicy};
+use crate::backoff::Backoff;
 use crate::facade::Shared;
 use crate::store::{ExpectedVersion, Metadata, Snapshot, StoreError, StreamId, Version};
 
@@ -73,11 +74,7 @@ pub(crate) struct ActorState<A: Aggregate> {
 }
 
 fn panic_message(panic: Box<dyn Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned())
+    crate::backoff::panic_message(panic.as_ref())
 }
 
 /// Folds stored events after `version` into `state`.
@@ -159,7 +156,8 @@ impl<A: Aggregate> ActorState<A> {
 
     fn backoff(&self, attempt: u32) -> Duration {
         let cfg = &self.shared.config;
-        let exp = cfg.retry_base_delay.saturating_mul(1 << attempt.min(16)).min(cfg.retry_max_delay);
+        let exp =
+            Backoff::after_failures(cfg.retry_base_delay, cfg.retry_max_delay, attempt.saturating_add(1));
         // Full jitter: spread retries of competing writers apart.
         let jitter = rand::thread_rng().gen_range(0.5..=1.0);
         exp.mul_f64(jitter)

@@ -89,12 +89,7 @@ where
 
 /// A panic's payload as a handler error.
 pub(crate) fn panic_error(panic: &(dyn std::any::Any + Send)) -> HandlerError {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic payload".to_owned());
-    HandlerError::msg(format_args!("handler panicked: {what}"))
+    HandlerError::msg(format_args!("handler panicked: {}", crate::backoff::panic_message(panic)))
 }
 
 /// Handles events one at a time: an at-least-once projection's handler, or a replay's.
@@ -274,8 +269,7 @@ impl FailurePolicy {
 
     /// The delay after the `attempt`-th failed attempt (1-based).
     pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        crate::Backoff::after_failures(self.initial_backoff, self.max_backoff, attempt)
     }
 }
 
