@@ -15,7 +15,7 @@ use crate::prelude::*;
 use crate::store::validate::Limits;
 use crate::store::{
     AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventStore, EventStream, ExpectedVersion,
-    GlobalPosition, Lease, NewEvent, PayloadStream, PendingRequest, ProjectionFailure, RecordedEvent,
+    GlobalPosition, Lease, LogPage, LogSelector, NewEvent, PayloadStream, PendingRequest, ProjectionFailure, RecordedEvent,
     RetentionGuard, Snapshot, StoreError, StreamId, Version, VersionRange, WakeSignal,
 };
 
@@ -93,6 +93,15 @@ impl EventLog for Instrumented {
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.timed("read_all", self.store.read_all(after, limit)).await
+    }
+
+    async fn read_log(
+        &self,
+        after: Checkpoint,
+        selector: &LogSelector,
+        limit: usize,
+    ) -> Result<Option<LogPage>, StoreError> {
+        self.timed("read_log", self.store.read_log(after, selector, limit)).await
     }
 
     async fn read_category(

@@ -91,10 +91,10 @@ pub use supervisor::{
 pub use store::memory::InMemoryStore;
 pub use store::validate::{self, Limits};
 pub use store::{
-    deduplicated_result, json_contains, subscribe_all, subscribe_category, subscribe_stream, AppendResult,
-    Checkpoint, ConsumerRequest, ConsumerStore, EventFilter, EventLog, EventPayload, EventStore, EventStream,
-    ExpectedVersion, GlobalPosition, InvalidInput, Lease, Metadata, NewEvent, OrderBy, PayloadStream,
-    PendingRequest, ProjectionFailure, RecordedEvent, RetentionGuard, RetentionStore, Snapshot,
-    SnapshotStore, StoreError, StreamId, SubscriptionOptions, TopicPattern, ValidFilter, Version,
-    VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    deduplicated_result, json_contains, read_log_in_memory, subscribe_all, subscribe_category,
+    subscribe_stream, AppendResult, Checkpoint, ConsumerRequest, ConsumerStore, EventFilter, EventLog,
+    EventPayload, EventStore, EventStream, ExpectedVersion, GlobalPosition, InvalidInput, Lease, LogPage,
+    LogSelector, Metadata, NewEvent, OrderBy, PayloadStream, PendingRequest, ProjectionFailure,
+    RecordedEvent, RetentionGuard, RetentionStore, Snapshot, SnapshotStore, StoreError, StreamId,
+    SubscriptionOptions, TopicPattern, ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };

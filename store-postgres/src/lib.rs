@@ -34,6 +34,7 @@ mod filter;
 mod lease;
 mod listener;
 mod projection;
+mod read_log;
 mod requests;
 mod roles;
 mod schema;

@@ -8,9 +8,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use factum::prelude::*;
 use factum::{
     deduplicated_result, validate, AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventPayload,
-    EventStream, ExpectedVersion, GlobalPosition, Lease, Limits, Metadata, NewEvent, OrderBy, PayloadStream,
-    PendingRequest, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId,
-    ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    EventStream, ExpectedVersion, GlobalPosition, Lease, Limits, LogPage, LogSelector, Metadata, NewEvent,
+    OrderBy, PayloadStream, PendingRequest, ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot,
+    StoreError, StreamId, ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;
@@ -48,7 +48,7 @@ const RETENTION_CHUNK: i32 = 10_000;
 const INSERT_COLUMNS: &str = "event_id, aggregate_type, aggregate_id, version, event_type, event_version, \
      topic, event_data, metadata, occurred_at, correlation_id, causation_id";
 
-const COLUMNS: &str = "global_position, transaction_id, event_id, aggregate_type, aggregate_id, \
+pub(crate) const COLUMNS: &str = "global_position, transaction_id, event_id, aggregate_type, aggregate_id, \
      version, event_type, event_version, topic, event_data, metadata, occurred_at, recorded_at";
 
 /// The SQL text for the configured names, expanded once.
@@ -68,6 +68,8 @@ struct Sql {
     read_payloads: String,
     read_all: String,
     read_category: String,
+    /// A page of the log with a reader's selector applied (see `read_log.rs`).
+    read_log: String,
     latest_position: String,
     by_ids: String,
     select: String,
@@ -149,6 +151,7 @@ impl Sql {
                  WHERE aggregate_type = $4 AND (transaction_id, global_position) > ($1, $2) \
                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
                  ORDER BY transaction_id, global_position LIMIT $3"),
+            read_log: crate::read_log::statement(names),
             latest_position: e("SELECT max(global_position) FROM {schema}.{events}"),
             // The events stored under a batch's ids, plus the rest of what their transactions
             // wrote to the stream: a retry must match the whole original append.
@@ -352,7 +355,7 @@ fn decode_failure(row: &PgRow) -> Result<ProjectionFailure, StoreError> {
     })
 }
 
-fn decode_all(rows: &[PgRow]) -> Result<Vec<RecordedEvent>, StoreError> {
+pub(crate) fn decode_all(rows: &[PgRow]) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut last = None;
     rows.iter().map(|row| decode_with(row, &mut last)).collect()
 }
@@ -1205,6 +1208,15 @@ impl EventLog for PostgresStore {
             decode_all(&rows)
         })
         .await
+    }
+
+    async fn read_log(
+        &self,
+        after: Checkpoint,
+        selector: &LogSelector,
+        limit: usize,
+    ) -> Result<Option<LogPage>, StoreError> {
+        self.timed("read_log", self.read_log_page(&self.inner.sql.read_log, after, selector, limit)).await
     }
 
     async fn read_category(

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, SubsecRound, TimeZone, Utc};
 use factum::{
-    subscribe_all, subscribe_category, subscribe_stream, Checkpoint, EventFilter, EventStore,
-    ExpectedVersion, InvalidInput, Metadata, NewEvent, OrderBy, RecordedEvent, Snapshot, StoreError,
-    StreamId, SubscriptionOptions, Version, VersionRange,
+    subscribe_all, subscribe_category, subscribe_stream, Checkpoint, ConsumerRequest, EventFilter,
+    EventStore, ExpectedVersion, InvalidInput, LogSelector, Metadata, NewEvent, OrderBy, RecordedEvent,
+    Snapshot, StoreError, StreamId, SubscriptionOptions, Version, VersionRange,
 };
 use futures_util::StreamExt;
 use serde_json::json;
@@ -789,6 +789,95 @@ pub async fn category_wake_ups(store: Store) {
     tokio::time::timeout(Duration::from_secs(10), all.changed()).await.expect("woken").unwrap();
 }
 
+/// The log cursor: a page of the log as a selector sees it, the checkpoint moving past
+/// what the selector skips, and the same pages read whole and selected.
+pub async fn read_log_selects(store: Store) {
+    assert_eq!(store.read_log(Checkpoint::START, &LogSelector::all(), 10).await.unwrap(), None);
+    for (t, id, ty, topic) in [
+        ("Order", "o-1", "Placed", "order.lifecycle.placed"),
+        ("Customer", "c-1", "Registered", "customer.profile.registered"),
+        ("Order", "o-1", "ItemAdded", "order.items.added"),
+        ("Invoice", "i-1", "Issued", "invoice.issued"),
+        ("Order", "o-2", "Placed", "order.lifecycle.placed"),
+        ("Customer", "c-1", "Renamed", "customer.profile.renamed"),
+    ] {
+        let e = NewEvent::new(ty, json!({ "ty": ty })).with_topic(topic);
+        store.append(&sid(t, id), ExpectedVersion::Any, vec![e]).await.unwrap();
+    }
+    // Readable once no older transaction anywhere in the cluster holds the horizon back.
+    let all = read_everything(&store, 6).await;
+    let ids = |events: &[RecordedEvent]| events.iter().map(|e| e.event_id).collect::<Vec<_>>();
+    let sel = |types: &[&str], events: &[&str], topics: &[&str]| {
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        LogSelector::new(s(types), s(events), &s(topics)).unwrap()
+    };
+    let cases = [
+        sel(&[], &[], &[]),
+        sel(&["Order"], &[], &[]),
+        sel(&["Order", "Customer"], &[], &[]),
+        sel(&[], &["Placed", "Renamed"], &[]),
+        sel(&[], &[], &["customer.#", "order.items.*"]),
+        sel(&["Order"], &["Placed"], &["order.lifecycle.*"]),
+        sel(&["Invoice"], &["Nothing"], &[]),
+    ];
+    for selector in &cases {
+        // Page by page, in pages of 2: the selected events are exactly the matching ones,
+        // in log order, and the checkpoint moves over every event read.
+        let mut after = Checkpoint::START;
+        let mut got = Vec::new();
+        while let Some(page) = store.read_log(after, selector, 2).await.unwrap() {
+            assert!(page.to > after, "{selector:?}: the checkpoint moves");
+            assert!(page.events.iter().all(|e| e.checkpoint() > after && e.checkpoint() <= page.to));
+            got.extend(page.events);
+            after = page.to;
+            if !page.full {
+                break;
+            }
+        }
+        let want: Vec<RecordedEvent> = match selector.single_category() {
+            Some(c) => all.iter().filter(|e| e.stream.aggregate_type() == c).cloned().collect(),
+            None => all.clone(),
+        };
+        let want: Vec<RecordedEvent> = want.into_iter().filter(|e| selector.matches(e)).collect();
+        assert_eq!(ids(&got), ids(&want), "{selector:?}");
+        assert_eq!(got, want, "{selector:?}: every field");
+        assert_eq!(
+            store.read_log(after, selector, 2).await.unwrap(),
+            None,
+            "{selector:?}: nothing after the end"
+        );
+    }
+    // A page whose events are all skipped still moves the reader past them.
+    let page = store.read_log(Checkpoint::START, &sel(&[], &["Issued"], &[]), 3).await.unwrap().unwrap();
+    assert!(page.events.is_empty() && page.full);
+    assert_eq!(page.to, all[2].checkpoint());
+    // Bad input changes nothing and is typed.
+    assert!(matches!(
+        store.read_log(Checkpoint::START, &LogSelector::all(), 0).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
+/// Operators' requests: recorded, replaced by a newer one, completed only as the one made.
+pub async fn consumer_requests(store: Store) {
+    assert_eq!(store.pending_request("p").await.unwrap(), None);
+    let to = Checkpoint { transaction: 3, position: factum::GlobalPosition(7) };
+    let first = store.request("p", ConsumerRequest::Reset { to, clear: true }).await.unwrap();
+    assert_eq!(first.request, ConsumerRequest::Reset { to, clear: true });
+    assert_eq!(store.pending_request("p").await.unwrap(), Some(first));
+    let second = store.request("p", ConsumerRequest::RetryFailures).await.unwrap();
+    assert!(second.requested_at > first.requested_at);
+    assert!(!store.complete_request("p", first.requested_at).await.unwrap(), "an older request");
+    assert_eq!(store.pending_request("p").await.unwrap(), Some(second));
+    assert!(store.complete_request("p", second.requested_at).await.unwrap());
+    assert_eq!(store.pending_request("p").await.unwrap(), None);
+    assert_eq!(store.pending_request("q").await.unwrap(), None, "per consumer");
+    assert!(matches!(
+        store.request("", ConsumerRequest::RetryFailures).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
 /// Generates one `#[tokio::test]` per conformance case for a backend.
 ///
 /// `$make` is an async expression evaluating to `(Arc<dyn EventStore>, guard)`; the guard
@@ -801,7 +890,7 @@ macro_rules! conformance_suite {
             event_fields_round_trip, read_payloads, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
             checkpoint_fencing, leases, recorded_failures, count_after, guarded_delete, category_wake_ups,
-            concurrent_history);
+            read_log_selects, consumer_requests, concurrent_history);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

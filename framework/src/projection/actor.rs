@@ -15,13 +15,14 @@ use uuid::Uuid;
 
 use super::{
     panic_error, Batch, FailurePolicy, OnExhausted, ProjectionSink, ProjectionState, ProjectionStatus,
-    RetryReport, Selector, SinkError,
+    RetryReport, SinkError,
 };
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
+use crate::store::cursor::Chase;
 use crate::store::{
-    Checkpoint, ConsumerRequest, EventStore, Lease, ProjectionFailure, RecordedEvent, StoreError,
-    VersionRange,
+    Checkpoint, ConsumerRequest, EventStore, Lease, LogPage, LogSelector, ProjectionFailure, RecordedEvent,
+    StoreError, VersionRange,
 };
 use crate::supervisor::SupervisorError;
 
@@ -29,7 +30,7 @@ use crate::supervisor::SupervisorError;
 /// restart).
 pub(crate) struct ProjectionShared {
     pub(crate) name: String,
-    pub(crate) selector: Selector,
+    pub(crate) selector: LogSelector,
     pub(crate) batch_size: usize,
     pub(crate) failure: FailurePolicy,
     pub(crate) poll_interval: Duration,
@@ -58,13 +59,8 @@ impl ProjectionShared {
     /// Reads the next page after `after`: the events the projection selects among those
     /// read, the checkpoint of the last one read, and whether the page was full. `None`
     /// when nothing is readable after `after` yet.
-    pub(crate) async fn read_batch(&self, after: Checkpoint) -> Result<Option<ReadBatch>, StoreError> {
-        let read = self.selector.read(self.store.as_ref(), after, self.batch_size).await?;
-        let Some(last) = read.last() else { return Ok(None) };
-        let to = last.checkpoint();
-        let full = read.len() == self.batch_size;
-        let selected = read.into_iter().filter(|e| self.selector.matches(e)).collect();
-        Ok(Some(ReadBatch { selected, to, full }))
+    pub(crate) async fn read_batch(&self, after: Checkpoint) -> Result<Option<LogPage>, StoreError> {
+        self.store.read_log(after, &self.selector, self.batch_size).await
     }
 
     /// Applies a batch through the sink; a panic in the sink itself counts as a failure
@@ -101,13 +97,6 @@ impl ProjectionShared {
             Err(SinkError::Handler { index: 0, error: panic_error(panic.as_ref()), prefix_committed: false })
         })
     }
-}
-
-/// A page of the log as a projection sees it.
-pub(crate) struct ReadBatch {
-    pub(crate) selected: Vec<RecordedEvent>,
-    pub(crate) to: Checkpoint,
-    pub(crate) full: bool,
 }
 
 pub(crate) enum ProjectionMsg {
@@ -148,7 +137,7 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 /// The result of reading the next page ahead of time.
-type Prefetched = Result<Option<ReadBatch>, StoreError>;
+type Prefetched = Result<Option<LogPage>, StoreError>;
 
 pub(crate) struct ProjectionActorState {
     shared: Arc<ProjectionShared>,
@@ -162,9 +151,8 @@ pub(crate) struct ProjectionActorState {
     failing: Option<(Uuid, u32)>,
     /// No reading before this instant (a retry's backoff).
     not_before: Option<Instant>,
-    /// After a wake-up: the next re-read's delay if a read comes back empty, and until
-    /// when to keep re-reading.
-    chase: Option<(Duration, Instant)>,
+    /// After a wake-up: re-reading while what committed sits behind the horizon.
+    chase: Chase,
     /// When the one pending timer fires, if one is armed.
     timer: Option<Instant>,
     /// When this instance last tried to take the lease and failed.
@@ -183,11 +171,6 @@ pub(crate) struct ProjectionActorState {
     _forwarder: AbortOnDrop<()>,
 }
 
-/// The first re-read delay after an empty wake-up: an event that just committed can sit
-/// behind the gap-safe horizon while an older transaction elsewhere finishes.
-const CHASE_START: Duration = Duration::from_millis(5);
-const CHASE_MAX: Duration = Duration::from_millis(250);
-const CHASE_BUDGET: Duration = Duration::from_secs(10);
 /// The target of the trace events that stamp a projection's wake-ups and reads (for a
 /// benchmark's breakdown of where latency goes; nothing is recorded unless enabled).
 const STAGES: &str = "factum::projection::stages";
@@ -318,7 +301,7 @@ impl ProjectionActorState {
 
     /// The page after the checkpoint: the one prefetched if it was read from there, else
     /// read now.
-    async fn next_page(&mut self) -> Result<Option<ReadBatch>, StoreError> {
+    async fn next_page(&mut self) -> Result<Option<LogPage>, StoreError> {
         if let Some((after, mut read)) = self.prefetch.take() {
             if after == self.checkpoint {
                 match (&mut read.0).await {
@@ -340,27 +323,20 @@ impl ProjectionActorState {
             target: STAGES,
             projection = %self.shared.name,
             stage = "read",
-            count = page.as_ref().map_or(0, |p| p.selected.len() as u64),
+            count = page.as_ref().map_or(0, |p| p.events.len() as u64),
             took_us = started.elapsed().as_micros() as u64
         );
-        let Some(ReadBatch { selected, to, full }) = page else {
+        let Some(LogPage { events: selected, to, full, .. }) = page else {
             if self.failing.is_none() {
                 self.shared.set_state(ProjectionState::Live);
             }
             self.measure_lag(true).await?;
-            if let Some((delay, deadline)) = self.chase {
-                if Instant::now() < deadline {
-                    self.chase = Some(((delay * 2).min(CHASE_MAX), deadline));
-                    self.arm(myself, delay);
-                } else {
-                    self.chase = None;
-                }
+            if let Some(delay) = self.chase.after_empty(tokio::time::Instant::now()) {
+                self.arm(myself, delay);
             }
             return Ok(false);
         };
-        if let Some((_, deadline)) = self.chase {
-            self.chase = Some((CHASE_START, deadline));
-        }
+        self.chase.progressed();
         if full {
             // Catching up: fetch the next page while this one is applied.
             let reader = shared.clone();
@@ -645,7 +621,7 @@ impl Actor for ProjectionActor {
             mode: Mode::Running,
             failing: None,
             not_before: None,
-            chase: None,
+            chase: Chase::default(),
             timer: None,
             lease_tried: None,
             wake_pending,
@@ -678,7 +654,7 @@ impl Actor for ProjectionActor {
                 if from_log {
                     // The log grew: if the read comes back empty, what committed sits
                     // behind the horizon for a moment; re-read until it shows.
-                    state.chase = Some((CHASE_START, Instant::now() + CHASE_BUDGET));
+                    state.chase.woken(tokio::time::Instant::now());
                 }
                 if let Err(e) = state.wake(&myself).await {
                     state.store_failed(&myself, &e);

@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 
 use crate::store::{
-    Checkpoint, EventStore, InvalidInput, ProjectionFailure, RecordedEvent, StoreError, TopicPattern,
+    Checkpoint, EventStore, InvalidInput, LogSelector, ProjectionFailure, RecordedEvent, StoreError,
 };
 
 pub use sink::AtLeastOnce;
@@ -399,62 +399,15 @@ impl Projection {
         self
     }
 
-    pub(crate) fn selector(&self, store: &dyn EventStore) -> Result<Selector, InvalidInput> {
+    pub(crate) fn selector(&self, store: &dyn EventStore) -> Result<LogSelector, InvalidInput> {
         crate::store::validate::consumer_name(&self.name)?;
-        for t in &self.aggregate_types {
-            crate::store::validate::category(t)?;
-        }
         if self.batch_size == 0 || self.batch_size > store.limits().max_query_limit {
             return Err(InvalidInput::OutOfRange {
                 field: "batch_size",
                 reason: "must be between 1 and the store's max_query_limit",
             });
         }
-        let topics = self.topics.iter().map(|t| TopicPattern::parse(t)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Selector {
-            aggregate_types: self.aggregate_types.clone(),
-            event_types: self.event_types.clone(),
-            topics,
-        })
-    }
-}
-
-/// What a projection receives.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Selector {
-    pub(crate) aggregate_types: Vec<String>,
-    pub(crate) event_types: Vec<String>,
-    pub(crate) topics: Vec<TopicPattern>,
-}
-
-impl Selector {
-    pub(crate) fn matches(&self, e: &RecordedEvent) -> bool {
-        (self.aggregate_types.is_empty()
-            || self.aggregate_types.iter().any(|t| t == e.stream.aggregate_type()))
-            && (self.event_types.is_empty() || self.event_types.contains(&e.event_type))
-            && (self.topics.is_empty()
-                || e.topic.as_deref().is_some_and(|t| self.topics.iter().any(|p| p.matches(t))))
-    }
-
-    /// Reads the next page of what the projection follows: its one category, or the log.
-    pub(crate) async fn read(
-        &self,
-        store: &dyn EventStore,
-        after: Checkpoint,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        match self.aggregate_types.as_slice() {
-            [one] => store.read_category(one, after, limit).await,
-            _ => store.read_all(after, limit).await,
-        }
-    }
-
-    pub(crate) fn wake_signals(&self, store: &dyn EventStore) -> Vec<crate::store::WakeSignal> {
-        if self.aggregate_types.is_empty() {
-            vec![store.wake_signal()]
-        } else {
-            self.aggregate_types.iter().map(|t| store.category_wake_signal(t)).collect()
-        }
+        LogSelector::new(self.aggregate_types.clone(), self.event_types.clone(), &self.topics)
     }
 }
 

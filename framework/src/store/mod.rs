@@ -2,6 +2,7 @@
 //! in-memory backend.
 
 mod consumer;
+pub(crate) mod cursor;
 mod error;
 mod filter;
 pub(crate) mod memory;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 use validate::Limits;
 
 pub use consumer::{ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RetentionGuard};
+pub use cursor::{read_log_in_memory, LogPage, LogSelector};
 pub use error::{InvalidInput, StoreError};
 pub use filter::{json_contains, EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
@@ -122,6 +124,25 @@ pub trait EventLog: Send + Sync + 'static {
         after: Checkpoint,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads the next page of the log after `after` as a reader following `selector` sees
+    /// it: at most `limit` events of the log (of the selector's one category, if it has
+    /// one), gap-safe as [`read_all`](Self::read_all), of which only those the selector
+    /// matches come back, with the checkpoint of the last one read. `None` when nothing is
+    /// readable after `after` yet. Subscriptions, projections and rebuilds all read the
+    /// log through it.
+    ///
+    /// By default from [`read_all`](Self::read_all) or
+    /// [`read_category`](Self::read_category), selecting in memory
+    /// ([`read_log_in_memory`]); a backend may select in its queries instead.
+    async fn read_log(
+        &self,
+        after: Checkpoint,
+        selector: &LogSelector,
+        limit: usize,
+    ) -> Result<Option<LogPage>, StoreError> {
+        read_log_in_memory(self, after, selector, limit).await
+    }
 
     /// The highest global position assigned to a stored event, if any. Not a safe
     /// checkpoint under concurrent writers: use it for monitoring and lag.

@@ -4,6 +4,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use super::cursor::{Chase, LogSelector};
 use super::error::StoreError;
 use super::types::{Checkpoint, RecordedEvent, StreamId, Version, VersionRange};
 use super::{validate, EventStore, EventStream, WakeSignal};
@@ -41,9 +44,17 @@ impl SubscriptionOptions {
 }
 
 enum Cursor {
-    All(Checkpoint),
-    Category(String, Checkpoint),
+    /// The log, or a category of it, through the log cursor.
+    Log(LogSelector, Checkpoint),
     Stream(StreamId, Version),
+}
+
+/// What a read found.
+enum Fetched {
+    /// A page (possibly with no selected event, if the selector skipped them all).
+    Page(Vec<RecordedEvent>),
+    /// Nothing readable yet.
+    Nothing,
 }
 
 struct State {
@@ -53,44 +64,36 @@ struct State {
     wake: WakeSignal,
     options: SubscriptionOptions,
     backoff: bool,
-    /// After a wake-up that found nothing new, how long to wait before reading again: an
-    /// event that just committed can sit behind the gap-safe horizon for a moment while
-    /// an older transaction elsewhere finishes, and no second wake-up will come for it.
-    chase: Option<(Duration, tokio::time::Instant)>,
-    /// Whether the last wait ended with a wake-up (rather than a timeout).
-    woken: bool,
+    chase: Chase,
 }
 
-/// The first re-read delay after an empty wake-up; it doubles up to [`CHASE_MAX`].
-const CHASE_START: Duration = Duration::from_millis(5);
-/// The longest delay between re-reads while chasing the horizon.
-const CHASE_MAX: Duration = Duration::from_millis(250);
-/// How long to keep chasing after a wake-up before falling back to the poll interval.
-const CHASE_BUDGET: Duration = Duration::from_secs(60);
-
 impl State {
-    async fn fetch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn fetch(&mut self) -> Result<Fetched, StoreError> {
         let limit = self.options.batch_size;
-        match &self.cursor {
-            Cursor::All(after) => self.store.read_all(*after, limit).await,
-            Cursor::Category(c, after) => self.store.read_category(c, *after, limit).await,
+        match &mut self.cursor {
+            Cursor::Log(selector, after) => match self.store.read_log(*after, selector, limit).await? {
+                Some(page) => {
+                    *after = page.to;
+                    Ok(Fetched::Page(page.events))
+                }
+                None => Ok(Fetched::Nothing),
+            },
             Cursor::Stream(s, after) => {
                 let to = Version(after.0.saturating_add(limit as u64));
-                self.store.read_stream(s, VersionRange::between(after.next(), to)).await
+                let events = self.store.read_stream(s, VersionRange::between(after.next(), to)).await?;
+                match events.last() {
+                    Some(last) => {
+                        *after = last.version;
+                        Ok(Fetched::Page(events))
+                    }
+                    None => Ok(Fetched::Nothing),
+                }
             }
         }
     }
 
-    fn advance(&mut self, event: &RecordedEvent) {
-        match &mut self.cursor {
-            Cursor::All(c) | Cursor::Category(_, c) => *c = event.checkpoint(),
-            Cursor::Stream(_, v) => *v = event.version,
-        }
-    }
-
-    /// Waits for a wake-up or the current delay; true when woken by the signal.
-    async fn wait(&mut self) -> bool {
-        let delay = self.chase.map_or(self.options.poll_interval, |(d, _)| d.min(self.options.poll_interval));
+    /// Waits for a wake-up or `delay`; true when woken by the signal.
+    async fn wait(&mut self, delay: Duration) -> bool {
         tokio::select! {
             changed = self.wake.changed() => {
                 if changed.is_err() {
@@ -104,22 +107,9 @@ impl State {
         }
     }
 
-    fn after_empty_read(&mut self) {
-        let woken = self.woken;
-        let now = tokio::time::Instant::now();
-        self.chase = match self.chase {
-            Some((delay, since)) if now.duration_since(since) < CHASE_BUDGET => {
-                Some(((delay * 2).min(CHASE_MAX), if woken { now } else { since }))
-            }
-            _ if woken => Some((CHASE_START, now)),
-            _ => None,
-        };
-    }
-
     async fn next(mut self) -> Option<(Result<RecordedEvent, StoreError>, State)> {
         loop {
             if let Some(event) = self.buffer.pop_front() {
-                self.advance(&event);
                 return Some((Ok(event), self));
             }
             if self.backoff {
@@ -127,20 +117,22 @@ impl State {
                 self.backoff = false;
             }
             // Mark the current signal as seen *before* reading, so an append that commits
-            // after the read wakes the wait below.
-            // A wake-up consumed here counts like one that ended a wait.
+            // after the read wakes the wait below. A wake-up consumed here counts like one
+            // that ended a wait.
             if self.wake.borrow_and_update().has_changed() {
-                self.woken = true;
+                self.chase.woken(Instant::now());
             }
             match self.fetch().await {
-                Ok(page) if page.is_empty() => {
-                    self.after_empty_read();
-                    self.woken = self.wait().await;
+                Ok(Fetched::Page(events)) => {
+                    self.chase.progressed();
+                    self.buffer.extend(events);
                 }
-                Ok(page) => {
-                    self.chase = None;
-                    self.woken = false;
-                    self.buffer.extend(page);
+                Ok(Fetched::Nothing) => {
+                    let poll = self.options.poll_interval;
+                    let delay = self.chase.after_empty(Instant::now()).map_or(poll, |d| d.min(poll));
+                    if self.wait(delay).await {
+                        self.chase.woken(Instant::now());
+                    }
                 }
                 Err(e) => {
                     self.backoff = true;
@@ -157,7 +149,10 @@ fn start(
     options: SubscriptionOptions,
 ) -> Result<EventStream, StoreError> {
     validate::page_limit(options.batch_size, store.limits())?;
-    let wake = store.wake_signal();
+    let wake = match &cursor {
+        Cursor::Log(selector, _) => selector.wake_signals(store.as_ref()).swap_remove(0),
+        Cursor::Stream(..) => store.wake_signal(),
+    };
     let state = State {
         store,
         cursor,
@@ -165,8 +160,7 @@ fn start(
         wake,
         options,
         backoff: false,
-        chase: None,
-        woken: false,
+        chase: Chase::default(),
     };
     Ok(Box::pin(futures_util::stream::unfold(state, State::next)))
 }
@@ -195,7 +189,7 @@ pub fn subscribe_all(
     after: Checkpoint,
     options: SubscriptionOptions,
 ) -> Result<EventStream, StoreError> {
-    start(store, Cursor::All(after), options)
+    start(store, Cursor::Log(LogSelector::all(), after), options)
 }
 
 /// Subscribes to one category (aggregate type) after `after`; see [`subscribe_all`].
@@ -205,8 +199,7 @@ pub fn subscribe_category(
     after: Checkpoint,
     options: SubscriptionOptions,
 ) -> Result<EventStream, StoreError> {
-    validate::category(category)?;
-    start(store, Cursor::Category(category.to_owned(), after), options)
+    start(store, Cursor::Log(LogSelector::category(category)?, after), options)
 }
 
 /// Subscribes to one stream after version `after`; see [`subscribe_all`].

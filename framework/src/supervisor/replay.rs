@@ -12,9 +12,11 @@ use uuid::Uuid;
 use super::SupervisorError;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
-use crate::projection::actor::{ProjectionShared, ReadBatch};
+use crate::projection::actor::ProjectionShared;
 use crate::projection::{catch_panic, EventHandler, SinkError};
-use crate::store::{Checkpoint, EventFilter, EventStore, GlobalPosition, OrderBy, RecordedEvent, StoreError};
+use crate::store::{
+    Checkpoint, EventFilter, EventStore, GlobalPosition, LogPage, OrderBy, RecordedEvent, StoreError,
+};
 
 /// Progress of a replay, reported while it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,7 +280,7 @@ impl ReplayState {
                     continue;
                 }
             };
-            let Some(ReadBatch { selected, to, .. }) = page else { break };
+            let Some(LogPage { events: selected, to, .. }) = page else { break };
             match shared.apply(&selected, checkpoint, to).await {
                 Ok(()) => {
                     outage = Outage::default();

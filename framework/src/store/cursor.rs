@@ -1,0 +1,196 @@
+//! The log cursor: the one way the framework follows the global log. A reader (a
+//! subscription, a projection, a rebuild) reads [`LogPage`]s after its [`Checkpoint`],
+//! gap-safe, with its [`LogSelector`] applied by the store (in SQL, on PostgreSQL); when
+//! a page comes back empty after a wake-up, it chases the horizon with [`Chase`].
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::error::{InvalidInput, StoreError};
+use super::filter::TopicPattern;
+use super::types::{Checkpoint, RecordedEvent};
+use super::{validate, EventLog, WakeSignal};
+
+/// What part of the log a reader follows: some categories (aggregate types) or all, and
+/// among their events some types and topics. Each list empty means any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogSelector {
+    /// Only these aggregate types.
+    pub aggregate_types: Vec<String>,
+    /// Only these event types.
+    pub event_types: Vec<String>,
+    /// Only events whose topic matches one of these patterns (events without a topic
+    /// never match a non-empty list).
+    pub topics: Vec<TopicPattern>,
+}
+
+impl LogSelector {
+    /// Every event of the log.
+    pub fn all() -> Self {
+        LogSelector::default()
+    }
+
+    /// Every event of one category, checked as a name.
+    pub fn category(aggregate_type: impl Into<String>) -> Result<Self, InvalidInput> {
+        let t = aggregate_type.into();
+        validate::category(&t)?;
+        Ok(LogSelector { aggregate_types: vec![t], ..Self::default() })
+    }
+
+    /// A selector of these aggregate types, event types and topic patterns, each checked.
+    pub fn new(
+        aggregate_types: Vec<String>,
+        event_types: Vec<String>,
+        topics: &[String],
+    ) -> Result<Self, InvalidInput> {
+        for t in &aggregate_types {
+            validate::category(t)?;
+        }
+        for t in &event_types {
+            validate::name("event_type", t)?;
+        }
+        let topics = topics.iter().map(|t| TopicPattern::parse(t)).collect::<Result<Vec<_>, _>>()?;
+        Ok(LogSelector { aggregate_types, event_types, topics })
+    }
+
+    /// Whether the reader takes `event`.
+    pub fn matches(&self, e: &RecordedEvent) -> bool {
+        (self.aggregate_types.is_empty()
+            || self.aggregate_types.iter().any(|t| t == e.stream.aggregate_type()))
+            && (self.event_types.is_empty() || self.event_types.contains(&e.event_type))
+            && (self.topics.is_empty()
+                || e.topic.as_deref().is_some_and(|t| self.topics.iter().any(|p| p.matches(t))))
+    }
+
+    /// The one category the reader follows, if it follows exactly one: its reads then go
+    /// through the category's index.
+    pub fn single_category(&self) -> Option<&str> {
+        match self.aggregate_types.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    /// The wake-up signals that say the followed part of the log may have grown.
+    pub fn wake_signals(&self, store: &(impl EventLog + ?Sized)) -> Vec<WakeSignal> {
+        if self.aggregate_types.is_empty() {
+            vec![store.wake_signal()]
+        } else {
+            self.aggregate_types.iter().map(|t| store.category_wake_signal(t)).collect()
+        }
+    }
+}
+
+/// A page of the log as a reader sees it: the selected events among those read, in log
+/// order, and the checkpoint of the last event read, selected or not (where the reader
+/// goes on from).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct LogPage {
+    /// The selected events.
+    pub events: Vec<RecordedEvent>,
+    /// The checkpoint of the last event read.
+    pub to: Checkpoint,
+    /// Whether the page was full (more may be readable at once).
+    pub full: bool,
+}
+
+impl LogPage {
+    /// A page. For backends.
+    pub fn new(events: Vec<RecordedEvent>, to: Checkpoint, full: bool) -> Self {
+        LogPage { events, to, full }
+    }
+}
+
+/// [`EventLog::read_log`] for a backend that selects in memory: reads a page of the
+/// category (one) or the log, then keeps what `selector` matches.
+pub async fn read_log_in_memory(
+    store: &(impl EventLog + ?Sized),
+    after: Checkpoint,
+    selector: &LogSelector,
+    limit: usize,
+) -> Result<Option<LogPage>, StoreError> {
+    let read = match selector.single_category() {
+        Some(category) => store.read_category(category, after, limit).await?,
+        None => store.read_all(after, limit).await?,
+    };
+    let Some(last) = read.last() else { return Ok(None) };
+    let (to, full) = (last.checkpoint(), read.len() == limit);
+    let events = read.into_iter().filter(|e| selector.matches(e)).collect();
+    Ok(Some(LogPage { events, to, full }))
+}
+
+/// The first re-read delay after a wake-up found nothing new: an event that just
+/// committed can sit behind the gap-safe horizon for a moment while an older
+/// transaction elsewhere finishes, and no second wake-up will come for it.
+pub(crate) const CHASE_START: Duration = Duration::from_millis(5);
+/// The longest delay between re-reads while chasing the horizon.
+pub(crate) const CHASE_MAX: Duration = Duration::from_millis(250);
+/// How long to keep chasing after the last wake-up before relying on the poll interval.
+pub(crate) const CHASE_BUDGET: Duration = Duration::from_secs(10);
+
+/// Chasing the horizon after a wake-up: re-read after 5 ms, doubling to 250 ms, for up
+/// to 10 s after the last wake-up; then the reader's poll interval takes over.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Chase {
+    /// The next re-read's delay and the last wake-up.
+    state: Option<(Duration, Instant)>,
+}
+
+impl Chase {
+    /// The log grew (a wake-up): chase from the shortest delay.
+    pub(crate) fn woken(&mut self, now: Instant) {
+        self.state = Some((CHASE_START, now));
+    }
+
+    /// A read found events: the next empty read starts again from the shortest delay.
+    pub(crate) fn progressed(&mut self) {
+        if let Some((delay, _)) = &mut self.state {
+            *delay = CHASE_START;
+        }
+    }
+
+    /// A read came back empty: the delay before reading again, or `None` when not
+    /// chasing (wait for a wake-up or the poll).
+    pub(crate) fn after_empty(&mut self, now: Instant) -> Option<Duration> {
+        let (delay, since) = self.state?;
+        if now.duration_since(since) >= CHASE_BUDGET {
+            self.state = None;
+            return None;
+        }
+        self.state = Some(((delay * 2).min(CHASE_MAX), since));
+        Some(delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chase_doubles_to_its_cap_then_ends_with_its_budget() {
+        let t0 = Instant::now();
+        let mut chase = Chase::default();
+        assert_eq!(chase.after_empty(t0), None, "no wake-up, no chase");
+        chase.woken(t0);
+        let delays: Vec<u128> = (0..8).map(|_| chase.after_empty(t0).unwrap().as_millis()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 250, 250]);
+        chase.progressed();
+        assert_eq!(chase.after_empty(t0), Some(CHASE_START));
+        assert_eq!(chase.after_empty(t0 + CHASE_BUDGET), None, "budget spent");
+        assert_eq!(chase.after_empty(t0), None, "and stays ended until the next wake-up");
+        chase.woken(t0 + CHASE_BUDGET);
+        assert_eq!(chase.after_empty(t0 + CHASE_BUDGET), Some(CHASE_START));
+    }
+
+    #[test]
+    fn selectors_check_their_names_and_match() {
+        assert!(LogSelector::category("").is_err());
+        assert!(LogSelector::new(vec![], vec![], &["a..b".into()]).is_err());
+        let s = LogSelector::new(vec!["Order".into()], vec!["Placed".into()], &["order.#".into()]).unwrap();
+        assert_eq!(s.single_category(), Some("Order"));
+        assert_eq!(LogSelector::all().single_category(), None);
+    }
+}

@@ -1,0 +1,57 @@
+//! The log cursor's read on PostgreSQL: a page of the log with the reader's selector
+//! applied in the query, so that only the selected events' rows (payloads included) come
+//! back, while the reader still moves past the whole page.
+
+use factum::prelude::*;
+use factum::{validate, Checkpoint, GlobalPosition, LogPage, LogSelector, StoreError};
+use sqlx::Row;
+
+use crate::schema::expand;
+use crate::store::{backend, decode_all, PostgresStore, COLUMNS};
+
+const READ_LOG: &str = include_str!("../sql/statements/read_log.sql");
+
+/// The statement for the configured names, expanded once per store.
+pub(crate) fn statement(names: &crate::SchemaNames) -> String {
+    expand(&READ_LOG.replace("{columns}", COLUMNS), names)
+}
+
+impl PostgresStore {
+    pub(crate) async fn read_log_page(
+        &self,
+        sql: &str,
+        after: Checkpoint,
+        selector: &LogSelector,
+        limit: usize,
+    ) -> Result<Option<LogPage>, StoreError> {
+        validate::page_limit(limit, self.limits())?;
+        validate::checkpoint(after)?;
+        let topics: Vec<String> = selector.topics.iter().map(|t| t.to_postgres_regex()).collect();
+        let mut conn = self.conn().await?;
+        let rows = sqlx::query(sql)
+            .bind(after.transaction as i64)
+            .bind(after.position.0 as i64)
+            .bind(limit as i64)
+            .bind(selector.single_category())
+            .bind(&selector.aggregate_types)
+            .bind(&selector.event_types)
+            .bind(&topics)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let corrupt = |e: sqlx::Error| StoreError::Corrupt(format!("a page of the log: {e}"));
+        let last_tx: i64 = first.try_get("last_transaction").map_err(corrupt)?;
+        let last_pos: i64 = first.try_get("last_position").map_err(corrupt)?;
+        let n: i64 = first.try_get("n").map_err(corrupt)?;
+        let (Ok(transaction), Ok(position)) = (u64::try_from(last_tx), u64::try_from(last_pos)) else {
+            return Err(StoreError::Corrupt(format!("a negative checkpoint: {last_tx}/{last_pos}")));
+        };
+        // A page without a match is one row of NULL events.
+        let selected: Vec<_> =
+            rows.into_iter().filter(|r| r.try_get::<Option<i64>, _>(0).is_ok_and(|p| p.is_some())).collect();
+        let events = decode_all(&selected)?;
+        let to = Checkpoint { transaction, position: GlobalPosition(position) };
+        Ok(Some(LogPage::new(events, to, n as usize == limit)))
+    }
+}
