@@ -6,8 +6,17 @@
 # runs every workload (each in fresh schemas) against it, and removes the cluster
 # on exit. Prints one JSON line per workload, then a table.
 #
-#   scripts/bench.sh [--reps N] [w1 w2 ...]
+#   scripts/bench.sh [--reps N] [w1 w2 ... physical ab]
 #   scripts/bench.sh [--reps N] statements
+#
+# `physical` measures the physical limit: W1's one-event appends, W5's bulk appends
+# (with the WAL written and the bytes stored per event) and W4's catch-up, for the
+# framework's default schema (every filter indexed) and its lean one (only the log's
+# own indexes), against a minimal raw table (primary key, unique event id, unique
+# stream/version: what PostgreSQL needs, and nothing more), printed beside the
+# same-schema raw baseline that W1, W4 and W5 use. scripts/index-cost.sh attributes
+# the WAL to each index. `ab` (only when named) runs W3 and W6 alternately on schema
+# version 6's query indexes and on version 7's, on one build, in one run.
 #
 # `statements` runs no Rust: it puts the framework's schema on the cluster and
 # compares, with pgbench (16 clients, prepared statements, 12 s each, alternating), the
@@ -39,9 +48,9 @@ while (($#)); do
     --reps) REPS=${2:?--reps needs a number}; shift 2 ;;
     --reps=*) REPS=${1#--reps=}; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 0 ;;
-    w[1-7]) WORKLOADS=${WORKLOADS:+$WORKLOADS,}$1; shift ;;
+    w[1-7] | physical | ab) WORKLOADS=${WORKLOADS:+$WORKLOADS,}$1; shift ;;
     statements) STATEMENTS=1; shift ;;
-    *) die "unknown argument '$1' (expected --reps N or w1..w7)" ;;
+    *) die "unknown argument '$1' (expected --reps N, w1..w7, physical or ab)" ;;
     esac
 done
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive number, got '$REPS'"
@@ -108,9 +117,11 @@ log "PostgreSQL $("$BINDIR/postgres" --version | awk '{print $3}') on 127.0.0.1:
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)"
 
 if ((STATEMENTS)); then
+    query_indexes=$(<store-postgres/sql/indexes/query.sql)
     for f in store-postgres/sql/0*.sql; do
-        sed -e 's/{schema}/public/g; s/{events}/events/g; s/{streams}/event_streams/g' \
-            -e 's/{snapshots}/snapshots/g; s/{positions}/projection_positions/g; s/{failures}/projection_failures/g' "$f" |
+        sql=$(<"$f")
+        printf '%s\n' "${sql//\{query_indexes\}/$query_indexes}" | sed -e 's/{schema}/public/g; s/{events}/events/g; s/{streams}/event_streams/g' \
+            -e 's/{snapshots}/snapshots/g; s/{positions}/projection_positions/g; s/{failures}/projection_failures/g' |
             as_owner "$BINDIR/psql" "$URL" -XAq -v ON_ERROR_STOP=1 >/dev/null
     done
     cols="event_id, aggregate_type, aggregate_id, version, event_type, event_version, topic, event_data, metadata, occurred_at, correlation_id, causation_id"

@@ -31,6 +31,9 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+#[path = "workloads/physical.rs"]
+mod physical;
+
 // ---------------------------------------------------------------------------------------
 // The aggregate the command workloads run: small state, one small event per command.
 
@@ -343,6 +346,19 @@ struct Bench {
     schema_seq: AtomicU64,
 }
 
+/// Whether `fresh_store` puts schema version 6's query indexes back in place of version
+/// 7's, for the `ab` workload's A/B of W3 and W6 on one build.
+static V6_INDEXES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+const V6_INDEX_SQL: &str = "DROP INDEX {schema}.events_type_topic_idx, {schema}.events_occurred_brin, \
+    {schema}.events_recorded_brin, {schema}.events_tracing_brin, {schema}.events_metadata_idx;
+    CREATE INDEX events_type_idx ON {schema}.events (event_type);
+    CREATE INDEX events_topic_idx ON {schema}.events (topic);
+    CREATE INDEX events_aggregate_id_idx ON {schema}.events (aggregate_id);
+    CREATE INDEX events_occurred_idx ON {schema}.events (occurred_at);
+    CREATE INDEX events_recorded_idx ON {schema}.events (recorded_at);
+    CREATE INDEX events_metadata_idx ON {schema}.events USING GIN (metadata jsonb_path_ops);";
+
 const POOL: u32 = 24;
 const CONCURRENCY: usize = 16;
 const STREAMS: usize = 200;
@@ -350,13 +366,21 @@ const STREAMS: usize = 200;
 impl Bench {
     /// A fresh, empty schema with the framework's tables in it, and a store on it.
     async fn fresh_store(&self, tag: &str) -> (PostgresStore, String) {
+        self.fresh_store_with(tag, true).await
+    }
+
+    /// `fresh_store`, with the query indexes or without (the lean schema).
+    async fn fresh_store_with(&self, tag: &str, query_indexes: bool) -> (PostgresStore, String) {
         let schema = self.fresh_schema(tag).await;
         let config = PostgresConfig::from_url(&self.url)
             .expect("bench url")
-            .with_schema(SchemaNames::in_schema(schema.clone()))
+            .with_schema(SchemaNames::in_schema(schema.clone()).query_indexes(query_indexes))
             .with_pool(PoolSettings::default().max_connections(POOL));
         let store = PostgresStore::connect(config).await.expect("connect");
         store.migrate().await.expect("migrate");
+        if query_indexes && V6_INDEXES.load(Ordering::Relaxed) {
+            sqlx::raw_sql(&V6_INDEX_SQL.replace("{schema}", &schema)).execute(&self.admin).await.unwrap();
+        }
         (store, schema)
     }
 
@@ -756,7 +780,12 @@ impl<S: ProjectionSink> ProjectionSink for Timed<S> {
 }
 
 async fn w4(b: &Bench) -> (Rep, Rep) {
-    let (store, schema) = b.fresh_store("w4").await;
+    w4_on(b, false).await
+}
+
+/// W4 on the default schema or the lean one (`lean`): (framework, raw).
+async fn w4_on(b: &Bench, lean: bool) -> (Rep, Rep) {
+    let (store, schema) = b.fresh_store_with("w4", !lean).await;
     bulk(&store, W4_EVENTS, "acc").await;
     sqlx::query(&format!("VACUUM ANALYZE {schema}.events")).execute(&b.admin).await.unwrap();
     b.settle().await;
@@ -1248,7 +1277,48 @@ async fn run(b: Bench, selected: Vec<String>) {
         emit(&o);
         outcomes.push(o);
     }
+    if selected.iter().any(|s| s == "ab") {
+        // W3 and W6 with schema version 6's query indexes and with version 7's, alternating.
+        let (mut w3_old, mut w3_new, mut w6_old, mut w6_new) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..reps {
+            for old in [true, false] {
+                V6_INDEXES.store(old, Ordering::Relaxed);
+                let full = w3(&b).await.full;
+                let (live, _) = w6(&b).await;
+                if old {
+                    w3_old.push(full);
+                    w6_old.push(live);
+                } else {
+                    w3_new.push(full);
+                    w6_new.push(live);
+                }
+            }
+        }
+        V6_INDEXES.store(false, Ordering::Relaxed);
+        for (id, name, unit, new, old) in [
+            ("W3", "cold load, full replay: v7 indexes / v6", "ms", &w3_new, &w3_old),
+            ("W6", "live latency p99: v7 indexes / v6", "ms p99", &w6_new, &w6_old),
+        ] {
+            let o = Outcome {
+                id,
+                name,
+                unit,
+                framework: figure(new),
+                raw: Some(figure(old)),
+                goal: Goal::RatioAtMost(1.0),
+                note: "raw = the same workload on schema version 6's query indexes, in the same run".into(),
+            };
+            emit(&o);
+            outcomes.push(o);
+        }
+    }
     print_table(&outcomes);
+    if want("physical") {
+        for row in physical::run(&b).await {
+            println!("{row}");
+        }
+    }
 }
 
 fn main() {
