@@ -109,8 +109,8 @@ pub(crate) async fn run(db: &Database, args: StatusArgs, json: bool) -> Result<(
     if let Some(s) = &store_part {
         text.push('\n');
         text.push_str(&format!(
-            "store: {} events in {} streams, {} bytes (table and indexes); {} of the streams have a snapshot, \
-             a load reads {:.1} events after it on average\n",
+            "store: {} event(s) in {} stream(s), {} bytes (table and indexes); {} stream(s) with a snapshot; \
+             loading an aggregate reads {:.1} event(s) after its snapshot (or from the start) on average\n",
             s["events"], s["streams"], s["bytes"], s["snapshotted_streams"], s["tail_after_snapshot"].as_f64().unwrap_or(0.0)
         ));
         let mut by_type = Table::new(&["AGGREGATE TYPE", "EVENTS"]);

@@ -1,5 +1,5 @@
-//! The `WHERE` clause of [`query`](factum::EventStore::query),
-//! [`count`](factum::EventStore::count) and [`stream`](factum::EventStore::stream), written
+//! The `WHERE` clause of [`query`](factum::EventLog::query),
+//! [`count`](factum::EventLog::count) and [`stream`](factum::EventLog::stream), written
 //! so that each filter reaches an index of schema version 7 (`sql/indexes/query.sql`):
 //!
 //! - event types: the `(event_type, topic)` index;

@@ -15,7 +15,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::availability::Availability;
-use crate::store::backend;
+use crate::rows::backend;
 
 /// The first key of the two-key advisory locks: "fact" in ASCII. The second key is a
 /// hash of the schema and the projection's name. The two-key form keeps these locks

@@ -7,7 +7,8 @@ use factum::{
 };
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use crate::store::{backend, PostgresStore};
+use crate::rows::backend;
+use crate::store::PostgresStore;
 
 /// A projection into tables of the event store's database. Its handler writes through
 /// the transaction it is given; the framework moves the checkpoint in that same

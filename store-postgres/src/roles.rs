@@ -12,8 +12,9 @@ use sqlx::{Connection, PgConnection};
 use factum::StoreError;
 
 use crate::config::{check_identifier, SchemaNames};
+use crate::rows::backend;
 use crate::schema::expand;
-use crate::store::{backend, PostgresStore};
+use crate::store::PostgresStore;
 
 const CREATE_ROLES: &str = include_str!("../sql/roles/create_roles.sql");
 const GRANT_RUNTIME: &str = include_str!("../sql/roles/grant_runtime.sql");

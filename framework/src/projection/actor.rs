@@ -536,6 +536,8 @@ impl ProjectionActorState {
         self.shared.update(|s| {
             s.checkpoint = to;
             s.last_error = None;
+            // Measured again at the next read; the old figure no longer holds.
+            s.lag = None;
         });
         self.shared.metrics.projection_progress(&self.shared.name, to.position.0, None);
         Ok(())

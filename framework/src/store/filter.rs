@@ -123,8 +123,8 @@ pub enum OrderBy {
     GlobalPosition,
 }
 
-/// Which events a [`query`](crate::EventStore::query), [`count`](crate::EventStore::count)
-/// or [`stream`](crate::EventStore::stream) selects. Every set criterion must hold; within
+/// Which events a [`query`](crate::EventLog::query), [`count`](crate::EventLog::count)
+/// or [`stream`](crate::EventLog::stream) selects. Every set criterion must hold; within
 /// `event_types` and `topics`, any one entry matching is enough.
 ///
 /// ```

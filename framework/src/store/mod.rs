@@ -29,10 +29,10 @@ pub use types::{
     RecordedEvent, Snapshot, StreamId, Version, VersionRange,
 };
 
-/// A stream of events, as returned by [`EventStore::stream`] and the subscriptions.
+/// A stream of events, as returned by [`EventStore::stream`](crate::EventLog::stream) and the subscriptions.
 pub type EventStream = BoxStream<'static, Result<RecordedEvent, StoreError>>;
 
-/// One aggregate's stored events as [`EventStore::read_payloads`] yields them.
+/// One aggregate's stored events as [`EventStore::read_payloads`](crate::EventLog::read_payloads) yields them.
 pub type PayloadStream<'a> = BoxStream<'a, Result<EventPayload, StoreError>>;
 
 /// A signal that the log may have grown: the value changes after appends commit. It is

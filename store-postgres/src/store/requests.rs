@@ -8,13 +8,14 @@ use factum::{
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
+use crate::rows::backend;
 use crate::schema::expand;
-use crate::store::{backend, PostgresStore};
+use crate::store::PostgresStore;
 
-const REQUEST: &str = include_str!("../sql/statements/request.sql");
-const PENDING_REQUEST: &str = include_str!("../sql/statements/pending_request.sql");
-const COMPLETE_REQUEST: &str = include_str!("../sql/statements/complete_request.sql");
-const RETAINABLE_COUNT: &str = include_str!("../sql/statements/retainable_count.sql");
+const REQUEST: &str = include_str!("../../sql/statements/request.sql");
+const PENDING_REQUEST: &str = include_str!("../../sql/statements/pending_request.sql");
+const COMPLETE_REQUEST: &str = include_str!("../../sql/statements/complete_request.sql");
+const RETAINABLE_COUNT: &str = include_str!("../../sql/statements/retainable_count.sql");
 
 impl PostgresStore {
     pub(crate) async fn record_request(
@@ -68,8 +69,8 @@ impl PostgresStore {
     }
 
     /// How many events retention would delete now with `cutoff` (and `guard`, in safe
-    /// mode), by the same rules as [`delete_before`](factum::EventStore::delete_before)
-    /// and [`delete_before_guarded`](factum::EventStore::delete_before_guarded), without
+    /// mode), by the same rules as [`delete_before`](factum::RetentionStore::delete_before)
+    /// and [`delete_before_guarded`](factum::RetentionStore::delete_before_guarded), without
     /// deleting anything or keeping appends out.
     pub async fn count_retainable(
         &self,

@@ -6,15 +6,8 @@ use factum::prelude::*;
 use factum::{validate, Checkpoint, GlobalPosition, LogPage, LogSelector, StoreError};
 use sqlx::Row;
 
-use crate::schema::expand;
-use crate::store::{backend, decode_all, PostgresStore, COLUMNS};
-
-const READ_LOG: &str = include_str!("../sql/statements/read_log.sql");
-
-/// The statement for the configured names, expanded once per store.
-pub(crate) fn statement(names: &crate::SchemaNames) -> String {
-    expand(&READ_LOG.replace("{columns}", COLUMNS), names)
-}
+use crate::rows::{backend, decode_all};
+use crate::store::PostgresStore;
 
 impl PostgresStore {
     pub(crate) async fn read_log_page(
@@ -27,7 +20,7 @@ impl PostgresStore {
         validate::page_limit(limit, self.limits())?;
         validate::checkpoint(after)?;
         let topics: Vec<String> = selector.topics.iter().map(|t| t.to_postgres_regex()).collect();
-        let mut conn = self.conn().await?;
+        let mut conn = self.inner.conns.get().await?;
         let rows = sqlx::query(sql)
             .bind(after.transaction as i64)
             .bind(after.position.0 as i64)
@@ -38,7 +31,9 @@ impl PostgresStore {
             .bind(&topics)
             .fetch_all(&mut *conn)
             .await
-            .map_err(backend)?;
+            .map_err(backend);
+        conn.release(&rows);
+        let rows = rows?;
         let Some(first) = rows.first() else { return Ok(None) };
         let corrupt = |e: sqlx::Error| StoreError::Corrupt(format!("a page of the log: {e}"));
         let last_tx: i64 = first.try_get("last_transaction").map_err(corrupt)?;

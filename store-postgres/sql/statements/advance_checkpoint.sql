@@ -1,0 +1,18 @@
+-- Moves a consumer's checkpoint ($1) from ($3 transaction, $2 position) to ($5, $4), only
+-- if it is still there; a missing row counts as the start. Answers how many rows moved
+-- (0: the writer is not where it believes it is: it lost its lease).
+WITH moved AS (
+    UPDATE {schema}.{positions}
+    SET last_processed_position = $4, last_processed_transaction = $5, last_processed_at = now()
+    WHERE projection_name = $1 AND last_processed_position = $2 AND last_processed_transaction = $3
+    RETURNING 1
+), created AS (
+    INSERT INTO {schema}.{positions}
+        (projection_name, last_processed_position, last_processed_transaction, last_processed_at)
+    SELECT $1, $4, $5, now()
+    WHERE $2 = 0 AND $3 = 0
+      AND NOT EXISTS (SELECT 1 FROM {schema}.{positions} WHERE projection_name = $1)
+    ON CONFLICT (projection_name) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM created)

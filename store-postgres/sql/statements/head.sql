@@ -1,0 +1,7 @@
+-- A stream's version: its newest stored event's (one backward step on the unique index),
+-- or a head that retention deleted under schema version 2.
+SELECT coalesce(greatest(
+    (SELECT h.version FROM {schema}.{events} h
+     WHERE h.aggregate_type = $1 AND h.aggregate_id = $2 ORDER BY h.version DESC LIMIT 1),
+    (SELECT s.version FROM {schema}.{streams} s WHERE s.aggregate_type = $1 AND s.aggregate_id = $2)
+), 0)

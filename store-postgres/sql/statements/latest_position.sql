@@ -1,0 +1,2 @@
+-- The highest position assigned to a stored event.
+SELECT max(global_position) FROM {schema}.{events}

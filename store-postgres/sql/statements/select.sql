@@ -1,0 +1,2 @@
+-- The start of a query; the filter's conditions follow.
+SELECT {columns} FROM {schema}.{events}

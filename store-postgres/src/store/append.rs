@@ -1,0 +1,430 @@
+//! Appends: the checked one-statement append of the command path, the append function
+//! for the other modes and for a caller's transaction, and the answers to duplicates and
+//! races.
+
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use factum::{
+    deduplicated_result, validate, AppendResult, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent,
+    StoreError, StreamId, Version,
+};
+use serde_json::Value;
+use sqlx::error::ErrorKind;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres, Row};
+use uuid::Uuid;
+
+use super::*;
+
+/// SQLSTATE `serialization_failure`, raised by the append function when a stream would be
+/// reordered in the log (with the constraint name `<streams>_transaction_order`).
+pub(crate) const SERIALIZATION_FAILURE: &str = "40001";
+
+/// How often [`EventStore::append`](factum::EventLog::append) retries an append of mode any or stream-exists that
+/// raced a newer transaction or another writer of the same version.
+pub(crate) const APPEND_RETRIES: usize = 20;
+
+pub(crate) fn expected_code(expected: ExpectedVersion) -> i64 {
+    match expected {
+        ExpectedVersion::Any => -1,
+        ExpectedVersion::StreamExists => -2,
+        ExpectedVersion::NoStream => 0,
+        ExpectedVersion::Exact(v) => to_i64(v.0),
+    }
+}
+
+/// The columns of a batch, as the append function's array parameters. They borrow from
+/// the batch: the command path appends once per command, and payloads can be large.
+pub(crate) struct Columns<'a> {
+    pub(crate) ids: Vec<Uuid>,
+    pub(crate) types: Vec<&'a str>,
+    pub(crate) versions: Vec<i32>,
+    pub(crate) topics: Vec<Option<&'a str>>,
+    pub(crate) data: Vec<&'a Value>,
+    pub(crate) metadata: Vec<Value>,
+    pub(crate) occurred_at: Vec<DateTime<Utc>>,
+    pub(crate) correlation: Vec<Option<Uuid>>,
+    pub(crate) causation: Vec<Option<Uuid>>,
+}
+
+impl<'a> Columns<'a> {
+    fn new(events: &'a [NewEvent]) -> Columns<'a> {
+        let n = events.len();
+        let mut c = Columns {
+            ids: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            versions: Vec::with_capacity(n),
+            topics: Vec::with_capacity(n),
+            data: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+            occurred_at: Vec::with_capacity(n),
+            correlation: Vec::with_capacity(n),
+            causation: Vec::with_capacity(n),
+        };
+        for e in events {
+            c.ids.push(e.event_id);
+            c.types.push(&e.event_type);
+            // validate::batch checked the range.
+            c.versions.push(e.schema_version as i32);
+            c.topics.push(e.topic.as_deref());
+            c.data.push(&e.payload);
+            c.metadata.push(e.metadata.to_json());
+            c.occurred_at.push(e.occurred_at.trunc_subsecs(6));
+            c.correlation.push(e.metadata.correlation_id);
+            c.causation.push(e.metadata.causation_id);
+        }
+        c
+    }
+
+    /// A query of `sql` with the stream, the expected-version code and the columns bound as
+    /// `$1` … `$12`: the parameters the append function and the several-event checked
+    /// append share.
+    fn bind<'q>(self, sql: &'q str, stream: &'q StreamId, expected: i64) -> Query<'q, Postgres, PgArguments>
+    where
+        'a: 'q,
+    {
+        sqlx::query(sql)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(expected)
+            .bind(self.ids)
+            .bind(self.types)
+            .bind(self.versions)
+            .bind(self.topics)
+            .bind(self.data)
+            .bind(self.metadata)
+            .bind(self.occurred_at)
+            .bind(self.correlation)
+            .bind(self.causation)
+    }
+}
+
+/// The answer to an append whose ids are (partly) stored: the original result for an
+/// exact retry, else a duplicate error naming the first stored id.
+pub(crate) fn duplicate_outcome(
+    stream: &StreamId,
+    events: &[NewEvent],
+    stored: &[RecordedEvent],
+) -> Result<AppendResult, StoreError> {
+    deduplicated_result(stream, events, stored).ok_or_else(|| {
+        let event_id = events
+            .iter()
+            .map(|e| e.event_id)
+            .find(|id| stored.iter().any(|s| s.event_id == *id))
+            .unwrap_or(events[0].event_id);
+        StoreError::DuplicateEvent { event_id }
+    })
+}
+
+/// The result of an append from the (version, position) pairs it wrote.
+pub(crate) fn appended(
+    stream: &StreamId,
+    mut written: Vec<(u64, u64)>,
+) -> Result<AppendResult, AppendFailure> {
+    written.sort_unstable();
+    let (Some(first), Some(last)) = (written.first(), written.last()) else {
+        return Err(AppendFailure::Other(StoreError::Corrupt("append wrote no rows".into())));
+    };
+    Ok(AppendResult {
+        stream: stream.clone(),
+        from_version: Version(first.0),
+        to_version: Version(last.0),
+        positions: written.iter().map(|(_, p)| GlobalPosition(*p)).collect(),
+        deduplicated: false,
+    })
+}
+
+pub(crate) enum AppendFailure {
+    Duplicate,
+    VersionTaken,
+    Other(StoreError),
+}
+
+impl PostgresStore {
+    /// Appends inside a transaction the caller owns (transaction-first): the events commit
+    /// or roll back with the caller's own writes, and subscribers are notified only on
+    /// commit.
+    ///
+    /// The append runs in a subtransaction (a savepoint), so a refused append leaves the
+    /// caller's transaction usable:
+    /// - [`StoreError::Conflict`] carries the stream's true version, also when a writer
+    ///   outside this transaction took the version while this append was being written;
+    /// - a duplicate event id is answered as by [`EventStore::append`](factum::EventLog::append): the original
+    ///   result for an exact retry of a stored append, else [`StoreError::DuplicateEvent`].
+    ///
+    /// Only [`StoreError::RetryTransaction`] means that the transaction is aborted: the
+    /// stream's newest event was written by a newer transaction (committing would put the
+    /// stream out of order in the log), or, under `REPEATABLE READ` or `SERIALIZABLE`, the
+    /// writer that took the version is outside this transaction's snapshot. Roll back and
+    /// run the transaction again.
+    ///
+    /// ```no_run
+    /// # use factum::{ExpectedVersion, NewEvent, StreamId};
+    /// # async fn run(store: factum_postgres::PostgresStore) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = store.pool().begin().await?;
+    /// sqlx::query("INSERT INTO outbox (body) VALUES ('hello')").execute(&mut *tx).await?;
+    /// let stream = StreamId::new("Order", "o-1")?;
+    /// store.append_in(&mut tx, &stream, ExpectedVersion::Any, vec![NewEvent::new("Noted", serde_json::json!({}))]).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn append_in(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        validate::batch(&events, &self.inner.limits)?;
+        // The caller commits: the notification goes with its transaction.
+        let rows = Columns::new(&events)
+            .bind(&self.inner.sql.append_in, stream, expected_code(expected))
+            .bind(self.inner.channel.as_deref())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| match self.append_error(e, stream) {
+                AppendFailure::Other(e) => e,
+                // Both are caught in the database; the caller's transaction is aborted
+                // only if they escape it.
+                AppendFailure::Duplicate | AppendFailure::VersionTaken => {
+                    StoreError::RetryTransaction { stream: stream.clone() }
+                }
+            })?;
+        let mut written = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let duplicate: bool = row.try_get(4).map_err(backend)?;
+            if duplicate {
+                let stored = self.read_batch_ids(conn, stream, &events).await?;
+                return duplicate_outcome(stream, &events, &stored);
+            }
+            let version: i64 = row.try_get(0).map_err(backend)?;
+            let conflict: bool = row.try_get(3).map_err(backend)?;
+            if conflict {
+                // As in `append`: the version check runs first, so an exact retry of a
+                // stored batch meets a conflict; the stored ids decide.
+                let stored = self.read_batch_ids(conn, stream, &events).await?;
+                if !stored.is_empty() {
+                    return duplicate_outcome(stream, &events, &stored);
+                }
+                let actual = Version(to_u64("version", version)?);
+                return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
+            }
+            let position: Option<i64> = row.try_get(1).map_err(backend)?;
+            written.push((to_u64("version", version)?, to_u64("position", position.unwrap_or_default())?));
+        }
+        appended(stream, written).map_err(|f| match f {
+            AppendFailure::Other(e) => e,
+            AppendFailure::Duplicate | AppendFailure::VersionTaken => {
+                StoreError::Corrupt("append wrote no rows".into())
+            }
+        })
+    }
+
+    /// Whether the head table still holds heads deleted under schema version 2, which the
+    /// checked append must then consult. Asked once per store: this version writes none.
+    pub(crate) async fn legacy_heads(&self, conn: &mut PgConnection) -> Result<bool, StoreError> {
+        match self.inner.legacy_heads.load(Ordering::Relaxed) {
+            LEGACY_NONE => return Ok(false),
+            LEGACY_SOME => return Ok(true),
+            _ => {}
+        }
+        let some: bool =
+            sqlx::query_scalar(&self.inner.sql.legacy_heads).fetch_one(conn).await.map_err(backend)?;
+        self.inner.legacy_heads.store(if some { LEGACY_SOME } else { LEGACY_NONE }, Ordering::Relaxed);
+        Ok(some)
+    }
+
+    /// The stream's version: its newest stored event's, or a head that retention deleted
+    /// under schema version 2.
+    pub(crate) async fn head(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+    ) -> Result<Version, StoreError> {
+        let v: i64 = sqlx::query_scalar(&self.inner.sql.head)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .fetch_one(conn)
+            .await
+            .map_err(backend)?;
+        Ok(Version(to_u64("version", v)?))
+    }
+
+    /// The append at a version the caller knows (exact or no stream), in one statement
+    /// that checks the head and inserts: the hot path of every command.
+    pub(crate) async fn append_checked(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendFailure> {
+        let legacy = usize::from(self.legacy_heads(&mut *conn).await.map_err(AppendFailure::Other)?);
+        let from = expected_code(expected);
+        let query = if let [e] = events {
+            sqlx::query(&self.inner.sql.append_one[legacy])
+                .bind(stream.aggregate_type())
+                .bind(stream.aggregate_id())
+                .bind(from)
+                .bind(e.event_id)
+                .bind(&e.event_type)
+                // validate::batch checked the range.
+                .bind(e.schema_version as i32)
+                .bind(e.topic.as_deref())
+                .bind(&e.payload)
+                .bind(e.metadata.to_json())
+                .bind(e.occurred_at.trunc_subsecs(6))
+                .bind(e.metadata.correlation_id)
+                .bind(e.metadata.causation_id)
+        } else {
+            Columns::new(events).bind(&self.inner.sql.append_many[legacy], stream, from)
+        };
+        let rows = query.fetch_all(&mut *conn).await.map_err(|e| self.append_error(e, stream))?;
+        if rows.is_empty() {
+            let actual = self.head(conn, stream).await.map_err(AppendFailure::Other)?;
+            return Err(AppendFailure::Other(StoreError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            }));
+        }
+        let mut written = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let version: i64 = row.try_get(0).map_err(|e| AppendFailure::Other(backend(e)))?;
+            let position: i64 = row.try_get(1).map_err(|e| AppendFailure::Other(backend(e)))?;
+            written.push((version.max(0) as u64, position.max(0) as u64));
+        }
+        appended(stream, written)
+    }
+
+    /// [`EventStore::append`](factum::EventLog::append) on `conn`, once validated.
+    pub(crate) async fn append_on(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, StoreError> {
+        // Committed on its own (autocommit): notified after the commit, see `Notifier`.
+        let outcome = match expected {
+            ExpectedVersion::Exact(_) | ExpectedVersion::NoStream => {
+                self.append_checked(conn, stream, expected, events).await
+            }
+            // The head is read in the database, under the stream's advisory lock.
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => {
+                let mut outcome = self.append_rows(conn, stream, expected, events).await;
+                for _ in 0..APPEND_RETRIES {
+                    match outcome {
+                        // Nothing was written: a new transaction has a newer id, and the
+                        // winner of the version is in its snapshot.
+                        Err(
+                            AppendFailure::Other(StoreError::RetryTransaction { .. })
+                            | AppendFailure::VersionTaken,
+                        ) => {
+                            outcome = self.append_rows(conn, stream, expected, events).await;
+                        }
+                        _ => break,
+                    }
+                }
+                outcome
+            }
+        };
+        let conflict = match outcome {
+            Ok(result) => {
+                self.committed(stream.aggregate_type());
+                return Ok(result);
+            }
+            Err(AppendFailure::Duplicate) => {
+                let stored = self.read_batch_ids(conn, stream, events).await?;
+                return duplicate_outcome(stream, events, &stored);
+            }
+            Err(AppendFailure::Other(e @ StoreError::Conflict { .. })) => e,
+            Err(AppendFailure::Other(e)) => return Err(e),
+            // Another writer took the version between the check and the insert.
+            Err(AppendFailure::VersionTaken) => {
+                let actual = self.head(conn, stream).await?;
+                StoreError::Conflict { stream: stream.clone(), expected, actual }
+            }
+        };
+        // The version check runs before the insert: a retry of a stored batch meets a
+        // conflict first. Like the in-memory store, let the duplicate id decide.
+        let stored = self.read_batch_ids(conn, stream, events).await?;
+        if stored.is_empty() {
+            Err(conflict)
+        } else {
+            duplicate_outcome(stream, events, &stored)
+        }
+    }
+
+    pub(crate) async fn append_rows(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendFailure> {
+        // Autocommit: notified after the commit, see `Notifier`.
+        let rows = Columns::new(events)
+            .bind(&self.inner.sql.append, stream, expected_code(expected))
+            .bind(None::<&str>)
+            .fetch_all(conn)
+            .await
+            .map_err(|e| self.append_error(e, stream))?;
+        let mut written = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let version: i64 = row.try_get(0).map_err(|e| AppendFailure::Other(backend(e)))?;
+            let position: Option<i64> = row.try_get(1).map_err(|e| AppendFailure::Other(backend(e)))?;
+            let conflict: bool = row.try_get(3).map_err(|e| AppendFailure::Other(backend(e)))?;
+            if conflict {
+                return Err(AppendFailure::Other(StoreError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual: Version(version.max(0) as u64),
+                }));
+            }
+            written.push((version.max(0) as u64, position.unwrap_or_default().max(0) as u64));
+        }
+        appended(stream, written)
+    }
+
+    pub(crate) fn append_error(&self, e: sqlx::Error, stream: &StreamId) -> AppendFailure {
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some(SERIALIZATION_FAILURE)
+                && db.constraint() == Some(self.inner.sql.transaction_order_constraint.as_str())
+            {
+                return AppendFailure::Other(StoreError::RetryTransaction { stream: stream.clone() });
+            }
+            if db.kind() == ErrorKind::UniqueViolation {
+                let constraint = db.constraint().unwrap_or_default();
+                if constraint == self.inner.sql.event_id_constraint {
+                    return AppendFailure::Duplicate;
+                }
+                if constraint == self.inner.sql.stream_version_constraint {
+                    // A writer that takes no stream lock (a checked append) took the version
+                    // first: the unique constraint is the last line.
+                    return AppendFailure::VersionTaken;
+                }
+            }
+        }
+        AppendFailure::Other(backend(e))
+    }
+
+    pub(crate) async fn read_batch_ids(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        events: &[NewEvent],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let rows = sqlx::query(&self.inner.sql.by_ids)
+            .bind(ids)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .fetch_all(conn)
+            .await
+            .map_err(backend)?;
+        decode_all(&rows)
+    }
+}

@@ -1,0 +1,274 @@
+//! [`PostgresStore`]: the [`EventStore`](factum::EventStore) on PostgreSQL, in rooms by role:
+//! `sql` (the statements, from `sql/statements/`), `append`, `log` (reads, queries, wake-ups),
+//! `snapshots`, `consumers` (checkpoints, leases, failures), `retention`.
+//!
+//! Taking connections, one rule: an operation of one statement borrows from the
+//! connection stack (`self.inner.conns.get()`, kept warm between operations); an
+//! operation of several statements takes a transaction (`self.begin()`); only
+//! administrative calls (migrations, grants, operators' requests) take a plain pooled
+//! connection (`self.conn()`). All three fail at once while the database is known to be
+//! down.
+
+use std::sync::atomic::AtomicU8;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use factum::{Limits, StoreError};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::task::JoinHandle;
+
+use crate::availability::Availability;
+use crate::config::{check_identifier, ConfigError, PostgresConfig, SchemaNames};
+use crate::conns::Connections;
+use crate::lease::Leases;
+use crate::listener::{self, Notifier, Wakes};
+use crate::schema;
+
+mod append;
+mod consumers;
+mod log;
+mod read_log;
+mod requests;
+mod retention;
+mod snapshots;
+mod sql;
+
+use crate::rows::*;
+use sql::*;
+
+/// How many events [`EventStore::stream`](factum::EventLog::stream) reads ahead of its consumer (a buffer of 100).
+pub const STREAM_BUFFER: usize = 100;
+
+/// An [`EventStore`](factum::EventStore) on PostgreSQL. Cloning it gives another handle to the same pool.
+///
+/// ```no_run
+/// use factum::prelude::*;
+/// use factum::{ExpectedVersion, NewEvent, StreamId};
+/// use factum_postgres::{PostgresConfig, PostgresStore};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PostgresStore::connect(PostgresConfig::from_env()?).await?;
+/// store.migrate().await?;
+/// let order = StreamId::new("Order", "ord-123")?;
+/// store
+///     .append(&order, ExpectedVersion::NoStream, vec![NewEvent::new("OrderPlaced", serde_json::json!({}))])
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    /// Fails operations fast while the database is known to be down.
+    avail: Arc<Availability>,
+    /// The most an [`EventStore`] operation may take.
+    timeout: std::time::Duration,
+    /// Connections for one-statement operations, kept out of the pool between them.
+    conns: Arc<Connections>,
+    names: SchemaNames,
+    sql: Sql,
+    channel: Option<String>,
+    limits: Limits,
+    wakes: Arc<Wakes>,
+    listener: Mutex<Option<JoinHandle<()>>>,
+    /// Post-commit notifications of [`EventStore::append`](factum::EventLog::append) and their task.
+    notifier: Arc<Notifier>,
+    notify_task: OnceLock<JoinHandle<()>>,
+    leases: OnceLock<Leases>,
+    /// `LEGACY_UNKNOWN`, `LEGACY_NONE` or `LEGACY_SOME`: see `legacy_heads`.
+    legacy_heads: AtomicU8,
+}
+
+const LEGACY_UNKNOWN: u8 = 0;
+const LEGACY_NONE: u8 = 1;
+const LEGACY_SOME: u8 = 2;
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            listener.abort();
+        }
+        if let Some(task) = self.notify_task.get() {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("names", &self.inner.names)
+            .field("channel", &self.inner.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+fn validate_config(config: &PostgresConfig) -> Result<(), StoreError> {
+    let invalid = |e: ConfigError| StoreError::backend(e);
+    config.names.validate().map_err(invalid)?;
+    if let Some(channel) = &config.notify_channel {
+        check_identifier("notify channel", channel).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+impl PostgresStore {
+    /// Connects a pool with the configured settings. Does not touch the schema: call
+    /// [`migrate`](Self::migrate) at start-up to create or upgrade it.
+    pub async fn connect(config: PostgresConfig) -> Result<Self, StoreError> {
+        validate_config(&config)?;
+        // One direct connection first: a refused connection, a missing database or a
+        // failed login is answered at once with the server's reason, where the pool would
+        // retry until its acquire timeout.
+        let direct = sqlx::ConnectOptions::connect(&config.connect);
+        match tokio::time::timeout(config.pool.connect_timeout, direct).await {
+            Ok(Ok(conn)) => {
+                sqlx::Connection::close(conn).await.ok();
+            }
+            Ok(Err(e))
+                if crate::availability::is_connection_error(&e)
+                    || crate::availability::is_login_refusal(&e) =>
+            {
+                return Err(StoreError::Unavailable { reason: crate::availability::describe(&e) });
+            }
+            Ok(Err(e)) => return Err(backend(e)),
+            Err(_) => {
+                return Err(StoreError::Unavailable {
+                    reason: format!(
+                        "no answer from the database server within {:?}",
+                        config.pool.connect_timeout
+                    ),
+                })
+            }
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(config.pool.max_connections)
+            .idle_timeout(config.pool.idle_timeout)
+            .acquire_timeout(config.pool.connect_timeout)
+            .connect_with(config.connect.clone())
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            // The pool may say only that it timed out: ask the server once for the reason
+            // (refused, starting up, no such database, authentication failed).
+            Err(e) if crate::availability::is_connection_error(&e) => {
+                let reason = match sqlx::ConnectOptions::connect(&config.connect).await {
+                    Err(direct) => crate::availability::describe(&direct),
+                    Ok(_) => crate::availability::describe(&e),
+                };
+                return Err(StoreError::Unavailable { reason });
+            }
+            Err(e) => return Err(backend(e)),
+        };
+        Self::from_pool(pool, config)
+    }
+
+    /// Uses an existing pool; its connection settings win over the config's.
+    ///
+    /// The store's one-statement operations keep a connection out of the pool for up to
+    /// 100 ms between uses, so the pool's `before_acquire` and `after_release` hooks run
+    /// only when a connection passes through the pool (see the operations guide).
+    pub fn from_pool(pool: PgPool, config: PostgresConfig) -> Result<Self, StoreError> {
+        validate_config(&config)?;
+        let avail = Availability::new((*pool.connect_options()).clone());
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                conns: Arc::new(Connections::new(pool.clone(), avail.clone())),
+                avail,
+                timeout: config.pool.operation_timeout,
+                pool,
+                sql: Sql::new(&config.names),
+                names: config.names,
+                channel: config.notify_channel,
+                limits: config.limits,
+                wakes: Arc::new(Wakes::default()),
+                listener: Mutex::new(None),
+                notifier: Arc::new(Notifier::default()),
+                notify_task: OnceLock::new(),
+                leases: OnceLock::new(),
+                legacy_heads: AtomicU8::new(LEGACY_UNKNOWN),
+            }),
+        })
+    }
+
+    /// Creates or upgrades the schema with the embedded migrations; safe to call from
+    /// several instances at once. Returns the versions it applied.
+    pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
+        let mut conn = self.conn().await?;
+        schema::migrate(&mut conn, &self.inner.names).await.map_err(backend)
+    }
+
+    /// Each embedded migration, and when this database applied it (`None`: pending).
+    pub async fn migrations(&self) -> Result<Vec<schema::MigrationStatus>, StoreError> {
+        let mut conn = self.conn().await?;
+        schema::status(&mut conn, &self.inner.names).await.map_err(backend)
+    }
+
+    /// The connection pool, for the application's own queries.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Runs one [`EventStore`] operation within the operation timeout.
+    pub(crate) async fn timed<T>(
+        &self,
+        operation: &'static str,
+        run: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.timeout, run).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.inner.avail.suspect_stall();
+                Err(StoreError::Timeout { operation, after: self.inner.timeout })
+            }
+        }
+    }
+
+    /// A connection from the pool, failing fast while the database is known to be down.
+    pub(crate) async fn conn(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        self.inner.avail.acquire(&self.inner.pool, self.inner.pool.acquire()).await
+    }
+
+    /// A transaction on a connection from the pool, failing fast while the database is
+    /// known to be down.
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.inner.avail.acquire(&self.inner.pool, self.inner.pool.begin()).await
+    }
+
+    /// The schema and table names in use.
+    pub fn names(&self) -> &SchemaNames {
+        &self.inner.names
+    }
+
+    /// After an append committed: wakes this process's readers at once and queues the
+    /// `NOTIFY` for other processes.
+    pub(crate) fn committed(&self, category: &str) {
+        self.inner.wakes.wake(Some(category));
+        let Some(channel) = &self.inner.channel else { return };
+        self.inner.notifier.push(category);
+        if self.inner.notify_task.get().is_none() {
+            let task =
+                listener::notify(self.inner.pool.clone(), channel.clone(), self.inner.notifier.clone());
+            // Two first appends may race here; the loser's task is aborted at once.
+            if let Err(task) = self.inner.notify_task.set(tokio::spawn(task)) {
+                task.abort();
+            }
+        }
+    }
+
+    pub(crate) fn ensure_listener(&self) {
+        let Some(channel) = &self.inner.channel else { return };
+        let mut guard = self.inner.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        // Outside a Tokio runtime, subscribers fall back to polling.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let task = listener::run(self.inner.pool.clone(), channel.clone(), self.inner.wakes.clone());
+        *guard = Some(runtime.spawn(task));
+    }
+}

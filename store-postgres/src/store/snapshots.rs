@@ -1,0 +1,71 @@
+//! [`SnapshotStore`] on PostgreSQL: one snapshot per stream, never replaced by an older one.
+
+use async_trait::async_trait;
+use factum::prelude::*;
+use factum::{validate, Snapshot, StoreError, StreamId, Version};
+use sqlx::Row;
+
+use super::*;
+
+#[async_trait]
+impl SnapshotStore for PostgresStore {
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.timed("save_snapshot", async {
+            validate::snapshot(snapshot)?;
+            let mut conn = self.inner.conns.get().await?;
+            let done = sqlx::query(&self.inner.sql.save_snapshot)
+                .bind(snapshot.stream.aggregate_type())
+                .bind(snapshot.stream.aggregate_id())
+                .bind(to_i64(snapshot.version.0))
+                .bind(snapshot.schema_version as i32)
+                .bind(&snapshot.state)
+                .bind(snapshot.created_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)
+                .map(|_| ());
+            conn.release(&done);
+            done
+        })
+        .await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        self.timed("load_snapshot", async {
+            let mut conn = self.inner.conns.get().await?;
+            let row = sqlx::query(&self.inner.sql.load_snapshot)
+                .bind(stream.aggregate_type())
+                .bind(stream.aggregate_id())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend);
+            conn.release(&row);
+            let row = row?;
+            let Some(row) = row else { return Ok(None) };
+            let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let schema_version: i32 = row.try_get(1).map_err(corrupt)?;
+            Ok(Some(Snapshot {
+                stream: stream.clone(),
+                version: Version(to_u64("snapshot version", row.try_get(0).map_err(corrupt)?)?),
+                schema_version: u32::try_from(schema_version)
+                    .map_err(|_| StoreError::Corrupt(format!("snapshot schema_version {schema_version}")))?,
+                state: row.try_get(2).map_err(corrupt)?,
+                created_at: row.try_get(3).map_err(corrupt)?,
+            }))
+        })
+        .await
+    }
+
+    async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError> {
+        self.timed("delete_snapshot", async {
+            let done = sqlx::query(&self.inner.sql.delete_snapshot)
+                .bind(stream.aggregate_type())
+                .bind(stream.aggregate_id())
+                .execute(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+}

@@ -1,0 +1,105 @@
+//! The SQL text of the store's operations: every statement the store sends at run time
+//! lives in `sql/statements/*.sql`, beside the migrations, with the configured names
+//! filled in once per store.
+
+use crate::config::SchemaNames;
+use crate::schema::expand;
+
+pub(crate) const INSERT_COLUMNS: &str =
+    "event_id, aggregate_type, aggregate_id, version, event_type, event_version, \
+     topic, event_data, metadata, occurred_at, correlation_id, causation_id";
+
+pub(crate) const COLUMNS: &str = "global_position, transaction_id, event_id, aggregate_type, aggregate_id, \
+     version, event_type, event_version, topic, event_data, metadata, occurred_at, recorded_at";
+
+/// The SQL text for the configured names, expanded once.
+pub(crate) struct Sql {
+    pub(crate) append: String,
+    /// The append function run in a subtransaction, for appends in a caller's transaction.
+    pub(crate) append_in: String,
+    /// Enters a projection's batch fence and checks its checkpoint (see `fence`).
+    pub(crate) fence: String,
+    /// The checked appends at a known version: one event; several; and both again for a
+    /// store whose head table still holds heads deleted under schema version 2.
+    pub(crate) append_one: [String; 2],
+    pub(crate) append_many: [String; 2],
+    pub(crate) legacy_heads: String,
+    pub(crate) head: String,
+    pub(crate) read_stream: String,
+    pub(crate) read_payloads: String,
+    pub(crate) read_all: String,
+    pub(crate) read_category: String,
+    /// A page of the log with a reader's selector applied (see `read_log.rs`).
+    pub(crate) read_log: String,
+    pub(crate) latest_position: String,
+    pub(crate) by_ids: String,
+    pub(crate) select: String,
+    pub(crate) count: String,
+    /// One chunk of retention, through the owner's definer function.
+    pub(crate) retain: String,
+    pub(crate) save_snapshot: String,
+    pub(crate) load_snapshot: String,
+    pub(crate) delete_snapshot: String,
+    pub(crate) load_checkpoint: String,
+    pub(crate) save_checkpoint: String,
+    pub(crate) advance_checkpoint: String,
+    pub(crate) count_after: String,
+    pub(crate) record_failure: String,
+    pub(crate) failures: String,
+    pub(crate) resolve_failure: String,
+    pub(crate) storage_bytes: String,
+    pub(crate) event_id_constraint: String,
+    pub(crate) stream_version_constraint: String,
+    pub(crate) transaction_order_constraint: String,
+}
+
+/// A statement's file in `sql/statements/`.
+macro_rules! statement {
+    ($name:literal) => {
+        include_str!(concat!("../../sql/statements/", $name, ".sql"))
+    };
+}
+
+impl Sql {
+    pub(crate) fn new(names: &SchemaNames) -> Sql {
+        let e = |t: &str| {
+            expand(&t.replace("{columns}", COLUMNS).replace("{insert_columns}", INSERT_COLUMNS), names)
+        };
+        let checks = [statement!("version_check"), statement!("version_check_legacy")];
+        let one = |check: &str| e(&statement!("append_one").replace("{check}", check));
+        let many = |check: &str| e(&statement!("append_many").replace("{check}", check));
+        Sql {
+            append: e(statement!("append")),
+            append_in: e(statement!("append_in")),
+            fence: e(statement!("fence")),
+            append_one: [one(checks[0]), one(checks[1])],
+            append_many: [many(checks[0]), many(checks[1])],
+            legacy_heads: e(statement!("legacy_heads")),
+            head: e(statement!("head")),
+            read_stream: e(statement!("read_stream")),
+            read_payloads: e(statement!("read_payloads")),
+            read_all: e(statement!("read_all")),
+            read_category: e(statement!("read_category")),
+            read_log: e(statement!("read_log")),
+            latest_position: e(statement!("latest_position")),
+            by_ids: e(statement!("by_ids")),
+            select: e(statement!("select")),
+            count: e(statement!("count")),
+            retain: e(statement!("retain")),
+            save_snapshot: e(statement!("save_snapshot")),
+            load_snapshot: e(statement!("load_snapshot")),
+            delete_snapshot: e(statement!("delete_snapshot")),
+            load_checkpoint: e(statement!("load_checkpoint")),
+            save_checkpoint: e(statement!("save_checkpoint")),
+            advance_checkpoint: e(statement!("advance_checkpoint")),
+            count_after: e(statement!("count_after")),
+            record_failure: e(statement!("record_failure")),
+            failures: e(statement!("failures")),
+            resolve_failure: e(statement!("resolve_failure")),
+            storage_bytes: e(statement!("storage_bytes")),
+            event_id_constraint: format!("{}_event_id_key", names.events),
+            stream_version_constraint: format!("{}_stream_version_key", names.events),
+            transaction_order_constraint: format!("{}_transaction_order", names.streams),
+        }
+    }
+}
