@@ -11,6 +11,10 @@ pub const DEFAULT_EXCHANGE: &str = "factum.events";
 /// The publisher's projection (and checkpoint) name unless told otherwise.
 pub const DEFAULT_PUBLISHER_NAME: &str = "rabbitmq_publisher";
 
+/// Messages published ahead of the batch being confirmed unless told otherwise
+/// ([`PublisherConfig::max_in_flight`]).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+
 /// How a [`Publisher`](crate::Publisher) connects, where it sends, and how it waits.
 ///
 /// ```
@@ -63,7 +67,7 @@ impl PublisherConfig {
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             failure: FailurePolicy::default(),
-            max_in_flight: 0,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             lag_interval: Duration::from_secs(1),
             metrics: BusMetrics::unregistered(),
         }
@@ -162,10 +166,11 @@ impl PublisherConfig {
     }
 
     /// At most this many messages published ahead of the batch being confirmed
-    /// (default 0: off). While a batch's confirms are awaited, the publisher reads the
-    /// log on and publishes what follows, so that the broker's confirm latency holds back
-    /// the checkpoint rather than new events. Off by default: in the benchmark here it
-    /// raised the end-to-end latency instead (see `docs/performance.md`).
+    /// (default [`DEFAULT_MAX_IN_FLIGHT`]; 0 turns publishing ahead off). While a
+    /// batch's confirms are awaited, the publisher follows the log itself (woken by the
+    /// store's append signal) and publishes what comes next, so that the broker's
+    /// confirm latency holds back the checkpoint rather than new events. The checkpoint
+    /// still moves only over batches the broker confirmed whole.
     #[must_use]
     pub fn max_in_flight(mut self, messages: usize) -> Self {
         self.max_in_flight = messages;

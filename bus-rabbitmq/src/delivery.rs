@@ -1,5 +1,5 @@
 //! Getting messages confirmed: the connection, publishing with confirms, waiting for
-//! them in order, reconnecting, and publishing ahead of the batch being confirmed.
+//! them in order, and reconnecting (publishing ahead meanwhile: `ahead`).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -19,14 +19,14 @@ use crate::publisher::Publisher;
 /// How long connecting and declaring may take before it is tried again.
 pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a confirm is waited for before the log is read ahead.
-const AHEAD_AFTER: Duration = Duration::from_millis(5);
-/// The shortest time between two reads ahead.
-const READ_GAP: Duration = Duration::from_millis(20);
+/// The target of the trace events that stamp each message's stages (read, published,
+/// confirmed), for the benchmark's breakdown; nothing is recorded unless a subscriber
+/// enables it.
+pub(crate) const STAGES: &str = "factum_rabbitmq::stages";
 
 /// A connection and its confirm-mode channel.
 pub(crate) struct Link {
-    connection: Connection,
+    pub(crate) connection: Connection,
     channel: Channel,
 }
 
@@ -59,7 +59,7 @@ pub(crate) struct InFlight {
 
 /// Confirms nobody waits for any more, awaited in the background so that the channel
 /// does not keep them.
-fn abandon(confirms: impl IntoIterator<Item = PublisherConfirm>) {
+pub(crate) fn abandon(confirms: impl IntoIterator<Item = PublisherConfirm>) {
     let confirms: Vec<PublisherConfirm> = confirms.into_iter().collect();
     if !confirms.is_empty() {
         tokio::spawn(async move {
@@ -80,7 +80,7 @@ pub(crate) enum Outcome {
 }
 
 /// Why a publish or a confirm did not happen.
-enum Wait {
+pub(crate) enum Wait {
     Refused(String),
     Broken(String),
 }
@@ -126,22 +126,15 @@ impl Publisher {
     /// Gives the connection up (after a failure or a confirm timeout), and with it what
     /// was published ahead.
     async fn drop_link(&mut self) {
-        self.discard_ahead(None);
+        self.ahead.discard(None);
         if let Some(link) = self.link.take() {
             let close = link.connection.close(320, "factum publisher reconnecting".into());
             let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
         }
     }
 
-    /// Forgets what was published ahead; reading ahead starts again after `from` (or
-    /// after the batch that comes next).
-    pub(crate) fn discard_ahead(&mut self, from: Option<Checkpoint>) {
-        abandon(std::mem::take(&mut self.ahead).into_iter().map(|f| f.confirm));
-        self.ahead_after = from;
-    }
-
     /// Publishes one event on the current connection.
-    async fn publish(&self, event: &RecordedEvent) -> Result<PublisherConfirm, Wait> {
+    pub(crate) async fn publish(&self, event: &RecordedEvent) -> Result<PublisherConfirm, Wait> {
         let message = encode(event).map_err(Wait::Refused)?;
         let link = self.link.as_ref().ok_or_else(|| Wait::Broken("no connection".into()))?;
         let options =
@@ -158,57 +151,21 @@ impl Publisher {
             .await
             .map_err(|e| Wait::Broken(e.to_string()))?;
         self.config.metrics.published.get_or_create(&self.config.metrics.publisher(&self.config.name)).inc();
+        tracing::trace!(target: STAGES, stage = "published", position = event.position.0);
         Ok(confirm)
     }
 
-    /// Whether the projection selects `event` (the same filters it was given).
-    fn selects(&self, event: &RecordedEvent) -> bool {
-        let c = &self.config;
-        (c.aggregate_types.is_empty() || c.aggregate_types.iter().any(|t| t == event.stream.aggregate_type()))
-            && (c.event_types.is_empty() || c.event_types.contains(&event.event_type))
-            && (self.topics.is_empty()
-                || event.topic.as_deref().is_some_and(|t| self.topics.iter().any(|p| p.matches(t))))
-    }
-
-    /// Reads the log after what was read ahead, and publishes what the projection
-    /// selects, up to `max_in_flight` messages ahead.
-    async fn read_ahead(&mut self) {
-        let Some(after) = self.ahead_after else { return };
-        let room = self.config.max_in_flight.saturating_sub(self.ahead.len()).min(self.config.batch_size);
-        if room == 0 || !self.link.as_ref().is_some_and(|l| l.connection.status().connected()) {
-            return;
-        }
-        let page = match self.config.aggregate_types.as_slice() {
-            [one] => self.store.read_category(one, after, room).await,
-            _ => self.store.read_all(after, room).await,
-        };
-        self.last_read = tokio::time::Instant::now();
-        let Ok(page) = page else { return };
-        for event in page {
-            if self.selects(&event) {
-                match self.publish(&event).await {
-                    Ok(confirm) => self.ahead.push_back(InFlight { event_id: event.event_id, confirm }),
-                    // Left for its batch, which handles the failure.
-                    Err(_) => return,
-                }
-            }
-            self.ahead_after = Some(event.checkpoint());
-        }
-    }
-
-    /// Waits for one confirm, reading ahead meanwhile. No time limit while the broker
-    /// has blocked the connection.
+    /// Waits for one confirm, reading the log ahead meanwhile when it grows (`ahead`).
+    /// No time limit while the broker has blocked the connection.
     async fn confirm(&mut self, mut confirm: PublisherConfirm, pipelined: bool) -> Result<(), Wait> {
         let Some(status) = self.link.as_ref().map(|l| l.connection.status().clone()) else {
             return Err(Wait::Broken("no connection".into()));
         };
-        let started = tokio::time::Instant::now();
-        let mut deadline = started + self.config.confirm_timeout;
+        let mut deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
         loop {
-            let read_ahead = pipelined && self.ahead.len() < self.config.max_in_flight;
-            // Only a confirm that keeps us waiting is worth reading the log for, and at
-            // most every READ_GAP: each read is a gap-safe query on the store.
-            let read_at = (started + AHEAD_AFTER).max(self.last_read + READ_GAP);
+            let read_ahead = pipelined && self.may_read_ahead();
+            let listen = read_ahead && self.ahead.listening;
+            let read_at = self.ahead.next_read(tokio::time::Instant::now());
             tokio::select! {
                 biased;
                 result = &mut confirm => return self.confirmation(result),
@@ -219,6 +176,7 @@ impl Publisher {
                     tracing::warn!(publisher = %self.config.name, "connection blocked by the broker; waiting");
                     deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
                 }
+                grew = self.ahead.signal.changed(), if listen => self.ahead.grew(grew.is_ok()),
                 () = tokio::time::sleep_until(read_at), if read_ahead => self.read_ahead().await,
             }
         }
@@ -262,15 +220,15 @@ impl Publisher {
         let mut next = 0;
         if pipelined {
             while next < events.len()
-                && self.ahead.front().is_some_and(|f| f.event_id == events[next].event_id)
+                && self.ahead.sent.front().is_some_and(|f| f.event_id == events[next].event_id)
             {
-                let Some(sent) = self.ahead.pop_front() else { break };
+                let Some(sent) = self.ahead.sent.pop_front() else { break };
                 pending.push_back((next, sent.confirm));
                 next += 1;
             }
-            if next < events.len() || self.ahead_after.is_none_or(|a| a < to) {
+            if next < events.len() || self.ahead.after.is_none_or(|a| a < to) {
                 // What was read ahead is not what the batch holds: start over after it.
-                self.discard_ahead(Some(to));
+                self.ahead.discard(Some(to));
             }
         }
         // The first event not yet confirmed: on a lost connection, everything from it on
@@ -295,10 +253,13 @@ impl Publisher {
             }
             while let Some((index, confirm)) = pending.pop_front() {
                 match self.confirm(confirm, pipelined).await {
-                    Ok(()) => first_unconfirmed = index + 1,
+                    Ok(()) => {
+                        tracing::trace!(target: STAGES, stage = "confirmed", position = events[index].position.0);
+                        first_unconfirmed = index + 1;
+                    }
                     Err(Wait::Refused(reason)) => {
                         abandon(pending.drain(..).map(|(_, c)| c));
-                        self.discard_ahead(None);
+                        self.ahead.discard(None);
                         return Outcome::Refused(index, reason);
                     }
                     Err(Wait::Broken(reason)) => {
@@ -326,7 +287,7 @@ impl Publisher {
                     self.drop_link().await;
                     next = first_unconfirmed;
                     if pipelined {
-                        self.ahead_after = Some(to);
+                        self.ahead.after = Some(to);
                     }
                 }
             }

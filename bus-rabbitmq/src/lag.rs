@@ -32,8 +32,9 @@ pub(crate) fn spawn_lag(
         loop {
             match measure(store.as_ref(), &name, &categories).await {
                 Ok((events, seconds)) => {
-                    metrics.lag_events.get_or_create(&labels).set(i64::try_from(events).unwrap_or(i64::MAX));
+                    // The age first: a reader that sees the new count sees its age too.
                     metrics.lag_seconds.get_or_create(&labels).set(seconds);
+                    metrics.lag_events.get_or_create(&labels).set(i64::try_from(events).unwrap_or(i64::MAX));
                 }
                 Err(e) => {
                     tracing::debug!(publisher = %name, error = %e, "could not measure the publisher's lag")

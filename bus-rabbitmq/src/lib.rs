@@ -50,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+mod ahead;
 mod config;
 mod connect;
 mod dedup;
@@ -67,7 +68,7 @@ mod subscriber_config;
 #[doc = include_str!("../../docs/event-bus.md")]
 struct EventBusDocDoctests;
 
-pub use config::{PublisherConfig, DEFAULT_EXCHANGE, DEFAULT_PUBLISHER_NAME};
+pub use config::{PublisherConfig, DEFAULT_EXCHANGE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PUBLISHER_NAME};
 pub use dedup::{Deduplicated, PgMessageHandler, DEFAULT_DEDUP_TABLE};
 pub use error::BusError;
 pub use message::{headers, BusEvent, DecodeError};

@@ -1,8 +1,7 @@
 //! The publisher: a projection that sends every stored event to a topic exchange, with
 //! publisher confirms, and moves its checkpoint only over what the broker confirmed.
-//! (Connections, confirms and publishing ahead: `delivery`.)
+//! (Connections and confirms: `delivery`; publishing ahead: `ahead`.)
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,9 +12,10 @@ use factum::{
 use lapin::types::ShortString;
 use tracing::Instrument;
 
+use crate::ahead::Ahead;
 use crate::config::PublisherConfig;
 use crate::connect::Backoff;
-use crate::delivery::{InFlight, Link, Outcome};
+use crate::delivery::{Link, Outcome, STAGES};
 use crate::error::BusError;
 use crate::lag::{spawn_lag, AbortOnDrop};
 
@@ -49,12 +49,8 @@ pub struct Publisher {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) link: Option<Link>,
     pub(crate) backoff: Backoff,
-    /// Published ahead of the batch being confirmed, in log order.
-    pub(crate) ahead: VecDeque<InFlight>,
-    /// Where reading ahead goes on from; `None` until the next batch says.
-    pub(crate) ahead_after: Option<Checkpoint>,
-    /// When the log was last read ahead.
-    pub(crate) last_read: tokio::time::Instant,
+    /// What was published ahead of the batch being confirmed.
+    pub(crate) ahead: Ahead,
     _lag: AbortOnDrop,
 }
 
@@ -80,6 +76,10 @@ impl Publisher {
         let exchange = ShortString::try_new(config.exchange.as_str())
             .map_err(|e| BusError::InvalidConfig { field: "exchange", reason: e.to_string() })?;
         let link = Link::open(&config, &exchange).await?;
+        let signal = match config.aggregate_types.as_slice() {
+            [one] => store.category_wake_signal(one),
+            _ => store.wake_signal(),
+        };
         let lag = spawn_lag(
             store.clone(),
             config.name.clone(),
@@ -93,9 +93,7 @@ impl Publisher {
             topics,
             store,
             link: Some(link),
-            ahead: VecDeque::new(),
-            ahead_after: None,
-            last_read: tokio::time::Instant::now(),
+            ahead: Ahead::new(signal),
             config,
             _lag: lag,
         })
@@ -141,6 +139,11 @@ impl ProjectionSink for Publisher {
             from = %batch.from,
             to = %batch.to,
         );
+        if tracing::enabled!(target: STAGES, tracing::Level::TRACE) {
+            for e in batch.events {
+                tracing::trace!(target: STAGES, stage = "batch", position = e.position.0);
+            }
+        }
         async move {
             match self.deliver(batch.events, batch.to, true).await {
                 Outcome::Confirmed => self.advance(batch.projection, batch.from, batch.to).await,
@@ -159,7 +162,7 @@ impl ProjectionSink for Publisher {
     }
 
     async fn skip(&mut self, failure: &ProjectionFailure, from: Checkpoint) -> Result<(), SinkError> {
-        self.discard_ahead(None);
+        self.ahead.discard(None);
         self.store.record_failure(failure).await?;
         self.advance(&failure.projection, from, failure.checkpoint()).await
     }
@@ -180,7 +183,7 @@ impl ProjectionSink for Publisher {
 
     async fn reset(&mut self, projection: &str, to: Checkpoint, _clear: bool) -> Result<(), SinkError> {
         // What was published cannot be taken back: a rebuild publishes everything again.
-        self.discard_ahead(None);
+        self.ahead.discard(None);
         self.store.save_checkpoint(projection, to).await?;
         Ok(())
     }

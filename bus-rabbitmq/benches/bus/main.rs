@@ -6,12 +6,20 @@
 //!   `lapin` publisher with confirms sending equivalent messages (all in flight, then
 //!   every confirm awaited) to the same broker, phases alternating, in the same run.
 //! - **B2 end-to-end latency**: commands at a steady 2,000/s for 10 s (after 2 s of
-//!   warm-up), from each command's acknowledgment to a subscriber's receipt of its event.
+//!   warm-up), from each command's acknowledgment to a subscriber's receipt of its event,
+//!   with the time each stage took (`breakdown.rs`, from the stamps of `stages.rs`) and
+//!   the CPU each process used (`cpu.rs`).
 //!
 //! Environment: `DATABASE_URL` (a superuser URL; the run works in a fresh database),
 //! `FACTUM_TEST_AMQP_URL` (default the local broker), `FACTUM_BENCH_REPS` (default 3),
 //! `FACTUM_BENCH_EVENTS` (B1's events, default 50,000), `FACTUM_BENCH_RATE` (B2's
-//! commands per second, default 2,000), `FACTUM_BENCH_ONLY` (`b1` or `b2`).
+//! commands per second, default 2,000), `FACTUM_BENCH_ONLY` (`b1` or `b2`),
+//! `FACTUM_BENCH_MAX_IN_FLIGHT` (B2's publishing ahead; default the publisher's),
+//! `FACTUM_BENCH_BUS=0` (B2's commands alone, without publisher or subscriber).
+
+mod breakdown;
+mod cpu;
+mod stages;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -186,30 +194,34 @@ async fn b1(store: &Arc<dyn EventStore>, ch: &Channel, url: &str, reps: usize) {
     );
 }
 
-/// Records when each ping's event arrives.
+/// Records when each ping's event arrives, and its position.
 #[derive(Clone, Default)]
-struct Receipts(Arc<Mutex<Vec<(String, Instant)>>>);
+struct Receipts(Arc<Mutex<Vec<(String, u64, Instant)>>>);
 
 #[async_trait::async_trait]
 impl MessageHandler for Receipts {
     async fn handle(&mut self, event: &BusEvent) -> Result<(), HandlerError> {
-        self.0.lock().unwrap().push((event.stream.aggregate_id().to_owned(), Instant::now()));
+        let at = Instant::now();
+        self.0.lock().unwrap().push((event.stream.aggregate_id().to_owned(), event.position.0, at));
         Ok(())
     }
 }
 
-async fn b2(store: &Arc<dyn EventStore>, url: &str, rep: usize) {
-    let rate: u64 = env("FACTUM_BENCH_RATE", 2_000);
-    let receipts = Receipts::default();
+/// Starts the subscriber, then the publisher under a supervisor.
+async fn start_bus(
+    store: &Arc<dyn EventStore>,
+    url: &str,
+    receipts: &Receipts,
+    metrics: &BusMetrics,
+) -> (Option<factum_rabbitmq::SubscriberHandle>, Option<Supervisor>) {
     let sub_config =
         SubscriberConfig::new(url, "factum-bench.pings").exchange(EXCHANGE).bind(["bench.ping.#"]);
     let subscriber = Subscriber::start(sub_config, receipts.clone()).await.unwrap();
-    let metrics = BusMetrics::unregistered();
     let config = PublisherConfig::new(url)
         .exchange(EXCHANGE)
         .name("bench_latency")
         .topics(["bench.ping.#"])
-        .max_in_flight(env("FACTUM_BENCH_MAX_IN_FLIGHT", 0))
+        .max_in_flight(env("FACTUM_BENCH_MAX_IN_FLIGHT", factum_rabbitmq::DEFAULT_MAX_IN_FLIGHT))
         .metrics(metrics.clone());
     let publisher = Publisher::connect(store.clone(), config).await.unwrap();
     // The topic filter passes over B1's events (quickly: nothing is published for them).
@@ -217,8 +229,19 @@ async fn b2(store: &Arc<dyn EventStore>, url: &str, rep: usize) {
         Supervisor::start(store.clone(), SupervisorConfig::default().projection(publisher.into_projection()))
             .await
             .unwrap();
+    (Some(subscriber), Some(supervisor))
+}
+
+async fn b2(store: &Arc<dyn EventStore>, url: &str, rep: usize, stamps: &stages::Stamps) {
+    let rate: u64 = env("FACTUM_BENCH_RATE", 2_000);
+    let bus = env("FACTUM_BENCH_BUS", 1u8) != 0;
+    let receipts = Receipts::default();
+    let metrics = BusMetrics::unregistered();
+    let (subscriber, supervisor) =
+        if bus { start_bus(store, url, &receipts, &metrics).await } else { (None, None) };
     let factum = Factum::new(store.clone());
     let acks: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let executed: Arc<Mutex<Vec<f64>>> = Arc::default();
     let warmup = 2 * rate;
     let total = 12 * rate;
     let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
@@ -242,14 +265,24 @@ async fn b2(store: &Arc<dyn EventStore>, url: &str, rep: usize) {
         })
     };
     let mut tasks = Vec::with_capacity(total as usize);
+    let mut cpu_start = None;
+    let mut measured_from = started;
     for i in 0..total {
         tick.tick().await;
-        let (factum, acks) = (factum.clone(), acks.clone());
+        if i == warmup {
+            stamps.start();
+            cpu_start = cpu::sample();
+            measured_from = Instant::now();
+        }
+        let (factum, acks, executed) = (factum.clone(), acks.clone(), executed.clone());
         tasks.push(tokio::spawn(async move {
             let id = format!("p{rep}-{i}");
+            let sent = Instant::now();
             factum.execute(PingCommand::Send { id: id.clone() }).await.unwrap();
             if i >= warmup {
-                acks.lock().unwrap().push((id, Instant::now()));
+                let at = Instant::now();
+                acks.lock().unwrap().push((id, at));
+                executed.lock().unwrap().push(at.duration_since(sent).as_secs_f64() * 1e3);
             }
         }));
     }
@@ -257,17 +290,43 @@ async fn b2(store: &Arc<dyn EventStore>, url: &str, rep: usize) {
         t.await.unwrap();
     }
     let sent_rate = total as f64 / started.elapsed().as_secs_f64();
+    let cpu_end = cpu::sample();
+    let measured_secs = measured_from.elapsed().as_secs_f64();
+    let mut exec = std::mem::take(&mut *executed.lock().unwrap());
+    exec.sort_by(f64::total_cmp);
+    if !bus {
+        println!(
+            "B2 without the bus, {} commands at {sent_rate:.0}/s: command latency p50 {:.2} ms, p99 {:.2} ms",
+            exec.len(),
+            percentile(&exec, 0.5),
+            percentile(&exec, 0.99)
+        );
+        cpu::report(&cpu_start, &cpu_end);
+        progress.abort();
+        return;
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     while receipts.0.lock().unwrap().len() < total as usize && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let got: std::collections::HashMap<String, Instant> =
-        receipts.0.lock().unwrap().iter().cloned().collect();
-    let mut lat: Vec<f64> = acks
+    let stamped = stamps.stop();
+    let got: std::collections::HashMap<String, (u64, Instant)> =
+        receipts.0.lock().unwrap().iter().map(|(id, p, at)| (id.clone(), (*p, *at))).collect();
+    let measured_events: Vec<breakdown::Measured> = acks
         .lock()
         .unwrap()
         .iter()
-        .filter_map(|(id, at)| got.get(id).map(|r| r.saturating_duration_since(*at).as_secs_f64() * 1e3))
+        .filter_map(|(id, at)| {
+            got.get(id).map(|(position, receipt)| breakdown::Measured {
+                ack: *at,
+                position: *position,
+                receipt: *receipt,
+            })
+        })
+        .collect();
+    let mut lat: Vec<f64> = measured_events
+        .iter()
+        .map(|e| e.receipt.saturating_duration_since(e.ack).as_secs_f64() * 1e3)
         .collect();
     progress.abort();
     let measured = acks.lock().unwrap().len();
@@ -280,14 +339,25 @@ async fn b2(store: &Arc<dyn EventStore>, url: &str, rep: usize) {
         lat.last().copied().unwrap_or(0.0),
         lat.len()
     );
-    supervisor.shutdown().await.unwrap();
-    subscriber.stop().await;
+    println!(
+        "  command latency (send to ack) p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&exec, 0.5),
+        percentile(&exec, 0.99)
+    );
+    cpu::report(&cpu_start, &cpu_end);
+    breakdown::report(&measured_events, &stamped, measured_secs);
+    if let (Some(supervisor), Some(subscriber)) = (supervisor, subscriber) {
+        supervisor.shutdown().await.unwrap();
+        subscriber.stop().await;
+    }
 }
 
 fn main() {
     let url = std::env::var("FACTUM_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let reps: usize = env("FACTUM_BENCH_REPS", 3usize).max(1);
+    let stamps = stages::Stamps::default();
+    stamps.install();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
         let db = TestDb::new().await;
@@ -316,7 +386,7 @@ fn main() {
         }
         if only.is_empty() || only == "b2" {
             for rep in 0..reps {
-                b2(&store, &url, rep).await;
+                b2(&store, &url, rep, &stamps).await;
             }
         }
         for q in [QUEUE, "factum-bench.pings", "factum-bench.pings.dead-letter"] {
