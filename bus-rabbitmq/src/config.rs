@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use factum::FailurePolicy;
+use factum::projection::FailurePolicy;
 
 use crate::metrics::BusMetrics;
 

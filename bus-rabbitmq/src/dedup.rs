@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use factum::{catch_panic, HandlerError};
+use factum::projection::catch_panic;
+use factum::HandlerError;
 use sqlx::{PgConnection, PgPool};
 
 use crate::error::BusError;

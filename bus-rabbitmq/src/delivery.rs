@@ -4,7 +4,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use factum::{Checkpoint, RecordedEvent};
+use factum::store::Checkpoint;
+use factum::RecordedEvent;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Confirmation, Connection, ExchangeKind, PublisherConfirm};

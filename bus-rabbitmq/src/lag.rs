@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use factum::{Checkpoint, EventStore, StoreError};
+use factum::store::Checkpoint;
+use factum::{EventStore, StoreError};
 use tokio::task::JoinHandle;
 
 use crate::metrics::BusMetrics;

@@ -15,7 +15,9 @@
 //! | body | the payload as JSON; the metadata is in the `metadata` header, not in the body |
 
 use chrono::{DateTime, TimeZone, Utc};
-use factum::{DomainEvent, EventCodecError, GlobalPosition, Metadata, RecordedEvent, StreamId, Version};
+use factum::aggregate::EventCodecError;
+use factum::store::GlobalPosition;
+use factum::{DomainEvent, Metadata, RecordedEvent, StreamId, Version};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 use serde_json::Value;
@@ -178,7 +180,7 @@ impl BusEvent {
     ///     #[event(topic = "counter.value.added")]
     ///     Added { by: i64 },
     /// }
-    /// # fn show(event: &factum_rabbitmq::BusEvent) -> Result<(), factum::EventCodecError> {
+    /// # fn show(event: &factum_rabbitmq::BusEvent) -> Result<(), factum::aggregate::EventCodecError> {
     /// let CounterEvent::Added { by } = event.decode::<CounterEvent>()?;
     /// # let _ = by; Ok(()) }
     /// ```

@@ -5,10 +5,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use factum::{
-    Batch, Checkpoint, EventStore, HandlerError, Projection, ProjectionFailure, ProjectionSink,
-    RecordedEvent, SinkError, TopicPattern,
-};
+use factum::projection::{Batch, ProjectionSink, SinkError};
+use factum::store::{Checkpoint, ProjectionFailure, TopicPattern};
+use factum::{EventStore, HandlerError, Projection, RecordedEvent};
 use lapin::types::ShortString;
 use tracing::Instrument;
 
@@ -71,7 +70,7 @@ impl Publisher {
             .map(|t| TopicPattern::parse(t))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| BusError::InvalidConfig { field: "topics", reason: e.to_string() })?;
-        factum::validate::consumer_name(&config.name)
+        factum::store::validate::consumer_name(&config.name)
             .map_err(|e| BusError::InvalidConfig { field: "name", reason: e.to_string() })?;
         let exchange = ShortString::try_new(config.exchange.as_str())
             .map_err(|e| BusError::InvalidConfig { field: "exchange", reason: e.to_string() })?;

@@ -2,7 +2,9 @@
 //! prefetch, acks after success, and a dead-letter exchange after repeated failures.
 
 use async_trait::async_trait;
-use factum::{catch_panic, HandlerError, TopicPattern};
+use factum::projection::catch_panic;
+use factum::store::TopicPattern;
+use factum::HandlerError;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use factum::{Checkpoint, EventStore, HandlerError, Supervisor, SupervisorConfig};
+use factum::store::Checkpoint;
+use factum::{EventStore, HandlerError, Supervisor, SupervisorConfig};
 use factum_rabbitmq::{
     BusEvent, Deduplicated, PgMessageHandler, Publisher, PublisherConfig, Subscriber, SubscriberConfig,
 };

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use factum::{
-    EventStore, FailurePolicy, HandlerError, InMemoryStore, ProjectionState, Supervisor, SupervisorConfig,
-};
+use factum::projection::{FailurePolicy, ProjectionState};
+use factum::{EventStore, HandlerError, InMemoryStore, Supervisor, SupervisorConfig};
 use factum_rabbitmq::{
     headers, BusEvent, BusMetrics, MessageHandler, Publisher, PublisherConfig, Subscriber, SubscriberConfig,
 };

@@ -1,7 +1,8 @@
 //! What can go wrong, each as one clear line: `main` prints `error: {it}` and exits with
 //! [`CliError::exit_code`].
 
-use factum::{InvalidInput, StoreError};
+use factum::store::InvalidInput;
+use factum::StoreError;
 use factum_postgres::ConfigError;
 
 /// An error of the command line.

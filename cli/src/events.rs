@@ -5,10 +5,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use clap::{Args, Subcommand, ValueEnum};
 use factum::prelude::*;
-use factum::{
-    subscribe_all, Checkpoint, EventFilter, EventStore, GlobalPosition, OrderBy, RecordedEvent, StreamId,
-    SubscriptionOptions, VersionRange,
-};
+use factum::store::{subscribe_all, Checkpoint, GlobalPosition, OrderBy, SubscriptionOptions, VersionRange};
+use factum::{EventFilter, EventStore, RecordedEvent, StreamId};
 use factum_postgres::sqlx;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -25,7 +23,7 @@ pub(crate) enum EventsCommand {
         #[command(flatten)]
         filter: FilterArgs,
         /// At most this many events.
-        #[arg(long, default_value_t = factum::DEFAULT_QUERY_LIMIT)]
+        #[arg(long, default_value_t = factum::store::DEFAULT_QUERY_LIMIT)]
         limit: usize,
         /// Skip this many matching events.
         #[arg(long, default_value_t = 0)]
@@ -130,13 +128,13 @@ pub(crate) async fn run(db: &Database, command: EventsCommand, json: bool) -> Re
                 Order::Position => OrderBy::GlobalPosition,
             };
             let filter = filter.filter()?.limit(limit).offset(offset).order_by(order, asc);
-            filter.validate(&factum::Limits::default())?;
+            filter.validate(&factum::store::Limits::default())?;
             let store = db.store().await?;
             print_events(&store.query(&filter).await?, json)
         }
         EventsCommand::Count { filter } => {
             let filter = filter.filter()?;
-            filter.validate(&factum::Limits::default())?;
+            filter.validate(&factum::store::Limits::default())?;
             let n = db.store().await?.count(&filter).await?;
             if json {
                 output::json_line(&json!({ "count": n }))
@@ -170,7 +168,7 @@ async fn tail(
     json: bool,
 ) -> Result<(), CliError> {
     let filter = args.filter()?;
-    let limits = factum::Limits::default();
+    let limits = factum::store::Limits::default();
     let valid = filter.validate(&limits)?;
     let store = db.store().await?;
     // Now: everything older than the oldest running transaction is visible already.

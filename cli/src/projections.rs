@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use factum::prelude::*;
-use factum::{Checkpoint, ConsumerRequest, GlobalPosition, PendingRequest};
+use factum::store::{Checkpoint, ConsumerRequest, GlobalPosition, PendingRequest};
 use factum_postgres::{sqlx, PostgresStore};
 use serde_json::json;
 use uuid::Uuid;
@@ -142,7 +142,7 @@ pub(crate) async fn run(db: &Database, command: ProjectionsCommand, json: bool) 
 /// Refuses a name that no projection has used in this store (a typo would otherwise wait
 /// for a projection that never comes).
 async fn known(store: &PostgresStore, name: &str) -> Result<(), CliError> {
-    factum::validate::consumer_name(name)?;
+    factum::store::validate::consumer_name(name)?;
     if store.load_checkpoint(name).await?.is_none() {
         return Err(CliError::NotFound(format!(
             "no projection named {name:?} has a checkpoint in this store (see `factum status`)"

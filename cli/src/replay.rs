@@ -32,7 +32,7 @@ pub(crate) async fn run(db: &Database, args: ReplayArgs, json: bool) -> Result<(
         ));
     }
     let filter = args.filter.filter()?;
-    filter.validate(&factum::Limits::default())?;
+    filter.validate(&factum::store::Limits::default())?;
     let store = db.store().await?;
     let total = store.count(&filter).await?;
     let bar = indicatif::ProgressBar::new(total).with_message("reading the log");
@@ -40,7 +40,7 @@ pub(crate) async fn run(db: &Database, args: ReplayArgs, json: bool) -> Result<(
     let mut tally: BTreeMap<String, u64> = BTreeMap::new();
     let mut seen = 0u64;
     // The replay's own order: by position, every match.
-    let mut events = store.stream(filter.order_by(factum::OrderBy::GlobalPosition, true));
+    let mut events = store.stream(filter.order_by(factum::store::OrderBy::GlobalPosition, true));
     while let Some(event) = events.next().await {
         let event = event?;
         *tally.entry(event.event_type).or_default() += 1;

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use clap::Subcommand;
 use factum::prelude::*;
-use factum::RetentionGuard;
+use factum::store::RetentionGuard;
 use factum_postgres::sqlx;
 use serde_json::json;
 

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use factum::prelude::*;
+use factum::projection::FailurePolicy;
 use factum::{
-    ExpectedVersion, FailurePolicy, HandlerError, Metadata, NewEvent, Projection, RecordedEvent, StreamId,
-    Supervisor, SupervisorConfig,
+    ExpectedVersion, HandlerError, Metadata, NewEvent, Projection, RecordedEvent, StreamId, Supervisor,
+    SupervisorConfig,
 };
 use factum_postgres::sqlx::{self, Connection};
 use factum_postgres::{ExactlyOnce, PostgresStore};
@@ -304,7 +305,7 @@ async fn status_and_projections_against_a_running_service() {
 
     // Reset to a position: the events after it come again.
     let third = store
-        .query(&factum::EventFilter::new().order_by(factum::OrderBy::GlobalPosition, true).limit(3))
+        .query(&factum::EventFilter::new().order_by(factum::store::OrderBy::GlobalPosition, true).limit(3))
         .await
         .unwrap();
     let to = third[2].position.0.to_string();
@@ -341,7 +342,7 @@ async fn status_and_projections_against_a_running_service() {
 async fn retention_dry_run_counts_what_the_run_deletes() {
     let (_db, store, url) = seeded().await;
     let url = Some(url.as_str());
-    store.save_checkpoint("behind", factum::Checkpoint::START).await.unwrap();
+    store.save_checkpoint("behind", factum::store::Checkpoint::START).await.unwrap();
     let dry = |safe: bool| {
         let mut args = vec!["retention", "run", "--before", "2100-01-01", "--dry-run", "--json"];
         if safe {

@@ -139,8 +139,10 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
 /// aggregate's uses type-check and only the attribute's own mistakes are reported.
 fn generate(ident: &Ident, attrs: &Attrs) -> TokenStream {
     let name = attrs.name.get().cloned().unwrap_or_else(|| ident.to_string());
-    let every =
-        attrs.snapshot_every.get().map_or_else(|| quote!(::factum::DEFAULT_SNAPSHOT_EVERY), |n| quote!(#n));
+    let every = attrs
+        .snapshot_every
+        .get()
+        .map_or_else(|| quote!(::factum::aggregate::DEFAULT_SNAPSHOT_EVERY), |n| quote!(#n));
     let version = attrs.snapshot_version.get().copied().unwrap_or(1);
     let missing = quote!(__FactumMissing);
     let command = attrs.command.get().map_or_else(|| missing.clone(), ToTokens::to_token_stream);
@@ -166,7 +168,7 @@ fn generate(ident: &Ident, attrs: &Attrs) -> TokenStream {
     let aggregate_command = attrs.command.get().map(|command| {
         quote! {
             #[automatically_derived]
-            impl ::factum::AggregateCommand for #command {
+            impl ::factum::aggregate::AggregateCommand for #command {
                 type Aggregate = #ident;
             }
         }
@@ -351,14 +353,14 @@ fn stand_in() -> TokenStream {
             }
             fn to_payload(
                 &self,
-            ) -> ::core::result::Result<::factum::__private::serde_json::Value, ::factum::EventCodecError> {
+            ) -> ::core::result::Result<::factum::__private::serde_json::Value, ::factum::aggregate::EventCodecError> {
                 match *self {}
             }
             fn from_stored(
                 _: &str,
                 _: u32,
                 _: ::factum::__private::serde_json::Value,
-            ) -> ::core::result::Result<Self, ::factum::EventCodecError> {
+            ) -> ::core::result::Result<Self, ::factum::aggregate::EventCodecError> {
                 #body
             }
         }

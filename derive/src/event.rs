@@ -205,14 +205,14 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         let variant = s.ident.to_string();
         let upcast = match &s.upcast {
             Some(path) => quote! {
-                #path(schema_version, payload).map_err(|reason| ::factum::EventCodecError::Upcast {
+                #path(schema_version, payload).map_err(|reason| ::factum::aggregate::EventCodecError::Upcast {
                     event_type: ::std::string::ToString::to_string(#n),
                     from: schema_version,
                     reason: ::std::string::ToString::to_string(&reason),
                 })?
             },
             None => quote! {
-                return ::core::result::Result::Err(::factum::EventCodecError::Upcast {
+                return ::core::result::Result::Err(::factum::aggregate::EventCodecError::Upcast {
                     event_type: ::std::string::ToString::to_string(#n),
                     from: schema_version,
                     reason: ::std::string::ToString::to_string("no upcaster is declared for this event"),
@@ -222,7 +222,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         quote! {
             #n => {
                 if schema_version > #current {
-                    return ::core::result::Result::Err(::factum::EventCodecError::NewerSchema {
+                    return ::core::result::Result::Err(::factum::aggregate::EventCodecError::NewerSchema {
                         event_type: ::std::string::ToString::to_string(#n),
                         stored: schema_version,
                         supported: #current,
@@ -257,7 +257,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                 fn topic(&self) -> ::core::option::Option<&'static str> {
                     match self { #(#arms_topic,)* }
                 }
-                fn to_payload(&self) -> ::core::result::Result<::factum::__private::serde_json::Value, ::factum::EventCodecError> {
+                fn to_payload(&self) -> ::core::result::Result<::factum::__private::serde_json::Value, ::factum::aggregate::EventCodecError> {
                     let value = ::factum::__private::serde_json::to_value(self)
                         .map_err(|e| ::factum::__private::malformed(::factum::DomainEvent::event_type(self), e))?;
                     ::core::result::Result::Ok(::factum::__private::variant_payload(value))
@@ -266,10 +266,10 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                     event_type: &str,
                     schema_version: u32,
                     payload: ::factum::__private::serde_json::Value,
-                ) -> ::core::result::Result<Self, ::factum::EventCodecError> {
+                ) -> ::core::result::Result<Self, ::factum::aggregate::EventCodecError> {
                     match event_type {
                         #(#arms_from)*
-                        other => ::core::result::Result::Err(::factum::EventCodecError::UnknownEventType {
+                        other => ::core::result::Result::Err(::factum::aggregate::EventCodecError::UnknownEventType {
                             event_type: ::std::string::ToString::to_string(other),
                         }),
                     }
@@ -278,7 +278,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                     event_type: &str,
                     schema_version: u32,
                     json: &str,
-                ) -> ::core::result::Result<Self, ::factum::EventCodecError> {
+                ) -> ::core::result::Result<Self, ::factum::aggregate::EventCodecError> {
                     match event_type {
                         #(#arms_json)*
                         _ => ::factum::__private::parse_then_from_stored(event_type, schema_version, json),
@@ -312,14 +312,14 @@ fn with_fallback(ident: &syn::Ident, generic: bool, errors: Errors) -> TokenStre
                 }
                 fn to_payload(
                     &self,
-                ) -> ::core::result::Result<::factum::__private::serde_json::Value, ::factum::EventCodecError> {
+                ) -> ::core::result::Result<::factum::__private::serde_json::Value, ::factum::aggregate::EventCodecError> {
                     #body
                 }
                 fn from_stored(
                     _: &str,
                     _: u32,
                     _: ::factum::__private::serde_json::Value,
-                ) -> ::core::result::Result<Self, ::factum::EventCodecError> {
+                ) -> ::core::result::Result<Self, ::factum::aggregate::EventCodecError> {
                     #body
                 }
             }

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use factum::{
-    CommandError, Executed, Factum, FactumConfig, Metadata, Metrics, RetentionConfig, Supervisor,
-    SupervisorConfig, SupervisorError,
-};
+use factum::aggregate::Executed;
+use factum::supervisor::{RetentionConfig, SupervisorError};
+use factum::{CommandError, Factum, FactumConfig, Metadata, Metrics, Supervisor, SupervisorConfig};
 use factum_postgres::{PostgresConfig, PostgresStore};
 use factum_rabbitmq::{
     BusError, BusMetrics, Publisher, PublisherConfig, Subscriber, SubscriberConfig, SubscriberHandle,

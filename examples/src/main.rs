@@ -172,7 +172,7 @@ async fn run_simulation(app: &App, simulation: &Simulation) -> Result<(), Box<dy
         let statuses = app.supervisor.statuses();
         let standby: Vec<String> = statuses
             .iter()
-            .filter(|s| s.state == factum::ProjectionState::Standby)
+            .filter(|s| s.state == factum::projection::ProjectionState::Standby)
             .map(|s| s.name.clone())
             .collect();
         if !standby.is_empty() {
@@ -184,7 +184,7 @@ async fn run_simulation(app: &App, simulation: &Simulation) -> Result<(), Box<dy
             )
             .into());
         }
-        if statuses.iter().all(|s| s.state != factum::ProjectionState::Starting)
+        if statuses.iter().all(|s| s.state != factum::projection::ProjectionState::Starting)
             || std::time::Instant::now() > deadline
         {
             break;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use factum::prelude::*;
-use factum::{Aggregate, Checkpoint, CommandError, DomainEvent, EventFilter, Metadata};
+use factum::store::Checkpoint;
+use factum::{Aggregate, CommandError, DomainEvent, EventFilter, Metadata};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -54,7 +55,7 @@ pub enum SimulateError {
     ReadModel(#[from] sqlx::Error),
     /// The supervisor failed while waiting for the projections.
     #[error("supervisor: {0}")]
-    Supervisor(#[from] factum::SupervisorError),
+    Supervisor(#[from] factum::supervisor::SupervisorError),
     /// The projections did not catch up in time.
     #[error("projection {0} still lags after 60 s")]
     Lagging(String),

@@ -6,7 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use factum::prelude::*;
-use factum::{Aggregate, Checkpoint, DomainEvent, EventFilter, StreamId, VersionRange};
+use factum::store::{Checkpoint, VersionRange};
+use factum::{Aggregate, DomainEvent, EventFilter, StreamId};
 use factum_example::customer::Customer;
 use factum_example::order::Order;
 use factum_postgres::PostgresStore;

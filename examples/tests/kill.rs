@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use factum::prelude::*;
-use factum::{Aggregate, DomainEvent, StreamId, VersionRange};
+use factum::store::VersionRange;
+use factum::{Aggregate, DomainEvent, StreamId};
 use factum_example::order::Order;
 use factum_postgres::PostgresStore;
 use factum_tests::TestDb;

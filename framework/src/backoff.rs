@@ -10,7 +10,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use factum::Backoff;
+/// use factum::backoff::Backoff;
 ///
 /// let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(300));
 /// let delays: Vec<u128> = (0..5).map(|_| backoff.next_delay().as_millis()).collect();

@@ -85,7 +85,8 @@ impl FactumConfig {
     /// it.
     ///
     /// ```
-    /// use factum::{FactumConfig, SnapshotPolicy};
+    /// use factum::FactumConfig;
+    /// use factum::aggregate::SnapshotPolicy;
     /// # #[derive(Default, Clone, serde::Serialize, serde::Deserialize, factum::Aggregate)]
     /// # #[aggregate(name = "Account", command = AccountCommand, event = AccountEvent, error = AccountError, snapshot_every = 100)]
     /// # struct Account { balance: i64 }
@@ -107,7 +108,7 @@ impl FactumConfig {
     /// #         self.balance += amount;
     /// #     }
     /// # }
-    /// # fn main() -> Result<(), factum::SnapshotPolicyError> {
+    /// # fn main() -> Result<(), factum::aggregate::SnapshotPolicyError> {
     /// // Declared `snapshot_every = 100`; this deployment wants every 20 events.
     /// let config = FactumConfig::default().snapshot_policy::<Account>(SnapshotPolicy::every(20)?);
     /// assert_eq!(config.snapshot_policy_of::<Account>(), SnapshotPolicy::every(20)?);

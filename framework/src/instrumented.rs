@@ -15,8 +15,8 @@ use crate::prelude::*;
 use crate::store::validate::Limits;
 use crate::store::{
     AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventStore, EventStream, ExpectedVersion,
-    GlobalPosition, Lease, LogPage, LogSelector, NewEvent, PayloadStream, PendingRequest, ProjectionFailure, RecordedEvent,
-    RetentionGuard, Snapshot, StoreError, StreamId, Version, VersionRange, WakeSignal,
+    GlobalPosition, Lease, LogPage, LogSelector, NewEvent, PayloadStream, PendingRequest, ProjectionFailure,
+    RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, Version, VersionRange, WakeSignal,
 };
 
 pub(crate) struct Instrumented {

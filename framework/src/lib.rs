@@ -1,47 +1,89 @@
 //! # factum
 //!
-//! An actor-based event-sourcing framework for Rust on PostgreSQL.
+//! An actor-based event-sourcing framework for Rust on PostgreSQL: application teams
+//! declare aggregates, commands and events with derive macros; every live aggregate is a
+//! `ractor` actor; projections keep read models current; a supervisor runs them with
+//! replay and retention, inside the application's own service.
 //!
-//! This crate holds the core: the [`EventStore`] trait that backends implement, the
-//! values they exchange ([`NewEvent`], [`RecordedEvent`], [`StreamId`], [`Version`],
-//! [`Checkpoint`], …), query filters with RabbitMQ-style topic patterns, catch-up-then-live
-//! subscriptions, and [`InMemoryStore`], an in-memory backend for tests. The PostgreSQL
-//! backend lives in the `factum-postgres` crate.
-//!
-//! ## Example
+//! ## A tour
 //!
 //! ```
-//! use factum::prelude::*; // the store's role traits: EventLog, SnapshotStore, ...
-//! use factum::{EventFilter, ExpectedVersion, InMemoryStore, NewEvent, StreamId, VersionRange};
-//! use serde_json::json;
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use factum::{Aggregate, Command, DomainEvent, EventHandler, Factum, HandlerError, InMemoryStore};
+//! use factum::{Projection, RecordedEvent, Supervisor, SupervisorConfig};
+//! use serde::{Deserialize, Serialize};
+//!
+//! // The write side: an aggregate decides (handle) and folds (apply).
+//! #[derive(Debug, Default, Clone, Serialize, Deserialize, Aggregate)]
+//! #[aggregate(command = AccountCommand, event = AccountEvent, error = AccountError)]
+//! struct Account { balance: i64 }
+//!
+//! #[derive(Debug, Command)]
+//! enum AccountCommand { Deposit { #[command(id)] account: String, amount: i64 } }
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+//! enum AccountEvent { #[event(topic = "account.money.deposited")] Deposited { amount: i64 } }
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! enum AccountError { #[error("amounts are positive")] NotPositive }
+//!
+//! impl Account {
+//!     fn handle(&self, AccountCommand::Deposit { amount, .. }: &AccountCommand)
+//!         -> Result<Vec<AccountEvent>, AccountError> {
+//!         if *amount > 0 { Ok(vec![AccountEvent::Deposited { amount: *amount }]) } else { Err(AccountError::NotPositive) }
+//!     }
+//!     fn apply(&mut self, AccountEvent::Deposited { amount }: &AccountEvent) { self.balance += amount; }
+//! }
+//!
+//! // The read side: a projection (at least once, here into memory).
+//! #[derive(Clone, Default)]
+//! struct Deposits(Arc<std::sync::Mutex<i64>>);
+//!
+//! #[async_trait::async_trait]
+//! impl EventHandler for Deposits {
+//!     async fn handle(&mut self, event: &RecordedEvent) -> Result<(), HandlerError> {
+//!         *self.0.lock().map_err(|_| "poisoned")? += event.payload["amount"].as_i64().unwrap_or(0);
+//!         Ok(())
+//!     }
+//! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = InMemoryStore::new();
-//! let order = StreamId::new("Order", "ord-123")?;
-//!
-//! // Create the stream: it must not exist yet.
-//! store
-//!     .append(&order, ExpectedVersion::NoStream, vec![
-//!         NewEvent::new("OrderPlaced", json!({"customer": "c-1"})).with_topic("order.lifecycle.placed"),
-//!     ])
-//!     .await?;
-//!
-//! // Append with the version we last saw: a concurrent writer would get a conflict.
-//! let written = store
-//!     .append(&order, ExpectedVersion::Exact(1.into()), vec![
-//!         NewEvent::new("ItemAdded", json!({"sku": "A-1", "qty": 2})).with_topic("order.items.added"),
-//!     ])
-//!     .await?;
-//! assert_eq!(written.to_version.0, 2);
-//!
-//! let history = store.read_stream(&order, VersionRange::ALL).await?;
-//! assert_eq!(history.len(), 2);
-//!
-//! let lifecycle = store.query(&EventFilter::new().topics(["order.lifecycle.#"])).await?;
-//! assert_eq!(lifecycle.len(), 1);
+//! let store = Arc::new(InMemoryStore::new()); // or factum_postgres::PostgresStore
+//! let deposits = Deposits::default();
+//! let supervisor = Supervisor::start(
+//!     store.clone(),
+//!     SupervisorConfig::default().projection(Projection::with_handler("deposits", deposits.clone())),
+//! )
+//! .await?;
+//! let factum = Factum::new(store);
+//! factum.execute(AccountCommand::Deposit { account: "a-1".into(), amount: 30 }).await?;
+//! factum.execute(AccountCommand::Deposit { account: "a-1".into(), amount: 12 }).await?;
+//! assert_eq!(factum.load::<Account>("a-1").await?.0.balance, 42);
+//! while supervisor.lag("deposits").await? > 0 {
+//!     tokio::time::sleep(Duration::from_millis(5)).await;
+//! }
+//! assert_eq!(*deposits.0.lock().unwrap(), 42);
+//! supervisor.shutdown().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Where things are
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`aggregate`] | [`Aggregate`], [`Command`], [`DomainEvent`] and their derives, [`CommandError`], snapshot policies |
+//! | [`store`] | the [`EventStore`] and the roles a backend implements ([`EventLog`](store::EventLog), [`SnapshotStore`](store::SnapshotStore), [`ConsumerStore`](store::ConsumerStore), [`RetentionStore`](store::RetentionStore)), the values they exchange, filters, subscriptions, the log cursor, [`InMemoryStore`] |
+//! | [`projection`] | [`Projection`], [`EventHandler`], sinks, failure policies |
+//! | [`supervisor`] | [`Supervisor`], health, replay, retention |
+//! | [`metrics`] | [`Metrics`], the Prometheus registry |
+//! | [`testing`] | given-when-then tests of aggregates |
+//! | [`prelude`] | the store's role traits, for calling a concrete store |
+//!
+//! The names an application uses most are also at the root. The PostgreSQL backend is
+//! the `factum-postgres` crate, the RabbitMQ bus `factum-rabbitmq`.
 //!
 //! ## Guarantees
 //!
@@ -49,17 +91,19 @@
 //!   version: exactly one wins, the other gets [`StoreError::Conflict`].
 //! - An event id is stored at most once; an exact retry of an append returns the
 //!   original result.
-//! - Reading the global log after a [`Checkpoint`] never skips an event that commits
-//!   late (see [`EventStore`]).
+//! - Reading the global log after a [`Checkpoint`](store::Checkpoint) never skips an event
+//!   that commits late (see [`EventLog`](store::EventLog)).
+//! - A command acknowledged as `Ok` is committed; an aggregate's state changes only after
+//!   its events commit.
 
-mod aggregate;
-mod backoff;
+pub mod aggregate;
+pub mod backoff;
 mod facade;
 mod instrumented;
-mod metrics;
-mod projection;
-mod store;
-mod supervisor;
+pub mod metrics;
+pub mod projection;
+pub mod store;
+pub mod supervisor;
 pub mod testing;
 
 /// The store's role traits, whose methods a concrete store ([`InMemoryStore`], a
@@ -71,30 +115,12 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub use aggregate::__private;
-pub use aggregate::{
-    Aggregate, AggregateCommand, Command, CommandError, DomainEvent, EventCodecError, Executed,
-    SnapshotContext, SnapshotPolicy, SnapshotPolicyError, DEFAULT_SNAPSHOT_EVERY,
-};
-pub use backoff::Backoff;
+pub use aggregate::{Aggregate, Command, CommandError, DomainEvent};
 pub use facade::{Factum, FactumConfig};
-pub use factum_derive::{Aggregate, Command, DomainEvent};
 pub use metrics::Metrics;
-pub use projection::{
-    catch_panic, AtLeastOnce, Batch, EventHandler, FailurePolicy, HandlerError, OnExhausted, Projection,
-    ProjectionSink, ProjectionState, ProjectionStatus, RetryReport, SinkError, DEFAULT_BATCH_SIZE,
-};
-pub use supervisor::{
-    Health, HealthConfig, HealthStatus, ReplayError, ReplayOptions, ReplayProgress, ReplayReport,
-    RetentionConfig, RetentionMode, RetentionReport, Supervisor, SupervisorConfig, SupervisorError,
-};
-
-pub use store::memory::InMemoryStore;
-pub use store::validate::{self, Limits};
+pub use projection::{EventHandler, HandlerError, Projection};
 pub use store::{
-    deduplicated_result, json_contains, read_log_in_memory, subscribe_all, subscribe_category,
-    subscribe_stream, AppendResult, Checkpoint, ConsumerRequest, ConsumerStore, EventFilter, EventLog,
-    EventPayload, EventStore, EventStream, ExpectedVersion, GlobalPosition, InvalidInput, Lease, LogPage,
-    LogSelector, Metadata, NewEvent, OrderBy, PayloadStream, PendingRequest, ProjectionFailure,
-    RecordedEvent, RetentionGuard, RetentionStore, Snapshot, SnapshotStore, StoreError, StreamId,
-    SubscriptionOptions, TopicPattern, ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    EventFilter, EventStore, ExpectedVersion, InMemoryStore, Metadata, NewEvent, RecordedEvent, StoreError,
+    StreamId, Version,
 };
+pub use supervisor::{Supervisor, SupervisorConfig};

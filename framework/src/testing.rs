@@ -79,7 +79,7 @@ impl<A: Aggregate> AggregateTest<A> {
     /// the test itself is wrong.
     pub async fn when(self, command: A::Command) -> Outcome<A>
     where
-        A::Command: crate::AggregateCommand<Aggregate = A>,
+        A::Command: crate::aggregate::AggregateCommand<Aggregate = A>,
     {
         let store = Arc::new(InMemoryStore::new());
         let stream =

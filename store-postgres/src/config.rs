@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use factum::Limits;
+use factum::store::Limits;
 use sqlx::postgres::PgConnectOptions;
 
 /// Why a configuration was refused.
@@ -51,8 +51,8 @@ pub struct SchemaNames {
     /// The applied-migrations table (default `factum_migrations`).
     pub migrations: String,
     /// Whether the events table carries the query indexes (default `true`), so that every
-    /// filter of [`query`](factum::EventLog::query), [`count`](factum::EventLog::count)
-    /// and [`stream`](factum::EventLog::stream) uses an index. `false` keeps only the
+    /// filter of [`query`](factum::store::EventLog::query), [`count`](factum::store::EventLog::count)
+    /// and [`stream`](factum::store::EventLog::stream) uses an index. `false` keeps only the
     /// log's own indexes, which appends, stream reads and catch-up need: cheaper appends
     /// for a store nobody queries ad hoc, whose filtered queries then read the whole
     /// table. Migration 7 creates the indexes or not by this setting; every store on the

@@ -1,5 +1,5 @@
-//! The `WHERE` clause of [`query`](factum::EventLog::query),
-//! [`count`](factum::EventLog::count) and [`stream`](factum::EventLog::stream), written
+//! The `WHERE` clause of [`query`](factum::store::EventLog::query),
+//! [`count`](factum::store::EventLog::count) and [`stream`](factum::store::EventLog::stream), written
 //! so that each filter reaches an index of schema version 7 (`sql/indexes/query.sql`):
 //!
 //! - event types: the `(event_type, topic)` index;
@@ -14,7 +14,7 @@
 //! Each of these clauses only narrows what the plain criterion, always present, selects,
 //! so the results do not depend on which indexes exist.
 
-use factum::ValidFilter;
+use factum::store::ValidFilter;
 use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;

@@ -25,7 +25,7 @@
 //! Tables `events`, `event_streams` (one row per stream: its version), `snapshots` and
 //! `projection_positions` in schema `public` by default; every name is configurable
 //! through [`SchemaNames`]. `UPDATE` on events is refused by a trigger; `DELETE` is
-//! allowed only through [`delete_before`](factum::RetentionStore::delete_before).
+//! allowed only through [`delete_before`](factum::store::RetentionStore::delete_before).
 
 mod availability;
 mod config;

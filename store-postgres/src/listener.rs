@@ -80,7 +80,7 @@ pub(crate) async fn run(pool: PgPool, channel: String, wakes: Arc<Wakes>) {
 /// notification lock at commit and hold it until the commit is durable, so that every
 /// appender waits for the previous one's WAL flush: committers go single file and group
 /// commit is lost (a third of the raw `INSERT` rate in the W1 benchmark). Instead,
-/// [`EventStore::append`](factum::EventLog::append) commits without notifying, wakes
+/// [`EventStore::append`](factum::store::EventLog::append) commits without notifying, wakes
 /// this process's readers at once, and hands the category to this queue; its task sends
 /// the `NOTIFY`s for other processes in short transactions of their own that write no
 /// WAL, several categories in one statement, and at most one every [`NOTIFY_GAP`]: under

@@ -2,9 +2,9 @@
 //! checkpoint in one transaction.
 
 use async_trait::async_trait;
-use factum::{
-    catch_panic, Batch, Checkpoint, HandlerError, ProjectionFailure, ProjectionSink, RecordedEvent, SinkError,
-};
+use factum::projection::{catch_panic, Batch, ProjectionSink, SinkError};
+use factum::store::{Checkpoint, ProjectionFailure};
+use factum::{HandlerError, RecordedEvent};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::rows::backend;

@@ -1,6 +1,7 @@
 //! Reading rows back into the framework's values, and sqlx errors into store errors.
 
-use factum::{GlobalPosition, Metadata, ProjectionFailure, RecordedEvent, StoreError, StreamId, Version};
+use factum::store::{GlobalPosition, ProjectionFailure};
+use factum::{Metadata, RecordedEvent, StoreError, StreamId, Version};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 

@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, SubsecRound, TimeZone, Utc};
+use factum::store::{
+    subscribe_all, subscribe_category, subscribe_stream, Checkpoint, ConsumerRequest, InvalidInput,
+    LogSelector, OrderBy, Snapshot, SubscriptionOptions, VersionRange,
+};
 use factum::{
-    subscribe_all, subscribe_category, subscribe_stream, Checkpoint, ConsumerRequest, EventFilter,
-    EventStore, ExpectedVersion, InvalidInput, LogSelector, Metadata, NewEvent, OrderBy, RecordedEvent,
-    Snapshot, StoreError, StreamId, SubscriptionOptions, Version, VersionRange,
+    EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError, StreamId,
+    Version,
 };
 use futures_util::StreamExt;
 use serde_json::json;
@@ -493,20 +496,20 @@ pub async fn snapshots(store: Store) {
 /// Checkpoints: none at first, saved, overwritten, per consumer.
 pub async fn checkpoints(store: Store) {
     assert_eq!(store.load_checkpoint("orders").await.unwrap(), None);
-    let cp = Checkpoint { transaction: 42, position: factum::GlobalPosition(7) };
+    let cp = Checkpoint { transaction: 42, position: factum::store::GlobalPosition(7) };
     store.save_checkpoint("orders", cp).await.unwrap();
     assert_eq!(store.load_checkpoint("orders").await.unwrap(), Some(cp));
-    let later = Checkpoint { transaction: 50, position: factum::GlobalPosition(9) };
+    let later = Checkpoint { transaction: 50, position: factum::store::GlobalPosition(9) };
     store.save_checkpoint("orders", later).await.unwrap();
     assert_eq!(store.load_checkpoint("orders").await.unwrap(), Some(later));
     assert_eq!(store.load_checkpoint("customers").await.unwrap(), None);
     assert!(matches!(store.load_checkpoint("").await, Err(StoreError::InvalidInput(_))));
-    let huge = Checkpoint { transaction: u64::MAX, position: factum::GlobalPosition(1) };
+    let huge = Checkpoint { transaction: u64::MAX, position: factum::store::GlobalPosition(1) };
     assert!(matches!(store.save_checkpoint("orders", huge).await, Err(StoreError::InvalidInput(_))));
     assert_eq!(store.load_checkpoint("orders").await.unwrap(), Some(later));
 }
 
-async fn next_within(stream: &mut factum::EventStream) -> RecordedEvent {
+async fn next_within(stream: &mut factum::store::EventStream) -> RecordedEvent {
     tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
         .expect("subscription delivered within 10 s")
@@ -549,7 +552,7 @@ pub async fn bad_input(store: Store) {
     let s = sid("Order", "o-1");
     store.append(&s, ExpectedVersion::NoStream, vec![ev("A")]).await.unwrap();
     let before = total(&store).await;
-    let invalid = |r: Result<factum::AppendResult, StoreError>| match r {
+    let invalid = |r: Result<factum::store::AppendResult, StoreError>| match r {
         Err(StoreError::InvalidInput(e)) => e,
         other => panic!("expected InvalidInput, got {other:?}"),
     };
@@ -638,8 +641,8 @@ pub async fn bad_input(store: Store) {
 /// Checkpoints move only from where the writer believes they are: the fence that keeps
 /// an instance that lost its lease from writing.
 pub async fn checkpoint_fencing(store: Store) {
-    let a = Checkpoint { transaction: 3, position: factum::GlobalPosition(7) };
-    let b = Checkpoint { transaction: 4, position: factum::GlobalPosition(9) };
+    let a = Checkpoint { transaction: 3, position: factum::store::GlobalPosition(7) };
+    let b = Checkpoint { transaction: 4, position: factum::store::GlobalPosition(9) };
     assert!(!store.advance_checkpoint("p", a, b).await.unwrap(), "no checkpoint yet: it is at the start");
     assert_eq!(store.load_checkpoint("p").await.unwrap(), None, "a refused move writes nothing");
     assert!(store.advance_checkpoint("p", Checkpoint::START, a).await.unwrap());
@@ -680,10 +683,10 @@ pub async fn recorded_failures(store: Store) {
     store.append(&s, ExpectedVersion::NoStream, vec![ev("A"), ev("B")]).await.unwrap();
     let events = store.read_stream(&s, VersionRange::ALL).await.unwrap();
     for e in events.iter().rev() {
-        store.record_failure(&factum::ProjectionFailure::new("p", e, "boom", 3)).await.unwrap();
+        store.record_failure(&factum::store::ProjectionFailure::new("p", e, "boom", 3)).await.unwrap();
     }
-    store.record_failure(&factum::ProjectionFailure::new("q", &events[0], "other", 1)).await.unwrap();
-    let mut again = factum::ProjectionFailure::new("p", &events[1], "boom again", 5);
+    store.record_failure(&factum::store::ProjectionFailure::new("q", &events[0], "other", 1)).await.unwrap();
+    let mut again = factum::store::ProjectionFailure::new("p", &events[1], "boom again", 5);
     again.failed_at = again.failed_at.trunc_subsecs(6);
     store.record_failure(&again).await.unwrap();
     let found = store.failures("p").await.unwrap();
@@ -745,12 +748,15 @@ pub async fn guarded_delete(store: Store) {
     store.save_checkpoint("p", a3.checkpoint().max(b1.checkpoint())).await.unwrap();
     let future = Utc::now() + ChronoDuration::seconds(5);
 
-    let guard = factum::RetentionGuard::safe(["p", "q"]);
+    let guard = factum::store::RetentionGuard::safe(["p", "q"]);
     assert_eq!(store.delete_before_guarded(future, &guard).await.unwrap(), 0, "q has processed nothing");
     let past = Utc::now() - ChronoDuration::days(1);
-    assert_eq!(store.delete_before_guarded(past, &factum::RetentionGuard::default()).await.unwrap(), 0);
+    assert_eq!(
+        store.delete_before_guarded(past, &factum::store::RetentionGuard::default()).await.unwrap(),
+        0
+    );
 
-    let guard = factum::RetentionGuard::safe(["p"]);
+    let guard = factum::store::RetentionGuard::safe(["p"]);
     assert_eq!(
         store.delete_before_guarded(future, &guard).await.unwrap(),
         3,
@@ -763,7 +769,7 @@ pub async fn guarded_delete(store: Store) {
     assert_eq!(r.to_version, Version(4));
     assert_eq!(versions(&store.read_stream(&a, VersionRange::after(Version(3))).await.unwrap()), vec![4]);
 
-    let mut unsnapshotted_only = factum::RetentionGuard::default();
+    let mut unsnapshotted_only = factum::store::RetentionGuard::default();
     unsnapshotted_only.unsnapshotted = true;
     assert_eq!(
         store.delete_before_guarded(future, &unsnapshotted_only).await.unwrap(),
@@ -771,7 +777,7 @@ pub async fn guarded_delete(store: Store) {
         "A3, covered now that A4 is newer; B2 and A4 uncovered"
     );
     assert!(matches!(
-        store.delete_before_guarded(future, &factum::RetentionGuard::safe([""])).await,
+        store.delete_before_guarded(future, &factum::store::RetentionGuard::safe([""])).await,
         Err(StoreError::InvalidInput(_))
     ));
 }
@@ -861,7 +867,7 @@ pub async fn read_log_selects(store: Store) {
 /// Operators' requests: recorded, replaced by a newer one, completed only as the one made.
 pub async fn consumer_requests(store: Store) {
     assert_eq!(store.pending_request("p").await.unwrap(), None);
-    let to = Checkpoint { transaction: 3, position: factum::GlobalPosition(7) };
+    let to = Checkpoint { transaction: 3, position: factum::store::GlobalPosition(7) };
     let first = store.request("p", ConsumerRequest::Reset { to, clear: true }).await.unwrap();
     assert_eq!(first.request, ConsumerRequest::Reset { to, clear: true });
     assert_eq!(store.pending_request("p").await.unwrap(), Some(first));

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factum::prelude::*;
+use factum::store::{
+    AppendResult, Checkpoint, ConsumerRequest, EventStream, GlobalPosition, Lease, Limits, PendingRequest,
+    ProjectionFailure, RetentionGuard, Snapshot, VersionRange, WakeSignal,
+};
 use factum::{
-    AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventStore, EventStream, ExpectedVersion,
-    GlobalPosition, Lease, Limits, NewEvent, PendingRequest, ProjectionFailure, RecordedEvent,
-    RetentionGuard, Snapshot, StoreError, StreamId, Version, VersionRange, WakeSignal,
+    EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId, Version,
 };
 use uuid::Uuid;
 

@@ -5,7 +5,8 @@
 //! ```
 //! use factum_tests::history::History;
 //! # use factum::prelude::*;
-//! # use factum::{ExpectedVersion, NewEvent, StreamId, InMemoryStore, Checkpoint};
+//! # use factum::{ExpectedVersion, NewEvent, StreamId, InMemoryStore};
+//! # use factum::store::Checkpoint;
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let store = InMemoryStore::new();
 //! let mut history = History::default();
@@ -115,7 +116,8 @@ pub async fn concurrent_history(store: std::sync::Arc<dyn factum::EventStore>) {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use factum::{Checkpoint, ExpectedVersion};
+    use factum::store::Checkpoint;
+    use factum::ExpectedVersion;
 
     let history = Arc::new(Mutex::new(History::default()));
     let done = Arc::new(AtomicBool::new(false));

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use factum::prelude::*;
+use factum::store::VersionRange;
 use factum::testing::AggregateTest;
-use factum::{Aggregate, DomainEvent, Factum, InMemoryStore, StreamId, VersionRange};
+use factum::{Aggregate, DomainEvent, Factum, InMemoryStore, StreamId};
 use factum_tests::counter::{fold, Counter, CounterCommand, CounterError, CounterEvent};
 use proptest::prelude::*;
 

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use factum::store::{Snapshot, VersionRange};
 use factum::{
     Aggregate, CommandError, DomainEvent, EventStore, ExpectedVersion, Factum, FactumConfig, Metrics,
-    NewEvent, Snapshot, StreamId, Version, VersionRange,
+    NewEvent, StreamId, Version,
 };
 use factum_tests::counter::{fold, Counter, CounterCommand, CounterError, CounterEvent};
 use factum_tests::TestDb;
@@ -278,13 +279,13 @@ async fn old_event_versions_are_upcast_on_load() {
 
     // Unknown types, newer versions and broken payloads are typed errors.
     let unknown = CounterEvent::from_stored("counter.exploded", 1, json!({})).unwrap_err();
-    assert!(matches!(unknown, factum::EventCodecError::UnknownEventType { .. }));
+    assert!(matches!(unknown, factum::aggregate::EventCodecError::UnknownEventType { .. }));
     let newer = CounterEvent::from_stored("counter.incremented", 3, json!({"by": 1})).unwrap_err();
-    assert!(matches!(newer, factum::EventCodecError::NewerSchema { stored: 3, supported: 2, .. }));
+    assert!(matches!(newer, factum::aggregate::EventCodecError::NewerSchema { stored: 3, supported: 2, .. }));
     let broken = CounterEvent::from_stored("counter.incremented", 2, json!({"by": "x"})).unwrap_err();
-    assert!(matches!(broken, factum::EventCodecError::Malformed { .. }));
+    assert!(matches!(broken, factum::aggregate::EventCodecError::Malformed { .. }));
     let bad_v1 = CounterEvent::from_stored("counter.incremented", 1, json!({})).unwrap_err();
-    assert!(matches!(bad_v1, factum::EventCodecError::Upcast { from: 1, .. }));
+    assert!(matches!(bad_v1, factum::aggregate::EventCodecError::Upcast { from: 1, .. }));
 }
 
 /// Command metadata travels into every event's metadata.

@@ -3,7 +3,8 @@
 //! usable.
 
 use factum::prelude::*;
-use factum::{ExpectedVersion, NewEvent, StoreError, StreamId, Version, VersionRange};
+use factum::store::VersionRange;
+use factum::{ExpectedVersion, NewEvent, StoreError, StreamId, Version};
 use factum_tests::TestDb;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};

@@ -3,7 +3,8 @@
 //! payload (`from_stored`) and the event that was encoded, for every variant shape; and
 //! both refuse the same bad input with the same typed errors.
 
-use factum::{DomainEvent, EventCodecError};
+use factum::aggregate::EventCodecError;
+use factum::DomainEvent;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use factum::prelude::*;
+use factum::projection::{FailurePolicy, ProjectionState};
 use factum::{
-    ExpectedVersion, FailurePolicy, HandlerError, NewEvent, Projection, ProjectionState, RecordedEvent,
-    StreamId, Supervisor, SupervisorConfig,
+    ExpectedVersion, HandlerError, NewEvent, Projection, RecordedEvent, StreamId, Supervisor,
+    SupervisorConfig,
 };
 use factum_postgres::{ExactlyOnce, PgProjection, PostgresStore};
 use factum_tests::{eventually, TestDb};

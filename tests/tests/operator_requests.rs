@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use factum::prelude::*;
+use factum::projection::FailurePolicy;
+use factum::store::{Checkpoint, ConsumerRequest, VersionRange};
 use factum::{
-    Checkpoint, ConsumerRequest, ExpectedVersion, FailurePolicy, HandlerError, NewEvent, Projection,
-    RecordedEvent, StreamId, Supervisor, SupervisorConfig, VersionRange,
+    ExpectedVersion, HandlerError, NewEvent, Projection, RecordedEvent, StreamId, Supervisor,
+    SupervisorConfig,
 };
 use factum_postgres::{ExactlyOnce, PostgresStore};
 use factum_tests::recorder::{Recorded, Recorder};

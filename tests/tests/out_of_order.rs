@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use factum::prelude::*;
-use factum::{Checkpoint, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
+use factum::store::Checkpoint;
+use factum::{ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use factum_postgres::PostgresStore;
 use factum_tests::history::History;
 use factum_tests::TestDb;

@@ -8,10 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use factum::{
-    CommandError, Factum, HealthStatus, Metadata, Projection, ProjectionState, StoreError, Supervisor,
-    SupervisorConfig,
-};
+use factum::projection::ProjectionState;
+use factum::supervisor::HealthStatus;
+use factum::{CommandError, Factum, Metadata, Projection, StoreError, Supervisor, SupervisorConfig};
 use factum_postgres::{ExactlyOnce, PostgresConfig, PostgresStore};
 use factum_tests::cluster::Cluster;
 use factum_tests::counter::CounterCommand;

@@ -9,7 +9,8 @@
 //! only makes a sequential scan cost more; a filter that no index can serve still gets one.
 
 use chrono::{Duration, Utc};
-use factum::{EventFilter, EventStore, ExpectedVersion, Limits, Metadata, NewEvent, StreamId, Version};
+use factum::store::Limits;
+use factum::{EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId, Version};
 use factum_postgres::{migrations, PostgresStore, SchemaNames};
 use factum_tests::TestDb;
 use serde_json::{json, Value};
@@ -156,7 +157,7 @@ async fn every_filter_uses_an_index() {
     let store = db.store_with(config).await;
     let log: &dyn EventStore = &store;
     fill(log, &db, "public", 400).await;
-    let sample = log.read_all(factum::Checkpoint::START, 200).await.unwrap().pop().unwrap();
+    let sample = log.read_all(factum::store::Checkpoint::START, 200).await.unwrap().pop().unwrap();
     for (name, filter, index, column) in filters(&sample) {
         let plan = store.explain_query(&filter).await.unwrap();
         let mut all = Vec::new();
@@ -198,7 +199,7 @@ async fn filters_select_the_same_events_without_query_indexes() {
         ],
         "only the log's own indexes"
     );
-    let sample = store.read_all(factum::Checkpoint::START, 100).await.unwrap().pop().unwrap();
+    let sample = store.read_all(factum::store::Checkpoint::START, 100).await.unwrap().pop().unwrap();
     for (name, filter, _, _) in filters(&sample) {
         let want = expected(store, &filter).await;
         assert!(!want.is_empty(), "{name}: the fixture selects nothing");
@@ -259,7 +260,7 @@ async fn a_version_6_database_with_events_upgrades() {
         ]
     );
     // The old events are found through the new indexes, and appends go on.
-    let sample = store.read_all(factum::Checkpoint::START, 60).await.unwrap().pop().unwrap();
+    let sample = store.read_all(factum::store::Checkpoint::START, 60).await.unwrap().pop().unwrap();
     for (name, filter, _, _) in filters(&sample) {
         let want = expected(store, &filter).await;
         assert!(!want.is_empty(), "{name}: the fixture selects nothing");

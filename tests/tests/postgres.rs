@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use factum::prelude::*;
-use factum::{
-    subscribe_all, subscribe_category, Checkpoint, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
-    StoreError, StreamId, SubscriptionOptions, Version, VersionRange,
+use factum::store::{
+    subscribe_all, subscribe_category, Checkpoint, EventStream, SubscriptionOptions, VersionRange,
 };
+use factum::{ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId, Version};
 use factum_postgres::{PoolSettings, PostgresStore, SchemaNames};
 use factum_tests::TestDb;
 use futures_util::StreamExt;
@@ -356,7 +356,7 @@ async fn seed_001_monitoring_queries_run_verbatim() {
         store.append(&sid(t, id), ExpectedVersion::Any, batch).await.unwrap();
     }
     store
-        .save_snapshot(&factum::Snapshot {
+        .save_snapshot(&factum::store::Snapshot {
             stream: sid("Order", "ord-123"),
             version: Version(3),
             schema_version: 1,
@@ -439,7 +439,11 @@ async fn append_inside_the_callers_transaction() {
     sqlx::query("INSERT INTO outbox VALUES ('rolled back')").execute(&mut *tx).await.unwrap();
     store.append_in(&mut tx, &s, ExpectedVersion::NoStream, vec![ev("A")]).await.unwrap();
     store
-        .save_checkpoint_in(&mut tx, "p", Checkpoint { transaction: 1, position: factum::GlobalPosition(1) })
+        .save_checkpoint_in(
+            &mut tx,
+            "p",
+            Checkpoint { transaction: 1, position: factum::store::GlobalPosition(1) },
+        )
         .await
         .unwrap();
     tx.rollback().await.unwrap();
@@ -567,7 +571,7 @@ async fn polling_fallback_without_notify() {
 #[tokio::test]
 async fn payload_limit_is_configurable() {
     let db = TestDb::new().await;
-    let limits = factum::Limits::default().with_max_payload_bytes(64);
+    let limits = factum::store::Limits::default().with_max_payload_bytes(64);
     let store = db.store_with(db.config().with_limits(limits)).await;
     let s = sid("Order", "o-1");
     let err = store
@@ -575,7 +579,7 @@ async fn payload_limit_is_configurable() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::InvalidInput(factum::InvalidInput::TooLarge { max: 64, .. })),
+        matches!(err, StoreError::InvalidInput(factum::store::InvalidInput::TooLarge { max: 64, .. })),
         "{err:?}"
     );
     store.append(&s, ExpectedVersion::Any, vec![NewEvent::new("Small", json!({"k": 1}))]).await.unwrap();

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use factum::prelude::*;
+use factum::projection::ProjectionState;
+use factum::store::{Snapshot, VersionRange};
+use factum::supervisor::{ReplayOptions, RetentionConfig, RetentionMode};
 use factum::{
-    EventFilter, EventHandler, ExpectedVersion, HandlerError, NewEvent, Projection, ProjectionState,
-    RecordedEvent, ReplayOptions, RetentionConfig, RetentionMode, Snapshot, StreamId, Supervisor,
-    SupervisorConfig, Version, VersionRange,
+    EventFilter, EventHandler, ExpectedVersion, HandlerError, NewEvent, Projection, RecordedEvent, StreamId,
+    Supervisor, SupervisorConfig, Version,
 };
 use factum_postgres::{create_roles, ExactlyOnce, PostgresConfig, PostgresStore, Roles, SchemaNames};
 use factum_tests::recorder::{Recorded, Recorder};

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use factum::prelude::*;
+use factum::projection::{FailurePolicy, ProjectionState};
 use factum::{
-    ExpectedVersion, FailurePolicy, HandlerError, NewEvent, Projection, ProjectionState, StreamId,
-    Supervisor, SupervisorConfig, Version,
+    ExpectedVersion, HandlerError, NewEvent, Projection, StreamId, Supervisor, SupervisorConfig, Version,
 };
 use factum_postgres::{ExactlyOnce, PostgresStore};
 use factum_tests::recorder::{Recorded, Recorder};

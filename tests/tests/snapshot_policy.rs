@@ -7,9 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use factum::{
-    Aggregate, EventStore, Factum, FactumConfig, InMemoryStore, Metrics, SnapshotPolicy, StreamId, Version,
-};
+use factum::aggregate::SnapshotPolicy;
+use factum::{Aggregate, EventStore, Factum, FactumConfig, InMemoryStore, Metrics, StreamId, Version};
 use factum_tests::counter::{Counter, CounterCommand};
 use factum_tests::{eventually, TestDb};
 

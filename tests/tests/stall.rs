@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use factum::{
-    CommandError, Factum, HealthStatus, Projection, ProjectionState, StoreError, Supervisor, SupervisorConfig,
-};
+use factum::projection::ProjectionState;
+use factum::supervisor::HealthStatus;
+use factum::{CommandError, Factum, Projection, StoreError, Supervisor, SupervisorConfig};
 use factum_postgres::{ExactlyOnce, PoolSettings, PostgresConfig, PostgresStore};
 use factum_tests::cluster::Cluster;
 use factum_tests::counter::{CounterCommand, CounterError};

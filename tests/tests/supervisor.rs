@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use factum::prelude::*;
+use factum::projection::ProjectionState;
+use factum::store::Snapshot;
+use factum::supervisor::{ReplayOptions, RetentionConfig, RetentionMode};
 use factum::{
     EventFilter, EventHandler, EventStore, ExpectedVersion, Factum, FactumConfig, HandlerError, Metrics,
-    NewEvent, Projection, ProjectionState, RecordedEvent, ReplayOptions, RetentionConfig, RetentionMode,
-    Snapshot, StreamId, Supervisor, SupervisorConfig, Version,
+    NewEvent, Projection, RecordedEvent, StreamId, Supervisor, SupervisorConfig, Version,
 };
 use factum_postgres::{ExactlyOnce, PostgresConfig, PostgresStore};
 use factum_tests::counter::CounterCommand;

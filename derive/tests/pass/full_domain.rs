@@ -1,6 +1,7 @@
 //! The whole surface of the three derives on one domain, with its generated methods called.
 
-use factum::{Aggregate, AggregateCommand, Command, DomainEvent};
+use factum::aggregate::AggregateCommand;
+use factum::{Aggregate, Command, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, Aggregate)]

@@ -7,7 +7,9 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use factum::prelude::*;
-use factum::{EventFilter, EventHandler, HandlerError, ProjectionState, RecordedEvent, ReplayOptions};
+use factum::projection::ProjectionState;
+use factum::supervisor::ReplayOptions;
+use factum::{EventFilter, EventHandler, HandlerError, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -50,7 +52,7 @@ pub(super) fn state_name(state: &ProjectionState) -> String {
     }
 }
 
-fn status_view(status: factum::ProjectionStatus) -> StatusView {
+fn status_view(status: factum::projection::ProjectionStatus) -> StatusView {
     StatusView {
         state: state_name(&status.state),
         name: status.name,
@@ -105,7 +107,10 @@ pub(super) struct ReplayView {
     by_type: Option<BTreeMap<String, u64>>,
 }
 
-fn replay_view(report: factum::ReplayReport, by_type: Option<BTreeMap<String, u64>>) -> ReplayView {
+fn replay_view(
+    report: factum::supervisor::ReplayReport,
+    by_type: Option<BTreeMap<String, u64>>,
+) -> ReplayView {
     ReplayView {
         replayed: report.replayed,
         failed: report.failed,

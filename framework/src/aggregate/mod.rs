@@ -12,6 +12,10 @@ use serde_json::Value;
 use crate::store::{NewEvent, Version};
 
 pub use error::{CommandError, EventCodecError};
+pub use factum_derive::{Aggregate, Command, DomainEvent};
+
+// The command side's runner, here too.
+pub use crate::facade::{Factum, FactumConfig};
 pub use snapshot::{SnapshotContext, SnapshotPolicy, SnapshotPolicyError};
 
 /// The default snapshot interval, from the usual 50–100 range.
@@ -48,7 +52,8 @@ pub trait DomainEvent: Sized + Send + Sync + 'static {
     /// from the text into the variant, without building a [`Value`] first.
     ///
     /// ```
-    /// use factum::{DomainEvent, EventCodecError};
+    /// use factum::DomainEvent;
+    /// use factum::aggregate::EventCodecError;
     /// use serde::{Deserialize, Serialize};
     ///
     /// #[derive(Debug, PartialEq, Serialize, Deserialize, DomainEvent)]

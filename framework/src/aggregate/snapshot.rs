@@ -18,7 +18,8 @@ use crate::store::Version;
 /// gives the same state, only the load time differs.
 ///
 /// ```
-/// use factum::{SnapshotContext, SnapshotPolicy, Version};
+/// use factum::Version;
+/// use factum::aggregate::{SnapshotContext, SnapshotPolicy};
 ///
 /// // Every 2 events: when the version crosses a multiple of 2.
 /// let every_2 = SnapshotPolicy::every(2)?;
@@ -32,7 +33,7 @@ use crate::store::Version;
 /// // Your own rule: here, once 500 events have piled up since the last snapshot.
 /// let custom = SnapshotPolicy::custom(|ctx| ctx.events_since_snapshot() >= 500);
 /// assert!(!custom.should_snapshot(&ctx));
-/// # Ok::<(), factum::SnapshotPolicyError>(())
+/// # Ok::<(), factum::aggregate::SnapshotPolicyError>(())
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]

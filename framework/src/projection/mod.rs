@@ -189,7 +189,7 @@ impl std::error::Error for SinkError {
 /// implements it for transactional read models (`factum_postgres::ExactlyOnce`), where
 /// one transaction holds a batch's writes and the checkpoint. Implementations move the
 /// checkpoint only from where the batch says it is
-/// ([`EventStore::advance_checkpoint`](crate::ConsumerStore::advance_checkpoint) or its transactional twin), and run user code
+/// ([`EventStore::advance_checkpoint`](crate::store::ConsumerStore::advance_checkpoint) or its transactional twin), and run user code
 /// through [`catch_panic`].
 #[async_trait]
 pub trait ProjectionSink: Send + 'static {
@@ -214,7 +214,7 @@ pub trait ProjectionSink: Send + 'static {
 pub enum OnExhausted {
     /// Stop the projection and report the error in its status; `resume` tries again.
     Stop,
-    /// Record the event as failed (see [`EventStore::failures`](crate::ConsumerStore::failures)), move past it, go on.
+    /// Record the event as failed (see [`EventStore::failures`](crate::store::ConsumerStore::failures)), move past it, go on.
     SkipAndRecord,
 }
 
@@ -269,7 +269,7 @@ impl FailurePolicy {
 
     /// The delay after the `attempt`-th failed attempt (1-based).
     pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        crate::Backoff::after_failures(self.initial_backoff, self.max_backoff, attempt)
+        crate::backoff::Backoff::after_failures(self.initial_backoff, self.max_backoff, attempt)
     }
 }
 
@@ -281,7 +281,8 @@ pub(crate) enum SinkSpec {
 /// A projection's definition, for [`SupervisorConfig::projection`](crate::SupervisorConfig::projection).
 ///
 /// ```
-/// use factum::{EventHandler, FailurePolicy, HandlerError, Projection, RecordedEvent};
+/// use factum::{EventHandler, HandlerError, Projection, RecordedEvent};
+/// use factum::projection::FailurePolicy;
 ///
 /// struct Counter(u64);
 ///

@@ -9,12 +9,12 @@ use uuid::Uuid;
 use super::types::{Checkpoint, GlobalPosition, RecordedEvent, StreamId, Version};
 
 /// The exclusive right to run a named consumer, as granted by
-/// [`EventStore::try_lease`](crate::ConsumerStore::try_lease). Dropping it gives the name up.
+/// [`EventStore::try_lease`](crate::store::ConsumerStore::try_lease). Dropping it gives the name up.
 ///
 /// A lease can be lost without being dropped (the PostgreSQL store holds it through a
 /// session that can break); [`is_held`](Self::is_held) says whether it still stands.
 /// Consumers do not rely on it alone: checkpoints advance with
-/// [`advance_checkpoint`](crate::ConsumerStore::advance_checkpoint), which refuses a writer
+/// [`advance_checkpoint`](crate::store::ConsumerStore::advance_checkpoint), which refuses a writer
 /// that is not where it believes it is.
 pub struct Lease {
     held: Box<dyn Fn() -> bool + Send + Sync>,
@@ -100,7 +100,7 @@ impl ProjectionFailure {
     }
 }
 
-/// What [`EventStore::delete_before_guarded`](crate::RetentionStore::delete_before_guarded)
+/// What [`EventStore::delete_before_guarded`](crate::store::RetentionStore::delete_before_guarded)
 /// keeps even when it is older than the cutoff.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -157,7 +157,7 @@ pub enum ConsumerRequest {
 }
 
 /// A [`ConsumerRequest`] as the store holds it, until
-/// [`complete_request`](crate::ConsumerStore::complete_request) removes it.
+/// [`complete_request`](crate::store::ConsumerStore::complete_request) removes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PendingRequest {

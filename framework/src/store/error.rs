@@ -118,7 +118,7 @@ pub enum StoreError {
     },
     /// The append raced a newer transaction writing to the same stream, and committing it
     /// would put this stream's events out of version order in the global log; nothing
-    /// was written. Retry in a new transaction: [`EventStore::append`](crate::EventLog::append)
+    /// was written. Retry in a new transaction: [`EventStore::append`](crate::store::EventLog::append)
     /// does so itself; only appends inside a caller's own transaction see this error.
     #[error("append to {stream} raced a newer transaction; retry in a new transaction")]
     RetryTransaction {

@@ -14,14 +14,14 @@ pub const DEFAULT_QUERY_LIMIT: usize = 100;
 /// exactly one word and `#` matches zero or more words.
 ///
 /// ```
-/// # use factum::TopicPattern;
+/// # use factum::store::TopicPattern;
 /// let p = TopicPattern::parse("app.lifecycle.#")?;
 /// assert!(p.matches("app.lifecycle"));
 /// assert!(p.matches("app.lifecycle.installed"));
 /// assert!(!p.matches("app.settings.updated"));
 /// assert!(TopicPattern::parse("hook.triggered.*")?.matches("hook.triggered.order_created"));
 /// assert!(TopicPattern::parse("app..x").is_err());
-/// # Ok::<(), factum::InvalidInput>(())
+/// # Ok::<(), factum::store::InvalidInput>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicPattern {
@@ -123,12 +123,13 @@ pub enum OrderBy {
     GlobalPosition,
 }
 
-/// Which events a [`query`](crate::EventLog::query), [`count`](crate::EventLog::count)
-/// or [`stream`](crate::EventLog::stream) selects. Every set criterion must hold; within
+/// Which events a [`query`](crate::store::EventLog::query), [`count`](crate::store::EventLog::count)
+/// or [`stream`](crate::store::EventLog::stream) selects. Every set criterion must hold; within
 /// `event_types` and `topics`, any one entry matching is enough.
 ///
 /// ```
-/// # use factum::{EventFilter, OrderBy};
+/// # use factum::EventFilter;
+/// # use factum::store::OrderBy;
 /// let filter = EventFilter::new()
 ///     .event_types(["app.registered", "app.installed"])
 ///     .topics(["app.lifecycle.#"])

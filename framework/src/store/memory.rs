@@ -25,7 +25,8 @@ use super::{
 ///
 /// ```
 /// # use factum::prelude::*;
-/// # use factum::{ExpectedVersion, InMemoryStore, NewEvent, StreamId, VersionRange};
+/// # use factum::{ExpectedVersion, InMemoryStore, NewEvent, StreamId};
+/// # use factum::store::VersionRange;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = InMemoryStore::new();

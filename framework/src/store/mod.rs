@@ -17,22 +17,22 @@ use futures_util::TryStreamExt;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use validate::Limits;
-
 pub use consumer::{ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RetentionGuard};
 pub use cursor::{read_log_in_memory, LogPage, LogSelector};
 pub use error::{InvalidInput, StoreError};
 pub use filter::{json_contains, EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
+pub use memory::InMemoryStore;
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
 pub use types::{
     AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, Metadata, NewEvent,
     RecordedEvent, Snapshot, StreamId, Version, VersionRange,
 };
+pub use validate::Limits;
 
-/// A stream of events, as returned by [`EventStore::stream`](crate::EventLog::stream) and the subscriptions.
+/// A stream of events, as returned by [`EventStore::stream`](crate::store::EventLog::stream) and the subscriptions.
 pub type EventStream = BoxStream<'static, Result<RecordedEvent, StoreError>>;
 
-/// One aggregate's stored events as [`EventStore::read_payloads`](crate::EventLog::read_payloads) yields them.
+/// One aggregate's stored events as [`EventStore::read_payloads`](crate::store::EventLog::read_payloads) yields them.
 pub type PayloadStream<'a> = BoxStream<'a, Result<EventPayload, StoreError>>;
 
 /// A signal that the log may have grown: the value changes after appends commit. It is

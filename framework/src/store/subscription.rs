@@ -172,7 +172,8 @@ fn start(
 /// ```
 /// # use std::sync::Arc;
 /// # use factum::prelude::*;
-/// # use factum::{subscribe_all, Checkpoint, ExpectedVersion, InMemoryStore, NewEvent, StreamId, SubscriptionOptions};
+/// # use factum::{ExpectedVersion, InMemoryStore, NewEvent, StreamId};
+/// # use factum::store::{subscribe_all, Checkpoint, SubscriptionOptions};
 /// # use futures_util::StreamExt;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

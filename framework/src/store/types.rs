@@ -91,7 +91,7 @@ impl StreamId {
     /// let stream = StreamId::new("Order", "ord-123")?;
     /// assert_eq!(stream.to_string(), "Order-ord-123");
     /// assert!(StreamId::new("", "x").is_err());
-    /// # Ok::<(), factum::InvalidInput>(())
+    /// # Ok::<(), factum::store::InvalidInput>(())
     /// ```
     pub fn new(
         aggregate_type: impl Into<String>,
@@ -230,7 +230,7 @@ impl Metadata {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEvent {
     /// The event's id; re-appending an id already stored is detected (see
-    /// [`EventStore::append`](crate::EventLog::append)). UUID v7 by default.
+    /// [`EventStore::append`](crate::store::EventLog::append)). UUID v7 by default.
     pub event_id: Uuid,
     /// The stable name of the event's type, such as `"OrderPlaced"`.
     pub event_type: String,
@@ -298,7 +298,7 @@ impl NewEvent {
 }
 
 /// What folding a stored event into an aggregate needs of it (see
-/// [`EventStore::read_payloads`](crate::EventLog::read_payloads)).
+/// [`EventStore::read_payloads`](crate::store::EventLog::read_payloads)).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct EventPayload {

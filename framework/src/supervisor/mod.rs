@@ -281,8 +281,11 @@ impl SupervisorState {
         let (failures, started) = self.health.get(&key).copied().unwrap_or((0, Instant::now()));
         let failures = if started.elapsed() >= HEALTHY_AFTER { 1 } else { failures + 1 };
         self.health.insert(key.clone(), (failures, started));
-        let delay =
-            crate::Backoff::after_failures(self.inner.restart_initial, self.inner.restart_max, failures);
+        let delay = crate::backoff::Backoff::after_failures(
+            self.inner.restart_initial,
+            self.inner.restart_max,
+            failures,
+        );
         tracing::warn!(child = %key.label(), failures, ?delay, why, "supervised child went down; restarting");
         self.inner.metrics.restarted(&key.label());
         myself.send_after(delay, move || SupervisorMsg::Restart(key));

@@ -5,10 +5,8 @@
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use factum::{
-    deduplicated_result, validate, AppendResult, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent,
-    StoreError, StreamId, Version,
-};
+use factum::store::{deduplicated_result, validate, AppendResult, GlobalPosition};
+use factum::{ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId, Version};
 use serde_json::Value;
 use sqlx::error::ErrorKind;
 use sqlx::postgres::PgArguments;
@@ -22,7 +20,7 @@ use super::*;
 /// reordered in the log (with the constraint name `<streams>_transaction_order`).
 pub(crate) const SERIALIZATION_FAILURE: &str = "40001";
 
-/// How often [`EventStore::append`](factum::EventLog::append) retries an append of mode any or stream-exists that
+/// How often [`EventStore::append`](factum::store::EventLog::append) retries an append of mode any or stream-exists that
 /// raced a newer transaction or another writer of the same version.
 pub(crate) const APPEND_RETRIES: usize = 20;
 
@@ -151,7 +149,7 @@ impl PostgresStore {
     /// caller's transaction usable:
     /// - [`StoreError::Conflict`] carries the stream's true version, also when a writer
     ///   outside this transaction took the version while this append was being written;
-    /// - a duplicate event id is answered as by [`EventStore::append`](factum::EventLog::append): the original
+    /// - a duplicate event id is answered as by [`EventStore::append`](factum::store::EventLog::append): the original
     ///   result for an exact retry of a stored append, else [`StoreError::DuplicateEvent`].
     ///
     /// Only [`StoreError::RetryTransaction`] means that the transaction is aborted: the
@@ -299,7 +297,7 @@ impl PostgresStore {
         appended(stream, written)
     }
 
-    /// [`EventStore::append`](factum::EventLog::append) on `conn`, once validated.
+    /// [`EventStore::append`](factum::store::EventLog::append) on `conn`, once validated.
     pub(crate) async fn append_on(
         &self,
         conn: &mut PgConnection,

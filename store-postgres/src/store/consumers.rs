@@ -5,10 +5,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factum::prelude::*;
-use factum::{
+use factum::store::{
     validate, Checkpoint, ConsumerRequest, GlobalPosition, Lease, PendingRequest, ProjectionFailure,
-    StoreError,
 };
+use factum::StoreError;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -179,7 +179,7 @@ impl PostgresStore {
     }
 
     /// Moves a consumer's checkpoint from `from` to `to` inside a transaction the caller
-    /// owns, only if it still is `from` (see [`EventStore::advance_checkpoint`](factum::ConsumerStore::advance_checkpoint)).
+    /// owns, only if it still is `from` (see [`EventStore::advance_checkpoint`](factum::store::ConsumerStore::advance_checkpoint)).
     pub async fn advance_checkpoint_in(
         &self,
         conn: &mut PgConnection,

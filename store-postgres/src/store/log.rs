@@ -3,11 +3,11 @@
 
 use async_trait::async_trait;
 use factum::prelude::*;
-use factum::{
-    validate, AppendResult, Checkpoint, EventFilter, EventPayload, EventStream, ExpectedVersion,
-    GlobalPosition, Limits, LogPage, LogSelector, NewEvent, OrderBy, PayloadStream, RecordedEvent,
-    StoreError, StreamId, ValidFilter, Version, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+use factum::store::{
+    validate, AppendResult, Checkpoint, EventPayload, EventStream, GlobalPosition, Limits, LogPage,
+    LogSelector, OrderBy, PayloadStream, ValidFilter, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
+use factum::{EventFilter, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId, Version};
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -228,7 +228,7 @@ impl EventLog for PostgresStore {
 }
 
 impl PostgresStore {
-    /// The plan PostgreSQL makes for [`query`](factum::EventLog::query) with `filter`, as
+    /// The plan PostgreSQL makes for [`query`](factum::store::EventLog::query) with `filter`, as
     /// `EXPLAIN (FORMAT JSON)` gives it: for checking which index a filter uses.
     pub async fn explain_query(&self, filter: &EventFilter) -> Result<Value, StoreError> {
         let valid = filter.validate(&self.inner.limits)?;

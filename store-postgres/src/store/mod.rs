@@ -12,7 +12,8 @@
 use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use factum::{Limits, StoreError};
+use factum::store::Limits;
+use factum::StoreError;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -37,7 +38,7 @@ mod sql;
 use crate::rows::*;
 use sql::*;
 
-/// How many events [`EventStore::stream`](factum::EventLog::stream) reads ahead of its consumer (a buffer of 100).
+/// How many events [`EventStore::stream`](factum::store::EventLog::stream) reads ahead of its consumer (a buffer of 100).
 pub const STREAM_BUFFER: usize = 100;
 
 /// An [`EventStore`](factum::EventStore) on PostgreSQL. Cloning it gives another handle to the same pool.
@@ -75,7 +76,7 @@ struct Inner {
     limits: Limits,
     wakes: Arc<Wakes>,
     listener: Mutex<Option<JoinHandle<()>>>,
-    /// Post-commit notifications of [`EventStore::append`](factum::EventLog::append) and their task.
+    /// Post-commit notifications of [`EventStore::append`](factum::store::EventLog::append) and their task.
     notifier: Arc<Notifier>,
     notify_task: OnceLock<JoinHandle<()>>,
     leases: OnceLock<Leases>,

@@ -3,7 +3,8 @@
 //! back, while the reader still moves past the whole page.
 
 use factum::prelude::*;
-use factum::{validate, Checkpoint, GlobalPosition, LogPage, LogSelector, StoreError};
+use factum::store::{validate, Checkpoint, GlobalPosition, LogPage, LogSelector};
+use factum::StoreError;
 use sqlx::Row;
 
 use crate::rows::{backend, decode_all};

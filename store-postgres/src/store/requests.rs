@@ -2,9 +2,8 @@
 //! delete: the store's side of the `factum` command line.
 
 use chrono::{DateTime, Utc};
-use factum::{
-    validate, Checkpoint, ConsumerRequest, GlobalPosition, PendingRequest, RetentionGuard, StoreError,
-};
+use factum::store::{validate, Checkpoint, ConsumerRequest, GlobalPosition, PendingRequest, RetentionGuard};
+use factum::StoreError;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
@@ -69,8 +68,8 @@ impl PostgresStore {
     }
 
     /// How many events retention would delete now with `cutoff` (and `guard`, in safe
-    /// mode), by the same rules as [`delete_before`](factum::RetentionStore::delete_before)
-    /// and [`delete_before_guarded`](factum::RetentionStore::delete_before_guarded), without
+    /// mode), by the same rules as [`delete_before`](factum::store::RetentionStore::delete_before)
+    /// and [`delete_before_guarded`](factum::store::RetentionStore::delete_before_guarded), without
     /// deleting anything or keeping appends out.
     pub async fn count_retainable(
         &self,

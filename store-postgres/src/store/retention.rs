@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factum::prelude::*;
-use factum::{validate, RetentionGuard, StoreError};
+use factum::store::{validate, RetentionGuard};
+use factum::StoreError;
 
 use super::*;
 

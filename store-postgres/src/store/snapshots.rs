@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use factum::prelude::*;
-use factum::{validate, Snapshot, StoreError, StreamId, Version};
+use factum::store::{validate, Snapshot};
+use factum::{StoreError, StreamId, Version};
 use sqlx::Row;
 
 use super::*;
