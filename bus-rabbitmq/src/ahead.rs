@@ -13,7 +13,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use factum::{Checkpoint, RecordedEvent, WakeSignal};
+use factum::store::{Checkpoint, WakeSignal};
+use factum::RecordedEvent;
 use tokio::time::Instant;
 
 use crate::delivery::{abandon, InFlight, STAGES};

@@ -169,7 +169,7 @@ async fn b1(store: &Arc<dyn EventStore>, ch: &Channel, url: &str, reps: usize) {
             .collect();
         store.append(&stream, factum::ExpectedVersion::Any, batch).await.unwrap();
     }
-    let mut after = factum::Checkpoint::START;
+    let mut after = factum::store::Checkpoint::START;
     while events.len() < n {
         let page = store.read_all(after, 5000).await.unwrap();
         after = page.last().unwrap().checkpoint();
