@@ -171,6 +171,39 @@ async fn rebuild_under_live_traffic_matches_a_projection_that_never_stopped() {
     supervisor.shutdown().await.unwrap();
 }
 
+/// A rebuild replays what was stored when it began, even while a transaction elsewhere
+/// holds the gap-safe horizon back: it waits for the horizon rather than stopping short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_waits_for_a_held_back_horizon() {
+    use factum_postgres::sqlx::{self, Connection};
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let pool = store.pool().clone();
+    let config = SupervisorConfig::default().projection(Projection::new(
+        "held",
+        ExactlyOnce::new(store.clone(), Recorder::create(&pool, "rm_held").await),
+    ));
+    let supervisor = Supervisor::start(Arc::new(store.clone()), config).await.unwrap();
+    // An open transaction with an id, taken before the events are written: none of them
+    // is readable until it ends.
+    let mut blocker = sqlx::PgConnection::connect_with(&db.options()).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut blocker).await.unwrap();
+    let mut ids = HashSet::new();
+    for i in 0..5 {
+        ids.extend(append_n(&store, &sid("Order", &format!("h-{i}")), 40, "Placed").await);
+    }
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    });
+    let report = supervisor.rebuild("held").await.unwrap();
+    release.await.unwrap();
+    assert_eq!(report.replayed, 200, "everything stored before the rebuild: {report:?}");
+    Recorded::read(&pool, "rm_held").await.assert_exactly(&ids, true);
+    supervisor.shutdown().await.unwrap();
+}
+
 fn snapshot(stream: &StreamId, v: u64) -> Snapshot {
     Snapshot {
         stream: stream.clone(),

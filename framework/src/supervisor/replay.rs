@@ -14,6 +14,7 @@ use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::projection::actor::ProjectionShared;
 use crate::projection::{catch_panic, EventHandler, SinkError};
+use crate::store::cursor::{CHASE_MAX, CHASE_START};
 use crate::store::{
     Checkpoint, EventFilter, EventStore, GlobalPosition, LogPage, OrderBy, RecordedEvent, StoreError,
 };
@@ -130,6 +131,8 @@ const MAX_ERRORS: usize = 100;
 /// up, and the longest wait between its tries.
 const OUTAGE_BUDGET: Duration = Duration::from_secs(300);
 const OUTAGE_MAX: Duration = Duration::from_secs(1);
+/// How long a rebuild chases a held-back horizon for what was stored when it began.
+const HORIZON_BUDGET: Duration = Duration::from_secs(60);
 
 /// A rebuild's wait for the store: an outage is waited out, not a reason to stop.
 struct Outage {
@@ -272,6 +275,17 @@ impl ReplayState {
                 Err(e) => outage.wait(&run.what, e).await?,
             }
         };
+        // The rebuild replays at least what was stored when it began: while a transaction
+        // elsewhere holds the gap-safe horizon back, it chases the horizon rather than
+        // stopping short (at most HORIZON_BUDGET; the live projection goes on after it).
+        let target = loop {
+            match self.store.latest_position().await {
+                Ok(p) => break p.unwrap_or_default(),
+                Err(e) => outage.wait(&run.what, e).await?,
+            }
+        };
+        let mut held_back = Backoff::new(CHASE_START, CHASE_MAX);
+        let mut held_since: Option<Instant> = None;
         loop {
             let page = match shared.read_batch(checkpoint).await {
                 Ok(page) => page,
@@ -280,7 +294,16 @@ impl ReplayState {
                     continue;
                 }
             };
-            let Some(LogPage { events: selected, to, .. }) = page else { break };
+            let Some(LogPage { events: selected, to, .. }) = page else {
+                let since = *held_since.get_or_insert_with(Instant::now);
+                if checkpoint.position >= target || since.elapsed() >= HORIZON_BUDGET {
+                    break;
+                }
+                tokio::time::sleep(held_back.next_delay()).await;
+                continue;
+            };
+            held_back.reset();
+            held_since = None;
             match shared.apply(&selected, checkpoint, to).await {
                 Ok(()) => {
                     outage = Outage::default();
