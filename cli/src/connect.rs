@@ -72,6 +72,11 @@ pub(crate) struct Database {
         hide_env_values = true
     )]
     migrations_table: String,
+    /// The lean schema: the events table without the query indexes (only for
+    /// `migrate --print-sql` / `--out` and a first `migrate`; every store on a database
+    /// should use the same setting).
+    #[arg(long, env = "FACTUM_LEAN_SCHEMA", global = true, hide_env_values = true)]
+    lean_schema: bool,
     /// How long to wait for a connection, in seconds.
     #[arg(long, env = "FACTUM_CONNECT_TIMEOUT", default_value_t = 5, global = true, hide_env_values = true)]
     connect_timeout: u64,
@@ -86,7 +91,8 @@ impl Database {
             .snapshots(&self.snapshots_table)
             .positions(&self.positions_table)
             .failures(&self.failures_table)
-            .migrations(&self.migrations_table);
+            .migrations(&self.migrations_table)
+            .query_indexes(!self.lean_schema);
         names.expand("")?;
         Ok(names)
     }

@@ -90,6 +90,11 @@ async fn migrate_applies_reports_and_writes_sql_that_factum_accepts() {
     assert!(printed.ok().contains("CREATE TABLE shop.log ("), "{}", &printed.stdout[..400]);
     assert!(printed.stdout.contains("INSERT INTO shop.factum_migrations (version, description) VALUES (7,"));
     run(None, &["migrate", "--print-sql", "--schema", "Bad-Name"]).await.fails(2, "invalid identifier");
+    // The lean schema leaves the query indexes out.
+    let default = run(None, &["migrate", "--print-sql"]).await;
+    let lean = run(None, &["migrate", "--print-sql", "--lean-schema"]).await;
+    assert!(default.ok().contains("USING BRIN"), "the default schema has its query indexes");
+    assert!(!lean.ok().contains("USING BRIN"), "the lean one has none");
 }
 
 #[tokio::test]

@@ -174,6 +174,9 @@ pub(crate) struct ProjectionActorState {
 /// The target of the trace events that stamp a projection's wake-ups and reads (for a
 /// benchmark's breakdown of where latency goes; nothing is recorded unless enabled).
 const STAGES: &str = "factum::projection::stages";
+/// How long a lease check waits for the store to say whether an operator's request is
+/// pending before leaving it to the next check.
+const REQUEST_LOOK: Duration = Duration::from_millis(200);
 /// How often lag is measured while a projection is busy.
 const LAG_EVERY: Duration = Duration::from_secs(1);
 /// The first and the longest wait between tries while the store does not answer: an
@@ -549,10 +552,17 @@ impl ProjectionActorState {
     /// Doing one twice (a crash between carrying it out and removing it) is harmless: a
     /// reset goes to the same checkpoint, and a retry finds the resolved failures gone.
     async fn serve_request(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<(), SupervisorError> {
-        if self.mode != Mode::Running && self.mode != Mode::Failed {
+        // Not while the store is failing (the outage wait goes first), and never long: the
+        // actor handles nothing else meanwhile, so a look that does not answer at once is
+        // left to the next lease check.
+        if (self.mode != Mode::Running && self.mode != Mode::Failed) || self.outage.is_some() {
             return Ok(());
         }
-        let Some(pending) = self.shared.store.pending_request(self.name()).await? else {
+        let look = self.shared.store.pending_request(self.name());
+        let Ok(found) = tokio::time::timeout(REQUEST_LOOK, look).await else {
+            return Ok(());
+        };
+        let Some(pending) = found? else {
             return Ok(());
         };
         match pending.request {

@@ -44,12 +44,16 @@ impl PostgresStore {
 
     pub(crate) async fn load_request(&self, consumer: &str) -> Result<Option<PendingRequest>, StoreError> {
         validate::consumer_name(consumer)?;
+        // Asked about once a second by every running projection: a one-statement
+        // operation, on the connection stack.
+        let mut conn = self.inner.conns.get().await?;
         let row = sqlx::query(&expand(PENDING_REQUEST, self.names()))
             .bind(consumer)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(backend)?;
-        row.as_ref().map(decode).transpose()
+            .map_err(backend);
+        conn.release(&row);
+        row?.as_ref().map(decode).transpose()
     }
 
     pub(crate) async fn clear_request(
