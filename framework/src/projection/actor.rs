@@ -1,103 +1,23 @@
 //! The projection actor: one per projection, under the supervisor.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::panic::AssertUnwindSafe;
-
-use chrono::Utc;
-use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{
-    panic_error, Batch, FailurePolicy, OnExhausted, ProjectionSink, ProjectionState, ProjectionStatus,
-    RetryReport, SinkError,
-};
+use super::{OnExhausted, ProjectionState, RetryReport, SinkError};
 use crate::backoff::Backoff;
-use crate::metrics::Metrics;
 use crate::store::cursor::Chase;
-use crate::store::{
-    Checkpoint, ConsumerRequest, EventStore, Lease, LogPage, LogSelector, ProjectionFailure, RecordedEvent,
-    StoreError, VersionRange,
-};
+use crate::store::{Checkpoint, Lease, LogPage, ProjectionFailure, RecordedEvent, StoreError};
 use crate::supervisor::SupervisorError;
 
-/// Everything about one projection that outlives its actor (which the supervisor may
-/// restart).
-pub(crate) struct ProjectionShared {
-    pub(crate) name: String,
-    pub(crate) selector: LogSelector,
-    pub(crate) batch_size: usize,
-    pub(crate) failure: FailurePolicy,
-    pub(crate) poll_interval: Duration,
-    pub(crate) lease_retry: Duration,
-    pub(crate) store: Arc<dyn EventStore>,
-    pub(crate) sink: tokio::sync::Mutex<Box<dyn ProjectionSink>>,
-    pub(crate) status: Mutex<ProjectionStatus>,
-    pub(crate) metrics: Arc<Metrics>,
-}
+mod operations;
+mod shared;
 
-impl ProjectionShared {
-    pub(crate) fn status(&self) -> ProjectionStatus {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub(crate) fn update(&self, f: impl FnOnce(&mut ProjectionStatus)) {
-        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut status);
-        status.updated_at = Utc::now();
-    }
-
-    fn set_state(&self, state: ProjectionState) {
-        self.update(|s| s.state = state);
-    }
-
-    /// Reads the next page after `after`: the events the projection selects among those
-    /// read, the checkpoint of the last one read, and whether the page was full. `None`
-    /// when nothing is readable after `after` yet.
-    pub(crate) async fn read_batch(&self, after: Checkpoint) -> Result<Option<LogPage>, StoreError> {
-        self.store.read_log(after, &self.selector, self.batch_size).await
-    }
-
-    /// Applies a batch through the sink; a panic in the sink itself counts as a failure
-    /// of the batch's first event.
-    pub(crate) async fn apply(
-        &self,
-        events: &[RecordedEvent],
-        from: Checkpoint,
-        to: Checkpoint,
-    ) -> Result<(), SinkError> {
-        let mut sink = self.sink.lock().await;
-        let span = tracing::debug_span!(
-            "factum.projection.batch",
-            projection = %self.name,
-            from = %from,
-            to = %to,
-            events = events.len(),
-            correlation_id = tracing::field::Empty,
-            causation_id = tracing::field::Empty,
-        );
-        if let Some(first) = events.first() {
-            if let Some(c) = first.metadata.correlation_id {
-                span.record("correlation_id", tracing::field::display(c));
-            }
-            if let Some(c) = first.metadata.causation_id {
-                span.record("causation_id", tracing::field::display(c));
-            }
-        }
-        let started = Instant::now();
-        let batch = Batch { projection: &self.name, events, from, to };
-        let result = AssertUnwindSafe(sink.apply(batch)).catch_unwind().instrument(span).await;
-        self.metrics.projection_batch(&self.name, started.elapsed());
-        result.unwrap_or_else(|panic| {
-            Err(SinkError::Handler { index: 0, error: panic_error(panic.as_ref()), prefix_committed: false })
-        })
-    }
-}
+pub(crate) use shared::ProjectionShared;
 
 pub(crate) enum ProjectionMsg {
     /// Read and apply what is new: `signal` if the log said it grew (a wake-up), else
@@ -512,100 +432,6 @@ impl ProjectionActorState {
         });
         self.not_before = Some(Instant::now() + delay);
         self.arm(myself, delay);
-    }
-
-    /// The lease, for an operation that needs this instance to own the projection.
-    async fn owned(&mut self) -> Result<(), SupervisorError> {
-        if self.ensure_lease().await? {
-            Ok(())
-        } else {
-            Err(SupervisorError::NotOwner(self.shared.name.clone()))
-        }
-    }
-
-    async fn reset(&mut self, to: Checkpoint, clear: bool) -> Result<(), SupervisorError> {
-        self.owned().await?;
-        let result = self.shared.sink.lock().await.reset(&self.shared.name, to, clear).await;
-        match result {
-            Ok(()) => {}
-            Err(SinkError::Store(e)) => return Err(e.into()),
-            Err(e) => return Err(SupervisorError::Handler(e)),
-        }
-        self.checkpoint = to;
-        self.failing = None;
-        self.not_before = None;
-        self.lag_measured = None;
-        self.prefetch = None;
-        self.shared.update(|s| {
-            s.checkpoint = to;
-            s.last_error = None;
-            // Measured again at the next read; the old figure no longer holds.
-            s.lag = None;
-        });
-        self.shared.metrics.projection_progress(&self.shared.name, to.position.0, None);
-        Ok(())
-    }
-
-    /// Carries out an operator's pending request (recorded in the store, for example by
-    /// the `factum` command line), then removes it. Asked at every lease check, so a
-    /// request is carried out within about a second by the instance holding the lease.
-    /// Doing one twice (a crash between carrying it out and removing it) is harmless: a
-    /// reset goes to the same checkpoint, and a retry finds the resolved failures gone.
-    async fn serve_request(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<(), SupervisorError> {
-        // Not while the store is failing (the outage wait goes first), and never long: the
-        // actor handles nothing else meanwhile, so a look that does not answer at once is
-        // left to the next lease check.
-        if (self.mode != Mode::Running && self.mode != Mode::Failed) || self.outage.is_some() {
-            return Ok(());
-        }
-        let look = self.shared.store.pending_request(self.name());
-        let Ok(found) = tokio::time::timeout(REQUEST_LOOK, look).await else {
-            return Ok(());
-        };
-        let Some(pending) = found? else {
-            return Ok(());
-        };
-        match pending.request {
-            ConsumerRequest::Reset { to, clear } => {
-                self.reset(to, clear).await?;
-                if self.mode == Mode::Failed {
-                    self.mode = Mode::Running;
-                }
-                self.shared.set_state(ProjectionState::CatchingUp);
-                tracing::info!(projection = %self.shared.name, checkpoint = %to, clear, "projection reset by an operator's request");
-            }
-            ConsumerRequest::RetryFailures => {
-                let report = self.retry_failures().await?;
-                tracing::info!(projection = %self.shared.name, resolved = report.resolved, still_failing = report.still_failing, missing = report.missing, "recorded failures retried at an operator's request");
-            }
-        }
-        self.shared.store.complete_request(self.name(), pending.requested_at).await?;
-        myself.send_message(ProjectionMsg::Wake { signal: false }).ok();
-        Ok(())
-    }
-
-    async fn retry_failures(&mut self) -> Result<RetryReport, SupervisorError> {
-        self.owned().await?;
-        let mut report = RetryReport::default();
-        let store = self.shared.store.clone();
-        for failure in store.failures(&self.shared.name).await? {
-            let range = VersionRange::between(failure.version, failure.version);
-            let found = store.read_stream(&failure.stream, range).await?;
-            let Some(event) = found.into_iter().find(|e| e.event_id == failure.event_id) else {
-                report.missing += 1;
-                continue;
-            };
-            let result = self.shared.sink.lock().await.retry_failed(&self.shared.name, &event).await;
-            match result {
-                Ok(()) => report.resolved += 1,
-                Err(SinkError::Store(e)) => return Err(e.into()),
-                Err(e) => {
-                    tracing::warn!(projection = %self.shared.name, event_id = %event.event_id, error = %e, "recorded failure failed again");
-                    report.still_failing += 1;
-                }
-            }
-        }
-        Ok(report)
     }
 }
 

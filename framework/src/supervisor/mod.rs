@@ -2,6 +2,8 @@
 //! side. It owns the projection actors, the replay actor and the retention actor,
 //! restarts a child that fails (with backoff), and shuts them all down gracefully.
 
+mod config;
+mod error;
 mod health;
 mod replay;
 mod retention;
@@ -16,153 +18,17 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use crate::projection::actor::{ProjectionActor, ProjectionMsg, ProjectionShared};
-use crate::projection::{handler_sink, EventHandler, Projection, ProjectionStatus, RetryReport, SinkError};
-use crate::store::{Checkpoint, EventFilter, EventStore, InvalidInput, ProjectionFailure, StoreError};
+use crate::projection::{handler_sink, EventHandler, ProjectionStatus, RetryReport};
+use crate::store::{Checkpoint, EventFilter, EventStore, ProjectionFailure};
 
+pub use config::SupervisorConfig;
+pub use error::SupervisorError;
 pub use health::{Health, HealthConfig, HealthStatus};
 pub use replay::{ReplayError, ReplayOptions, ReplayProgress, ReplayReport};
 pub use retention::{RetentionConfig, RetentionMode, RetentionReport};
 
 use replay::{ReplayActor, ReplayMsg};
 use retention::{RetentionActor, RetentionMsg, RetentionShared};
-
-/// Why a supervisor operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SupervisorError {
-    /// No projection has this name.
-    #[error("no projection named {0:?}")]
-    UnknownProjection(String),
-    /// Two projections have the same name.
-    #[error("projection {0:?} is defined twice")]
-    DuplicateProjection(String),
-    /// A projection's definition was refused.
-    #[error("projection {name:?}: {source}")]
-    InvalidProjection {
-        /// The projection.
-        name: String,
-        /// What is wrong.
-        #[source]
-        source: InvalidInput,
-    },
-    /// Another instance holds the projection's lease; this one stands by.
-    #[error("projection {0:?} runs in another instance; this one stands by")]
-    NotOwner(String),
-    /// The projection's sink (its handler, or its checkpoint's fence) failed during the
-    /// operation.
-    #[error("projection sink failed: {0}")]
-    Handler(#[source] SinkError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The child that does this is being restarted after a failure; try again.
-    #[error("{0} is restarting after a failure; try again")]
-    Unavailable(String),
-    /// The supervisor is shut down.
-    #[error("the supervisor is not running")]
-    Stopped,
-    /// A child did not start.
-    #[error("could not start {what}: {reason}")]
-    Spawn {
-        /// The child.
-        what: String,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// How the supervisor and its children behave.
-#[non_exhaustive]
-pub struct SupervisorConfig {
-    pub(crate) projections: Vec<Projection>,
-    pub(crate) retention: RetentionConfig,
-    pub(crate) metrics: Option<Arc<Metrics>>,
-    /// The first restart delay after a child fails; it doubles per consecutive failure.
-    pub restart_initial: Duration,
-    /// The longest restart delay.
-    pub restart_max: Duration,
-    /// How often a standing-by instance tries to take a projection over (default 1 s).
-    pub lease_retry: Duration,
-    /// How long shutdown waits for each child to finish its batch (default 30 s).
-    pub shutdown_timeout: Duration,
-    /// How often the events table's size is measured for the metrics (default 60 s).
-    pub storage_interval: Duration,
-    /// What [`Supervisor::health`] counts as healthy.
-    pub health: HealthConfig,
-}
-
-impl std::fmt::Debug for SupervisorConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SupervisorConfig")
-            .field("projections", &self.projections)
-            .field("retention", &self.retention)
-            .field("restart_initial", &self.restart_initial)
-            .field("restart_max", &self.restart_max)
-            .field("lease_retry", &self.lease_retry)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for SupervisorConfig {
-    fn default() -> Self {
-        SupervisorConfig {
-            projections: Vec::new(),
-            retention: RetentionConfig::default(),
-            metrics: None,
-            restart_initial: Duration::from_millis(100),
-            restart_max: Duration::from_secs(30),
-            lease_retry: Duration::from_secs(1),
-            shutdown_timeout: Duration::from_secs(30),
-            storage_interval: Duration::from_secs(60),
-            health: HealthConfig::default(),
-        }
-    }
-}
-
-impl SupervisorConfig {
-    /// Adds a projection.
-    #[must_use]
-    pub fn projection(mut self, projection: Projection) -> Self {
-        self.projections.push(projection);
-        self
-    }
-
-    /// Sets the retention policy.
-    #[must_use]
-    pub fn retention(mut self, retention: RetentionConfig) -> Self {
-        self.retention = retention;
-        self
-    }
-
-    /// Registers the metrics in these (shared with [`Factum`](crate::Factum), typically).
-    #[must_use]
-    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// Sets the restart backoff.
-    #[must_use]
-    pub fn restart_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.restart_initial = initial;
-        self.restart_max = max.max(initial);
-        self
-    }
-
-    /// Sets what [`Supervisor::health`] counts as healthy.
-    #[must_use]
-    pub fn health(mut self, health: HealthConfig) -> Self {
-        self.health = health;
-        self
-    }
-
-    /// Sets how often a standing-by instance tries to take a projection over.
-    #[must_use]
-    pub fn lease_retry(mut self, every: Duration) -> Self {
-        self.lease_retry = every;
-        self
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum ChildKey {
