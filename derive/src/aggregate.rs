@@ -7,9 +7,11 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Ident, LitInt, LitStr, Path, Type};
+use syn::{Data, DeriveInput, Ident, LitInt, Path, Type};
 
-use crate::attrs::{parse_keys, unknown_key, unreachable_body, valid_name, value, Errors, Once};
+use crate::attrs::{
+    checked_string, parse_keys, unknown_key, unreachable_body, valid_name, value, Errors, Once,
+};
 
 /// The keys of `#[aggregate(...)]`.
 #[derive(Default)]
@@ -35,14 +37,9 @@ impl Attrs {
             seen = true;
             parse_keys(attr, errors, |key, meta| match key {
                 "name" => attrs.name.set(meta, "aggregate", || {
-                    let lit: LitStr = value(meta, "`name` takes a string, like `name = \"Order\"`")?;
-                    if !valid_name(&lit.value()) {
-                        return Err(syn::Error::new_spanned(
-                            lit,
-                            "aggregate names are 1 to 255 characters, no control characters",
-                        ));
-                    }
-                    Ok(lit.value())
+                    let hint = "`name` takes a string, like `name = \"Order\"`";
+                    let invalid = "aggregate names are 1 to 255 characters, no control characters";
+                    Ok(checked_string(meta, hint, valid_name, invalid)?.value())
                 }),
                 "command" | "event" | "error" => {
                     let slot = match key {

@@ -79,6 +79,20 @@ pub(crate) fn value<T: Parse>(meta: &ParseNestedMeta<'_>, hint: &str) -> syn::Re
     input.parse().map_err(|e| syn::Error::new(e.span(), hint))
 }
 
+/// A string value that `valid` accepts, else an error on the string saying `invalid`.
+pub(crate) fn checked_string(
+    meta: &ParseNestedMeta<'_>,
+    hint: &str,
+    valid: fn(&str) -> bool,
+    invalid: &str,
+) -> syn::Result<syn::LitStr> {
+    let lit: syn::LitStr = value(meta, hint)?;
+    if !valid(&lit.value()) {
+        return Err(syn::Error::new_spanned(lit, invalid));
+    }
+    Ok(lit)
+}
+
 /// The error for a key that is not one of `expected`.
 /// `what` is like "`aggregate` attribute".
 pub(crate) fn unknown_key(meta: &ParseNestedMeta<'_>, what: &str, expected: &str) -> syn::Error {

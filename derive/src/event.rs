@@ -11,7 +11,8 @@ use quote::quote;
 use syn::{Attribute, Data, DeriveInput, LitInt, LitStr, Path, Variant};
 
 use crate::attrs::{
-    key_name, parse_keys, unknown_key, unreachable_body, valid_name, valid_topic, value, Errors, Once,
+    checked_string, key_name, parse_keys, unknown_key, unreachable_body, valid_name, valid_topic, value,
+    Errors, Once,
 };
 
 struct VariantSpec {
@@ -38,14 +39,8 @@ impl VariantAttrs {
             parse_keys(attr, errors, |key, meta| {
                 match key {
                 "name" => attrs.name.set(meta, "event", || {
-                    let lit: LitStr = value(meta, "`name` takes a string, like `name = \"order.placed\"`")?;
-                    if !valid_name(&lit.value()) {
-                        return Err(syn::Error::new_spanned(
-                            lit,
-                            "event names are 1 to 255 characters, no control characters",
-                        ));
-                    }
-                    Ok(lit)
+                    let hint = "`name` takes a string, like `name = \"order.placed\"`";
+                    checked_string(meta, hint, valid_name, "event names are 1 to 255 characters, no control characters")
                 }),
                 "version" => attrs.version.set(meta, "event", || {
                     let hint = "event schema versions start at 1, like `version = 2`";
@@ -56,14 +51,9 @@ impl VariantAttrs {
                     }
                 }),
                 "topic" => attrs.topic.set(meta, "event", || {
-                    let lit: LitStr = value(meta, "`topic` takes a string, like `topic = \"order.lifecycle.placed\"`")?;
-                    if !valid_topic(&lit.value()) {
-                        return Err(syn::Error::new_spanned(
-                            lit,
-                            "a topic is dot-separated words of ASCII letters, digits, '_' or '-', like \"order.lifecycle.placed\"",
-                        ));
-                    }
-                    Ok(lit.value())
+                    let hint = "`topic` takes a string, like `topic = \"order.lifecycle.placed\"`";
+                    let invalid = "a topic is dot-separated words of ASCII letters, digits, '_' or '-', like \"order.lifecycle.placed\"";
+                    Ok(checked_string(meta, hint, valid_topic, invalid)?.value())
                 }),
                 "upcast" => attrs.upcast.set(meta, "event", || {
                     value(meta, "`upcast` names a function, like `upcast = upcast_placed`")
