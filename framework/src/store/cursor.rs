@@ -95,12 +95,15 @@ pub struct LogPage {
     pub to: Checkpoint,
     /// Whether the page was full (more may be readable at once).
     pub full: bool,
+    /// How many events were read (selected or not).
+    pub read: usize,
 }
 
 impl LogPage {
-    /// A page. For backends.
-    pub fn new(events: Vec<RecordedEvent>, to: Checkpoint, full: bool) -> Self {
-        LogPage { events, to, full }
+    /// A page of `read` events read, of which `events` were selected, read up to `to`, out
+    /// of at most `limit`. For backends.
+    pub fn new(events: Vec<RecordedEvent>, to: Checkpoint, read: usize, limit: usize) -> Self {
+        LogPage { events, to, full: read >= limit, read }
     }
 }
 
@@ -117,9 +120,9 @@ pub async fn read_log_in_memory(
         None => store.read_all(after, limit).await?,
     };
     let Some(last) = read.last() else { return Ok(None) };
-    let (to, full) = (last.checkpoint(), read.len() == limit);
+    let (to, n) = (last.checkpoint(), read.len());
     let events = read.into_iter().filter(|e| selector.matches(e)).collect();
-    Ok(Some(LogPage { events, to, full }))
+    Ok(Some(LogPage::new(events, to, n, limit)))
 }
 
 /// The first re-read delay after a wake-up found nothing new: an event that just

@@ -132,7 +132,7 @@ const MAX_ERRORS: usize = 100;
 const OUTAGE_BUDGET: Duration = Duration::from_secs(300);
 const OUTAGE_MAX: Duration = Duration::from_secs(1);
 /// How long a rebuild chases a held-back horizon for what was stored when it began.
-const HORIZON_BUDGET: Duration = Duration::from_secs(60);
+const HORIZON_BUDGET: Duration = Duration::from_secs(30);
 
 /// A rebuild's wait for the store: an outage is waited out, not a reason to stop.
 struct Outage {
@@ -275,15 +275,19 @@ impl ReplayState {
                 Err(e) => outage.wait(&run.what, e).await?,
             }
         };
-        // The rebuild replays at least what was stored when it began: while a transaction
-        // elsewhere holds the gap-safe horizon back, it chases the horizon rather than
-        // stopping short (at most HORIZON_BUDGET; the live projection goes on after it).
-        let target = loop {
-            match self.store.latest_position().await {
-                Ok(p) => break p.unwrap_or_default(),
+        // The rebuild replays at least what its projection had stored when it began: while a
+        // transaction elsewhere holds the gap-safe horizon back, it chases the horizon rather
+        // than stopping short (at most HORIZON_BUDGET; the live projection goes on after it).
+        // What it must read is counted in the projection's categories, and what it has read
+        // is counted the same way (a page reports how many events it read).
+        let in_scope = loop {
+            match self.store.count_after(checkpoint, &shared.selector.aggregate_types).await {
+                Ok(n) => break n,
                 Err(e) => outage.wait(&run.what, e).await?,
             }
         };
+        let counts_exactly = shared.selector.aggregate_types.len() <= 1;
+        let mut read_so_far = 0u64;
         let mut held_back = Backoff::new(CHASE_START, CHASE_MAX);
         let mut held_since: Option<Instant> = None;
         loop {
@@ -294,14 +298,15 @@ impl ReplayState {
                     continue;
                 }
             };
-            let Some(LogPage { events: selected, to, .. }) = page else {
+            let Some(LogPage { events: selected, to, read, .. }) = page else {
                 let since = *held_since.get_or_insert_with(Instant::now);
-                if checkpoint.position >= target || since.elapsed() >= HORIZON_BUDGET {
+                if !counts_exactly || read_so_far >= in_scope || since.elapsed() >= HORIZON_BUDGET {
                     break;
                 }
                 tokio::time::sleep(held_back.next_delay()).await;
                 continue;
             };
+            read_so_far += read as u64;
             held_back.reset();
             held_since = None;
             match shared.apply(&selected, checkpoint, to).await {

@@ -48,6 +48,6 @@ impl PostgresStore {
             rows.into_iter().filter(|r| r.try_get::<Option<i64>, _>(0).is_ok_and(|p| p.is_some())).collect();
         let events = decode_all(&selected)?;
         let to = Checkpoint { transaction, position: GlobalPosition(position) };
-        Ok(Some(LogPage::new(events, to, n as usize == limit)))
+        Ok(Some(LogPage::new(events, to, n as usize, limit)))
     }
 }
