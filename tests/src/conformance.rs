@@ -723,6 +723,13 @@ pub async fn count_after(store: Store) {
     let both = ["Customer".to_owned(), "Order".to_owned()];
     assert_eq!(store.count_after(all[1].checkpoint(), &both).await.unwrap(), 2);
     assert_eq!(store.count_after(all[2].checkpoint(), &["Nothing".to_owned()]).await.unwrap(), 0);
+    // Bad input is refused the same way by every backend.
+    let too_far = Checkpoint { transaction: u64::MAX, position: factum::store::GlobalPosition(0) };
+    assert!(matches!(store.count_after(too_far, &[]).await, Err(StoreError::InvalidInput(_))));
+    assert!(matches!(
+        store.count_after(Checkpoint::START, &[String::new()]).await,
+        Err(StoreError::InvalidInput(_))
+    ));
 }
 
 /// Retention's safe mode keeps what a consumer has not processed and what no snapshot

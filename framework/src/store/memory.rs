@@ -382,6 +382,8 @@ impl ConsumerStore for InMemoryStore {
     }
 
     async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError> {
+        validate::checkpoint(after)?;
+        aggregate_types.iter().try_for_each(|t| validate::category(t))?;
         let state = self.lock();
         let from = after.position.0.saturating_add(1);
         let in_scope = |e: &RecordedEvent| {

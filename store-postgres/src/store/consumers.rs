@@ -62,14 +62,17 @@ impl ConsumerStore for PostgresStore {
     async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError> {
         self.timed("count_after", async {
             validate::checkpoint(after)?;
-            let n: i64 = sqlx::query_scalar(&self.inner.sql.count_after)
+            aggregate_types.iter().try_for_each(|t| validate::category(t))?;
+            let mut conn = self.inner.conns.get().await?;
+            let n = sqlx::query_scalar::<_, i64>(&self.inner.sql.count_after)
                 .bind(to_i64(after.transaction))
                 .bind(to_i64(after.position.0))
                 .bind(aggregate_types)
-                .fetch_one(&mut *self.conn().await?)
+                .fetch_one(&mut *conn)
                 .await
-                .map_err(backend)?;
-            to_u64("count", n)
+                .map_err(backend);
+            conn.release(&n);
+            to_u64("count", n?)
         })
         .await
     }
