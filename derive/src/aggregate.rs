@@ -10,7 +10,8 @@ use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Ident, LitInt, Path, Type};
 
 use crate::attrs::{
-    checked_string, parse_keys, unknown_key, unreachable_body, valid_name, value, Errors, Once,
+    checked_string, parse_keys, schema_version, unknown_key, unreachable_body, valid_name, value, Errors,
+    Once,
 };
 
 /// The keys of `#[aggregate(...)]`.
@@ -63,12 +64,7 @@ impl Attrs {
                     value::<LitInt>(meta, hint)?.base10_parse().map_err(|e| syn::Error::new(e.span(), hint))
                 }),
                 "snapshot_version" => attrs.snapshot_version.set(meta, "aggregate", || {
-                    let hint = "snapshot versions start at 1, like `snapshot_version = 2`";
-                    let lit: LitInt = value(meta, hint)?;
-                    match lit.base10_parse::<u32>() {
-                        Ok(v) if v >= 1 && v <= i32::MAX as u32 => Ok(v),
-                        _ => Err(syn::Error::new_spanned(lit, hint)),
-                    }
+                    schema_version(meta, "snapshot versions start at 1, like `snapshot_version = 2`")
                 }),
                 "handle" => attrs.handle.set(meta, "aggregate", || {
                     value(meta, "`handle` names a function, like `handle = decide`")

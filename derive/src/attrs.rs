@@ -79,6 +79,15 @@ pub(crate) fn value<T: Parse>(meta: &ParseNestedMeta<'_>, hint: &str) -> syn::Re
     input.parse().map_err(|e| syn::Error::new(e.span(), hint))
 }
 
+/// A schema version: an integer from 1 to `i32::MAX`, else an error on the number saying `hint`.
+pub(crate) fn schema_version(meta: &ParseNestedMeta<'_>, hint: &str) -> syn::Result<u32> {
+    let lit: syn::LitInt = value(meta, hint)?;
+    match lit.base10_parse::<u32>() {
+        Ok(v) if v >= 1 && v <= i32::MAX as u32 => Ok(v),
+        _ => Err(syn::Error::new_spanned(lit, hint)),
+    }
+}
+
 /// A string value that `valid` accepts, else an error on the string saying `invalid`.
 pub(crate) fn checked_string(
     meta: &ParseNestedMeta<'_>,

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{Attribute, Data, DeriveInput, LitInt, LitStr, Path, Variant};
+use syn::{Attribute, Data, DeriveInput, LitStr, Path, Variant};
 
 use crate::attrs::{
-    checked_string, key_name, parse_keys, unknown_key, unreachable_body, valid_name, valid_topic, value,
-    Errors, Once,
+    checked_string, key_name, parse_keys, schema_version, unknown_key, unreachable_body, valid_name,
+    valid_topic, value, Errors, Once,
 };
 
 struct VariantSpec {
@@ -43,12 +43,7 @@ impl VariantAttrs {
                     checked_string(meta, hint, valid_name, "event names are 1 to 255 characters, no control characters")
                 }),
                 "version" => attrs.version.set(meta, "event", || {
-                    let hint = "event schema versions start at 1, like `version = 2`";
-                    let lit: LitInt = value(meta, hint)?;
-                    match lit.base10_parse::<u32>() {
-                        Ok(v) if v >= 1 && v <= i32::MAX as u32 => Ok(v),
-                        _ => Err(syn::Error::new_spanned(lit, hint)),
-                    }
+                    schema_version(meta, "event schema versions start at 1, like `version = 2`")
                 }),
                 "topic" => attrs.topic.set(meta, "event", || {
                     let hint = "`topic` takes a string, like `topic = \"order.lifecycle.placed\"`";
