@@ -75,7 +75,7 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`aggregate`] | [`Aggregate`], [`Command`], [`DomainEvent`] and their derives, [`CommandError`], snapshot policies |
-//! | [`store`] | the [`EventStore`] and the roles a backend implements ([`EventLog`](store::EventLog), [`SnapshotStore`](store::SnapshotStore), [`ConsumerStore`](store::ConsumerStore), [`RetentionStore`](store::RetentionStore)), the values they exchange, filters, subscriptions, the log cursor, [`InMemoryStore`] |
+//! | [`store`] | the [`EventStore`] and its four roles ([`EventLog`](store::EventLog), [`SnapshotStore`](store::SnapshotStore), [`ConsumerStore`](store::ConsumerStore), [`RetentionStore`](store::RetentionStore)), the storage traits a backend implements ([`store::backend`]), the values they exchange, filters, subscriptions, the log cursor, [`InMemoryStore`] |
 //! | [`projection`] | [`Projection`], [`EventHandler`], sinks, failure policies |
 //! | [`supervisor`] | [`Supervisor`], health, replay, retention |
 //! | [`metrics`] | [`Metrics`], the Prometheus registry |

@@ -105,6 +105,16 @@ impl LogPage {
     pub fn new(events: Vec<RecordedEvent>, to: Checkpoint, read: usize, limit: usize) -> Self {
         LogPage { events, to, full: read >= limit, read }
     }
+
+    /// The page a reader following `selector` sees of `read`, a page of at most `limit`
+    /// events read in log order: `None` when nothing was read. For backends that select
+    /// in memory.
+    pub fn select(read: Vec<RecordedEvent>, selector: &LogSelector, limit: usize) -> Option<Self> {
+        let last = read.last()?;
+        let (to, n) = (last.checkpoint(), read.len());
+        let events = read.into_iter().filter(|e| selector.matches(e)).collect();
+        Some(LogPage::new(events, to, n, limit))
+    }
 }
 
 /// [`EventLog::read_log`] for a backend that selects in memory: reads a page of the
@@ -119,10 +129,7 @@ pub async fn read_log_in_memory(
         Some(category) => store.read_category(category, after, limit).await?,
         None => store.read_all(after, limit).await?,
     };
-    let Some(last) = read.last() else { return Ok(None) };
-    let (to, n) = (last.checkpoint(), read.len());
-    let events = read.into_iter().filter(|e| selector.matches(e)).collect();
-    Ok(Some(LogPage::new(events, to, n, limit)))
+    Ok(LogPage::select(read, selector, limit))
 }
 
 /// The first re-read delay after a wake-up found nothing new: an event that just

@@ -239,7 +239,8 @@ impl EventFilter {
         self
     }
 
-    /// Checks the filter and parses its topic patterns. Backends call this first.
+    /// Checks the filter and parses its topic patterns. Every query is checked with it
+    /// before it reaches a backend.
     pub fn validate(&self, limits: &Limits) -> Result<ValidFilter<'_>, InvalidInput> {
         for t in &self.event_types {
             validate::name("event_types", t)?;

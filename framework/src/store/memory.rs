@@ -9,17 +9,17 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::backend::{ConsumerBackend, LogBackend, RetentionBackend, SnapshotBackend};
 use super::consumer::{ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RetentionGuard};
 use super::error::StoreError;
+use super::filter::ValidFilter;
 use super::filter::{EventFilter, OrderBy, DEFAULT_QUERY_LIMIT};
 use super::types::{
     AppendResult, Checkpoint, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent, Snapshot, StreamId,
     Version, VersionRange,
 };
-use super::validate::{self, Limits};
-use super::{
-    deduplicated_result, ConsumerStore, EventLog, EventStream, RetentionStore, SnapshotStore, WakeSignal,
-};
+use super::validate::Limits;
+use super::{deduplicated_result, EventStream, WakeSignal};
 
 /// An event store held in memory. Cloning it gives another handle to the same store.
 ///
@@ -156,12 +156,8 @@ impl State {
         stored.into_values().collect()
     }
 
-    fn sorted_matches(
-        &self,
-        filter: &EventFilter,
-        limits: &Limits,
-    ) -> Result<Vec<&Arc<RecordedEvent>>, StoreError> {
-        let valid = filter.validate(limits)?;
+    fn sorted_matches(&self, valid: &ValidFilter<'_>) -> Vec<&Arc<RecordedEvent>> {
+        let filter = valid.filter;
         let mut matches: Vec<&Arc<RecordedEvent>> = self.log.values().filter(|e| valid.matches(e)).collect();
         match filter.order_by {
             OrderBy::GlobalPosition => {}
@@ -170,12 +166,12 @@ impl State {
         if !filter.ascending {
             matches.reverse();
         }
-        Ok(matches)
+        matches
     }
 }
 
 #[async_trait]
-impl EventLog for InMemoryStore {
+impl LogBackend for InMemoryStore {
     fn limits(&self) -> &Limits {
         &self.shared.limits
     }
@@ -186,7 +182,6 @@ impl EventLog for InMemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        validate::batch(&events, &self.shared.limits)?;
         let mut state = self.lock();
         if let Some(dup) = events.iter().find(|e| state.ids.contains_key(&e.event_id)) {
             let stored = state.stored_batch(stream, &events);
@@ -260,7 +255,6 @@ impl EventLog for InMemoryStore {
     }
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        validate::page_limit(limit, &self.shared.limits)?;
         let state = self.lock();
         // Transactions and positions grow together here, so log order is position order.
         let from = after.position.0.saturating_add(1);
@@ -273,8 +267,6 @@ impl EventLog for InMemoryStore {
         after: Checkpoint,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        validate::category(category)?;
-        validate::page_limit(limit, &self.shared.limits)?;
         let state = self.lock();
         Ok(collect(
             state
@@ -289,28 +281,29 @@ impl EventLog for InMemoryStore {
         Ok(self.lock().log.keys().next_back().map(|p| GlobalPosition(*p)))
     }
 
-    async fn query(&self, filter: &EventFilter) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn query(&self, valid: &ValidFilter<'_>) -> Result<Vec<RecordedEvent>, StoreError> {
+        let filter = valid.filter;
         let state = self.lock();
-        let matches = state.sorted_matches(filter, &self.shared.limits)?;
+        let matches = state.sorted_matches(valid);
         let limit = filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT);
         Ok(collect(matches.into_iter().skip(filter.offset).take(limit)))
     }
 
-    async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
-        let state = self.lock();
-        Ok(state.sorted_matches(filter, &self.shared.limits)?.len() as u64)
+    async fn count(&self, valid: &ValidFilter<'_>) -> Result<u64, StoreError> {
+        Ok(self.lock().sorted_matches(valid).len() as u64)
     }
 
     fn stream(&self, filter: EventFilter) -> EventStream {
         let result = {
             let state = self.lock();
-            state
-                .sorted_matches(&filter, &self.shared.limits)
-                .map(|m| collect(m.into_iter().skip(filter.offset).take(filter.limit.unwrap_or(usize::MAX))))
+            filter.validate(&self.shared.limits).map(|valid| {
+                let m = state.sorted_matches(&valid);
+                collect(m.into_iter().skip(filter.offset).take(filter.limit.unwrap_or(usize::MAX)))
+            })
         };
         match result {
             Ok(events) => Box::pin(futures_util::stream::iter(events.into_iter().map(Ok))),
-            Err(e) => Box::pin(futures_util::stream::iter([Err(e)])),
+            Err(e) => Box::pin(futures_util::stream::iter([Err(e.into())])),
         }
     }
 
@@ -327,9 +320,8 @@ impl EventLog for InMemoryStore {
 }
 
 #[async_trait]
-impl SnapshotStore for InMemoryStore {
+impl SnapshotBackend for InMemoryStore {
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        validate::snapshot(snapshot)?;
         let mut state = self.lock();
         let mut stored = snapshot.clone();
         stored.created_at = stored.created_at.trunc_subsecs(6);
@@ -350,15 +342,12 @@ impl SnapshotStore for InMemoryStore {
 }
 
 #[async_trait]
-impl ConsumerStore for InMemoryStore {
+impl ConsumerBackend for InMemoryStore {
     async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
-        validate::consumer_name(consumer)?;
         Ok(self.lock().checkpoints.get(consumer).copied())
     }
 
     async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        validate::consumer_name(consumer)?;
-        validate::checkpoint(checkpoint)?;
         self.lock().checkpoints.insert(consumer.to_owned(), checkpoint);
         Ok(())
     }
@@ -369,9 +358,6 @@ impl ConsumerStore for InMemoryStore {
         from: Checkpoint,
         to: Checkpoint,
     ) -> Result<bool, StoreError> {
-        validate::consumer_name(consumer)?;
-        validate::checkpoint(from)?;
-        validate::checkpoint(to)?;
         let mut state = self.lock();
         let current = state.checkpoints.get(consumer).copied().unwrap_or(Checkpoint::START);
         if current != from {
@@ -382,8 +368,6 @@ impl ConsumerStore for InMemoryStore {
     }
 
     async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError> {
-        validate::checkpoint(after)?;
-        aggregate_types.iter().try_for_each(|t| validate::category(t))?;
         let state = self.lock();
         let from = after.position.0.saturating_add(1);
         let in_scope = |e: &RecordedEvent| {
@@ -393,7 +377,6 @@ impl ConsumerStore for InMemoryStore {
     }
 
     async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
-        validate::consumer_name(name)?;
         if !relock(&self.shared.leases).insert(name.to_owned()) {
             return Ok(None);
         }
@@ -408,7 +391,6 @@ impl ConsumerStore for InMemoryStore {
     }
 
     async fn record_failure(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
-        validate::consumer_name(&failure.projection)?;
         let mut stored = failure.clone();
         stored.failed_at = stored.failed_at.trunc_subsecs(6);
         self.lock().failures.insert((failure.projection.clone(), failure.event_id), stored);
@@ -416,7 +398,6 @@ impl ConsumerStore for InMemoryStore {
     }
 
     async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
-        validate::consumer_name(projection)?;
         let mut found: Vec<ProjectionFailure> =
             self.lock().failures.values().filter(|f| f.projection == projection).cloned().collect();
         found.sort_by_key(ProjectionFailure::checkpoint);
@@ -424,15 +405,10 @@ impl ConsumerStore for InMemoryStore {
     }
 
     async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
-        validate::consumer_name(projection)?;
         Ok(self.lock().failures.remove(&(projection.to_owned(), event_id)).is_some())
     }
 
     async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError> {
-        validate::consumer_name(consumer)?;
-        if let ConsumerRequest::Reset { to, .. } = request {
-            validate::checkpoint(to)?;
-        }
         let mut state = self.lock();
         // Strictly later than the request it replaces, so that completing that one cannot
         // remove this one.
@@ -446,7 +422,6 @@ impl ConsumerStore for InMemoryStore {
     }
 
     async fn pending_request(&self, consumer: &str) -> Result<Option<PendingRequest>, StoreError> {
-        validate::consumer_name(consumer)?;
         Ok(self.lock().requests.get(consumer).copied())
     }
 
@@ -455,7 +430,6 @@ impl ConsumerStore for InMemoryStore {
         consumer: &str,
         requested_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        validate::consumer_name(consumer)?;
         let mut state = self.lock();
         if state.requests.get(consumer).is_some_and(|p| p.requested_at == requested_at) {
             state.requests.remove(consumer);
@@ -466,7 +440,7 @@ impl ConsumerStore for InMemoryStore {
 }
 
 #[async_trait]
-impl RetentionStore for InMemoryStore {
+impl RetentionBackend for InMemoryStore {
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut state = self.lock();
         let doomed: Vec<Arc<RecordedEvent>> =
@@ -480,7 +454,6 @@ impl RetentionStore for InMemoryStore {
         cutoff: DateTime<Utc>,
         guard: &RetentionGuard,
     ) -> Result<u64, StoreError> {
-        validate::retention_guard(guard)?;
         let mut state = self.lock();
         let checkpoints: Vec<Option<Checkpoint>> =
             guard.unprocessed_by.iter().map(|n| state.checkpoints.get(n).copied()).collect();

@@ -1,6 +1,9 @@
-//! The event store: the traits backends implement, the values they exchange, and the
-//! in-memory backend.
+//! The event store: the traits callers use, the values they exchange, and the in-memory
+//! backend. Backends implement the storage traits of [`backend`]; the store traits here
+//! come with them, checking every call's input first.
 
+pub mod backend;
+mod checked;
 mod consumer;
 pub(crate) mod cursor;
 mod error;
@@ -40,17 +43,19 @@ pub type PayloadStream<'a> = BoxStream<'a, Result<EventPayload, StoreError>>;
 pub type WakeSignal = watch::Receiver<u64>;
 
 /// An event store: an append-only log of events, grouped in streams (one per aggregate),
-/// with snapshots of aggregate state and checkpoints of consumers; the sum of the four
-/// roles a backend implements ([`EventLog`], [`SnapshotStore`], [`ConsumerStore`],
-/// [`RetentionStore`]). Every type that implements the four is an `EventStore`, and
-/// `Arc<dyn EventStore>` is how the framework holds one.
+/// with snapshots of aggregate state and checkpoints of consumers; the sum of four roles
+/// ([`EventLog`], [`SnapshotStore`], [`ConsumerStore`], [`RetentionStore`]). Every type
+/// that implements the four is an `EventStore`, and `Arc<dyn EventStore>` is how the
+/// framework holds one.
 ///
-/// Implementations must behave identically on every operation; the conformance suite in
-/// `factum-tests` runs the same cases against each one.
+/// A backend implements the storage traits of [`backend`] and gets the four roles from
+/// them, with every call's input checked before it reaches the backend. Backends behave
+/// identically on every operation; the conformance suite in `factum-tests` runs the same
+/// cases against each one.
 ///
 /// The roles' methods are called through `EventStore` on a `dyn EventStore` or a generic
 /// `S: EventStore`; on a concrete store, bring the roles into scope with
-/// `use factum::store::prelude::*;`.
+/// `use factum::prelude::*;`.
 pub trait EventStore: EventLog + SnapshotStore + ConsumerStore + RetentionStore {}
 
 impl<T: EventLog + SnapshotStore + ConsumerStore + RetentionStore + ?Sized> EventStore for T {}

@@ -129,8 +129,9 @@ pub(crate) fn event(event: &NewEvent, limits: &Limits) -> Result<(), InvalidInpu
 /// Checks a batch to append: non-empty, within the batch limit, distinct ids, each
 /// event valid.
 ///
-/// Backends call this before touching storage, so every backend refuses the same input
-/// with the same error.
+/// Every append is checked with it before it reaches a backend (see
+/// [`backend`](super::backend)), so every backend refuses the same input with the same
+/// error.
 pub fn batch(events: &[NewEvent], limits: &Limits) -> Result<(), InvalidInput> {
     if events.is_empty() {
         return Err(InvalidInput::EmptyBatch);

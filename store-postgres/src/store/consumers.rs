@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factum::prelude::*;
+use factum::store::backend::ConsumerBackend;
 use factum::store::{
     validate, Checkpoint, ConsumerRequest, GlobalPosition, Lease, PendingRequest, ProjectionFailure,
 };
@@ -16,10 +16,9 @@ use super::*;
 use crate::lease::Leases;
 
 #[async_trait]
-impl ConsumerStore for PostgresStore {
+impl ConsumerBackend for PostgresStore {
     async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
         self.timed("load_checkpoint", async {
-            validate::consumer_name(consumer)?;
             let mut conn = self.inner.conns.get().await?;
             let row: Result<Option<(i64, i64)>, _> = sqlx::query_as(&self.inner.sql.load_checkpoint)
                 .bind(consumer)
@@ -61,8 +60,6 @@ impl ConsumerStore for PostgresStore {
 
     async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError> {
         self.timed("count_after", async {
-            validate::checkpoint(after)?;
-            aggregate_types.iter().try_for_each(|t| validate::category(t))?;
             let mut conn = self.inner.conns.get().await?;
             let n = sqlx::query_scalar::<_, i64>(&self.inner.sql.count_after)
                 .bind(to_i64(after.transaction))
@@ -79,7 +76,6 @@ impl ConsumerStore for PostgresStore {
 
     async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
         self.timed("try_lease", async {
-            validate::consumer_name(name)?;
             let leases = self.inner.leases.get_or_init(|| {
                 Leases::start(
                     self.inner.pool.clone(),
@@ -102,7 +98,6 @@ impl ConsumerStore for PostgresStore {
 
     async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
         self.timed("failures", async {
-            validate::consumer_name(projection)?;
             let rows = sqlx::query(&self.inner.sql.failures)
                 .bind(projection)
                 .fetch_all(&mut *self.conn().await?)

@@ -2,10 +2,10 @@
 //! wake-up signals.
 
 use async_trait::async_trait;
-use factum::prelude::*;
+use factum::store::backend::LogBackend;
 use factum::store::{
-    validate, AppendResult, Checkpoint, EventPayload, EventStream, GlobalPosition, Limits, LogPage,
-    LogSelector, OrderBy, PayloadStream, ValidFilter, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    AppendResult, Checkpoint, EventPayload, EventStream, GlobalPosition, Limits, LogPage, LogSelector,
+    OrderBy, PayloadStream, ValidFilter, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
 use factum::{EventFilter, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId, Version};
 use futures_util::{StreamExt, TryStreamExt};
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::*;
 
 #[async_trait]
-impl EventLog for PostgresStore {
+impl LogBackend for PostgresStore {
     fn limits(&self) -> &Limits {
         &self.inner.limits
     }
@@ -28,7 +28,6 @@ impl EventLog for PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         self.timed("append", async {
-            validate::batch(&events, &self.inner.limits)?;
             let mut conn = self.inner.conns.get().await?;
             let result = self.append_on(&mut conn, stream, expected, &events).await;
             conn.release(&result);
@@ -96,7 +95,6 @@ impl EventLog for PostgresStore {
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.timed("read_all", async {
-            validate::page_limit(limit, &self.inner.limits)?;
             let mut conn = self.inner.conns.get().await?;
             let rows = sqlx::query(&self.inner.sql.read_all)
                 .bind(to_i64(after.transaction))
@@ -137,8 +135,6 @@ impl EventLog for PostgresStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.timed("read_category", async {
-            validate::category(category)?;
-            validate::page_limit(limit, &self.inner.limits)?;
             let mut conn = self.inner.conns.get().await?;
             let rows = sqlx::query(&self.inner.sql.read_category)
                 .bind(to_i64(after.transaction))
@@ -166,9 +162,9 @@ impl EventLog for PostgresStore {
         .await
     }
 
-    async fn query(&self, filter: &EventFilter) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn query(&self, valid: &ValidFilter<'_>) -> Result<Vec<RecordedEvent>, StoreError> {
+        let filter = valid.filter;
         self.timed("query", async {
-            let valid = filter.validate(&self.inner.limits)?;
             let mut qb = self.select(&valid, Some(filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT)));
             let rows = qb.build().fetch_all(&mut *self.conn().await?).await.map_err(backend)?;
             decode_all(&rows)
@@ -176,10 +172,9 @@ impl EventLog for PostgresStore {
         .await
     }
 
-    async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+    async fn count(&self, valid: &ValidFilter<'_>) -> Result<u64, StoreError> {
         self.timed("count", async {
-            let valid = filter.validate(&self.inner.limits)?;
-            let mut qb = self.filtered(&self.inner.sql.count, &valid);
+            let mut qb = self.filtered(&self.inner.sql.count, valid);
             let n: i64 =
                 qb.build_query_scalar().fetch_one(&mut *self.conn().await?).await.map_err(backend)?;
             to_u64("count", n)

@@ -2,8 +2,7 @@
 //! applied in the query, so that only the selected events' rows (payloads included) come
 //! back, while the reader still moves past the whole page.
 
-use factum::prelude::*;
-use factum::store::{validate, Checkpoint, GlobalPosition, LogPage, LogSelector};
+use factum::store::{Checkpoint, GlobalPosition, LogPage, LogSelector};
 use factum::StoreError;
 use sqlx::Row;
 
@@ -18,8 +17,6 @@ impl PostgresStore {
         selector: &LogSelector,
         limit: usize,
     ) -> Result<Option<LogPage>, StoreError> {
-        validate::page_limit(limit, self.limits())?;
-        validate::checkpoint(after)?;
         let topics: Vec<String> = selector.topics.iter().map(|t| t.to_postgres_regex()).collect();
         let mut conn = self.inner.conns.get().await?;
         let rows = sqlx::query(sql)

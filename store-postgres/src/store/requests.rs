@@ -22,12 +22,8 @@ impl PostgresStore {
         consumer: &str,
         request: ConsumerRequest,
     ) -> Result<PendingRequest, StoreError> {
-        validate::consumer_name(consumer)?;
         let (kind, to, clear) = match request {
-            ConsumerRequest::Reset { to, clear } => {
-                validate::checkpoint(to)?;
-                ("reset", Some(to), Some(clear))
-            }
+            ConsumerRequest::Reset { to, clear } => ("reset", Some(to), Some(clear)),
             ConsumerRequest::RetryFailures => ("retry", None, None),
         };
         let row = sqlx::query(&expand(REQUEST, self.names()))
@@ -43,7 +39,6 @@ impl PostgresStore {
     }
 
     pub(crate) async fn load_request(&self, consumer: &str) -> Result<Option<PendingRequest>, StoreError> {
-        validate::consumer_name(consumer)?;
         // Asked about once a second by every running projection: a one-statement
         // operation, on the connection stack.
         let mut conn = self.inner.conns.get().await?;
@@ -61,7 +56,6 @@ impl PostgresStore {
         consumer: &str,
         requested_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        validate::consumer_name(consumer)?;
         let done = sqlx::query(&expand(COMPLETE_REQUEST, self.names()))
             .bind(consumer)
             .bind(requested_at)

@@ -1,18 +1,17 @@
 //! [`SnapshotStore`] on PostgreSQL: one snapshot per stream, never replaced by an older one.
 
 use async_trait::async_trait;
-use factum::prelude::*;
-use factum::store::{validate, Snapshot};
+use factum::store::backend::SnapshotBackend;
+use factum::store::Snapshot;
 use factum::{StoreError, StreamId, Version};
 use sqlx::Row;
 
 use super::*;
 
 #[async_trait]
-impl SnapshotStore for PostgresStore {
+impl SnapshotBackend for PostgresStore {
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         self.timed("save_snapshot", async {
-            validate::snapshot(snapshot)?;
             let mut conn = self.inner.conns.get().await?;
             let done = sqlx::query(&self.inner.sql.save_snapshot)
                 .bind(snapshot.stream.aggregate_type())
