@@ -165,7 +165,7 @@ impl LogBackend for PostgresStore {
     async fn query(&self, valid: &ValidFilter<'_>) -> Result<Vec<RecordedEvent>, StoreError> {
         let filter = valid.filter;
         self.timed("query", async {
-            let mut qb = self.select(&valid, Some(filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT)));
+            let mut qb = self.select(valid, Some(filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT)));
             let rows = qb.build().fetch_all(&mut *self.conn().await?).await.map_err(backend)?;
             decode_all(&rows)
         })
