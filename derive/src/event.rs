@@ -247,6 +247,11 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                         .map_err(|e| ::factum::__private::malformed(::factum::DomainEvent::event_type(self), e))?;
                     ::core::result::Result::Ok(::factum::__private::variant_payload(value))
                 }
+                fn to_json(&self) -> ::core::result::Result<::std::boxed::Box<::factum::__private::serde_json::value::RawValue>, ::factum::aggregate::EventCodecError> {
+                    let text = ::factum::__private::serde_json::to_string(self)
+                        .map_err(|e| ::factum::__private::malformed(::factum::DomainEvent::event_type(self), e))?;
+                    ::factum::__private::variant_payload_text(::factum::DomainEvent::event_type(self), &text)
+                }
                 fn from_stored(
                     event_type: &str,
                     schema_version: u32,

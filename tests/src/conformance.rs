@@ -177,6 +177,39 @@ pub async fn idempotent_append(store: Store) {
     assert_eq!(store.stream_version(&sid("Order", "o-2")).await.unwrap(), Version(0));
 }
 
+/// An event made from JSON text is stored as that text says, checked like any other, and
+/// a retry of it is recognized.
+pub async fn json_text_payloads(store: Store) {
+    let s = sid("Order", "o-1");
+    let text = |t: &str| serde_json::value::RawValue::from_string(t.to_owned()).expect("JSON");
+    let e = NewEvent::from_json_text("Placed", text(r#"{"lines": [1, 2], "note": "a\\u0000b"}"#))
+        .with_topic("order.placed");
+    let first = store.append(&s, ExpectedVersion::NoStream, vec![e.clone()]).await.unwrap();
+    let got = store.read_stream(&s, VersionRange::ALL).await.unwrap();
+    assert_eq!(got[0].payload, json!({"lines": [1, 2], "note": "a\\u0000b"}));
+    assert_eq!(got[0].topic.as_deref(), Some("order.placed"));
+    let retry = store.append(&s, ExpectedVersion::NoStream, vec![e.clone()]).await.unwrap();
+    assert!(retry.deduplicated && retry.positions == first.positions, "{retry:?}");
+    // The same content as a value is the same append.
+    let mut as_value = e.clone();
+    as_value.payload = serde_json::from_str(e.payload_json().get()).unwrap();
+    assert!(as_value.payload_text().is_none(), "setting the payload replaces the text");
+    assert!(store.append(&s, ExpectedVersion::Any, vec![as_value]).await.unwrap().deduplicated);
+
+    for bad in [r#"{"a": "x\u0000"}"#, r#"{"a\u0000": 1}"#] {
+        let err =
+            store.append(&s, ExpectedVersion::Any, vec![NewEvent::from_json_text("A", text(bad))]).await;
+        assert!(
+            matches!(err, Err(StoreError::InvalidInput(InvalidInput::ControlCharacter { .. }))),
+            "{err:?}"
+        );
+    }
+    let huge = format!("{{\"blob\": \"{}\"}}", "x".repeat(store.limits().max_payload_bytes));
+    let err = store.append(&s, ExpectedVersion::Any, vec![NewEvent::from_json_text("A", text(&huge))]).await;
+    assert!(matches!(err, Err(StoreError::InvalidInput(InvalidInput::TooLarge { .. }))), "{err:?}");
+    assert_eq!(store.stream_version(&s).await.unwrap(), Version(1), "refused appends store nothing");
+}
+
 /// Every field of an event survives the round trip.
 pub async fn event_fields_round_trip(store: Store) {
     let s = sid("Order", "o-1");
@@ -899,7 +932,7 @@ pub async fn consumer_requests(store: Store) {
 macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
-            append_and_read_stream, expected_version_modes, idempotent_append,
+            append_and_read_stream, expected_version_modes, idempotent_append, json_text_payloads,
             event_fields_round_trip, read_payloads, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
             checkpoint_fencing, leases, recorded_failures, count_after, guarded_delete, category_wake_ups,

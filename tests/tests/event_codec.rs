@@ -78,6 +78,8 @@ proptest! {
     fn from_json_equals_from_stored_equals_the_encoded_event(event in shapes()) {
         let payload = event.to_payload().unwrap();
         let text = payload.to_string();
+        let direct: Value = serde_json::from_str(event.to_json().unwrap().get()).unwrap();
+        prop_assert_eq!(&direct, &payload, "to_json is to_payload as text");
         let from_json = Shapes::from_json(event.event_type(), event.schema_version(), &text).unwrap();
         let from_stored = Shapes::from_stored(event.event_type(), event.schema_version(), payload).unwrap();
         let (json_again, parsed) = decode_both(event.event_type(), event.schema_version(), &text);

@@ -7,6 +7,7 @@ mod snapshot;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::store::{NewEvent, Version};
@@ -40,6 +41,16 @@ pub trait DomainEvent: Sized + Send + Sync + 'static {
 
     /// The payload to store.
     fn to_payload(&self) -> Result<Value, EventCodecError>;
+
+    /// The payload to store, as JSON text: what aggregates append, serialized once.
+    ///
+    /// The default serializes [`to_payload`](Self::to_payload)'s value;
+    /// `#[derive(DomainEvent)]` serializes the variant straight to text, without building
+    /// a [`Value`] first.
+    fn to_json(&self) -> Result<Box<RawValue>, EventCodecError> {
+        let payload = self.to_payload()?;
+        serde_json::value::to_raw_value(&payload).map_err(|e| __private::malformed(self.event_type(), e))
+    }
 
     /// Rebuilds an event from what was stored, upcasting older schema versions.
     fn from_stored(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, EventCodecError>;
@@ -137,7 +148,7 @@ pub(crate) fn encode<E: DomainEvent>(
     event: &E,
     metadata: &crate::store::Metadata,
 ) -> Result<NewEvent, EventCodecError> {
-    let mut new = NewEvent::new(event.event_type(), event.to_payload()?)
+    let mut new = NewEvent::from_json_text(event.event_type(), event.to_json()?)
         .with_schema_version(event.schema_version())
         .with_metadata(metadata.clone());
     new.topic = event.topic().map(str::to_owned);
@@ -157,7 +168,23 @@ pub mod __private {
     use serde::Deserialize as _;
     use serde_json::Value;
 
-    /// Splits serde's externally tagged form of an enum variant into its payload.
+    /// The payload of one variant in serde's externally tagged form (`"Variant"` for a
+    /// unit variant, else `{"Variant": payload}`), given as JSON text: only the payload's
+    /// span is kept, never parsed into a tree. As [`variant_payload`], `null` for any
+    /// other form.
+    pub fn variant_payload_text(
+        event_type: &str,
+        text: &str,
+    ) -> Result<Box<serde_json::value::RawValue>, EventCodecError> {
+        use serde_json::value::RawValue;
+        let tagged = serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(text).ok();
+        match tagged.filter(|t| t.len() == 1).and_then(|t| t.into_values().next()) {
+            Some(payload) => Ok(payload.to_owned()),
+            None => RawValue::from_string("null".to_owned()).map_err(|e| malformed(event_type, e)),
+        }
+    }
+
+    /// The payload of one variant in serde's externally tagged form, as a value.
     pub fn variant_payload(value: Value) -> Value {
         match value {
             Value::Object(mut map) if map.len() == 1 => {

@@ -14,9 +14,10 @@ use super::consumer::{ConsumerRequest, Lease, PendingRequest, ProjectionFailure,
 use super::error::StoreError;
 use super::filter::ValidFilter;
 use super::filter::{EventFilter, OrderBy, DEFAULT_QUERY_LIMIT};
+use super::new_event::NewEvent;
 use super::types::{
-    AppendResult, Checkpoint, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent, Snapshot, StreamId,
-    Version, VersionRange,
+    AppendResult, Checkpoint, ExpectedVersion, GlobalPosition, RecordedEvent, Snapshot, StreamId, Version,
+    VersionRange,
 };
 use super::validate::Limits;
 use super::{deduplicated_result, EventStream, WakeSignal};
@@ -197,8 +198,9 @@ impl LogBackend for InMemoryStore {
         let recorded_at = Utc::now().trunc_subsecs(6);
         let mut positions = Vec::with_capacity(events.len());
         let mut version = actual;
-        for e in events {
+        for mut e in events {
             state.last_position += 1;
+            let payload = e.take_payload();
             version = version.next();
             let position = GlobalPosition(state.last_position);
             positions.push(position);
@@ -211,7 +213,7 @@ impl LogBackend for InMemoryStore {
                 event_type: e.event_type,
                 schema_version: e.schema_version,
                 topic: e.topic,
-                payload: e.payload,
+                payload,
                 metadata: e.metadata,
                 occurred_at: e.occurred_at.trunc_subsecs(6),
                 recorded_at,

@@ -9,6 +9,7 @@ pub(crate) mod cursor;
 mod error;
 mod filter;
 pub(crate) mod memory;
+mod new_event;
 mod subscription;
 mod types;
 pub mod validate;
@@ -25,10 +26,11 @@ pub use cursor::{read_log_in_memory, LogPage, LogSelector};
 pub use error::{InvalidInput, StoreError};
 pub use filter::{json_contains, EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
 pub use memory::InMemoryStore;
+pub use new_event::NewEvent;
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
 pub use types::{
-    AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, Metadata, NewEvent,
-    RecordedEvent, Snapshot, StreamId, Version, VersionRange,
+    AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, Metadata, RecordedEvent,
+    Snapshot, StreamId, Version, VersionRange,
 };
 pub use validate::Limits;
 
@@ -284,7 +286,7 @@ pub fn deduplicated_result(
             && s.event_type == b.event_type
             && s.schema_version == b.schema_version
             && s.topic == b.topic
-            && s.payload == b.payload
+            && b.payload_equals(&s.payload)
             && s.metadata == b.metadata
     });
     same.then(|| AppendResult {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -222,78 +222,6 @@ impl Metadata {
             }
             _ => Metadata::default(),
         }
-    }
-}
-
-/// An event to append: everything but what the store assigns (version, position,
-/// recorded-at).
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewEvent {
-    /// The event's id; re-appending an id already stored is detected (see
-    /// [`EventStore::append`](crate::store::EventLog::append)). UUID v7 by default.
-    pub event_id: Uuid,
-    /// The stable name of the event's type, such as `"OrderPlaced"`.
-    pub event_type: String,
-    /// The schema version of the payload's shape, from 1.
-    pub schema_version: u32,
-    /// A dot-separated topic such as `"order.lifecycle.placed"`, for topic queries.
-    pub topic: Option<String>,
-    /// The payload.
-    pub payload: Value,
-    /// Tracing ids and other metadata.
-    pub metadata: Metadata,
-    /// When the event happened, in the domain's clock. Stored with microsecond precision.
-    pub occurred_at: DateTime<Utc>,
-}
-
-impl NewEvent {
-    /// A new event of `event_type` with `payload`: a fresh UUID v7 id, schema version 1,
-    /// no topic, empty metadata, occurred now.
-    ///
-    /// ```
-    /// # use factum::NewEvent;
-    /// let event = NewEvent::new("OrderPlaced", serde_json::json!({"customer": "c-1"}))
-    ///     .with_topic("order.lifecycle.placed");
-    /// assert_eq!(event.schema_version, 1);
-    /// ```
-    pub fn new(event_type: impl Into<String>, payload: Value) -> Self {
-        NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: event_type.into(),
-            schema_version: 1,
-            topic: None,
-            payload,
-            metadata: Metadata::default(),
-            occurred_at: Utc::now().trunc_subsecs(6),
-        }
-    }
-
-    /// Sets the topic.
-    #[must_use]
-    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
-        self.topic = Some(topic.into());
-        self
-    }
-
-    /// Sets the metadata.
-    #[must_use]
-    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
-        self.metadata = metadata;
-        self
-    }
-
-    /// Sets the event id.
-    #[must_use]
-    pub fn with_id(mut self, event_id: Uuid) -> Self {
-        self.event_id = event_id;
-        self
-    }
-
-    /// Sets the schema version.
-    #[must_use]
-    pub fn with_schema_version(mut self, schema_version: u32) -> Self {
-        self.schema_version = schema_version;
-        self
     }
 }
 

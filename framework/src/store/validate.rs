@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::error::InvalidInput;
-use super::types::{Metadata, NewEvent};
+use super::types::Metadata;
+use super::NewEvent;
 
 /// The longest name (aggregate type, aggregate id, event type, topic, consumer name), in
 /// characters — the schema's `VARCHAR(255)`.
@@ -95,6 +96,27 @@ pub(crate) fn json(field: &'static str, value: &Value, max: usize) -> Result<(),
     Ok(())
 }
 
+/// Checks a document given as JSON text (valid JSON already): its size, and no NUL
+/// character, which can only appear in it escaped as `\u0000`.
+pub(crate) fn json_text(field: &'static str, text: &str, max: usize) -> Result<(), InvalidInput> {
+    if text.len() > max {
+        return Err(InvalidInput::TooLarge { field, size: text.len(), max });
+    }
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+        } else if b.get(i + 1..i + 6) == Some(&b"u0000"[..]) {
+            return Err(InvalidInput::ControlCharacter { field });
+        } else {
+            // Skip the escaped character, so that `\\u0000` (a backslash, then text) passes.
+            i += 2;
+        }
+    }
+    Ok(())
+}
+
 fn metadata(meta: &Metadata, limits: &Limits) -> Result<(), InvalidInput> {
     for key in meta.custom.keys() {
         if key.is_empty() || Metadata::RESERVED_KEYS.contains(&key.as_str()) {
@@ -122,7 +144,10 @@ pub(crate) fn event(event: &NewEvent, limits: &Limits) -> Result<(), InvalidInpu
     if let Some(t) = &event.topic {
         topic(t)?;
     }
-    json("payload", &event.payload, limits.max_payload_bytes)?;
+    match event.payload_text() {
+        Some(text) => json_text("payload", text.get(), limits.max_payload_bytes)?,
+        None => json("payload", &event.payload, limits.max_payload_bytes)?,
+    }
     metadata(&event.metadata, limits)
 }
 
@@ -236,6 +261,12 @@ mod tests {
         assert!(json("p", &json!({"a": ["x\u{0}"]}), 100).is_err());
         assert!(json("p", &json!({"a\u{0}": 1}), 100).is_err());
         assert!(matches!(json("p", &json!("x".repeat(200)), 100), Err(InvalidInput::TooLarge { .. })));
+        assert!(json_text("p", r#"{"a":"b"}"#, 100).is_ok());
+        assert!(json_text("p", r#"{"a":"x\u0000"}"#, 100).is_err());
+        assert!(json_text("p", r#"{"a\u0000":1}"#, 100).is_err());
+        assert!(json_text("p", r#"{"a":"\\u0000"}"#, 100).is_ok(), "an escaped backslash, then text");
+        assert!(json_text("p", r#"{"a":"\u00001"}"#, 100).is_err());
+        assert!(matches!(json_text("p", &"1".repeat(101), 100), Err(InvalidInput::TooLarge { .. })));
     }
 
     #[test]

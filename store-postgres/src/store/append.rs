@@ -2,15 +2,18 @@
 //! for the other modes and for a caller's transaction, and the answers to duplicates and
 //! races.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use factum::store::{deduplicated_result, validate, AppendResult, GlobalPosition};
 use factum::{ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId, Version};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::error::ErrorKind;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
+use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, Row};
 use uuid::Uuid;
 
@@ -40,7 +43,7 @@ pub(crate) struct Columns<'a> {
     pub(crate) types: Vec<&'a str>,
     pub(crate) versions: Vec<i32>,
     pub(crate) topics: Vec<Option<&'a str>>,
-    pub(crate) data: Vec<&'a Value>,
+    pub(crate) data: Vec<Json<Cow<'a, RawValue>>>,
     pub(crate) metadata: Vec<Value>,
     pub(crate) occurred_at: Vec<DateTime<Utc>>,
     pub(crate) correlation: Vec<Option<Uuid>>,
@@ -67,7 +70,7 @@ impl<'a> Columns<'a> {
             // validate::batch checked the range.
             c.versions.push(e.schema_version as i32);
             c.topics.push(e.topic.as_deref());
-            c.data.push(&e.payload);
+            c.data.push(Json(e.payload_json()));
             c.metadata.push(e.metadata.to_json());
             c.occurred_at.push(e.occurred_at.trunc_subsecs(6));
             c.correlation.push(e.metadata.correlation_id);
@@ -271,7 +274,7 @@ impl PostgresStore {
                 // validate::batch checked the range.
                 .bind(e.schema_version as i32)
                 .bind(e.topic.as_deref())
-                .bind(&e.payload)
+                .bind(Json(e.payload_json()))
                 .bind(e.metadata.to_json())
                 .bind(e.occurred_at.trunc_subsecs(6))
                 .bind(e.metadata.correlation_id)
