@@ -16,7 +16,8 @@ use crate::store::validate::Limits;
 use crate::store::{
     AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventStore, EventStream, ExpectedVersion,
     GlobalPosition, Lease, LogPage, LogSelector, NewEvent, PayloadStream, PendingRequest, ProjectionFailure,
-    RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, Version, VersionRange, WakeSignal,
+    RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamAppend, StreamId, Version, VersionRange,
+    WakeSignal,
 };
 
 pub(crate) struct Instrumented {
@@ -65,6 +66,19 @@ impl EventLog for Instrumented {
         let result = self.store.append(stream, expected, events).instrument(span).await;
         if result.as_ref().is_ok_and(|r| !r.deduplicated) {
             self.metrics.appended(stream.aggregate_type(), n, started.elapsed());
+        }
+        result
+    }
+
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        let span = tracing::debug_span!("factum.append_many", streams = appends.len());
+        let counts: Vec<usize> = appends.iter().map(|a| a.events.len()).collect();
+        let started = Instant::now();
+        let result = self.store.append_many(appends).instrument(span).await;
+        if let Ok(results) = &result {
+            for (r, n) in results.iter().zip(counts).filter(|(r, _)| !r.deduplicated) {
+                self.metrics.appended(r.stream.aggregate_type(), n, started.elapsed());
+            }
         }
         result
     }

@@ -210,6 +210,75 @@ pub async fn json_text_payloads(store: Store) {
     assert_eq!(store.stream_version(&s).await.unwrap(), Version(1), "refused appends store nothing");
 }
 
+/// An append to several streams stores all of them in one transaction or none; a
+/// conflict names its stream.
+pub async fn append_many_is_atomic(store: Store) {
+    use factum::store::StreamAppend;
+    let (a, b, c) = (sid("Account", "a"), sid("Account", "b"), sid("Account", "c"));
+    store.append(&c, ExpectedVersion::NoStream, vec![ev("Opened")]).await.unwrap();
+    let transfer = |expected_c| {
+        vec![
+            StreamAppend::new(a.clone(), ExpectedVersion::NoStream, vec![ev("Debited"), ev("Noted")]),
+            StreamAppend::new(b.clone(), ExpectedVersion::Any, vec![ev("Credited")]),
+            StreamAppend::new(c.clone(), expected_c, vec![ev("Audited")]),
+        ]
+    };
+    // A conflict on the third stream: nothing of the append is stored.
+    let err = store.append_many(transfer(ExpectedVersion::Exact(Version(5)))).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { stream, actual: Version(1), .. } if *stream == c),
+        "{err:?}"
+    );
+    assert_eq!(store.stream_version(&a).await.unwrap(), Version(0));
+    assert_eq!(store.stream_version(&b).await.unwrap(), Version(0));
+    assert_eq!(total(&store).await, 1);
+
+    let batch = transfer(ExpectedVersion::Exact(Version(1)));
+    let results = store.append_many(batch.clone()).await.unwrap();
+    let streams: Vec<_> =
+        results.iter().map(|r| (r.stream.clone(), r.from_version.0, r.to_version.0)).collect();
+    assert_eq!(streams, vec![(a.clone(), 1, 2), (b.clone(), 1, 1), (c.clone(), 2, 2)]);
+    let stored = read_everything(&store, 5).await;
+    let tx: std::collections::HashSet<u64> = stored[1..].iter().map(|e| e.transaction).collect();
+    assert_eq!(tx.len(), 1, "one transaction: {stored:?}");
+    // An exact retry is answered with the original results.
+    let retry = store.append_many(batch.clone()).await.unwrap();
+    assert!(retry.iter().all(|r| r.deduplicated));
+    assert_eq!(
+        retry.iter().map(|r| &r.positions).collect::<Vec<_>>(),
+        results.iter().map(|r| &r.positions).collect::<Vec<_>>()
+    );
+    // Part of it again, with a new event: a duplicate, nothing stored.
+    let mut partly = transfer(ExpectedVersion::Any);
+    partly[0] = batch[0].clone();
+    partly[0].expected = ExpectedVersion::Any;
+    let err = store.append_many(partly).await.unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateEvent { .. }), "{err:?}");
+    // Bad input: nothing, a stream twice, an id twice.
+    assert!(matches!(store.append_many(vec![]).await, Err(StoreError::InvalidInput(_))));
+    let twice = vec![
+        StreamAppend::new(a.clone(), ExpectedVersion::Any, vec![ev("X")]),
+        StreamAppend::new(a.clone(), ExpectedVersion::Any, vec![ev("Y")]),
+    ];
+    assert!(matches!(store.append_many(twice).await, Err(StoreError::InvalidInput(_))));
+    let e = ev("Z");
+    let same_id = vec![
+        StreamAppend::new(a.clone(), ExpectedVersion::Any, vec![e.clone()]),
+        StreamAppend::new(b.clone(), ExpectedVersion::Any, vec![e]),
+    ];
+    assert!(matches!(store.append_many(same_id).await, Err(StoreError::InvalidInput(_))));
+    // Stream-exists on a new stream is a conflict on it.
+    let err = store
+        .append_many(vec![
+            StreamAppend::new(a.clone(), ExpectedVersion::Any, vec![ev("X")]),
+            StreamAppend::new(sid("Account", "new"), ExpectedVersion::StreamExists, vec![ev("Y")]),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict { stream, .. } if stream.aggregate_id() == "new"), "{err:?}");
+    assert_eq!(total(&store).await, 5);
+}
+
 /// Every field of an event survives the round trip.
 pub async fn event_fields_round_trip(store: Store) {
     let s = sid("Order", "o-1");
@@ -932,7 +1001,7 @@ pub async fn consumer_requests(store: Store) {
 macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
-            append_and_read_stream, expected_version_modes, idempotent_append, json_text_payloads,
+            append_and_read_stream, expected_version_modes, idempotent_append, json_text_payloads, append_many_is_atomic,
             event_fields_round_trip, read_payloads, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
             checkpoint_fencing, leases, recorded_failures, count_after, guarded_delete, category_wake_ups,

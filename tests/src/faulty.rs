@@ -79,6 +79,13 @@ impl<S: EventStore> EventLog for Faulty<S> {
         result
     }
 
+    async fn append_many(
+        &self,
+        appends: Vec<factum::store::StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        self.inner.append_many(appends).await
+    }
+
     async fn stream_version(&self, s: &StreamId) -> Result<Version, StoreError> {
         self.inner.stream_version(s).await
     }

@@ -25,8 +25,8 @@ use uuid::Uuid;
 use super::{
     AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventPayload, EventStream, ExpectedVersion,
     GlobalPosition, Lease, Limits, LogPage, LogSelector, NewEvent, PayloadStream, PendingRequest,
-    ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamId, ValidFilter, Version,
-    VersionRange, WakeSignal,
+    ProjectionFailure, RecordedEvent, RetentionGuard, Snapshot, StoreError, StreamAppend, StreamId,
+    ValidFilter, Version, VersionRange, WakeSignal,
 };
 
 /// The log's storage: see [`EventLog`](super::EventLog) for each method's contract.
@@ -42,6 +42,14 @@ pub trait LogBackend: Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError>;
+
+    /// Stores valid appends to distinct streams atomically:
+    /// [`EventLog::append_many`](super::EventLog::append_many). By default
+    /// [`StoreError::Unsupported`].
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        let _ = appends;
+        Err(StoreError::Unsupported { operation: "append_many" })
+    }
 
     /// [`EventLog::stream_version`](super::EventLog::stream_version).
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError>;

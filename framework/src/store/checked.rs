@@ -10,7 +10,7 @@ use super::{
     validate, AppendResult, Checkpoint, ConsumerRequest, ConsumerStore, EventFilter, EventLog, EventStream,
     ExpectedVersion, GlobalPosition, Lease, Limits, LogPage, LogSelector, NewEvent, PayloadStream,
     PendingRequest, ProjectionFailure, RecordedEvent, RetentionGuard, RetentionStore, Snapshot,
-    SnapshotStore, StoreError, StreamId, Version, VersionRange, WakeSignal,
+    SnapshotStore, StoreError, StreamAppend, StreamId, Version, VersionRange, WakeSignal,
 };
 
 /// Checks a page read of the log: its size and where it starts.
@@ -34,6 +34,11 @@ impl<B: LogBackend> EventLog for B {
     ) -> Result<AppendResult, StoreError> {
         validate::batch(&events, LogBackend::limits(self))?;
         LogBackend::append(self, stream, expected, events).await
+    }
+
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        validate::appends(&appends, LogBackend::limits(self))?;
+        LogBackend::append_many(self, appends).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {

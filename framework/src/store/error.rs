@@ -125,6 +125,13 @@ pub enum StoreError {
         /// The stream.
         stream: StreamId,
     },
+    /// The store does not offer this operation (a backend without atomic multi-stream
+    /// appends, say); nothing was done.
+    #[error("the store does not support {operation}")]
+    Unsupported {
+        /// The operation.
+        operation: &'static str,
+    },
     /// The store cannot be reached now: the connection was refused, the server is
     /// restarting, or no connection came within the timeout. The operation was not sent,
     /// so nothing was written; retry later. A backend that knows it is down answers this

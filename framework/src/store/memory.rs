@@ -14,7 +14,7 @@ use super::consumer::{ConsumerRequest, Lease, PendingRequest, ProjectionFailure,
 use super::error::StoreError;
 use super::filter::ValidFilter;
 use super::filter::{EventFilter, OrderBy, DEFAULT_QUERY_LIMIT};
-use super::new_event::NewEvent;
+use super::new_event::{NewEvent, StreamAppend};
 use super::types::{
     AppendResult, Checkpoint, ExpectedVersion, GlobalPosition, RecordedEvent, Snapshot, StreamId, Version,
     VersionRange,
@@ -157,6 +157,51 @@ impl State {
         stored.into_values().collect()
     }
 
+    /// Stores a checked batch after the stream's version `actual`, in `transaction`.
+    fn store(
+        &mut self,
+        stream: StreamId,
+        actual: Version,
+        events: Vec<NewEvent>,
+        transaction: u64,
+        recorded_at: DateTime<Utc>,
+    ) -> AppendResult {
+        let mut positions = Vec::with_capacity(events.len());
+        let mut version = actual;
+        for mut e in events {
+            self.last_position += 1;
+            version = version.next();
+            let position = GlobalPosition(self.last_position);
+            positions.push(position);
+            let recorded = Arc::new(RecordedEvent {
+                event_id: e.event_id,
+                stream: stream.clone(),
+                version,
+                position,
+                transaction,
+                payload: e.take_payload(),
+                event_type: e.event_type,
+                schema_version: e.schema_version,
+                topic: e.topic,
+                metadata: e.metadata,
+                occurred_at: e.occurred_at.trunc_subsecs(6),
+                recorded_at,
+            });
+            self.ids.insert(e.event_id, (stream.clone(), version));
+            self.log.insert(position.0, recorded.clone());
+            let s = self.streams.entry(stream.clone()).or_default();
+            s.events.insert(version.0, recorded);
+            s.version = version;
+        }
+        AppendResult {
+            stream,
+            from_version: actual.next(),
+            to_version: version,
+            positions,
+            deduplicated: false,
+        }
+    }
+
     fn sorted_matches(&self, valid: &ValidFilter<'_>) -> Vec<&Arc<RecordedEvent>> {
         let filter = valid.filter;
         let mut matches: Vec<&Arc<RecordedEvent>> = self.log.values().filter(|e| valid.matches(e)).collect();
@@ -183,59 +228,52 @@ impl LogBackend for InMemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
+        self.append_many(vec![StreamAppend::new(stream.clone(), expected, events)])
+            .await
+            .map(|mut r| r.remove(0))
+    }
+
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
         let mut state = self.lock();
-        if let Some(dup) = events.iter().find(|e| state.ids.contains_key(&e.event_id)) {
-            let stored = state.stored_batch(stream, &events);
-            return deduplicated_result(stream, &events, &stored)
-                .ok_or(StoreError::DuplicateEvent { event_id: dup.event_id });
+        // An exact retry of the whole is answered with its results; any other stored id
+        // is a duplicate.
+        if appends.iter().flat_map(|a| &a.events).any(|e| state.ids.contains_key(&e.event_id)) {
+            return appends
+                .iter()
+                .map(|a| {
+                    let stored = state.stored_batch(&a.stream, &a.events);
+                    deduplicated_result(&a.stream, &a.events, &stored).ok_or_else(|| {
+                        let dup = a.events.iter().find(|e| state.ids.contains_key(&e.event_id));
+                        StoreError::DuplicateEvent { event_id: dup.unwrap_or(&a.events[0]).event_id }
+                    })
+                })
+                .collect();
         }
-        let actual = state.streams.get(stream).map_or(Version::INITIAL, |s| s.version);
-        if !expected.is_satisfied_by(actual) {
-            return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
+        let mut actuals = Vec::with_capacity(appends.len());
+        for a in &appends {
+            let actual = state.streams.get(&a.stream).map_or(Version::INITIAL, |s| s.version);
+            if !a.expected.is_satisfied_by(actual) {
+                return Err(StoreError::Conflict { stream: a.stream.clone(), expected: a.expected, actual });
+            }
+            actuals.push(actual);
         }
         state.last_transaction += 1;
         let transaction = state.last_transaction;
         let recorded_at = Utc::now().trunc_subsecs(6);
-        let mut positions = Vec::with_capacity(events.len());
-        let mut version = actual;
-        for mut e in events {
-            state.last_position += 1;
-            let payload = e.take_payload();
-            version = version.next();
-            let position = GlobalPosition(state.last_position);
-            positions.push(position);
-            let recorded = Arc::new(RecordedEvent {
-                event_id: e.event_id,
-                stream: stream.clone(),
-                version,
-                position,
-                transaction,
-                event_type: e.event_type,
-                schema_version: e.schema_version,
-                topic: e.topic,
-                payload,
-                metadata: e.metadata,
-                occurred_at: e.occurred_at.trunc_subsecs(6),
-                recorded_at,
-            });
-            state.ids.insert(e.event_id, (stream.clone(), version));
-            state.log.insert(position.0, recorded.clone());
-            let s = state.streams.entry(stream.clone()).or_default();
-            s.events.insert(version.0, recorded);
-            s.version = version;
-        }
+        let results: Vec<AppendResult> = appends
+            .into_iter()
+            .zip(actuals)
+            .map(|(a, actual)| state.store(a.stream, actual, a.events, transaction, recorded_at))
+            .collect();
         drop(state);
         self.shared.wake.send_modify(|n| *n = n.wrapping_add(1));
-        if let Some(wake) = relock(&self.shared.category_wakes).get(stream.aggregate_type()) {
-            wake.send_modify(|n| *n = n.wrapping_add(1));
+        let wakes = relock(&self.shared.category_wakes);
+        for r in &results {
+            if let Some(wake) = wakes.get(r.stream.aggregate_type()) {
+                wake.send_modify(|n| *n = n.wrapping_add(1));
+            }
         }
-        Ok(AppendResult {
-            stream: stream.clone(),
-            from_version: Version(actual.0 + 1),
-            to_version: version,
-            positions,
-            deduplicated: false,
-        })
+        Ok(results)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {

@@ -26,7 +26,7 @@ pub use cursor::{read_log_in_memory, LogPage, LogSelector};
 pub use error::{InvalidInput, StoreError};
 pub use filter::{json_contains, EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
 pub use memory::InMemoryStore;
-pub use new_event::NewEvent;
+pub use new_event::{NewEvent, StreamAppend};
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
 pub use types::{
     AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, Metadata, RecordedEvent,
@@ -92,6 +92,22 @@ pub trait EventLog: Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError>;
+
+    /// Appends to several streams atomically: every [`StreamAppend`] is stored, each with
+    /// its own expected version, or none is. The results come in the order of `appends`.
+    ///
+    /// Errors as [`append`](Self::append), and nothing is stored: a conflict names the
+    /// stream that was not at its expected version. Each stream may appear once, and the
+    /// event ids must be distinct across all the appends; at most
+    /// [`Limits::max_batch_len`] events in all. Re-sending exactly a multi-stream append
+    /// that was stored is answered with its results, `deduplicated: true`.
+    ///
+    /// For sagas and transfers between accounts. A store that cannot append atomically
+    /// across streams answers [`StoreError::Unsupported`] (the default).
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        let _ = appends;
+        Err(StoreError::Unsupported { operation: "append_many" })
+    }
 
     /// The stream's current version ([`Version::INITIAL`] for a stream with no events),
     /// without reading its events.

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::types::Metadata;
+use super::types::{ExpectedVersion, Metadata, StreamId};
 
 /// An event to append: everything but what the store assigns (version, position,
 /// recorded-at).
@@ -159,6 +159,27 @@ impl NewEvent {
     pub fn with_schema_version(mut self, schema_version: u32) -> Self {
         self.schema_version = schema_version;
         self
+    }
+}
+
+/// One stream's part of an atomic append to several streams
+/// ([`EventLog::append_many`](crate::store::EventLog::append_many)): the events to append
+/// to `stream` if it is at `expected`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct StreamAppend {
+    /// The stream.
+    pub stream: StreamId,
+    /// The version the stream must be at.
+    pub expected: ExpectedVersion,
+    /// The events, in order.
+    pub events: Vec<NewEvent>,
+}
+
+impl StreamAppend {
+    /// Appends `events` to `stream` if it is at `expected`.
+    pub fn new(stream: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
+        StreamAppend { stream, expected, events }
     }
 }
 

@@ -174,6 +174,33 @@ pub fn batch(events: &[NewEvent], limits: &Limits) -> Result<(), InvalidInput> {
     Ok(())
 }
 
+/// Checks an atomic append to several streams: at least one, each stream once, each
+/// batch valid, event ids distinct across all, and at most the batch limit in all.
+pub fn appends(appends: &[super::StreamAppend], limits: &Limits) -> Result<(), InvalidInput> {
+    if appends.is_empty() {
+        return Err(InvalidInput::EmptyBatch);
+    }
+    let total: usize = appends.iter().map(|a| a.events.len()).sum();
+    if total > limits.max_batch_len {
+        return Err(InvalidInput::BatchTooLarge { len: total, max: limits.max_batch_len });
+    }
+    let mut streams = HashSet::with_capacity(appends.len());
+    let mut ids = HashSet::with_capacity(total);
+    for a in appends {
+        if !streams.insert(&a.stream) {
+            return Err(InvalidInput::OutOfRange {
+                field: "appends",
+                reason: "each stream may appear once in an append to several streams",
+            });
+        }
+        batch(&a.events, limits)?;
+        if let Some(e) = a.events.iter().find(|e| !ids.insert(e.event_id)) {
+            return Err(InvalidInput::DuplicateIdInBatch(e.event_id));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a retention guard: each projection it names is a valid consumer name.
 pub fn retention_guard(guard: &super::RetentionGuard) -> Result<(), InvalidInput> {
     guard.unprocessed_by.iter().try_for_each(|name| consumer_name(name))

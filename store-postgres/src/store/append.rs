@@ -52,8 +52,13 @@ pub(crate) struct Columns<'a> {
 
 impl<'a> Columns<'a> {
     fn new(events: &'a [NewEvent]) -> Columns<'a> {
-        let n = events.len();
-        let mut c = Columns {
+        let mut c = Columns::with_capacity(events.len());
+        events.iter().for_each(|e| c.push(e));
+        c
+    }
+
+    pub(crate) fn with_capacity(n: usize) -> Columns<'a> {
+        Columns {
             ids: Vec::with_capacity(n),
             types: Vec::with_capacity(n),
             versions: Vec::with_capacity(n),
@@ -63,20 +68,20 @@ impl<'a> Columns<'a> {
             occurred_at: Vec::with_capacity(n),
             correlation: Vec::with_capacity(n),
             causation: Vec::with_capacity(n),
-        };
-        for e in events {
-            c.ids.push(e.event_id);
-            c.types.push(&e.event_type);
-            // validate::batch checked the range.
-            c.versions.push(e.schema_version as i32);
-            c.topics.push(e.topic.as_deref());
-            c.data.push(Json(e.payload_json()));
-            c.metadata.push(e.metadata.to_json());
-            c.occurred_at.push(e.occurred_at.trunc_subsecs(6));
-            c.correlation.push(e.metadata.correlation_id);
-            c.causation.push(e.metadata.causation_id);
         }
-        c
+    }
+
+    pub(crate) fn push(&mut self, e: &'a NewEvent) {
+        self.ids.push(e.event_id);
+        self.types.push(&e.event_type);
+        // The store traits checked the range.
+        self.versions.push(e.schema_version as i32);
+        self.topics.push(e.topic.as_deref());
+        self.data.push(Json(e.payload_json()));
+        self.metadata.push(e.metadata.to_json());
+        self.occurred_at.push(e.occurred_at.trunc_subsecs(6));
+        self.correlation.push(e.metadata.correlation_id);
+        self.causation.push(e.metadata.causation_id);
     }
 
     /// A query of `sql` with the stream, the expected-version code and the columns bound as

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use factum::store::backend::LogBackend;
 use factum::store::{
     AppendResult, Checkpoint, EventPayload, EventStream, GlobalPosition, Limits, LogPage, LogSelector,
-    OrderBy, PayloadStream, ValidFilter, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    OrderBy, PayloadStream, StreamAppend, ValidFilter, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
 use factum::{EventFilter, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId, Version};
 use futures_util::{StreamExt, TryStreamExt};
@@ -30,6 +30,16 @@ impl LogBackend for PostgresStore {
         self.timed("append", async {
             let mut conn = self.inner.conns.get().await?;
             let result = self.append_on(&mut conn, stream, expected, &events).await;
+            conn.release(&result);
+            result
+        })
+        .await
+    }
+
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        self.timed("append", async {
+            let mut conn = self.inner.conns.get().await?;
+            let result = self.append_many_on(&mut conn, &appends).await;
             conn.release(&result);
             result
         })

@@ -34,6 +34,7 @@ mod requests;
 mod retention;
 mod snapshots;
 mod sql;
+mod streams;
 
 use crate::rows::*;
 use sql::*;

@@ -1,0 +1,26 @@
+-- Several appends at versions their writers know, to distinct streams, in one statement:
+-- a coalesced flush of the command path, or one atomic multi-stream append. $1..$3 are
+-- per append (aggregate type, aggregate id, the version it expects, 0 for a new stream);
+-- $4..$14 per event, $4 being the number (from 1) of its append and $5 its place in it
+-- (from 1). The check of `ok` is version_check.sql (or version_check_legacy.sql) for one
+-- append. The last condition is `true` when each append stands alone (it inserts nothing
+-- if its stream is not at its version, and the others are unaffected), or that every
+-- append passed its check (all or nothing). The unique indexes refuse a concurrent writer of the
+-- same version, failing the whole statement.
+WITH a AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int8[])
+        WITH ORDINALITY AS a(aggregate_type, aggregate_id, expected, idx)
+), ok AS (
+    SELECT * FROM a WHERE {check}
+)
+INSERT INTO {schema}.{events} ({insert_columns})
+SELECT b.event_id, ok.aggregate_type, ok.aggregate_id, ok.expected + b.ord, b.event_type,
+    b.event_version, b.topic, b.data, b.metadata, b.occurred_at, b.correlation_id, b.causation_id
+FROM unnest($4::int8[], $5::int8[], $6::uuid[], $7::text[], $8::int4[], $9::text[], $10::jsonb[],
+    $11::jsonb[], $12::timestamptz[], $13::uuid[], $14::uuid[])
+    AS b(idx, ord, event_id, event_type, event_version, topic, data, metadata, occurred_at,
+        correlation_id, causation_id)
+JOIN ok ON ok.idx = b.idx
+WHERE {all}
+ORDER BY b.idx, b.ord
+RETURNING event_id, version, global_position
