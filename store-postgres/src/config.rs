@@ -257,6 +257,8 @@ pub struct PostgresConfig {
     pub notify_channel: Option<String>,
     /// Input limits.
     pub limits: Limits,
+    /// How appends share transactions (coalescing on by default).
+    pub coalescing: crate::Coalescing,
 }
 
 impl PostgresConfig {
@@ -276,6 +278,7 @@ impl PostgresConfig {
             names: SchemaNames::default(),
             notify_channel: Some("factum_events".into()),
             limits: Limits::default(),
+            coalescing: crate::Coalescing::default(),
         }
     }
 
@@ -333,6 +336,13 @@ impl PostgresConfig {
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Uses other coalescing settings, or [`Coalescing::off`](crate::Coalescing::off).
+    #[must_use]
+    pub fn with_coalescing(mut self, coalescing: crate::Coalescing) -> Self {
+        self.coalescing = coalescing;
         self
     }
 }

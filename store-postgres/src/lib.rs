@@ -43,7 +43,7 @@ pub use config::{ConfigError, PoolSettings, PostgresConfig, SchemaNames};
 pub use projection::{ExactlyOnce, PgProjection};
 pub use roles::{create_roles, Roles};
 pub use schema::{migrations, Migration, MigrationStatus};
-pub use store::{PostgresStore, STREAM_BUFFER};
+pub use store::{Coalescing, FlushStats, PostgresStore, STREAM_BUFFER};
 
 /// The `sqlx` this crate is built on. A [`PgProjection`] writes through its
 /// `sqlx::PgConnection`; use this one (`use factum_postgres::sqlx;`) rather than adding

@@ -305,6 +305,20 @@ impl PostgresStore {
         appended(stream, written)
     }
 
+    /// [`EventStore::append`](factum::store::EventLog::append) in a transaction of its own,
+    /// on a connection from the stack.
+    pub(crate) async fn append_alone(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, StoreError> {
+        let mut conn = self.inner.conns.get().await?;
+        let result = self.append_on(&mut conn, stream, expected, events).await;
+        conn.release(&result);
+        result
+    }
+
     /// [`EventStore::append`](factum::store::EventLog::append) on `conn`, once validated.
     pub(crate) async fn append_on(
         &self,

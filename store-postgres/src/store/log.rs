@@ -27,13 +27,11 @@ impl LogBackend for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        self.timed("append", async {
-            let mut conn = self.inner.conns.get().await?;
-            let result = self.append_on(&mut conn, stream, expected, &events).await;
-            conn.release(&result);
-            result
-        })
-        .await
+        let known = matches!(expected, ExpectedVersion::Exact(_) | ExpectedVersion::NoStream);
+        if known && self.inner.coalescing.enabled {
+            return self.timed("append", self.append_coalesced(stream, expected, events)).await;
+        }
+        self.timed("append", self.append_alone(stream, expected, &events)).await
     }
 
     async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {

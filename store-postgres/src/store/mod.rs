@@ -27,6 +27,7 @@ use crate::listener::{self, Notifier, Wakes};
 use crate::schema;
 
 mod append;
+mod coalesce;
 mod consumers;
 mod log;
 mod read_log;
@@ -38,6 +39,9 @@ mod streams;
 
 use crate::rows::*;
 use sql::*;
+
+pub use coalesce::{Coalescing, FlushStats};
+use coalesce::{Coalescer, Counters};
 
 /// How many events [`EventStore::stream`](factum::store::EventLog::stream) reads ahead of its consumer (a buffer of 100).
 pub const STREAM_BUFFER: usize = 100;
@@ -83,6 +87,11 @@ struct Inner {
     leases: OnceLock<Leases>,
     /// `LEGACY_UNKNOWN`, `LEGACY_NONE` or `LEGACY_SOME`: see `legacy_heads`.
     legacy_heads: AtomicU8,
+    /// How appends share transactions, the writer that does it (started on first use),
+    /// and its figures.
+    coalescing: Coalescing,
+    coalescer: OnceLock<Coalescer>,
+    flush_counters: Arc<Counters>,
 }
 
 const LEGACY_UNKNOWN: u8 = 0;
@@ -193,6 +202,9 @@ impl PostgresStore {
                 notify_task: OnceLock::new(),
                 leases: OnceLock::new(),
                 legacy_heads: AtomicU8::new(LEGACY_UNKNOWN),
+                coalescing: config.coalescing,
+                coalescer: OnceLock::new(),
+                flush_counters: Arc::new(Counters::default()),
             }),
         })
     }
@@ -239,6 +251,19 @@ impl PostgresStore {
     /// known to be down.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.inner.avail.acquire(&self.inner.pool, self.inner.pool.begin()).await
+    }
+
+    /// The coalescing writer's figures so far (see [`Coalescing`]).
+    pub fn flush_stats(&self) -> FlushStats {
+        self.inner.flush_counters.snapshot()
+    }
+
+    /// Registers the coalescing writer's metrics in `registry`: appends per flush
+    /// (`factum_append_flush_size`) and the time appends waited for their flush
+    /// (`factum_append_flush_wait_seconds`). With [`factum::Metrics`], pass it to
+    /// `metrics.with_registry_mut(|r| store.register_metrics(r))`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.flush_counters.register(registry);
     }
 
     /// The schema and table names in use.

@@ -1,0 +1,320 @@
+//! The coalescing writer: appends of the command path (at a version the writer knows)
+//! from many aggregates share transactions.
+//!
+//! An append is queued and taken by the next flush. A flush is started at once while
+//! fewer than [`Coalescing::max_in_flight`] are running, so an idle store adds no
+//! latency: a lone append is flushed alone, by the same statement as without coalescing.
+//! Under load, appends that arrive while flushes commit go into the next one, up to
+//! [`Coalescing::max_appends`] appends and [`Coalescing::max_bytes`] of payload, and
+//! one append per stream (another append to the same stream waits for the next flush).
+//!
+//! A flush is one autocommit statement (`append_streams.sql`) in which each append keeps
+//! its own meaning: its version check is its own, it is stored whole or not at all, and
+//! it is acknowledged only after the statement commits. An append whose stream is not at
+//! its version is stored by nobody and is then tried alone, which answers it exactly as
+//! without coalescing (the conflict with the stream's version, or the original result of
+//! an exact retry). A flush that fails as a whole (a duplicate id, a version taken by a
+//! writer elsewhere, a lost connection) has its appends tried alone, each with its own
+//! outcome; an append whose flush committed before the connection was lost is found by
+//! its event ids and answered with its result.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use factum::store::AppendResult;
+use factum::{ExpectedVersion, NewEvent, StoreError, StreamId};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::streams::Part;
+use super::{Inner, PostgresStore};
+
+/// How appends share transactions. On by default; [`Coalescing::off`] gives every append
+/// a transaction of its own.
+///
+/// ```
+/// use factum_postgres::{Coalescing, PostgresConfig};
+/// let config = PostgresConfig::from_url("postgres://postgres@127.0.0.1/app")?
+///     .with_coalescing(Coalescing::default().max_appends(64));
+/// assert!(config.coalescing.enabled);
+/// let direct = config.with_coalescing(Coalescing::off());
+/// assert!(!direct.coalescing.enabled);
+/// # Ok::<(), factum_postgres::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Coalescing {
+    /// Whether appends at a known version (`Exact`, `NoStream`) are coalesced (default
+    /// on). Appends of mode any or stream-exists always run alone.
+    pub enabled: bool,
+    /// The most appends in one flush (default 256).
+    pub max_appends: usize,
+    /// The most payload bytes in one flush (default 4 MiB); an append larger than this
+    /// is flushed alone.
+    pub max_bytes: usize,
+    /// How many flushes may run at once (default 4), each on a connection of its own.
+    pub max_in_flight: usize,
+}
+
+impl Default for Coalescing {
+    fn default() -> Self {
+        Coalescing { enabled: true, max_appends: 256, max_bytes: 4 << 20, max_in_flight: 4 }
+    }
+}
+
+impl Coalescing {
+    /// No coalescing: each append in a transaction of its own.
+    pub fn off() -> Self {
+        Coalescing { enabled: false, ..Coalescing::default() }
+    }
+
+    /// Sets the most appends in one flush (at least 1).
+    #[must_use]
+    pub fn max_appends(mut self, n: usize) -> Self {
+        self.max_appends = n.max(1);
+        self
+    }
+
+    /// Sets the most payload bytes in one flush.
+    #[must_use]
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Sets how many flushes may run at once (at least 1).
+    #[must_use]
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+}
+
+/// Figures of the coalescing writer since the store was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlushStats {
+    /// Flushes run.
+    pub flushes: u64,
+    /// Appends they carried.
+    pub appends: u64,
+    /// The most appends in one flush.
+    pub largest: u64,
+    /// Appends tried alone after their flush did not store them.
+    pub retried_alone: u64,
+    /// Time appends spent queued before their flush started, in all.
+    pub waited: Duration,
+}
+
+pub(crate) struct Counters {
+    flushes: AtomicU64,
+    appends: AtomicU64,
+    largest: AtomicU64,
+    retried_alone: AtomicU64,
+    waited_ns: AtomicU64,
+    /// Appends per flush.
+    sizes: Histogram,
+    /// Seconds each append waited for its flush to start.
+    waits: Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            flushes: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+            largest: AtomicU64::new(0),
+            retried_alone: AtomicU64::new(0),
+            waited_ns: AtomicU64::new(0),
+            sizes: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            waits: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+        }
+    }
+}
+
+impl Counters {
+    /// Registers the flush sizes and waits as `factum_append_flush_size` and
+    /// `factum_append_flush_wait_seconds`.
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        registry.register("factum_append_flush_size", "Appends per flush of the coalescing writer", self.sizes.clone());
+        registry.register(
+            "factum_append_flush_wait_seconds",
+            "Time an append waited for its flush to start",
+            self.waits.clone(),
+        );
+    }
+
+    pub(crate) fn snapshot(&self) -> FlushStats {
+        FlushStats {
+            flushes: self.flushes.load(Ordering::Relaxed),
+            appends: self.appends.load(Ordering::Relaxed),
+            largest: self.largest.load(Ordering::Relaxed),
+            retried_alone: self.retried_alone.load(Ordering::Relaxed),
+            waited: Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// An append waiting for its flush.
+pub(crate) struct Pending {
+    stream: StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    bytes: usize,
+    queued: Instant,
+    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+/// The queue into the writer's task, which holds the store only weakly: dropping the
+/// last handle of the store ends it.
+pub(crate) struct Coalescer {
+    queue: mpsc::UnboundedSender<Pending>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Coalescer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Coalescer {
+    pub(crate) fn start(store: Weak<Inner>, config: Coalescing, counters: Arc<Counters>) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(store, rx, config, counters));
+        Coalescer { queue, task }
+    }
+}
+
+impl PostgresStore {
+    /// Appends through the coalescing writer, starting it on first use.
+    pub(crate) async fn append_coalesced(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let coalescer = self.inner.coalescer.get_or_init(|| {
+            Coalescer::start(
+                Arc::downgrade(&self.inner),
+                self.inner.coalescing.clone(),
+                self.inner.flush_counters.clone(),
+            )
+        });
+        let bytes = events.iter().map(|e| e.payload_text().map_or(256, |t| t.get().len())).sum();
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending { stream: stream.clone(), expected, events, bytes, queued: Instant::now(), reply };
+        if coalescer.queue.send(pending).is_err() {
+            return Err(StoreError::Unavailable { reason: "the store's writer has stopped".into() });
+        }
+        answer.await.unwrap_or_else(|_| Err(StoreError::Unavailable { reason: "the store's writer has stopped".into() }))
+    }
+
+    /// Runs one flush and answers its appends.
+    async fn flush(&self, mut batch: Vec<Pending>, counters: &Counters) {
+        let now = Instant::now();
+        let mut waited = 0;
+        for p in &batch {
+            let wait = now.duration_since(p.queued);
+            counters.waits.observe(wait.as_secs_f64());
+            waited += wait.as_nanos() as u64;
+        }
+        counters.sizes.observe(batch.len() as f64);
+        counters.flushes.fetch_add(1, Ordering::Relaxed);
+        counters.appends.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        counters.largest.fetch_max(batch.len() as u64, Ordering::Relaxed);
+        counters.waited_ns.fetch_add(waited, Ordering::Relaxed);
+        if batch.len() == 1 {
+            let p = batch.remove(0);
+            let result = self.append_alone(&p.stream, p.expected, &p.events).await;
+            let _ = p.reply.send(result);
+            return;
+        }
+        let outcome = match self.inner.conns.get().await {
+            Ok(mut conn) => {
+                let parts: Vec<Part<'_>> = batch
+                    .iter()
+                    .map(|p| Part { stream: &p.stream, expected: p.expected, events: &p.events })
+                    .collect();
+                let outcome = self.append_streams_on(&mut conn, &parts, false).await.ok();
+                conn.release(&outcome.as_ref().ok_or(StoreError::Unavailable { reason: String::new() }));
+                outcome
+            }
+            Err(_) => None,
+        };
+        let results = outcome.unwrap_or_else(|| batch.iter().map(|_| None).collect());
+        for (p, result) in batch.into_iter().zip(results) {
+            let result = match result {
+                Some(result) => {
+                    self.committed(p.stream.aggregate_type());
+                    Ok(result)
+                }
+                None => {
+                    counters.retried_alone.fetch_add(1, Ordering::Relaxed);
+                    self.append_alone(&p.stream, p.expected, &p.events).await
+                }
+            };
+            let _ = p.reply.send(result);
+        }
+    }
+}
+
+/// The writer's task: forms flushes from the queue and runs up to `max_in_flight` at once.
+async fn run(
+    store: Weak<Inner>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    config: Coalescing,
+    counters: Arc<Counters>,
+) {
+    let slots = Arc::new(Semaphore::new(config.max_in_flight));
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    loop {
+        if queue.is_empty() {
+            match rx.recv().await {
+                Some(p) => queue.push_back(p),
+                None => return,
+            }
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        // What arrived while the flushes in flight were committing goes into this one.
+        while let Ok(p) = rx.try_recv() {
+            queue.push_back(p);
+        }
+        let batch = take_flush(&mut queue, &config);
+        let Some(inner) = store.upgrade() else { return };
+        let store = PostgresStore { inner };
+        let counters = counters.clone();
+        tokio::spawn(async move {
+            store.flush(batch, &counters).await;
+            drop(slot);
+        });
+    }
+}
+
+/// The next flush from the front of the queue: appends to distinct streams, within the
+/// count and byte bounds; the others stay queued, in order.
+fn take_flush(queue: &mut VecDeque<Pending>, config: &Coalescing) -> Vec<Pending> {
+    let mut batch = Vec::new();
+    let mut streams = HashSet::new();
+    let mut bytes = 0;
+    let mut rest = VecDeque::with_capacity(queue.len());
+    while let Some(p) = queue.pop_front() {
+        let fits = batch.is_empty() || (batch.len() < config.max_appends && bytes + p.bytes <= config.max_bytes);
+        if fits && !streams.contains(&p.stream) {
+            bytes += p.bytes;
+            streams.insert(p.stream.clone());
+            batch.push(p);
+        } else {
+            rest.push_back(p);
+            if batch.len() >= config.max_appends {
+                break;
+            }
+        }
+    }
+    rest.append(queue);
+    *queue = rest;
+    batch
+}
