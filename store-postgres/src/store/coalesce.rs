@@ -139,7 +139,11 @@ impl Counters {
     /// Registers the flush sizes and waits as `factum_append_flush_size` and
     /// `factum_append_flush_wait_seconds`.
     pub(crate) fn register(&self, registry: &mut Registry) {
-        registry.register("factum_append_flush_size", "Appends per flush of the coalescing writer", self.sizes.clone());
+        registry.register(
+            "factum_append_flush_size",
+            "Appends per flush of the coalescing writer",
+            self.sizes.clone(),
+        );
         registry.register(
             "factum_append_flush_wait_seconds",
             "Time an append waited for its flush to start",
@@ -206,11 +210,14 @@ impl PostgresStore {
         });
         let bytes = events.iter().map(|e| e.payload_text().map_or(256, |t| t.get().len())).sum();
         let (reply, answer) = oneshot::channel();
-        let pending = Pending { stream: stream.clone(), expected, events, bytes, queued: Instant::now(), reply };
+        let pending =
+            Pending { stream: stream.clone(), expected, events, bytes, queued: Instant::now(), reply };
         if coalescer.queue.send(pending).is_err() {
             return Err(StoreError::Unavailable { reason: "the store's writer has stopped".into() });
         }
-        answer.await.unwrap_or_else(|_| Err(StoreError::Unavailable { reason: "the store's writer has stopped".into() }))
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable { reason: "the store's writer has stopped".into() })
+        })
     }
 
     /// Runs one flush and answers its appends.
@@ -302,7 +309,8 @@ fn take_flush(queue: &mut VecDeque<Pending>, config: &Coalescing) -> Vec<Pending
     let mut bytes = 0;
     let mut rest = VecDeque::with_capacity(queue.len());
     while let Some(p) = queue.pop_front() {
-        let fits = batch.is_empty() || (batch.len() < config.max_appends && bytes + p.bytes <= config.max_bytes);
+        let fits =
+            batch.is_empty() || (batch.len() < config.max_appends && bytes + p.bytes <= config.max_bytes);
         if fits && !streams.contains(&p.stream) {
             bytes += p.bytes;
             streams.insert(p.stream.clone());

@@ -40,8 +40,8 @@ mod streams;
 use crate::rows::*;
 use sql::*;
 
-pub use coalesce::{Coalescing, FlushStats};
 use coalesce::{Coalescer, Counters};
+pub use coalesce::{Coalescing, FlushStats};
 
 /// How many events [`EventStore::stream`](factum::store::EventLog::stream) reads ahead of its consumer (a buffer of 100).
 pub const STREAM_BUFFER: usize = 100;
