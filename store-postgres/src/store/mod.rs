@@ -1,5 +1,7 @@
 //! [`PostgresStore`]: the [`EventStore`](factum::EventStore) on PostgreSQL, in rooms by role:
-//! `sql` (the statements, from `sql/statements/`), `append`, `log` (reads, queries, wake-ups),
+//! `sql` (the statements, from `sql/statements/`), `append`, `append_in` (in a caller's
+//! transaction), `streams` (several streams in one statement), `coalesce` (the coalescing
+//! writer), `log` (reads, queries, wake-ups),
 //! `snapshots`, `consumers` (checkpoints, leases, failures), `retention`.
 //!
 //! Taking connections, one rule: an operation of one statement borrows from the
@@ -27,6 +29,7 @@ use crate::listener::{self, Notifier, Wakes};
 use crate::schema;
 
 mod append;
+mod append_in;
 mod coalesce;
 mod consumers;
 mod log;
