@@ -6,7 +6,7 @@
 # runs every workload (each in fresh schemas) against it, and removes the cluster
 # on exit. Prints one JSON line per workload, then a table.
 #
-#   scripts/bench.sh [--reps N] [w1 w2 ... physical ab]
+#   scripts/bench.sh [--reps N] [w1 w2 ... physical ab coalesce]
 #   scripts/bench.sh [--reps N] statements
 #
 # `physical` measures the physical limit: W1's one-event appends, W5's bulk appends
@@ -17,6 +17,13 @@
 # same-schema raw baseline that W1, W4 and W5 use. scripts/index-cost.sh attributes
 # the WAL to each index. `ab` (only when named) runs W3 and W6 alternately on schema
 # version 6's query indexes and on version 7's, on one build, in one run.
+#
+# `coalesce` (only when named; about 7 minutes at 5 repetitions on 2 cores) measures the
+# store's coalescing writer, on and off, against one autocommit INSERT per event into the
+# minimal raw table on dedicated connections: commands through warm aggregate actors (64
+# callers over 10,000 aggregates, 16 over 200, 1 over 200), W1's appends, and W6's live
+# latency at 2,000 and 5,000 commands/s; with CPU per event, appends per flush, rows read
+# by sequential scans, and two diagnostics (custom plans; a filled, analyzed table).
 #
 # `statements` runs no Rust: it puts the framework's schema on the cluster and
 # compares, with pgbench (16 clients, prepared statements, 12 s each, alternating), the
@@ -48,9 +55,9 @@ while (($#)); do
     --reps) REPS=${2:?--reps needs a number}; shift 2 ;;
     --reps=*) REPS=${1#--reps=}; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 0 ;;
-    w[1-7] | physical | ab) WORKLOADS=${WORKLOADS:+$WORKLOADS,}$1; shift ;;
+    w[1-7] | physical | ab | coalesce) WORKLOADS=${WORKLOADS:+$WORKLOADS,}$1; shift ;;
     statements) STATEMENTS=1; shift ;;
-    *) die "unknown argument '$1' (expected --reps N, w1..w7, physical or ab)" ;;
+    *) die "unknown argument '$1' (expected --reps N, w1..w7, physical, ab or coalesce)" ;;
     esac
 done
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive number, got '$REPS'"

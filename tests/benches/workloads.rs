@@ -33,6 +33,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+#[path = "workloads/coalesce.rs"]
+mod coalesce;
 #[path = "workloads/physical.rs"]
 mod physical;
 
@@ -247,12 +249,7 @@ impl Outcome {
     }
 
     fn json(&self) -> Value {
-        let fig = |f: &Figure| {
-            let cpu =
-                f.cpu.map(|(client, server)| json!({ "client": round(client), "server": round(server) }));
-            json!({ "median": round(f.median), "min": round(f.min), "max": round(f.max),
-                    "p50_ms": round(f.p50_ms), "p99_ms": round(f.p99_ms), "cpu_us_per_op": cpu })
-        };
+        let fig = figure_json;
         json!({
             "workload": self.id,
             "name": self.name,
@@ -265,6 +262,13 @@ impl Outcome {
             "note": self.note,
         })
     }
+}
+
+/// A figure as the JSON lines give it.
+fn figure_json(f: &Figure) -> Value {
+    let cpu = f.cpu.map(|(client, server)| json!({ "client": round(client), "server": round(server) }));
+    json!({ "median": round(f.median), "min": round(f.min), "max": round(f.max),
+            "p50_ms": round(f.p50_ms), "p99_ms": round(f.p99_ms), "cpu_us_per_op": cpu })
 }
 
 fn round(v: f64) -> f64 {
@@ -428,16 +432,26 @@ where
     F: Fn(usize, usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    concurrent_n(CONCURRENCY, STREAMS, total, op).await
+}
+
+/// `concurrent` with `callers` tasks over `streams` streams: task `t` owns the streams
+/// `t, t + callers, …` below `streams`.
+async fn concurrent_n<F, Fut>(callers: usize, streams: usize, total: usize, op: F) -> Rep
+where
+    F: Fn(usize, usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let op = Arc::new(op);
     let cpu = cpu_ticks();
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for t in 0..CONCURRENCY {
+    for t in 0..callers {
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
-            let mine: Vec<usize> = (t..STREAMS).step_by(CONCURRENCY).collect();
+            let mine: Vec<usize> = (t..streams).step_by(callers).collect();
             let mut versions = vec![0u64; mine.len()];
-            let count = total / CONCURRENCY;
+            let count = total / callers;
             let mut lat = Vec::with_capacity(count);
             for i in 0..count {
                 let k = i % mine.len();
@@ -945,9 +959,14 @@ const W6_SECONDS: u64 = 5;
 
 async fn w6(b: &Bench) -> (Rep, f64) {
     let (store, schema) = b.fresh_store("w6").await;
+    w6_at(b, store, &schema, W6_RATE).await
+}
+
+/// W6 on `store` (in `schema`, dropped afterwards) at `rate` commands/s for W6_SECONDS.
+async fn w6_at(b: &Bench, store: PostgresStore, schema: &str, rate: u64) -> (Rep, f64) {
     let factum = factum_on(&store, 10_000);
     warm(&factum).await;
-    let counts = Counts::create(store.pool(), &schema).await;
+    let counts = Counts::create(store.pool(), schema).await;
     let committed = Arc::new(Mutex::new(HashMap::new()));
     let sink = Timed {
         inner: ExactlyOnce::new(store.clone(), counts),
@@ -963,12 +982,12 @@ async fn w6(b: &Bench) -> (Rep, f64) {
     .unwrap();
     b.settle().await;
 
-    let total = (W6_RATE * W6_SECONDS) as usize;
+    let total = (rate * W6_SECONDS) as usize;
     let acks = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
-        let at = started + Duration::from_micros(i as u64 * 1_000_000 / W6_RATE);
+        let at = started + Duration::from_micros(i as u64 * 1_000_000 / rate);
         tokio::time::sleep_until(at.into()).await;
         let factum = factum.clone();
         let acks = acks.clone();
@@ -1007,7 +1026,7 @@ async fn w6(b: &Bench) -> (Rep, f64) {
             })
             .collect()
     };
-    b.drop_schema(&schema).await;
+    b.drop_schema(schema).await;
     let mut ms: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     ms.sort_by(f64::total_cmp);
     let p99 = ms[((ms.len() - 1) as f64 * 0.99).round() as usize];
@@ -1316,11 +1335,16 @@ async fn run(b: Bench, selected: Vec<String>) {
             outcomes.push(o);
         }
     }
-    print_table(&outcomes);
+    if !outcomes.is_empty() {
+        print_table(&outcomes);
+    }
     if want("physical") {
         for row in physical::run(&b).await {
             println!("{row}");
         }
+    }
+    if selected.iter().any(|s| s == "coalesce") {
+        coalesce::run(&b).await;
     }
 }
 

@@ -29,7 +29,7 @@ const MINIMAL_TABLE: &str = "CREATE TABLE {schema}.events (
 
 /// Which table a phase writes: the framework's schema (default or lean) or a raw one.
 #[derive(Clone, Copy, PartialEq)]
-enum Table {
+pub(super) enum Table {
     Default,
     Lean,
     SameSchemaRaw,
@@ -40,7 +40,7 @@ const TABLES: [Table; 4] = [Table::Minimal, Table::SameSchemaRaw, Table::Default
 
 impl Bench {
     /// A fresh schema holding `table`, and a store on it for the framework's tables.
-    async fn table(&self, tag: &str, table: Table) -> (Option<PostgresStore>, String) {
+    pub(super) async fn table(&self, tag: &str, table: Table) -> (Option<PostgresStore>, String) {
         if table == Table::Minimal {
             let schema = self.fresh_schema(tag).await;
             sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&self.admin).await.unwrap();
