@@ -3,19 +3,17 @@
 -- per append (aggregate type, aggregate id, the version it expects, 0 for a new stream);
 -- $4..$14 per event, $4 being the number (from 1) of its append and $5 its place in it
 -- (from 1). The check of `ok` is version_check.sql (or version_check_legacy.sql) for one
--- append, plus none of its ids stored. The last condition is `true` when each append stands alone (it inserts nothing
+-- append. The last condition is `true` when each append stands alone (it inserts nothing
 -- if its stream is not at its version, and the others are unaffected), or that every
--- append passed its check (all or nothing). The unique indexes refuse a concurrent writer of the
--- same version, failing the whole statement.
+-- append passed its check (all or nothing). The unique indexes refuse a stored event id,
+-- or a concurrent writer of the same version, failing the whole statement. (Looking the
+-- ids up here would cost as much, and its generic plan, cached while the table is
+-- empty, may scan the table for them.)
 WITH a AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::int8[])
         WITH ORDINALITY AS a(aggregate_type, aggregate_id, expected, idx)
 ), ok AS (
-    -- At its version, and none of its ids stored: an append with a stored id is left
-    -- out here rather than failing the statement on the unique index.
     SELECT * FROM a WHERE {check}
-        AND NOT EXISTS (SELECT 1 FROM unnest($4::int8[], $6::uuid[]) AS d(idx, event_id)
-            JOIN {schema}.{events} x ON x.event_id = d.event_id WHERE d.idx = a.idx)
 )
 INSERT INTO {schema}.{events} ({insert_columns})
 SELECT b.event_id, ok.aggregate_type, ok.aggregate_id, ok.expected + b.ord, b.event_type,

@@ -3,7 +3,8 @@
 //!
 //! An append is queued and taken by the next flush. A flush is started at once while
 //! fewer than [`Coalescing::max_in_flight`] are running, so an idle store adds no
-//! latency: a lone append is flushed alone, by the same statement as without coalescing.
+//! latency: an append that finds nothing queued and a flush slot free is flushed alone,
+//! in its caller's task, by the same statement as without coalescing.
 //! Under load, appends that arrive while flushes commit go into the next one, up to
 //! [`Coalescing::max_appends`] appends and [`Coalescing::max_bytes`] of payload, and
 //! one append per stream (another append to the same stream waits for the next flush).
@@ -19,7 +20,7 @@
 //! its event ids and answered with its result.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::append::AppendFailure;
 use super::streams::Part;
 use super::{Inner, PostgresStore};
 
@@ -176,6 +178,10 @@ pub(crate) struct Pending {
 /// last handle of the store ends it.
 pub(crate) struct Coalescer {
     queue: mpsc::UnboundedSender<Pending>,
+    /// Appends sent and not yet taken into a flush.
+    queued: Arc<AtomicUsize>,
+    /// One permit a flush in flight.
+    slots: Arc<Semaphore>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -188,8 +194,10 @@ impl Drop for Coalescer {
 impl Coalescer {
     pub(crate) fn start(store: Weak<Inner>, config: Coalescing, counters: Arc<Counters>) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(store, rx, config, counters));
-        Coalescer { queue, task }
+        let queued = Arc::new(AtomicUsize::new(0));
+        let slots = Arc::new(Semaphore::new(config.max_in_flight));
+        let task = tokio::spawn(run(store, rx, config, counters, queued.clone(), slots.clone()));
+        Coalescer { queue, queued, slots, task }
     }
 }
 
@@ -208,10 +216,26 @@ impl PostgresStore {
                 self.inner.flush_counters.clone(),
             )
         });
+        // Nothing queued and a flush slot free: this append is a flush of its own, run
+        // here, without a hop through the writer's task.
+        if coalescer.queued.load(Ordering::Acquire) == 0 {
+            if let Ok(slot) = coalescer.slots.clone().try_acquire_owned() {
+                let counters = &self.inner.flush_counters;
+                counters.flushes.fetch_add(1, Ordering::Relaxed);
+                counters.appends.fetch_add(1, Ordering::Relaxed);
+                counters.largest.fetch_max(1, Ordering::Relaxed);
+                counters.sizes.observe(1.0);
+                counters.waits.observe(0.0);
+                let result = self.append_alone(stream, expected, &events).await;
+                drop(slot);
+                return result;
+            }
+        }
         let bytes = events.iter().map(|e| e.payload_text().map_or(256, |t| t.get().len())).sum();
         let (reply, answer) = oneshot::channel();
         let pending =
             Pending { stream: stream.clone(), expected, events, bytes, queued: Instant::now(), reply };
+        coalescer.queued.fetch_add(1, Ordering::AcqRel);
         if coalescer.queue.send(pending).is_err() {
             return Err(StoreError::Unavailable { reason: "the store's writer has stopped".into() });
         }
@@ -246,9 +270,22 @@ impl PostgresStore {
                     .iter()
                     .map(|p| Part { stream: &p.stream, expected: p.expected, events: &p.events })
                     .collect();
-                let outcome = self.append_streams_on(&mut conn, &parts, false).await.ok();
-                conn.release(&outcome.as_ref().ok_or(StoreError::Unavailable { reason: String::new() }));
-                outcome
+                let outcome = self.append_streams_on(&mut conn, &parts, false).await;
+                // A statement refused (a stored id, a version taken) leaves the
+                // connection sound; any other failure may not.
+                let sound = matches!(
+                    outcome,
+                    Ok(_)
+                        | Err(AppendFailure::Duplicate)
+                        | Err(AppendFailure::VersionTaken)
+                        | Err(AppendFailure::Other(StoreError::RetryTransaction { .. }))
+                );
+                conn.release(&if sound {
+                    Ok(())
+                } else {
+                    Err(StoreError::Unavailable { reason: String::new() })
+                });
+                outcome.ok()
             }
             Err(_) => None,
         };
@@ -275,8 +312,9 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Pending>,
     config: Coalescing,
     counters: Arc<Counters>,
+    queued: Arc<AtomicUsize>,
+    slots: Arc<Semaphore>,
 ) {
-    let slots = Arc::new(Semaphore::new(config.max_in_flight));
     let mut queue: VecDeque<Pending> = VecDeque::new();
     loop {
         if queue.is_empty() {
@@ -291,6 +329,7 @@ async fn run(
             queue.push_back(p);
         }
         let batch = take_flush(&mut queue, &config);
+        queued.fetch_sub(batch.len(), Ordering::AcqRel);
         let Some(inner) = store.upgrade() else { return };
         let store = PostgresStore { inner };
         let counters = counters.clone();

@@ -8,13 +8,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use crate::rows::backend;
-use crate::schema::expand;
 use crate::store::PostgresStore;
-
-const REQUEST: &str = include_str!("../../sql/statements/request.sql");
-const PENDING_REQUEST: &str = include_str!("../../sql/statements/pending_request.sql");
-const COMPLETE_REQUEST: &str = include_str!("../../sql/statements/complete_request.sql");
-const RETAINABLE_COUNT: &str = include_str!("../../sql/statements/retainable_count.sql");
 
 impl PostgresStore {
     pub(crate) async fn record_request(
@@ -26,7 +20,7 @@ impl PostgresStore {
             ConsumerRequest::Reset { to, clear } => ("reset", Some(to), Some(clear)),
             ConsumerRequest::RetryFailures => ("retry", None, None),
         };
-        let row = sqlx::query(&expand(REQUEST, self.names()))
+        let row = sqlx::query(&self.inner.sql.request)
             .bind(consumer)
             .bind(kind)
             .bind(to.map(|c| to_i64(c.transaction)))
@@ -42,7 +36,7 @@ impl PostgresStore {
         // Asked about once a second by every running projection: a one-statement
         // operation, on the connection stack.
         let mut conn = self.inner.conns.get().await?;
-        let row = sqlx::query(&expand(PENDING_REQUEST, self.names()))
+        let row = sqlx::query(&self.inner.sql.pending_request)
             .bind(consumer)
             .fetch_optional(&mut *conn)
             .await
@@ -56,7 +50,7 @@ impl PostgresStore {
         consumer: &str,
         requested_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(&expand(COMPLETE_REQUEST, self.names()))
+        let done = sqlx::query(&self.inner.sql.complete_request)
             .bind(consumer)
             .bind(requested_at)
             .execute(&mut *self.conn().await?)
@@ -83,7 +77,7 @@ impl PostgresStore {
             Some(guard) => (guard.unprocessed_by.clone(), guard.unsnapshotted),
             None => (Vec::new(), false),
         };
-        let n: i64 = sqlx::query_scalar(&expand(RETAINABLE_COUNT, self.names()))
+        let n: i64 = sqlx::query_scalar(&self.inner.sql.retainable_count)
             .bind(cutoff)
             .bind(guard.is_some())
             .bind(&consumers)
