@@ -412,6 +412,27 @@ impl Bench {
     }
 }
 
+/// One raw `INSERT` of `e` at `version + 1` of the stream `Account-{id}`, in its own
+/// transaction: the raw baselines' append.
+async fn raw_insert(conn: &mut PgConnection, sql: &str, e: &NewEvent, id: &str, version: u64) {
+    sqlx::query(sql)
+        .bind(e.event_id)
+        .bind("Account")
+        .bind(id)
+        .bind((version + 1) as i64)
+        .bind(&e.event_type)
+        .bind(e.schema_version as i32)
+        .bind(e.topic.as_deref())
+        .bind(&e.payload)
+        .bind(e.metadata.to_json())
+        .bind(e.occurred_at)
+        .bind(e.metadata.correlation_id)
+        .bind(e.metadata.causation_id)
+        .execute(conn)
+        .await
+        .expect("raw insert");
+}
+
 fn raw_insert_sql(schema: &str) -> String {
     format!(
         "INSERT INTO {schema}.events (event_id, aggregate_type, aggregate_id, version, event_type, \
@@ -488,26 +509,11 @@ async fn w1_raw(b: &Bench) -> Rep {
     let rep = concurrent(W1_APPENDS, move |t, stream, version| {
         let conns = conns.clone();
         async move {
-            let e = new_event("x", 1);
             let id = format!("acc-{stream}");
+            let e = new_event(&id, 1);
             // Only task `t` uses connection `t`: the lock is never contended.
             let mut conn = conns[t].lock().await;
-            sqlx::query(sql)
-                .bind(e.event_id)
-                .bind("Account")
-                .bind(&id)
-                .bind((version + 1) as i64)
-                .bind(&e.event_type)
-                .bind(e.schema_version as i32)
-                .bind(e.topic.as_deref())
-                .bind(payload(&id, 1))
-                .bind(e.metadata.to_json())
-                .bind(e.occurred_at)
-                .bind(e.metadata.correlation_id)
-                .bind(e.metadata.causation_id)
-                .execute(&mut *conn)
-                .await
-                .expect("raw insert");
+            raw_insert(&mut conn, sql, &e, &id, version).await;
         }
     })
     .await;

@@ -265,22 +265,7 @@ async fn raw(b: &Bench, case: &Case) -> Phase {
             let e = new_event(&id, 1);
             // Only task `t` uses connection `t`: the lock is never contended.
             let mut conn = conns[t].lock().await;
-            sqlx::query(sql)
-                .bind(e.event_id)
-                .bind("Account")
-                .bind(&id)
-                .bind((version + 1) as i64)
-                .bind(&e.event_type)
-                .bind(e.schema_version as i32)
-                .bind(e.topic.as_deref())
-                .bind(&e.payload)
-                .bind(e.metadata.to_json())
-                .bind(e.occurred_at)
-                .bind(e.metadata.correlation_id)
-                .bind(e.metadata.causation_id)
-                .execute(&mut *conn)
-                .await
-                .expect("raw insert");
+            raw_insert(&mut conn, sql, &e, &id, version).await;
         }
     })
     .await;
