@@ -57,13 +57,13 @@ pub struct Coalescing {
     /// The most payload bytes in one flush (default 4 MiB); an append larger than this
     /// is flushed alone.
     pub max_bytes: usize,
-    /// How many flushes may run at once (default 2), each on a connection of its own.
+    /// How many flushes may run at once (default 1), each on a connection of its own.
     pub max_in_flight: usize,
 }
 
 impl Default for Coalescing {
     fn default() -> Self {
-        Coalescing { enabled: true, max_appends: 256, max_bytes: 4 << 20, max_in_flight: 2 }
+        Coalescing { enabled: true, max_appends: 256, max_bytes: 4 << 20, max_in_flight: 1 }
     }
 }
 
