@@ -138,6 +138,21 @@ impl Default for Counters {
 }
 
 impl Counters {
+    /// Counts a flush of appends that waited `waits` for it.
+    fn flushed(&self, waits: impl Iterator<Item = Duration>) {
+        let (mut n, mut waited) = (0u64, 0u64);
+        for wait in waits {
+            self.waits.observe(wait.as_secs_f64());
+            waited += wait.as_nanos() as u64;
+            n += 1;
+        }
+        self.sizes.observe(n as f64);
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.appends.fetch_add(n, Ordering::Relaxed);
+        self.largest.fetch_max(n, Ordering::Relaxed);
+        self.waited_ns.fetch_add(waited, Ordering::Relaxed);
+    }
+
     /// Registers the flush sizes and waits as `factum_append_flush_size` and
     /// `factum_append_flush_wait_seconds`.
     pub(crate) fn register(&self, registry: &mut Registry) {
@@ -220,12 +235,7 @@ impl PostgresStore {
         // here, without a hop through the writer's task.
         if coalescer.queued.load(Ordering::Acquire) == 0 {
             if let Ok(slot) = coalescer.slots.clone().try_acquire_owned() {
-                let counters = &self.inner.flush_counters;
-                counters.flushes.fetch_add(1, Ordering::Relaxed);
-                counters.appends.fetch_add(1, Ordering::Relaxed);
-                counters.largest.fetch_max(1, Ordering::Relaxed);
-                counters.sizes.observe(1.0);
-                counters.waits.observe(0.0);
+                self.inner.flush_counters.flushed(std::iter::once(Duration::ZERO));
                 let result = self.append_alone(stream, expected, &events).await;
                 drop(slot);
                 return result;
@@ -247,17 +257,7 @@ impl PostgresStore {
     /// Runs one flush and answers its appends.
     async fn flush(&self, mut batch: Vec<Pending>, counters: &Counters) {
         let now = Instant::now();
-        let mut waited = 0;
-        for p in &batch {
-            let wait = now.duration_since(p.queued);
-            counters.waits.observe(wait.as_secs_f64());
-            waited += wait.as_nanos() as u64;
-        }
-        counters.sizes.observe(batch.len() as f64);
-        counters.flushes.fetch_add(1, Ordering::Relaxed);
-        counters.appends.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        counters.largest.fetch_max(batch.len() as u64, Ordering::Relaxed);
-        counters.waited_ns.fetch_add(waited, Ordering::Relaxed);
+        counters.flushed(batch.iter().map(|p| now.duration_since(p.queued)));
         if batch.len() == 1 {
             let p = batch.remove(0);
             let result = self.append_alone(&p.stream, p.expected, &p.events).await;
