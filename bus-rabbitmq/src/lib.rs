@@ -50,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+mod acks;
 mod ahead;
 mod config;
 mod connect;

@@ -16,6 +16,7 @@ use lapin::{Channel, Connection, Consumer, ExchangeKind};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::acks::Acks;
 use crate::connect::{connect, Backoff};
 use crate::error::{is_precondition_failed, BusError};
 use crate::message::{headers, BusEvent};
@@ -182,8 +183,10 @@ async fn run<H: MessageHandler>(
 ) {
     let mut link = Some(link);
     let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
+    let mut acks = Acks::new(config.prefetch);
     loop {
         let Some(current) = link.as_mut() else {
+            acks.forget();
             tokio::select! {
                 _ = stopped.changed() => return,
                 opened = tokio::time::timeout(crate::delivery::OPEN_TIMEOUT, Link::open(&config)) => match opened
@@ -208,12 +211,24 @@ async fn run<H: MessageHandler>(
             continue;
         };
         let next = tokio::select! {
-            _ = stopped.changed() => return,
+            biased;
+            _ = stopped.changed() => {
+                let _ = acks.send().await;
+                return;
+            }
             next = current.consumer.next() => next,
+            // No message is waiting: send the acks held back.
+            () = std::future::ready(()), if acks.holding() => {
+                if let Err(e) = acks.send().await {
+                    tracing::warn!(queue = %config.queue, error = %e, "lost the connection while acking");
+                    link = None;
+                }
+                continue;
+            }
         };
         match next {
             Some(Ok(delivery)) => {
-                if let Err(e) = process(&config, &mut handler, current, delivery).await {
+                if let Err(e) = process(&config, &mut handler, current, &mut acks, delivery).await {
                     tracing::warn!(queue = %config.queue, error = %e, "lost the connection while acking");
                     link = None;
                 }
@@ -230,12 +245,14 @@ async fn run<H: MessageHandler>(
     }
 }
 
-/// Handles one delivery: decode, try the handler up to `max_attempts` times, ack, or
-/// dead-letter. Errors only when the connection fails (the broker redelivers).
+/// Handles one delivery: decode, try the handler up to `max_attempts` times, ack (held
+/// back in `acks`), or dead-letter. Errors only when the connection fails (the broker
+/// redelivers).
 async fn process<H: MessageHandler>(
     config: &SubscriberConfig,
     handler: &mut H,
     link: &Link,
+    acks: &mut Acks,
     delivery: Delivery,
 ) -> Result<(), lapin::Error> {
     config.metrics.received(&config.queue);
@@ -247,7 +264,10 @@ async fn process<H: MessageHandler>(
     );
     let event = match decoded {
         Ok(event) => event,
-        Err(e) => return dead_letter(config, link, delivery, &format!("undecodable: {e}"), 0).await,
+        Err(e) => {
+            acks.send().await?;
+            return dead_letter(config, link, delivery, &format!("undecodable: {e}"), 0).await;
+        }
     };
     let mut backoff = Backoff::new(config.retry_initial, config.retry_max);
     let mut attempt = 1;
@@ -255,10 +275,12 @@ async fn process<H: MessageHandler>(
         match catch_panic(handler.handle(&event)).await {
             Ok(()) => {
                 config.metrics.handled(&config.queue, "ok");
-                return delivery.ack(BasicAckOptions::default()).await.map(drop);
+                return acks.handled(delivery.acker).await;
             }
             Err(e) => {
                 config.metrics.handled(&config.queue, "failed");
+                // The messages handled before this one are not held back while it is retried.
+                acks.send().await?;
                 if attempt >= config.max_attempts {
                     tracing::error!(queue = %config.queue, event_id = %event.event_id, attempt, error = %e, "handler failed; dead-lettering");
                     return dead_letter(config, link, delivery, &e.to_string(), attempt).await;
