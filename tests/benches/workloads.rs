@@ -7,7 +7,9 @@
 //! - `FACTUM_BENCH_URL` (or `DATABASE_URL`): a superuser URL; every run works in fresh
 //!   schemas of that database and drops them afterwards;
 //! - `FACTUM_BENCH_WORKLOADS`: a comma-separated subset (`w1,w3,…`), default all;
-//! - `FACTUM_BENCH_REPS`: repetitions per workload, default 3 (the figures are medians).
+//! - `FACTUM_BENCH_REPS`: repetitions per workload, default 3 (the figures are medians);
+//! - `FACTUM_BENCH_MAX_IN_FLIGHT`: the `coalesce` workload's flushes in flight (default:
+//!   the store's default).
 //!
 //! It prints one JSON line per workload, then a table. Nothing here asserts on timing.
 

@@ -324,3 +324,56 @@ async fn flushes_never_scan_the_table() {
     assert!(read.1 < 128, "{} rows read by sequential scans for 1,280 appends ({stats:?})", read.1);
     println!("flushes on a new table: {stats:?}, {} rows read by sequential scans", read.1);
 }
+
+/// Callers that give up on their appends (the lone one holding the flush slot, and some
+/// of those queued behind it) leave the writer working: the slot passes on to the queue,
+/// every append still awaited is answered, and a later append is flushed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_give_up_leave_the_writer_working() {
+    let db = TestDb::new().await;
+    let store = db.store_with(db.config().with_coalescing(Coalescing::default().max_in_flight(1))).await;
+    store.append(&sid("warm"), ExpectedVersion::NoStream, vec![ev("Opened")]).await.unwrap();
+
+    let mut lock = store.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE events IN SHARE MODE").execute(&mut *lock).await.unwrap();
+    // Takes the only flush slot, blocks on the lock, and is given up after 300 ms.
+    let lone = tokio::spawn({
+        let store = store.clone();
+        async move {
+            tokio::time::timeout(
+                Duration::from_millis(300),
+                store.append(&sid("lone"), ExpectedVersion::NoStream, vec![ev("Lone")]),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut kept = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let stream = sid(&format!("q{i}"));
+        let append = async move { store.append(&stream, ExpectedVersion::NoStream, vec![ev("Q")]).await };
+        if i % 2 == 0 {
+            kept.push(tokio::spawn(append));
+        } else {
+            // Given up while queued.
+            tokio::spawn(async move { tokio::time::timeout(Duration::from_millis(50), append).await });
+        }
+    }
+    assert!(lone.await.unwrap().is_err(), "the lone append was given up while it held the slot");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lock.commit().await.unwrap();
+
+    for task in kept {
+        let result = tokio::time::timeout(Duration::from_secs(30), task).await;
+        let result = result.expect("a queued append is answered after its neighbours gave up");
+        assert_eq!(result.unwrap().unwrap().to_version, Version(1));
+    }
+    let later = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.append(&sid("later"), ExpectedVersion::NoStream, vec![ev("Later")]),
+    )
+    .await
+    .expect("the flush slot is free again");
+    assert_eq!(later.unwrap().to_version, Version(1));
+}

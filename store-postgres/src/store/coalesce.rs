@@ -8,6 +8,9 @@
 //! Under load, appends that arrive while flushes commit go into the next one, up to
 //! [`Coalescing::max_appends`] appends and [`Coalescing::max_bytes`] of payload, and
 //! one append per stream (another append to the same stream waits for the next flush).
+//! There is no writer task: whoever holds a flush slot when it finishes (the caller of
+//! a lone append, or a flushing task) hands it to a task that flushes what was queued
+//! meanwhile, and that task goes on, flush after flush, until the queue is empty.
 //!
 //! A flush is one autocommit statement (`append_streams.sql`) in which each append keeps
 //! its own meaning: its version check is its own, it is stored whole or not at all, and
@@ -20,19 +23,19 @@
 //! its event ids and answered with its result.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use factum::store::AppendResult;
 use factum::{ExpectedVersion, NewEvent, StoreError, StreamId};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 use super::append::AppendFailure;
 use super::streams::Part;
-use super::{Inner, PostgresStore};
+use super::PostgresStore;
 
 /// How appends share transactions. On by default; [`Coalescing::off`] gives every append
 /// a transaction of its own.
@@ -189,69 +192,126 @@ pub(crate) struct Pending {
     reply: oneshot::Sender<Result<AppendResult, StoreError>>,
 }
 
-/// The queue into the writer's task, which holds the store only weakly: dropping the
-/// last handle of the store ends it.
+/// The appends waiting for a flush, and how many flushes are running.
+#[derive(Default)]
 pub(crate) struct Coalescer {
-    queue: mpsc::UnboundedSender<Pending>,
-    /// Appends sent and not yet taken into a flush.
-    queued: Arc<AtomicUsize>,
-    /// One permit a flush in flight.
-    slots: Arc<Semaphore>,
-    task: tokio::task::JoinHandle<()>,
+    state: Mutex<State>,
 }
 
-impl Drop for Coalescer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Pending>,
+    in_flight: usize,
 }
 
 impl Coalescer {
-    pub(crate) fn start(store: Weak<Inner>, config: Coalescing, counters: Arc<Counters>) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let slots = Arc::new(Semaphore::new(config.max_in_flight));
-        let task = tokio::spawn(run(store, rx, config, counters, queued.clone(), slots.clone()));
-        Coalescer { queue, queued, slots, task }
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is a queue and a count, each changed in one step: a panic elsewhere
+        // cannot leave it half-changed.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Where an append goes: flushed alone in its caller's task, or queued for a flush.
+enum Route {
+    Alone(Vec<NewEvent>),
+    Queued(oneshot::Receiver<Result<AppendResult, StoreError>>),
+}
+
+/// A flush slot, held by an append flushed alone in its caller's task or by a flushing
+/// task. Dropping it (the append finished, its caller gave up on it, a flush panicked)
+/// passes the slot on to the appends queued meanwhile, or frees it.
+struct Slot<'a> {
+    store: &'a PostgresStore,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.store.pass_slot();
     }
 }
 
 impl PostgresStore {
-    /// Appends through the coalescing writer, starting it on first use.
+    /// Appends through the coalescing writer.
     pub(crate) async fn append_coalesced(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let coalescer = self.inner.coalescer.get_or_init(|| {
-            Coalescer::start(
-                Arc::downgrade(&self.inner),
-                self.inner.coalescing.clone(),
-                self.inner.flush_counters.clone(),
-            )
-        });
-        // Nothing queued and a flush slot free: this append is a flush of its own, run
-        // here, without a hop through the writer's task.
-        if coalescer.queued.load(Ordering::Acquire) == 0 {
-            if let Ok(slot) = coalescer.slots.clone().try_acquire_owned() {
+        let max_in_flight = self.inner.coalescing.max_in_flight;
+        let route = {
+            let mut state = self.inner.coalescer.lock();
+            // Nothing queued and a flush slot free: this append is a flush of its own, run
+            // here, without a hop through another task.
+            if state.queue.is_empty() && state.in_flight < max_in_flight {
+                state.in_flight += 1;
+                Route::Alone(events)
+            } else {
+                let bytes = events.iter().map(|e| e.payload_text().map_or(256, |t| t.get().len())).sum();
+                let (reply, answer) = oneshot::channel();
+                let queued = Instant::now();
+                state.queue.push_back(Pending {
+                    stream: stream.clone(),
+                    expected,
+                    events,
+                    bytes,
+                    queued,
+                    reply,
+                });
+                if state.in_flight < max_in_flight {
+                    state.in_flight += 1;
+                    tokio::spawn(self.clone().flushing());
+                }
+                Route::Queued(answer)
+            }
+        };
+        match route {
+            Route::Queued(answer) => answer.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable {
+                    reason: "the flush of this append ended without an answer".into(),
+                })
+            }),
+            Route::Alone(events) => {
+                let _slot = Slot { store: self };
                 self.inner.flush_counters.flushed(std::iter::once(Duration::ZERO));
-                let result = self.append_alone(stream, expected, &events).await;
-                drop(slot);
-                return result;
+                self.append_alone(stream, expected, &events).await
             }
         }
-        let bytes = events.iter().map(|e| e.payload_text().map_or(256, |t| t.get().len())).sum();
-        let (reply, answer) = oneshot::channel();
-        let pending =
-            Pending { stream: stream.clone(), expected, events, bytes, queued: Instant::now(), reply };
-        coalescer.queued.fetch_add(1, Ordering::AcqRel);
-        if coalescer.queue.send(pending).is_err() {
-            return Err(StoreError::Unavailable { reason: "the store's writer has stopped".into() });
+    }
+
+    /// A flush slot's task: flushes what is queued, flush after flush, until the queue
+    /// is empty, then frees the slot. Appends that arrive while a flush commits go into
+    /// the next one, with no other task between the two.
+    async fn flushing(self) {
+        // Should a flush panic, the slot is passed on all the same.
+        let slot = Slot { store: &self };
+        loop {
+            let batch = {
+                let mut state = self.inner.coalescer.lock();
+                let batch = take_flush(&mut state.queue, &self.inner.coalescing);
+                if batch.is_empty() {
+                    state.in_flight -= 1;
+                    std::mem::forget(slot);
+                    return;
+                }
+                batch
+            };
+            self.flush(batch, &self.inner.flush_counters).await;
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable { reason: "the store's writer has stopped".into() })
-        })
+    }
+
+    /// Gives a flush slot up: to a task that flushes the appends queued meanwhile, or
+    /// back to the pool of slots when none are.
+    fn pass_slot(&self) {
+        let mut state = self.inner.coalescer.lock();
+        if !state.queue.is_empty() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(self.clone().flushing());
+                return;
+            }
+        }
+        state.in_flight -= 1;
     }
 
     /// Runs one flush and answers its appends.
@@ -303,40 +363,6 @@ impl PostgresStore {
             };
             let _ = p.reply.send(result);
         }
-    }
-}
-
-/// The writer's task: forms flushes from the queue and runs up to `max_in_flight` at once.
-async fn run(
-    store: Weak<Inner>,
-    mut rx: mpsc::UnboundedReceiver<Pending>,
-    config: Coalescing,
-    counters: Arc<Counters>,
-    queued: Arc<AtomicUsize>,
-    slots: Arc<Semaphore>,
-) {
-    let mut queue: VecDeque<Pending> = VecDeque::new();
-    loop {
-        if queue.is_empty() {
-            match rx.recv().await {
-                Some(p) => queue.push_back(p),
-                None => return,
-            }
-        }
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        // What arrived while the flushes in flight were committing goes into this one.
-        while let Ok(p) = rx.try_recv() {
-            queue.push_back(p);
-        }
-        let batch = take_flush(&mut queue, &config);
-        queued.fetch_sub(batch.len(), Ordering::AcqRel);
-        let Some(inner) = store.upgrade() else { return };
-        let store = PostgresStore { inner };
-        let counters = counters.clone();
-        tokio::spawn(async move {
-            store.flush(batch, &counters).await;
-            drop(slot);
-        });
     }
 }
 

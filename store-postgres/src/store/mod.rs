@@ -93,7 +93,7 @@ struct Inner {
     /// How appends share transactions, the writer that does it (started on first use),
     /// and its figures.
     coalescing: Coalescing,
-    coalescer: OnceLock<Coalescer>,
+    coalescer: Coalescer,
     flush_counters: Arc<Counters>,
 }
 
@@ -206,7 +206,7 @@ impl PostgresStore {
                 leases: OnceLock::new(),
                 legacy_heads: AtomicU8::new(LEGACY_UNKNOWN),
                 coalescing: config.coalescing,
-                coalescer: OnceLock::new(),
+                coalescer: Coalescer::default(),
                 flush_counters: Arc::new(Counters::default()),
             }),
         })

@@ -8,9 +8,9 @@
 //! at its rate and at 5,000 commands/s. With coalescing on it prints the writer's
 //! `flush_stats()` (appends per flush: the evidence that it coalesced) and the rows that
 //! sequential scans of the events table read per event. A diagnostic variant runs the
-//! store with `plan_cache_mode = force_custom_plan` on its connections, so that no
-//! statement runs on a generic plan made while the fresh table was small; another runs it
-//! on a table that already holds 20,000 events and was analyzed, as a table in service does.
+//! store on the lean schema (`SchemaNames::query_indexes(false)`: the log's own indexes
+//! only), to show what the query indexes cost each append; another runs it on a table
+//! that already holds 20,000 events and was analyzed, as a table in service does.
 
 use factum_postgres::{Coalescing, FlushStats};
 use sqlx::postgres::PgConnectOptions;
@@ -34,23 +34,23 @@ enum Path {
 }
 
 /// A phase: the raw baseline, or the store with coalescing on, off, or on in one of the
-/// diagnostics (custom plans; a filled, analyzed table). The index of each phase's figures.
+/// diagnostics (the lean schema; a filled, analyzed table). The index of each phase's figures.
 #[derive(Clone, Copy, PartialEq)]
 enum Variant {
     Raw = 0,
     On = 1,
     Off = 2,
-    Custom = 3,
+    Lean = 3,
     Filled = 4,
 }
 
 /// The diagnostics, with what they change.
-const DIAGNOSTICS: [(Variant, &str); 2] = [(Custom, "custom plans"), (Filled, "filled, analyzed table")];
+const DIAGNOSTICS: [(Variant, &str); 2] = [(Lean, "lean schema"), (Filled, "filled, analyzed table")];
 
 /// Events already stored in the `Filled` diagnostic.
 const FILL: usize = 20_000;
 
-use Variant::{Custom, Filled, Off, On, Raw};
+use Variant::{Filled, Lean, Off, On, Raw};
 
 struct Case {
     id: &'static str,
@@ -74,7 +74,7 @@ impl Case {
 
 const fn case(id: &'static str, name: &'static str, path: Path, callers: usize, streams: usize) -> Case {
     let ops = if callers == 1 { ONE_CALLER_OPS } else { OPS };
-    Case { id, name, path, callers, streams, ops, variants: &[Raw, On, Off, Custom, Filled] }
+    Case { id, name, path, callers, streams, ops, variants: &[Raw, On, Off, Lean, Filled] }
 }
 
 const CASES: [Case; 6] = [
@@ -146,19 +146,25 @@ struct Phase {
     achieved: Option<f64>,
 }
 
+/// The writer's configuration with coalescing on: the default, or as many flushes in
+/// flight as `FACTUM_BENCH_MAX_IN_FLIGHT` says.
+fn coalescing() -> Coalescing {
+    match std::env::var("FACTUM_BENCH_MAX_IN_FLIGHT").ok().and_then(|v| v.parse().ok()) {
+        Some(n) => Coalescing::default().max_in_flight(n),
+        None => Coalescing::default(),
+    }
+}
+
 /// A fresh schema with the framework's tables and a store on it, coalescing off for
-/// `Off`; for `Custom` every statement planned for its parameters; for `Filled` FILL
+/// `Off`; for `Lean` without the query indexes; for `Filled` FILL
 /// events stored on other streams, then `ANALYZE`.
 async fn store(b: &Bench, v: Variant) -> (PostgresStore, String) {
     let schema = b.fresh_schema("co").await;
-    let mut connect: PgConnectOptions = b.url.parse().expect("bench url");
-    if v == Custom {
-        connect = connect.options([("plan_cache_mode", "force_custom_plan")]);
-    }
+    let connect: PgConnectOptions = b.url.parse().expect("bench url");
     let config = PostgresConfig::from_options(connect)
-        .with_schema(SchemaNames::in_schema(schema.clone()))
+        .with_schema(SchemaNames::in_schema(schema.clone()).query_indexes(v != Lean))
         .with_pool(PoolSettings::default().max_connections(POOL))
-        .with_coalescing(if v == Off { Coalescing::off() } else { Coalescing::default() });
+        .with_coalescing(if v == Off { Coalescing::off() } else { coalescing() });
     let store = PostgresStore::connect(config).await.expect("connect");
     store.migrate().await.expect("migrate");
     if v == Filled {
@@ -426,7 +432,7 @@ fn print_tables(rows: &[Row<'_>], reps: usize, load: (String, String)) {
         line(&[name(c, m, On), cpu(m, &all, |c| c.1), cpu(m, &all, |c| c.0), fl, seqs]);
     }
     println!();
-    println!("Diagnostics, coalescing on, in the same run: custom plans = `plan_cache_mode = force_custom_plan` on the store's connections (every statement planned for its parameters); filled = the table holds {FILL} events on other streams and was analyzed before the phase:");
+    println!("Diagnostics, coalescing on, in the same run: lean schema = `SchemaNames::query_indexes(false)`, the log's own indexes only; filled = the table holds {FILL} events on other streams and was analyzed before the phase:");
     println!();
     println!("| case | variant | median (min–max) | p50 / p99 ms | ÷ raw | ÷ on | CPU server / client µs per event | appends per flush: mean (largest) | flushes | retried alone | mean wait µs | seq-scanned rows per event |");
     println!("{}|", "| --- ".repeat(12));
