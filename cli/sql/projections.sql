@@ -1,6 +1,7 @@
 -- Each projection's checkpoint, what lies after it in the log (every aggregate type: a
 -- projection scoped to some reads only theirs), its recorded failures, a pending
--- operator request, and the session that holds its lease (an advisory lock on
+-- operator request, where its failure policy stopped it (if it did), and the session
+-- that holds its lease (an advisory lock on
 -- ("fact", hashtext('<schema>.<name>')), see store-postgres/src/lease.rs).
 SELECT p.projection_name,
        p.last_processed_transaction,
@@ -18,7 +19,8 @@ SELECT p.projection_name,
        p.requested_at,
        h.pid,
        h.application_name,
-       h.client_addr
+       h.client_addr,
+       p.stopped
 FROM {schema}.{positions} p
 LEFT JOIN LATERAL (
     SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr

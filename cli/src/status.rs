@@ -62,7 +62,9 @@ pub(crate) async fn run(db: &Database, args: StatusArgs, json: bool) -> Result<(
         "LEASE",
         "FAILURES",
         "REQUEST",
+        "STOPPED",
     ]);
+    let mut stops = String::new();
     for p in &projections {
         let lease = match p["lease"]["pid"].as_i64() {
             Some(pid) => format!(
@@ -81,13 +83,18 @@ pub(crate) async fn run(db: &Database, args: StatusArgs, json: bool) -> Result<(
             lease.trim_end().to_owned(),
             p["failures"].to_string(),
             p["request"]["kind"].as_str().unwrap_or("-").to_owned(),
+            stopped_cell(&p["stopped"]),
         ]);
+        if let Some(line) = stop_line(p) {
+            stops.push_str(&line);
+        }
     }
     if table.is_empty() {
         text.push_str("projections: none has a checkpoint yet\n");
     } else {
         text.push_str(&table.render());
         text.push_str("(BEHIND counts every event after the checkpoint; a projection scoped to some aggregate types reads only theirs)\n");
+        text.push_str(&stops);
     }
     text.push('\n');
     text.push_str(&format!(
@@ -153,12 +160,40 @@ fn projection(row: &PgRow) -> Result<Value, CliError> {
         "behind_seconds": row.try_get::<Option<f64>, _>(5).map_err(get)?,
         "failures": row.try_get::<i64, _>(6).map_err(get)?,
         "request": request.map(|kind| json!({ "kind": kind, "requested_at": requested_at })),
+        // Set by the projection when its failure policy stopped it; cleared when its
+        // checkpoint next moves (a reset, or getting past the event).
+        "stopped": row.try_get::<Option<Value>, _>(12).map_err(get)?,
         "lease": pid.map(|pid| json!({
             "pid": pid,
             "application_name": row.try_get::<Option<String>, _>(10).ok().flatten(),
             "client_addr": row.try_get::<Option<String>, _>(11).ok().flatten(),
         })),
     }))
+}
+
+/// The STOPPED cell: where the failure policy stopped the projection, or `-`.
+fn stopped_cell(stopped: &Value) -> String {
+    match stopped["global_position"].as_i64() {
+        Some(position) => format!("at {position}/{}", stopped["transaction_id"]),
+        None => "-".into(),
+    }
+}
+
+/// The line under the table that says why a projection stopped, if it did.
+fn stop_line(p: &Value) -> Option<String> {
+    let s = p.get("stopped").filter(|s| !s.is_null())?;
+    Some(format!(
+        "{} stopped by its failure policy at event {} ({}/{} version {}, position {}) after {} attempt(s), {}: {}\n",
+        p["name"].as_str().unwrap_or_default(),
+        s["event_id"].as_str().unwrap_or("?"),
+        s["aggregate_type"].as_str().unwrap_or("?"),
+        s["aggregate_id"].as_str().unwrap_or("?"),
+        s["version"],
+        s["global_position"],
+        s["attempts"],
+        s["failed_at"].as_str().unwrap_or("?"),
+        s["error"].as_str().unwrap_or("").replace('\n', " "),
+    ))
 }
 
 fn horizon(row: &PgRow) -> Result<Value, CliError> {

@@ -63,7 +63,7 @@ async fn migrate_applies_reports_and_writes_sql_that_factum_accepts() {
     let url = Some(url.as_str());
 
     let status = run(url, &["migrate", "--status", "--json"]).await.json_lines();
-    assert_eq!(status.len(), 7);
+    assert_eq!(status.len(), 8);
     assert!(status.iter().all(|m| m["applied_at"].is_null()), "all pending: {status:?}");
     // Commands that need the store say what to do.
     run(url, &["status"]).await.fails(3, "run `factum migrate`");
@@ -72,7 +72,7 @@ async fn migrate_applies_reports_and_writes_sql_that_factum_accepts() {
     // factum then finds everything applied.
     let dir = std::env::temp_dir().join(format!("factum-cli-{}", db.name()));
     let wrote = run(None, &["migrate", "--out", dir.to_str().unwrap()]).await;
-    assert!(wrote.ok().starts_with("wrote 7 file(s)"), "{}", wrote.stdout);
+    assert!(wrote.ok().starts_with("wrote 8 file(s)"), "{}", wrote.stdout);
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert_eq!(files[0].file_name().unwrap(), "0001_init.sql");
@@ -81,14 +81,14 @@ async fn migrate_applies_reports_and_writes_sql_that_factum_accepts() {
         sqlx::raw_sql(&std::fs::read_to_string(file).unwrap()).execute(&mut conn).await.unwrap();
     }
     std::fs::remove_dir_all(&dir).ok();
-    assert_eq!(run(url, &["migrate"]).await.ok(), "nothing to apply: the schema is at version 7\n");
+    assert_eq!(run(url, &["migrate"]).await.ok(), "nothing to apply: the schema is at version 8\n");
     let status = run(url, &["migrate", "--status"]).await;
     assert!(!status.ok().contains("pending"), "{}", status.stdout);
 
     // --print-sql fills in the configured names.
     let printed = run(None, &["migrate", "--print-sql", "--schema", "shop", "--events-table", "log"]).await;
     assert!(printed.ok().contains("CREATE TABLE shop.log ("), "{}", &printed.stdout[..400]);
-    assert!(printed.stdout.contains("INSERT INTO shop.factum_migrations (version, description) VALUES (7,"));
+    assert!(printed.stdout.contains("INSERT INTO shop.factum_migrations (version, description) VALUES (8,"));
     run(None, &["migrate", "--print-sql", "--schema", "Bad-Name"]).await.fails(2, "invalid identifier");
     // The lean schema leaves the query indexes out.
     let default = run(None, &["migrate", "--print-sql"]).await;
@@ -103,9 +103,9 @@ async fn migrate_applies_once_and_sets_up_the_roles() {
     let url = db.url();
     let url = Some(url.as_str());
     let first = run(url, &["migrate", "--json"]).await.json_lines();
-    assert_eq!(first[0]["applied"], json!([1, 2, 3, 4, 5, 6, 7]));
+    assert_eq!(first[0]["applied"], json!([1, 2, 3, 4, 5, 6, 7, 8]));
     let again = run(url, &["migrate"]).await;
-    assert_eq!(again.ok(), "nothing to apply: the schema is at version 7\n");
+    assert_eq!(again.ok(), "nothing to apply: the schema is at version 8\n");
 
     let role = format!("cli_app_{}", &db.name()[db.name().len() - 6..]);
     let out = run(url, &["migrate", "--create-roles", &format!("cli_owner_x,{role}")]).await;
@@ -341,6 +341,60 @@ async fn status_and_projections_against_a_running_service() {
     run(urls, &["projections", "retry", "cli_orders", "--wait", "1"])
         .await
         .fails(1, "is an instance of the service running it?");
+}
+
+/// A projection its failure policy stopped: `status` says where and why, while its lease
+/// is still held; a reset to its own checkpoint lets it try the event again once fixed,
+/// and then the stop is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_a_projection_its_failure_policy_stopped() {
+    let (db, store, url) = seeded().await;
+    let urls = Some(url.as_str());
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let recorder =
+        Recorder::create(store.pool(), "rm_stop").await.with_hook(failing_on_poison(broken.clone()));
+    let policy =
+        FailurePolicy::retry_then_stop(2).backoff(Duration::from_millis(10), Duration::from_millis(20));
+    let config = SupervisorConfig::default().projection(
+        Projection::new("cli_stops", ExactlyOnce::new(store.clone(), recorder)).on_failure(policy),
+    );
+    let service = PostgresStore::connect(db.config_with_app("cli-test-service")).await.unwrap();
+    let supervisor = Supervisor::start(Arc::new(service), config).await.unwrap();
+    let status = eventually(WAIT, "the stop in status", || async {
+        let status = run(urls, &["status", "--brief", "--json"]).await.json_lines().remove(0);
+        (!status["projections"][0]["stopped"].is_null()).then_some(status)
+    })
+    .await;
+    let p = &status["projections"][0];
+    let stopped = &p["stopped"];
+    assert_eq!(
+        (stopped["aggregate_type"].as_str(), stopped["aggregate_id"].as_str()),
+        (Some("Order"), Some("o-2"))
+    );
+    assert_eq!(stopped["event_type"], "OrderConfirmed");
+    assert_eq!(stopped["attempts"], 2);
+    assert_eq!(stopped["error"], "cannot digest\nthis");
+    assert_eq!(p["failures"], 0, "a stop is not a recorded failure");
+    assert_eq!(p["lease"]["application_name"], "cli-test-service", "still running, stopped: {p}");
+    let text = run(urls, &["status", "--brief"]).await;
+    let line = text.ok().lines().find(|l| l.starts_with("cli_stops stopped by its failure policy at event"));
+    let line = line.unwrap_or_else(|| panic!("a line says why: {}", text.stdout));
+    assert!(line.contains("(Order/o-2 version") && line.contains("after 2 attempt(s)"), "{line}");
+    assert!(line.ends_with(": cannot digest this"), "the error on the same line: {line}");
+    let position = p["checkpoint"]["position"].as_i64().unwrap();
+    assert!(text.stdout.contains(&format!("at {}/", stopped["global_position"])), "{}", text.stdout);
+
+    // Fixed, and reset to its own checkpoint: it tries the event again, gets past it, and
+    // the stop is gone.
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    run(urls, &["projections", "reset", "cli_stops", "--to", &position.to_string(), "--wait"]).await.ok();
+    eventually(WAIT, "every event applied", || async {
+        (Recorded::read(store.pool(), "rm_stop").await.rows == 14).then_some(())
+    })
+    .await;
+    let after = run(urls, &["status", "--brief", "--json"]).await.json_lines().remove(0);
+    assert!(after["projections"][0]["stopped"].is_null(), "{after}");
+    supervisor.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -206,6 +206,14 @@ impl ConsumerStore for Instrumented {
         self.store.resolve_failure(projection, event_id).await
     }
 
+    async fn record_stop(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
+        self.store.record_stop(failure).await
+    }
+
+    async fn stopped(&self, projection: &str) -> Result<Option<ProjectionFailure>, StoreError> {
+        self.store.stopped(projection).await
+    }
+
     async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError> {
         self.store.request(consumer, request).await
     }

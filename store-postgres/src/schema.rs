@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "retention function", include_str!("../sql/0005_retention_function.sql")),
     (6, "operator requests", include_str!("../sql/0006_operator_requests.sql")),
     (7, "physical schema", include_str!("../sql/0007_physical_schema.sql")),
+    (8, "projection stops", include_str!("../sql/0008_projection_stops.sql")),
 ];
 
 /// The query indexes that migration 7 creates in place of `{query_indexes}`, unless the

@@ -808,6 +808,46 @@ pub async fn recorded_failures(store: Store) {
     assert!(store.failures("nobody").await.unwrap().is_empty());
 }
 
+/// A projection's stop: recorded (for a projection with or without a checkpoint), read
+/// back whole, replaced by a later one, and cleared when the checkpoint is advanced or
+/// saved, and by nothing else.
+pub async fn projection_stops(store: Store) {
+    let s = sid("Order", "o-1");
+    store.append(&s, ExpectedVersion::NoStream, vec![ev("A"), ev("B")]).await.unwrap();
+    let events = store.read_stream(&s, VersionRange::ALL).await.unwrap();
+    assert_eq!(store.stopped("p").await.unwrap(), None, "nothing recorded yet");
+
+    // A projection that stopped at its first event has no checkpoint yet.
+    let mut first = factum::store::ProjectionFailure::new("p", &events[0], "boom", 3);
+    first.failed_at = first.failed_at.trunc_subsecs(6);
+    store.record_stop(&first).await.unwrap();
+    assert_eq!(store.stopped("p").await.unwrap(), Some(first.clone()), "every field round-trips");
+    assert_eq!(store.load_checkpoint("p").await.unwrap().unwrap_or(Checkpoint::START), Checkpoint::START);
+    assert_eq!(store.stopped("q").await.unwrap(), None, "another projection's stop is its own");
+
+    // Still stopped while nothing moves; a failed advance (fenced) does not clear it.
+    assert!(!store.advance_checkpoint("p", events[1].checkpoint(), events[1].checkpoint()).await.unwrap());
+    assert_eq!(store.stopped("p").await.unwrap(), Some(first.clone()));
+
+    // It got past the event: advancing the checkpoint clears the stop.
+    assert!(store.advance_checkpoint("p", Checkpoint::START, events[0].checkpoint()).await.unwrap());
+    assert_eq!(store.stopped("p").await.unwrap(), None);
+
+    // Stopped again, at the next event, and the record replaced; a reset clears it.
+    store.record_stop(&first).await.unwrap();
+    let mut second = factum::store::ProjectionFailure::new("p", &events[1], "boom again", 5);
+    second.failed_at = second.failed_at.trunc_subsecs(6);
+    store.record_stop(&second).await.unwrap();
+    assert_eq!(store.stopped("p").await.unwrap(), Some(second));
+    assert_eq!(store.load_checkpoint("p").await.unwrap(), Some(events[0].checkpoint()), "recording kept it");
+    store.save_checkpoint("p", events[0].checkpoint()).await.unwrap();
+    assert_eq!(store.stopped("p").await.unwrap(), None);
+
+    let bad = factum::store::ProjectionFailure::new("", &events[0], "x", 1);
+    assert!(matches!(store.record_stop(&bad).await, Err(StoreError::InvalidInput(_))));
+    assert!(matches!(store.stopped("").await, Err(StoreError::InvalidInput(_))));
+}
+
 /// Lag: how many events of the log lie after a checkpoint.
 pub async fn count_after(store: Store) {
     let s = sid("Order", "o-1");
@@ -1004,7 +1044,7 @@ macro_rules! conformance_suite {
             append_and_read_stream, expected_version_modes, idempotent_append, json_text_payloads, append_many_is_atomic,
             event_fields_round_trip, read_payloads, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
-            checkpoint_fencing, leases, recorded_failures, count_after, guarded_delete, category_wake_ups,
+            checkpoint_fencing, leases, recorded_failures, projection_stops, count_after, guarded_delete, category_wake_ups,
             read_log_selects, consumer_requests, concurrent_history);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

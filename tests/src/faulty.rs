@@ -191,6 +191,14 @@ impl<S: EventStore> ConsumerStore for Faulty<S> {
         self.inner.resolve_failure(p, id).await
     }
 
+    async fn record_stop(&self, f: &ProjectionFailure) -> Result<(), StoreError> {
+        self.inner.record_stop(f).await
+    }
+
+    async fn stopped(&self, p: &str) -> Result<Option<ProjectionFailure>, StoreError> {
+        self.inner.stopped(p).await
+    }
+
     async fn request(&self, c: &str, r: ConsumerRequest) -> Result<PendingRequest, StoreError> {
         self.inner.request(c, r).await
     }

@@ -326,6 +326,11 @@ async fn failure_policies_stop_or_skip_and_record() {
         10,
         "the events before the poison, no more"
     );
+    // The store says so too, for operators (`factum status`).
+    let stopped = store.stopped("stop").await.unwrap().expect("the stop is recorded");
+    assert_eq!((stopped.event_id, stopped.attempts), (first_poison, 3));
+    assert!(stopped.error.contains("cannot digest"), "{}", stopped.error);
+    assert_eq!(store.stopped("skip").await.unwrap(), None, "a skipping projection does not stop");
 
     until_caught_up(&supervisor, &["skip"], Duration::from_secs(20)).await;
     assert_eq!(skip_attempts.load(Ordering::SeqCst), 6, "three attempts at each of two poison events");
@@ -351,5 +356,6 @@ async fn failure_policies_stop_or_skip_and_record() {
     supervisor.resume("stop").await.unwrap();
     until_caught_up(&supervisor, &["stop"], Duration::from_secs(20)).await;
     Recorded::read(store.pool(), "rm_stop").await.assert_exactly(&ids, true);
+    assert_eq!(store.stopped("stop").await.unwrap(), None, "past the event, the stop is gone");
     supervisor.shutdown().await.unwrap();
 }

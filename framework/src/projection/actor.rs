@@ -343,6 +343,11 @@ impl ProjectionActorState {
         match policy.on_exhausted {
             OnExhausted::Stop => {
                 tracing::error!(projection = %self.shared.name, event_id = %event.event_id, attempts, error = %message, "projection stopped by its failure policy");
+                // For operators, who see it in `factum status`; gone once the checkpoint moves.
+                let stop = ProjectionFailure::new(&self.shared.name, event, &message, attempts);
+                if let Err(e) = self.shared.store.record_stop(&stop).await {
+                    tracing::warn!(projection = %self.shared.name, error = %e, "could not record the stop in the store");
+                }
                 self.mode = Mode::Failed;
                 self.shared.set_state(ProjectionState::Failed);
                 Ok(false)

@@ -171,6 +171,12 @@ pub trait ConsumerBackend: Send + Sync + 'static {
     /// [`ConsumerStore::resolve_failure`](super::ConsumerStore::resolve_failure).
     async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError>;
 
+    /// [`ConsumerStore::record_stop`](super::ConsumerStore::record_stop).
+    async fn record_stop(&self, failure: &ProjectionFailure) -> Result<(), StoreError>;
+
+    /// [`ConsumerStore::stopped`](super::ConsumerStore::stopped).
+    async fn stopped(&self, projection: &str) -> Result<Option<ProjectionFailure>, StoreError>;
+
     /// [`ConsumerStore::request`](super::ConsumerStore::request).
     async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError>;
 

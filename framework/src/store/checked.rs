@@ -183,6 +183,16 @@ impl<B: ConsumerBackend> ConsumerStore for B {
         ConsumerBackend::resolve_failure(self, projection, event_id).await
     }
 
+    async fn record_stop(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
+        validate::consumer_name(&failure.projection)?;
+        ConsumerBackend::record_stop(self, failure).await
+    }
+
+    async fn stopped(&self, projection: &str) -> Result<Option<ProjectionFailure>, StoreError> {
+        validate::consumer_name(projection)?;
+        ConsumerBackend::stopped(self, projection).await
+    }
+
     async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError> {
         validate::consumer_name(consumer)?;
         if let ConsumerRequest::Reset { to, .. } = &request {

@@ -244,6 +244,17 @@ pub trait ConsumerStore: Send + Sync + 'static {
     /// Removes a recorded failure; `true` if there was one.
     async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError>;
 
+    /// Records that a projection stopped at `failure`'s event by its failure policy
+    /// ([`OnExhausted::Stop`](crate::projection::OnExhausted::Stop)), replacing an earlier
+    /// record, so that operators can see it (`factum status`). The record goes when the
+    /// projection's checkpoint is next saved or advanced: once it got past the event, or
+    /// was reset.
+    async fn record_stop(&self, failure: &ProjectionFailure) -> Result<(), StoreError>;
+
+    /// Where a projection stopped by its failure policy, while it is stopped (see
+    /// [`record_stop`](Self::record_stop)).
+    async fn stopped(&self, projection: &str) -> Result<Option<ProjectionFailure>, StoreError>;
+
     /// Records an operator's request for a consumer, replacing any request not yet carried
     /// out, and returns the pending request. The consumer need not have a checkpoint yet.
     async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError>;

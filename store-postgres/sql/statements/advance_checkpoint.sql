@@ -1,9 +1,11 @@
 -- Moves a consumer's checkpoint ($1) from ($3 transaction, $2 position) to ($5, $4), only
 -- if it is still there; a missing row counts as the start. Answers how many rows moved
--- (0: the writer is not where it believes it is: it lost its lease).
+-- (0: the writer is not where it believes it is: it lost its lease). Clears a record of
+-- its having stopped (record_stop.sql).
 WITH moved AS (
     UPDATE {schema}.{positions}
-    SET last_processed_position = $4, last_processed_transaction = $5, last_processed_at = now()
+    SET last_processed_position = $4, last_processed_transaction = $5, last_processed_at = now(),
+        stopped = NULL
     WHERE projection_name = $1 AND last_processed_position = $2 AND last_processed_transaction = $3
     RETURNING 1
 ), created AS (

@@ -116,6 +116,29 @@ impl ConsumerBackend for PostgresStore {
         .await
     }
 
+    async fn record_stop(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
+        self.timed("record_stop", async {
+            bind_failure(sqlx::query(&self.inner.sql.record_stop), failure)
+                .execute(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stopped(&self, projection: &str) -> Result<Option<ProjectionFailure>, StoreError> {
+        self.timed("stopped", async {
+            let row = sqlx::query(&self.inner.sql.stopped)
+                .bind(projection)
+                .fetch_optional(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+            row.as_ref().map(decode_failure).transpose()
+        })
+        .await
+    }
+
     async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError> {
         self.timed("request", self.record_request(consumer, request)).await
     }
@@ -219,18 +242,7 @@ impl PostgresStore {
         failure: &ProjectionFailure,
     ) -> Result<(), StoreError> {
         validate::consumer_name(&failure.projection)?;
-        sqlx::query(&self.inner.sql.record_failure)
-            .bind(&failure.projection)
-            .bind(failure.event_id)
-            .bind(failure.stream.aggregate_type())
-            .bind(failure.stream.aggregate_id())
-            .bind(to_i64(failure.version.0))
-            .bind(to_i64(failure.position.0))
-            .bind(to_i64(failure.transaction))
-            .bind(&failure.event_type)
-            .bind(&failure.error)
-            .bind(i32::try_from(failure.attempts).unwrap_or(i32::MAX))
-            .bind(failure.failed_at)
+        bind_failure(sqlx::query(&self.inner.sql.record_failure), failure)
             .execute(conn)
             .await
             .map_err(backend)?;
@@ -253,4 +265,24 @@ impl PostgresStore {
             .map_err(backend)?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// Binds a failure's fields as `$1..$11`, in the order of `record_failure.sql` and
+/// `record_stop.sql`.
+fn bind_failure<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    failure: &'q ProjectionFailure,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&failure.projection)
+        .bind(failure.event_id)
+        .bind(failure.stream.aggregate_type())
+        .bind(failure.stream.aggregate_id())
+        .bind(to_i64(failure.version.0))
+        .bind(to_i64(failure.position.0))
+        .bind(to_i64(failure.transaction))
+        .bind(&failure.event_type)
+        .bind(&failure.error)
+        .bind(i32::try_from(failure.attempts).unwrap_or(i32::MAX))
+        .bind(failure.failed_at)
 }

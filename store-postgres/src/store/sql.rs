@@ -50,6 +50,8 @@ pub(crate) struct Sql {
     pub(crate) count_after: String,
     pub(crate) record_failure: String,
     pub(crate) failures: String,
+    pub(crate) record_stop: String,
+    pub(crate) stopped: String,
     pub(crate) resolve_failure: String,
     pub(crate) storage_bytes: String,
     /// Operators' requests to consumers, and the count of what retention may delete.
@@ -113,6 +115,8 @@ impl Sql {
             count_after: e(statement!("count_after")),
             record_failure: e(statement!("record_failure")),
             failures: e(statement!("failures")),
+            record_stop: e(statement!("record_stop")),
+            stopped: e(statement!("stopped")),
             resolve_failure: e(statement!("resolve_failure")),
             storage_bytes: e(statement!("storage_bytes")),
             request: e(statement!("request")),

@@ -70,6 +70,8 @@ struct State {
     snapshots: HashMap<StreamId, Snapshot>,
     checkpoints: HashMap<String, Checkpoint>,
     failures: HashMap<(String, Uuid), ProjectionFailure>,
+    /// Projections stopped by their failure policy, until their checkpoint next moves.
+    stops: HashMap<String, ProjectionFailure>,
     requests: HashMap<String, PendingRequest>,
 }
 

@@ -36,7 +36,9 @@ impl ConsumerBackend for InMemoryStore {
     }
 
     async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        self.lock().checkpoints.insert(consumer.to_owned(), checkpoint);
+        let mut state = self.lock();
+        state.checkpoints.insert(consumer.to_owned(), checkpoint);
+        state.stops.remove(consumer);
         Ok(())
     }
 
@@ -52,6 +54,7 @@ impl ConsumerBackend for InMemoryStore {
             return Ok(false);
         }
         state.checkpoints.insert(consumer.to_owned(), to);
+        state.stops.remove(consumer);
         Ok(true)
     }
 
@@ -94,6 +97,17 @@ impl ConsumerBackend for InMemoryStore {
 
     async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
         Ok(self.lock().failures.remove(&(projection.to_owned(), event_id)).is_some())
+    }
+
+    async fn record_stop(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
+        let mut stored = failure.clone();
+        stored.failed_at = stored.failed_at.trunc_subsecs(6);
+        self.lock().stops.insert(failure.projection.clone(), stored);
+        Ok(())
+    }
+
+    async fn stopped(&self, projection: &str) -> Result<Option<ProjectionFailure>, StoreError> {
+        Ok(self.lock().stops.get(projection).cloned())
     }
 
     async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError> {
