@@ -9,8 +9,27 @@
 //! connection is lost are lost with it, and the broker delivers those messages again,
 //! as for an ack lost in flight.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
 use lapin::options::BasicAckOptions;
 use lapin::Acker;
+
+/// How long sending an ack (or a dead letter) may take before its connection counts as
+/// lost: a connection that died without closing can leave the send pending for good.
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `op`, or an error when the connection does not carry it out within [`SEND_TIMEOUT`].
+pub(crate) async fn bounded<T>(op: impl Future<Output = Result<T, lapin::Error>>) -> Result<T, lapin::Error> {
+    match tokio::time::timeout(SEND_TIMEOUT, op).await {
+        Ok(result) => result,
+        Err(_) => Err(lapin::Error::from(lapin::ErrorKind::IOError(Arc::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the connection did not send within {SEND_TIMEOUT:?}"),
+        ))))),
+    }
+}
 
 /// Acks held back: the last handled delivery's acker stands for all of them.
 pub(crate) struct Acks {
@@ -46,7 +65,7 @@ impl Acks {
     pub(crate) async fn send(&mut self) -> Result<(), lapin::Error> {
         self.held = 0;
         match self.last.take() {
-            Some(acker) => acker.ack(BasicAckOptions { multiple: true }).await.map(drop),
+            Some(acker) => bounded(acker.ack(BasicAckOptions { multiple: true })).await.map(drop),
             None => Ok(()),
         }
     }

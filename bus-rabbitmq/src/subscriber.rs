@@ -16,7 +16,7 @@ use lapin::{Channel, Connection, Consumer, ExchangeKind};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::acks::Acks;
+use crate::acks::{bounded, Acks};
 use crate::connect::{connect, Backoff};
 use crate::error::{is_precondition_failed, BusError};
 use crate::message::{headers, BusEvent};
@@ -55,7 +55,7 @@ fn short(field: &'static str, value: &str) -> Result<ShortString, BusError> {
 
 /// The subscriber's connection: a consuming channel and a confirm channel for dead letters.
 struct Link {
-    _connection: Connection,
+    connection: Connection,
     consumer: Consumer,
     /// Kept open for the consumer's lifetime.
     _channel: Channel,
@@ -126,9 +126,12 @@ impl Link {
             .map_err(BusError::Amqp)?;
         let dead_letters = connection.create_channel().await.map_err(BusError::Amqp)?;
         dead_letters.confirm_select(ConfirmSelectOptions::default()).await.map_err(BusError::Amqp)?;
-        Ok(Link { _connection: connection, consumer, _channel: channel, dead_letters })
+        Ok(Link { connection, consumer, _channel: channel, dead_letters })
     }
 }
+
+/// How often a subscriber that receives nothing looks at its connection's state.
+const HEALTH_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Starts subscribers.
 #[derive(Debug)]
@@ -184,6 +187,10 @@ async fn run<H: MessageHandler>(
     let mut link = Some(link);
     let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
     let mut acks = Acks::new(config.prefetch);
+    // A connection that dies without closing may leave the consumer waiting for good:
+    // its state is looked at while no message comes.
+    let mut health = tokio::time::interval(HEALTH_CHECK);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let Some(current) = link.as_mut() else {
             acks.forget();
@@ -217,6 +224,13 @@ async fn run<H: MessageHandler>(
                 return;
             }
             next = current.consumer.next() => next,
+            _ = health.tick() => {
+                if !current.connection.status().connected() {
+                    tracing::warn!(queue = %config.queue, "subscriber connection lost");
+                    link = None;
+                }
+                continue;
+            }
             // No message is waiting: send the acks held back.
             () = std::future::ready(()), if acks.holding() => {
                 if let Err(e) = acks.send().await {
@@ -313,22 +327,26 @@ async fn dead_letter(
         AMQPValue::LongString(LongString::from(config.queue.as_str())),
     );
     let properties = delivery.properties.clone().with_headers(table);
-    let confirm = link
-        .dead_letters
-        .basic_publish(
-            config.dead_letter_exchange.as_str().into(),
-            delivery.routing_key.clone(),
-            BasicPublishOptions::default(),
-            &delivery.data,
-            properties,
-        )
-        .await?
-        .await?;
+    let confirm = bounded(async {
+        link.dead_letters
+            .basic_publish(
+                config.dead_letter_exchange.as_str().into(),
+                delivery.routing_key.clone(),
+                BasicPublishOptions::default(),
+                &delivery.data,
+                properties,
+            )
+            .await?
+            .await
+    })
+    .await?;
     if confirm.is_ack() {
         config.metrics.handled(&config.queue, "dead_lettered");
-        delivery.ack(BasicAckOptions::default()).await.map(drop)
+        bounded(delivery.ack(BasicAckOptions::default())).await.map(drop)
     } else {
         tracing::error!(queue = %config.queue, "dead-letter exchange refused the message; requeueing it");
-        delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await.map(drop)
+        bounded(delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }))
+            .await
+            .map(drop)
     }
 }
