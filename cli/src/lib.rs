@@ -3,7 +3,7 @@
 //! It works against any factum database, with nothing but the database: it migrates the
 //! schema (or writes the migrations out as plain SQL), shows the projections' state and
 //! what holds the log's readers back, queries and follows the log, asks running
-//! projections to rebuild or retry their failures, and runs retention. See `docs/cli.md`,
+//! projections to rebuild, resume or retry their failures, and runs retention. See `docs/cli.md`,
 //! or `factum --help` and `factum COMMAND --help`.
 //!
 //! The crate is the binary's library: [`main`] is the whole program.
@@ -47,13 +47,13 @@ struct Cli {
 enum Command {
     /// Apply the embedded migrations, show their status, or write them out as SQL.
     Migrate(migrate::MigrateArgs),
-    /// The projections (checkpoint, lag, lease, failures), what holds readers back, and
-    /// the store's size.
+    /// The projections (checkpoint, lag, lease, failures, stops), what holds readers back,
+    /// and the store's size.
     Status(status::StatusArgs),
     /// Query, count, follow or read the log.
     #[command(subcommand)]
     Events(events::EventsCommand),
-    /// Reset a projection, or see, retry and resolve its recorded failures.
+    /// Reset or resume a projection, or see, retry and resolve its recorded failures.
     #[command(subcommand)]
     Projections(projections::ProjectionsCommand),
     /// Delete (or count) the events retention would remove.

@@ -1,5 +1,5 @@
-//! `factum projections`: reset (the running service carries it out), and the recorded
-//! failures: list, retry, resolve.
+//! `factum projections`: reset and resume (the running service carries them out), and
+//! the recorded failures: list, retry, resolve.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,15 @@ pub(crate) enum ProjectionsCommand {
         #[arg(long, value_name = "POSITION")]
         to: Option<u64>,
         /// Wait until the running service has carried the reset out (at most SECONDS).
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "30")]
+        wait: Option<u64>,
+    },
+    /// Let a projection its failure policy stopped try the event it stopped at again (once
+    /// the cause is fixed): a reset to its own checkpoint, carried out as `reset` is.
+    Resume {
+        /// The projection.
+        name: String,
+        /// Wait until the running service has carried it out (at most SECONDS).
         #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "30")]
         wait: Option<u64>,
     },
@@ -70,6 +79,19 @@ pub(crate) async fn run(db: &Database, command: ProjectionsCommand, json: bool) 
                 None => "rebuild from the start".to_owned(),
                 Some(p) => format!("reset to after position {p}"),
             };
+            report(&store, &name, &what, pending, wait, json).await
+        }
+        ProjectionsCommand::Resume { name, wait } => {
+            known(&store, &name).await?;
+            let Some(stop) = store.stopped(&name).await? else {
+                return Err(CliError::NotFound(format!(
+                    "{name} is not stopped by its failure policy: nothing to resume (see `factum status`)"
+                )));
+            };
+            // A stopped projection does not move: its checkpoint is where it stopped.
+            let at = store.load_checkpoint(&name).await?.unwrap_or(Checkpoint::START);
+            let pending = store.request(&name, ConsumerRequest::Reset { to: at, clear: false }).await?;
+            let what = format!("resume at event {} (position {})", stop.event_id, stop.position);
             report(&store, &name, &what, pending, wait, json).await
         }
         ProjectionsCommand::Retry { name, wait } => {

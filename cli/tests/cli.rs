@@ -344,8 +344,8 @@ async fn status_and_projections_against_a_running_service() {
 }
 
 /// A projection its failure policy stopped: `status` says where and why, while its lease
-/// is still held; a reset to its own checkpoint lets it try the event again once fixed,
-/// and then the stop is gone.
+/// is still held; `projections resume` lets it try the event again once fixed, and then
+/// the stop is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_names_a_projection_its_failure_policy_stopped() {
     let (db, store, url) = seeded().await;
@@ -384,16 +384,18 @@ async fn status_names_a_projection_its_failure_policy_stopped() {
     let position = p["checkpoint"]["position"].as_i64().unwrap();
     assert!(text.stdout.contains(&format!("at {}/", stopped["global_position"])), "{}", text.stdout);
 
-    // Fixed, and reset to its own checkpoint: it tries the event again, gets past it, and
-    // the stop is gone.
+    // Fixed, and resumed: it tries the event again, gets past it, and the stop is gone.
     broken.store(false, std::sync::atomic::Ordering::SeqCst);
-    run(urls, &["projections", "reset", "cli_stops", "--to", &position.to_string(), "--wait"]).await.ok();
+    let resumed = run(urls, &["projections", "resume", "cli_stops", "--wait"]).await;
+    assert!(resumed.ok().starts_with("cli_stops: resume at event"), "{}", resumed.stdout);
     eventually(WAIT, "every event applied", || async {
         (Recorded::read(store.pool(), "rm_stop").await.rows == 14).then_some(())
     })
     .await;
     let after = run(urls, &["status", "--brief", "--json"]).await.json_lines().remove(0);
     assert!(after["projections"][0]["stopped"].is_null(), "{after}");
+    assert!(after["projections"][0]["checkpoint"]["position"].as_i64().unwrap() > position, "{after}");
+    run(urls, &["projections", "resume", "cli_stops"]).await.fails(3, "is not stopped by its failure policy");
     supervisor.shutdown().await.unwrap();
 }
 
