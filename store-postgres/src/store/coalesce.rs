@@ -297,7 +297,7 @@ impl PostgresStore {
                 }
                 batch
             };
-            self.flush(batch, &self.inner.flush_counters).await;
+            self.flush(batch).await;
         }
     }
 
@@ -315,7 +315,8 @@ impl PostgresStore {
     }
 
     /// Runs one flush and answers its appends.
-    async fn flush(&self, mut batch: Vec<Pending>, counters: &Counters) {
+    async fn flush(&self, mut batch: Vec<Pending>) {
+        let counters = &self.inner.flush_counters;
         let now = Instant::now();
         counters.flushed(batch.iter().map(|p| now.duration_since(p.queued)));
         if batch.len() == 1 {

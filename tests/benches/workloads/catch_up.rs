@@ -227,48 +227,9 @@ pub(super) async fn w5_raw(b: &Bench) -> Rep {
     let (store, schema) = b.fresh_store("w5raw").await;
     drop(store);
     let pool = b.raw_pool().await;
-    let sql = format!(
-        "INSERT INTO {schema}.events (event_id, aggregate_type, aggregate_id, version, event_type, \
-         event_version, topic, event_data, metadata, occurred_at, correlation_id, causation_id) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::int[], \
-         $7::text[], $8::jsonb[], $9::jsonb[], $10::timestamptz[], $11::uuid[], $12::uuid[])"
-    );
     b.settle().await;
     let began = Instant::now();
-    let mut lat = Vec::new();
-    let per_stream = W5_EVENTS.div_ceil(STREAMS);
-    let mut done = 0;
-    let mut version = 0usize;
-    let mut s = 0;
-    while done < W5_EVENTS {
-        let k = (W5_EVENTS - done).min(1_000);
-        let id = format!("bulk-{s}");
-        let events: Vec<NewEvent> = (0..k).map(|_| new_event(&id, 1)).collect();
-        let batch_began = Instant::now();
-        sqlx::query(&sql)
-            .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
-            .bind(vec!["Account"; k])
-            .bind(vec![id.as_str(); k])
-            .bind((1..=k).map(|i| (version + i) as i64).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.schema_version as i32).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.topic.as_deref()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| &e.payload).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.metadata.to_json()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.metadata.correlation_id).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.metadata.causation_id).collect::<Vec<_>>())
-            .execute(&pool)
-            .await
-            .expect("raw bulk");
-        lat.push(batch_began.elapsed());
-        done += k;
-        version += k;
-        if version >= per_stream {
-            s += 1;
-            version = 0;
-        }
-    }
+    let lat = super::physical::raw_bulk(&pool, &schema, W5_EVENTS).await;
     let rep = Rep { value: W5_EVENTS as f64 / began.elapsed().as_secs_f64(), latencies: lat, cpu: None };
     b.drop_schema(&schema).await;
     rep

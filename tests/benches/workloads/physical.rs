@@ -110,8 +110,8 @@ async fn append_one(b: &Bench, table: Table) -> (Rep, f64) {
 }
 
 /// Stores `total` events on `schema.events` in raw `INSERT`s of 1,000, one stream each, as
-/// `bulk` does through the store; returns the latencies.
-async fn raw_bulk(pool: &PgPool, schema: &str, total: usize) -> Vec<Duration> {
+/// `bulk` does through the store (W5's raw baseline too); returns the latencies.
+pub(super) async fn raw_bulk(pool: &PgPool, schema: &str, total: usize) -> Vec<Duration> {
     let sql = format!(
         "INSERT INTO {schema}.events (event_id, aggregate_type, aggregate_id, version, event_type, \
          event_version, topic, event_data, metadata, occurred_at, correlation_id, causation_id) \
