@@ -27,8 +27,9 @@
 #
 # `statements` runs no Rust: it puts the framework's schema on the cluster and
 # compares, with pgbench (16 clients, prepared statements, 12 s each, alternating), the
-# raw INSERT with the append's version-checked INSERT, to show what the check costs on
-# the server alone.
+# raw INSERT with the append's version-checked INSERT (its head through events_head), and
+# with the same check written inline (as before schema version 9), to show what the check
+# and its function cost on the server alone.
 #
 # Environment: FACTUM_BENCH_PORT (default 55439), FACTUM_BENCH_REPS (default 5),
 # FACTUM_BENCH_WORKLOADS (comma-separated), FACTUM_BENCH_KEEP=1 to leave the
@@ -135,12 +136,16 @@ if ((STATEMENTS)); then
     vals="gen_random_uuid(), :t, 'c' || :client_id, :v, 'account.deposited', 1, 'account.money.deposited', '{\"amount\": 1, \"customer\": \"acc-1\"}'::jsonb, '{}'::jsonb, now(), gen_random_uuid(), gen_random_uuid()"
     # Each client appends to a stream of its own, at the next version (v counts per client).
     printf '\\set v :v + 1\nINSERT INTO events (%s) VALUES (%s);\n' "$cols" "$vals" >"$DIR/raw.sql"
-    printf '\\set v :v + 1\nINSERT INTO events (%s) SELECT %s WHERE coalesce((SELECT h.version FROM events h WHERE h.aggregate_type = :t AND h.aggregate_id = %s ORDER BY h.version DESC LIMIT 1), 0) = :v - 1 RETURNING version, global_position;\n' \
+    # The append's check as it runs (schema version 9: the head through events_head, planned
+    # on the stream index whatever the statistics), and as it ran before, inline.
+    printf '\\set v :v + 1\nINSERT INTO events (%s) SELECT %s WHERE events_head(:t, %s, false) = :v - 1 RETURNING version, global_position;\n' \
         "$cols" "$vals" "'c' || :client_id" >"$DIR/checked.sql"
+    printf '\\set v :v + 1\nINSERT INTO events (%s) SELECT %s WHERE coalesce((SELECT h.version FROM events h WHERE h.aggregate_type = :t AND h.aggregate_id = %s ORDER BY h.version DESC LIMIT 1), 0) = :v - 1 RETURNING version, global_position;\n' \
+        "$cols" "$vals" "'c' || :client_id" >"$DIR/inline.sql"
     chmod 644 "$DIR"/*.sql
     n=0
     for ((r = 1; r <= REPS; r++)); do
-        for kind in raw checked; do
+        for kind in raw checked inline; do
             n=$((n + 1))
             tps=$(as_owner "$BINDIR/pgbench" "$URL" -n -M prepared -c 16 -j 2 -T 12 -D v=0 -D t="run$n" \
                 -f "$DIR/$kind.sql" 2>&1 | awk '/^tps/ {printf "%.0f", $3}')

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use factum::prelude::*;
 use factum::store::{
-    subscribe_all, subscribe_category, Checkpoint, EventStream, SubscriptionOptions, VersionRange,
+    subscribe_all, subscribe_category, Checkpoint, EventStream, StreamAppend, SubscriptionOptions,
+    VersionRange,
 };
 use factum::{ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId, Version};
 use factum_postgres::{PoolSettings, PostgresStore, SchemaNames};
@@ -498,7 +499,7 @@ async fn schema_names_and_migrations() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = [ra.unwrap(), rb.unwrap()];
     applied.sort();
-    assert_eq!(applied, [vec![], vec![1, 2, 3, 4, 5, 6, 7, 8]], "applied once, by one of the two");
+    assert_eq!(applied, [vec![], vec![1, 2, 3, 4, 5, 6, 7, 8, 9]], "applied once, by one of the two");
     assert_eq!(a.migrate().await.unwrap(), Vec::<i32>::new());
 
     let s = sid("Order", "o-1");
@@ -694,7 +695,7 @@ async fn heads_deleted_under_schema_two_still_count() {
     first.append(&s, ExpectedVersion::NoStream, vec![ev("A")]).await.unwrap();
     // What version 2's retention left behind: a head row, and none of the stream's events.
     sqlx::query(
-        "INSERT INTO event_streams (aggregate_type, aggregate_id, version) VALUES ('Order', 'o-9', 7)",
+        "INSERT INTO event_streams (aggregate_type, aggregate_id, version) VALUES ('Order', 'o-9', 7), ('Order', 'o-11', 5)",
     )
     .execute(first.pool())
     .await
@@ -712,6 +713,18 @@ async fn heads_deleted_under_schema_two_still_count() {
     assert_eq!((r.from_version, r.to_version), (Version(9), Version(10)));
     let r = store.append(&old, ExpectedVersion::Exact(Version(10)), vec![ev("E"), ev("F")]).await.unwrap();
     assert_eq!(r.to_version, Version(12));
+    // The multi-stream append (the coalesced flush's statement) finds the heads the same way.
+    let other = sid("Order", "o-11");
+    let both = |expected| {
+        vec![
+            StreamAppend::new(old.clone(), ExpectedVersion::Exact(Version(12)), vec![ev("G")]),
+            StreamAppend::new(other.clone(), expected, vec![ev("H")]),
+        ]
+    };
+    let err = store.append_many(both(ExpectedVersion::NoStream)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { actual: Version(5), .. }), "{err:?}");
+    let r = store.append_many(both(ExpectedVersion::Exact(Version(5)))).await.unwrap();
+    assert_eq!((r[0].to_version, r[1].to_version), (Version(13), Version(6)));
 }
 
 /// Four writers append `n` events each to streams `o-0` … `o-3`, in lock step, so that

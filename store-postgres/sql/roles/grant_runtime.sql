@@ -26,5 +26,13 @@ GRANT EXECUTE ON FUNCTION
     {schema}.{events}_retain(TIMESTAMPTZ, BOOLEAN, TEXT[], BOOLEAN, INTEGER),
     {schema}.{events}_retainable(TIMESTAMPTZ, BOOLEAN, TEXT[], BOOLEAN)
     TO {runtime};
+-- A stream's head and events through the stream index (schema version 9).
+GRANT EXECUTE ON FUNCTION
+    {schema}.{events}_head(TEXT, TEXT, BOOLEAN),
+    {schema}.{events}_heads(TEXT[], TEXT[], BOOLEAN),
+    {schema}.{events}_stream(TEXT, TEXT, BIGINT, BIGINT),
+    {schema}.{snapshots}_load(TEXT, TEXT),
+    {schema}.{snapshots}_delete(TEXT, TEXT)
+    TO {runtime};
 -- What query filters enumerate along the indexes (schema version 7).
 GRANT EXECUTE ON FUNCTION {schema}.{events}_aggregate_types(), {schema}.{events}_topic_pairs() TO {runtime};

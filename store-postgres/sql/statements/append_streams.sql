@@ -2,18 +2,20 @@
 -- a coalesced flush of the command path, or one atomic multi-stream append. $1..$3 are
 -- per append (aggregate type, aggregate id, the version it expects, 0 for a new stream);
 -- $4..$14 per event, $4 being the number (from 1) of its append and $5 its place in it
--- (from 1). The check of `ok` is version_check.sql (or version_check_legacy.sql) for one
--- append. The last condition is `true` when each append stands alone (it inserts nothing
--- if its stream is not at its version, and the others are unaffected), or that every
--- append passed its check (all or nothing). The unique indexes refuse a stored event id,
--- or a concurrent writer of the same version, failing the whole statement. (Looking the
--- ids up here would cost as much, and its generic plan, cached while the table is
--- empty, may scan the table for them.)
+-- (from 1); $15 says whether to consult the heads deleted under schema version 2. An
+-- append is `ok` when its stream is at its version, as {events}_heads finds them, all in
+-- one call, through the stream index. The last condition is `true` when each append
+-- stands alone (it inserts nothing if its stream is not at its version, and the others
+-- are unaffected), or that every append passed its check (all or nothing). The unique
+-- indexes refuse a stored event id, or a concurrent writer of the same version, failing
+-- the whole statement. (Looking the ids up here would cost as much, and its generic plan,
+-- cached while the table is empty, may scan the table for them.)
 WITH a AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::int8[])
         WITH ORDINALITY AS a(aggregate_type, aggregate_id, expected, idx)
 ), ok AS (
-    SELECT * FROM a WHERE {check}
+    SELECT a.* FROM a JOIN {schema}.{events}_heads($1::text[], $2::text[], $15::bool) h ON h.idx = a.idx
+    WHERE h.version = a.expected
 )
 INSERT INTO {schema}.{events} ({insert_columns})
 SELECT b.event_id, ok.aggregate_type, ok.aggregate_id, ok.expected + b.ord, b.event_type,

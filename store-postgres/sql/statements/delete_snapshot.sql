@@ -1,2 +1,2 @@
--- Deletes a stream's snapshot.
-DELETE FROM {schema}.{snapshots} WHERE aggregate_type = $1 AND aggregate_id = $2
+-- Deletes a stream's snapshot, through the primary key; whether there was one.
+SELECT {schema}.{snapshots}_delete($1, $2)

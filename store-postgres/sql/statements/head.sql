@@ -1,7 +1,3 @@
--- A stream's version: its newest stored event's (one backward step on the unique index),
--- or a head that retention deleted under schema version 2.
-SELECT coalesce(greatest(
-    (SELECT h.version FROM {schema}.{events} h
-     WHERE h.aggregate_type = $1 AND h.aggregate_id = $2 ORDER BY h.version DESC LIMIT 1),
-    (SELECT s.version FROM {schema}.{streams} s WHERE s.aggregate_type = $1 AND s.aggregate_id = $2)
-), 0)
+-- A stream's version: its newest stored event's, or ($3) a head that retention deleted
+-- under schema version 2. {events}_head finds it through the stream index.
+SELECT {schema}.{events}_head($1, $2, $3)

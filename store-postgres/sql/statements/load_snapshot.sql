@@ -1,5 +1,3 @@
--- A stream's snapshot.
+-- A stream's snapshot, through the primary key ({snapshots}_load).
 SELECT version, schema_version, state, created_at
-FROM {schema}.{snapshots}
-WHERE aggregate_type = $1
-AND aggregate_id = $2
+FROM {schema}.{snapshots}_load($1, $2)

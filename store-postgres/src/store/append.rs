@@ -175,9 +175,11 @@ impl PostgresStore {
         conn: &mut PgConnection,
         stream: &StreamId,
     ) -> Result<Version, StoreError> {
+        let legacy = self.legacy_heads(&mut *conn).await?;
         let v: i64 = sqlx::query_scalar(&self.inner.sql.head)
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
+            .bind(legacy)
             .fetch_one(conn)
             .await
             .map_err(backend)?;
@@ -193,10 +195,10 @@ impl PostgresStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendFailure> {
-        let legacy = usize::from(self.legacy_heads(&mut *conn).await.map_err(AppendFailure::Other)?);
+        let legacy = self.legacy_heads(&mut *conn).await.map_err(AppendFailure::Other)?;
         let from = expected_code(expected);
         let query = if let [e] = events {
-            sqlx::query(&self.inner.sql.append_one[legacy])
+            sqlx::query(&self.inner.sql.append_one)
                 .bind(stream.aggregate_type())
                 .bind(stream.aggregate_id())
                 .bind(from)
@@ -210,8 +212,9 @@ impl PostgresStore {
                 .bind(e.occurred_at.trunc_subsecs(6))
                 .bind(e.metadata.correlation_id)
                 .bind(e.metadata.causation_id)
+                .bind(legacy)
         } else {
-            Columns::new(events).bind(&self.inner.sql.append_many[legacy], stream, from)
+            Columns::new(events).bind(&self.inner.sql.append_many, stream, from).bind(legacy)
         };
         let rows = query.fetch_all(&mut *conn).await.map_err(|e| self.append_error(e, stream))?;
         if rows.is_empty() {

@@ -58,13 +58,12 @@ impl SnapshotBackend for PostgresStore {
 
     async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError> {
         self.timed("delete_snapshot", async {
-            let done = sqlx::query(&self.inner.sql.delete_snapshot)
+            sqlx::query_scalar(&self.inner.sql.delete_snapshot)
                 .bind(stream.aggregate_type())
                 .bind(stream.aggregate_id())
-                .execute(&mut *self.conn().await?)
+                .fetch_one(&mut *self.conn().await?)
                 .await
-                .map_err(backend)?;
-            Ok(done.rows_affected() > 0)
+                .map_err(backend)
         })
         .await
     }

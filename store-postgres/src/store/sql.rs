@@ -19,14 +19,13 @@ pub(crate) struct Sql {
     pub(crate) append_in: String,
     /// Enters a projection's batch fence and checks its checkpoint (see `fence`).
     pub(crate) fence: String,
-    /// The checked appends at a known version: one event; several; and both again for a
-    /// store whose head table still holds heads deleted under schema version 2.
-    pub(crate) append_one: [String; 2],
-    pub(crate) append_many: [String; 2],
+    /// The checked appends at a known version: one event; several.
+    pub(crate) append_one: String,
+    pub(crate) append_many: String,
     /// Appends to several streams in one statement: each on its own (a coalesced flush),
-    /// or all or nothing; and both again for legacy heads.
-    pub(crate) append_streams: [String; 2],
-    pub(crate) append_atomic: [String; 2],
+    /// or all or nothing.
+    pub(crate) append_streams: String,
+    pub(crate) append_atomic: String,
     pub(crate) legacy_heads: String,
     pub(crate) head: String,
     pub(crate) read_stream: String,
@@ -76,24 +75,15 @@ impl Sql {
         let e = |t: &str| {
             expand(&t.replace("{columns}", COLUMNS).replace("{insert_columns}", INSERT_COLUMNS), names)
         };
-        let checks = [statement!("version_check"), statement!("version_check_legacy")];
-        let one = |check: &str| e(&statement!("append_one").replace("{check}", check));
-        let many = |check: &str| e(&statement!("append_many").replace("{check}", check));
-        // The checks name one append's parameters; here they are the row of `a`.
-        let streams = |check: &str, all: &str| {
-            let check = check.replace("$1", "a.aggregate_type").replace("$2", "a.aggregate_id");
-            let check = check.replace("$3", "a.expected");
-            e(&statement!("append_streams").replace("{check}", &check).replace("{all}", all))
-        };
-        let every = "(SELECT count(*) FROM ok) = cardinality($1::text[])";
+        let streams = |all: &str| e(&statement!("append_streams").replace("{all}", all));
         Sql {
             append: e(statement!("append")),
             append_in: e(statement!("append_in")),
             fence: e(statement!("fence")),
-            append_one: [one(checks[0]), one(checks[1])],
-            append_many: [many(checks[0]), many(checks[1])],
-            append_streams: [streams(checks[0], "true"), streams(checks[1], "true")],
-            append_atomic: [streams(checks[0], every), streams(checks[1], every)],
+            append_one: e(statement!("append_one")),
+            append_many: e(statement!("append_many")),
+            append_streams: streams("true"),
+            append_atomic: streams("(SELECT count(*) FROM ok) = cardinality($1::text[])"),
             legacy_heads: e(statement!("legacy_heads")),
             head: e(statement!("head")),
             read_stream: e(statement!("read_stream")),

@@ -30,7 +30,7 @@ impl PostgresStore {
         parts: &[Part<'_>],
         atomic: bool,
     ) -> Result<Vec<Option<AppendResult>>, AppendFailure> {
-        let legacy = usize::from(self.legacy_heads(&mut *conn).await.map_err(AppendFailure::Other)?);
+        let legacy = self.legacy_heads(&mut *conn).await.map_err(AppendFailure::Other)?;
         let n: usize = parts.iter().map(|p| p.events.len()).sum();
         let (mut types, mut ids, mut bases) = (Vec::new(), Vec::new(), Vec::new());
         let (mut numbers, mut places) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -45,11 +45,7 @@ impl PostgresStore {
                 c.push(e);
             }
         }
-        let sql = if atomic {
-            &self.inner.sql.append_atomic[legacy]
-        } else {
-            &self.inner.sql.append_streams[legacy]
-        };
+        let sql = if atomic { &self.inner.sql.append_atomic } else { &self.inner.sql.append_streams };
         let rows = sqlx::query(sql)
             .bind(types)
             .bind(ids)
@@ -65,6 +61,7 @@ impl PostgresStore {
             .bind(c.occurred_at)
             .bind(c.correlation)
             .bind(c.causation)
+            .bind(legacy)
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| self.append_error(e, parts[0].stream))?;

@@ -1,5 +1,0 @@
-coalesce(greatest(
-    (SELECT h.version FROM {schema}.{events} h
-     WHERE h.aggregate_type = $1 AND h.aggregate_id = $2 ORDER BY h.version DESC LIMIT 1),
-    (SELECT s.version FROM {schema}.{streams} s WHERE s.aggregate_type = $1 AND s.aggregate_id = $2)
-), 0) = $3
