@@ -29,7 +29,8 @@
 # compares, with pgbench (16 clients, prepared statements, 12 s each, alternating), the
 # raw INSERT with the append's version-checked INSERT (its head through events_head), and
 # with the same check written inline (as before schema version 9), to show what the check
-# and its function cost on the server alone.
+# and its function cost on the server alone; then an aggregate's load of 50 events, through
+# events_stream and inline.
 #
 # Environment: FACTUM_BENCH_PORT (default 55439), FACTUM_BENCH_REPS (default 5),
 # FACTUM_BENCH_WORKLOADS (comma-separated), FACTUM_BENCH_KEEP=1 to leave the
@@ -142,10 +143,17 @@ if ((STATEMENTS)); then
         "$cols" "$vals" "'c' || :client_id" >"$DIR/checked.sql"
     printf '\\set v :v + 1\nINSERT INTO events (%s) SELECT %s WHERE coalesce((SELECT h.version FROM events h WHERE h.aggregate_type = :t AND h.aggregate_id = %s ORDER BY h.version DESC LIMIT 1), 0) = :v - 1 RETURNING version, global_position;\n' \
         "$cols" "$vals" "'c' || :client_id" >"$DIR/inline.sql"
+    # An aggregate's load: 50 events of a stream that the first phase wrote (run1's streams
+    # c0..c15 hold thousands each), through events_stream (schema version 9) and inline.
+    cols_read="version, event_type, event_version, event_data::text"
+    printf '\\set s random(0, 15)\nSELECT %s FROM events_stream('"'"'run1'"'"', '"'"'c'"'"' || :s, 0, 50) ORDER BY version;\n' \
+        "$cols_read" >"$DIR/read.sql"
+    printf '\\set s random(0, 15)\nSELECT %s FROM events WHERE aggregate_type = '"'"'run1'"'"' AND aggregate_id = '"'"'c'"'"' || :s AND version > 0 AND version <= 50 ORDER BY version;\n' \
+        "$cols_read" >"$DIR/read_inline.sql"
     chmod 644 "$DIR"/*.sql
     n=0
     for ((r = 1; r <= REPS; r++)); do
-        for kind in raw checked inline; do
+        for kind in raw checked inline read read_inline; do
             n=$((n + 1))
             tps=$(as_owner "$BINDIR/pgbench" "$URL" -n -M prepared -c 16 -j 2 -T 12 -D v=0 -D t="run$n" \
                 -f "$DIR/$kind.sql" 2>&1 | awk '/^tps/ {printf "%.0f", $3}')
