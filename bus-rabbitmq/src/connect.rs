@@ -1,6 +1,5 @@
-//! Connecting to the broker, with typed start-up errors and a reconnect backoff.
-
-use std::time::Duration;
+//! Connecting to the broker, with typed start-up errors. Reconnects wait with
+//! [`factum::backoff::Backoff`].
 
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
@@ -32,44 +31,9 @@ pub(crate) fn is_transient(error: &BusError) -> bool {
     matches!(error, BusError::Unreachable { .. } | BusError::Amqp(_))
 }
 
-/// Exponential backoff for reconnecting: `initial`, doubling to `max`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
-        Backoff { initial, max: max.max(initial), next: initial }
-    }
-
-    /// The delay to wait now; the next one doubles.
-    pub(crate) fn delay(&mut self) -> Duration {
-        let now = self.next;
-        self.next = self.next.saturating_mul(2).min(self.max);
-        now
-    }
-
-    /// Starts over at the shortest delay (after a success).
-    pub(crate) fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<_> = (0..4).map(|_| b.delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 350, 350]);
-        b.reset();
-        assert_eq!(b.delay().as_millis(), 100);
-    }
 
     #[tokio::test]
     async fn a_bad_url_is_a_typed_error() {

@@ -112,7 +112,7 @@ impl Publisher {
                     return;
                 }
                 Err(e) => {
-                    let delay = self.backoff.delay();
+                    let delay = self.backoff.next_delay();
                     if is_transient(&e) {
                         tracing::warn!(publisher = %self.config.name, error = %e, ?delay, "broker unavailable; retrying");
                     } else {

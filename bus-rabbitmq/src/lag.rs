@@ -5,19 +5,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use factum::store::Checkpoint;
+use factum::task::AbortOnDrop;
 use factum::{EventStore, StoreError};
-use tokio::task::JoinHandle;
 
 use crate::metrics::BusMetrics;
-
-/// Aborts a task when dropped, so that the gauge task ends with its publisher.
-pub(crate) struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Measures every `every`: the events stored after the publisher's stored checkpoint,
 /// and how long ago the oldest of them was recorded (0 when there is none).
@@ -27,8 +18,8 @@ pub(crate) fn spawn_lag(
     categories: Vec<String>,
     metrics: BusMetrics,
     every: Duration,
-) -> AbortOnDrop {
-    AbortOnDrop(tokio::spawn(async move {
+) -> AbortOnDrop<()> {
+    AbortOnDrop::new(tokio::spawn(async move {
         let labels = metrics.publisher(&name);
         loop {
             match measure(store.as_ref(), &name, &categories).await {

@@ -5,18 +5,19 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use factum::backoff::Backoff;
 use factum::projection::{Batch, ProjectionSink, SinkError};
 use factum::store::{Checkpoint, ProjectionFailure, TopicPattern};
+use factum::task::AbortOnDrop;
 use factum::{EventStore, HandlerError, Projection, RecordedEvent};
 use lapin::types::ShortString;
 use tracing::Instrument;
 
 use crate::ahead::Ahead;
 use crate::config::PublisherConfig;
-use crate::connect::Backoff;
 use crate::delivery::{Link, Outcome, STAGES};
 use crate::error::BusError;
-use crate::lag::{spawn_lag, AbortOnDrop};
+use crate::lag::spawn_lag;
 
 /// The bus's publisher: a [`ProjectionSink`] that publishes each event to a durable topic
 /// exchange as a persistent message, with publisher confirms, and moves the checkpoint
@@ -50,7 +51,7 @@ pub struct Publisher {
     pub(crate) backoff: Backoff,
     /// What was published ahead of the batch being confirmed.
     pub(crate) ahead: Ahead,
-    _lag: AbortOnDrop,
+    _lag: AbortOnDrop<()>,
 }
 
 impl std::fmt::Debug for Publisher {

@@ -17,10 +17,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::acks::{bounded, Acks};
-use crate::connect::{connect, Backoff};
+use crate::connect::connect;
 use crate::error::{is_precondition_failed, BusError};
 use crate::message::{headers, BusEvent};
 use crate::subscriber_config::SubscriberConfig;
+use factum::backoff::Backoff;
 
 /// Handles the events a [`Subscriber`] receives, one at a time, in queue order.
 ///
@@ -206,7 +207,7 @@ async fn run<H: MessageHandler>(
                         link = Some(l);
                     }
                     Err(e) => {
-                        let delay = backoff.delay();
+                        let delay = backoff.next_delay();
                         tracing::warn!(queue = %config.queue, error = %e, ?delay, "broker unavailable; retrying");
                         tokio::select! {
                             _ = stopped.changed() => return,
@@ -299,7 +300,7 @@ async fn process<H: MessageHandler>(
                     tracing::error!(queue = %config.queue, event_id = %event.event_id, attempt, error = %e, "handler failed; dead-lettering");
                     return dead_letter(config, link, delivery, &e.to_string(), attempt).await;
                 }
-                let delay = backoff.delay();
+                let delay = backoff.next_delay();
                 tracing::warn!(queue = %config.queue, event_id = %event.event_id, attempt, error = %e, ?delay, "handler failed; retrying");
                 tokio::time::sleep(delay).await;
                 attempt += 1;

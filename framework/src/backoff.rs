@@ -1,9 +1,8 @@
-//! Exponential backoff: the delays between tries that grow from a first delay to a cap,
-//! and the message of a caught panic. Every retry loop of the framework (projections'
+//! Exponential backoff: the delays between tries that grow from a first delay to a cap.
+//! Every retry loop of the framework (projections'
 //! failure policy and outage waits, aggregates' conflict retries, the supervisor's
 //! restarts, replay and retention) takes its delays from here.
 
-use std::any::Any;
 use std::time::Duration;
 
 /// Delays that double from a first delay up to a cap, one per failed try.
@@ -53,15 +52,6 @@ impl Backoff {
     }
 }
 
-/// The message of a caught panic's payload (a `&str` or a `String`, as `panic!` makes).
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic payload".to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,15 +74,5 @@ mod tests {
         }
         assert_eq!(Backoff::after_failures(initial, max, 0), initial);
         assert_eq!(Backoff::after_failures(initial, max, u32::MAX), max);
-    }
-
-    #[test]
-    fn panic_messages() {
-        let s: Box<dyn Any + Send> = Box::new("boom");
-        let owned: Box<dyn Any + Send> = Box::new(String::from("bang"));
-        let other: Box<dyn Any + Send> = Box::new(42u8);
-        assert_eq!(panic_message(s.as_ref()), "boom");
-        assert_eq!(panic_message(owned.as_ref()), "bang");
-        assert_eq!(panic_message(other.as_ref()), "a non-string panic payload");
     }
 }

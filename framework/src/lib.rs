@@ -98,12 +98,12 @@
 
 pub mod aggregate;
 pub mod backoff;
-mod facade;
 mod instrumented;
 pub mod metrics;
 pub mod projection;
 pub mod store;
 pub mod supervisor;
+pub mod task;
 pub mod testing;
 
 /// The store's role traits, whose methods a concrete store ([`InMemoryStore`], a
@@ -115,8 +115,7 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub use aggregate::__private;
-pub use aggregate::{Aggregate, Command, CommandError, DomainEvent};
-pub use facade::{Factum, FactumConfig};
+pub use aggregate::{Aggregate, Command, CommandError, DomainEvent, Factum, FactumConfig};
 pub use metrics::Metrics;
 pub use projection::{EventHandler, HandlerError, Projection};
 pub use store::{

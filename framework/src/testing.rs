@@ -44,8 +44,8 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use crate::aggregate::Factum;
 use crate::aggregate::{encode, Aggregate, Command, CommandError, Executed};
-use crate::facade::Factum;
 use crate::prelude::*;
 use crate::store::{ExpectedVersion, Metadata, StreamId, Version};
 use crate::InMemoryStore;

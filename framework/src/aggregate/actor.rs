@@ -12,9 +12,9 @@ use rand::Rng;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
+use super::Shared;
 use super::{encode, Aggregate, CommandError, DomainEvent, Executed, SnapshotContext, SnapshotPolicy};
 use crate::backoff::Backoff;
-use crate::facade::Shared;
 use crate::store::{ExpectedVersion, Metadata, Snapshot, StoreError, StreamId, Version};
 
 /// The messages an aggregate actor handles.
@@ -74,7 +74,7 @@ pub(crate) struct ActorState<A: Aggregate> {
 }
 
 fn panic_message(panic: Box<dyn Any + Send>) -> String {
-    crate::backoff::panic_message(panic.as_ref())
+    crate::task::panic_message(panic.as_ref())
 }
 
 /// Folds stored events after `version` into `state`.
@@ -315,7 +315,7 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
         let fresh = std::mem::replace(&mut state.fresh, false);
         let panicked = match message {
             AggregateMsg::Execute { command, metadata, reply } => {
-                let span = tracing::info_span!("command", aggregate_type = A::TYPE,
+                let span = tracing::info_span!("factum.command", aggregate_type = A::TYPE,
                     aggregate_id = state.stream.aggregate_id(),
                     correlation_id = ?metadata.correlation_id, causation_id = ?metadata.causation_id);
                 let started = Instant::now();

@@ -1,8 +1,10 @@
 //! Aggregates, their commands and events, and the actors that run them.
 
 pub(crate) mod actor;
+mod config;
 mod error;
 pub(crate) mod registry;
+mod runner;
 mod snapshot;
 
 use serde::de::DeserializeOwned;
@@ -15,8 +17,9 @@ use crate::store::{NewEvent, Version};
 pub use error::{CommandError, EventCodecError};
 pub use factum_derive::{Aggregate, Command, DomainEvent};
 
-// The command side's runner, here too.
-pub use crate::facade::{Factum, FactumConfig};
+pub use config::FactumConfig;
+pub use runner::Factum;
+pub(crate) use runner::Shared;
 pub use snapshot::{SnapshotContext, SnapshotPolicy, SnapshotPolicyError};
 
 /// The default snapshot interval, from the usual 50–100 range.

@@ -11,8 +11,8 @@ use ractor::{Actor, ActorRef};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::actor::{load, AggregateActor, AggregateMsg, Args};
+use super::Shared;
 use super::{Aggregate, CommandError};
-use crate::facade::Shared;
 use crate::store::StreamId;
 
 type Key = (&'static str, String);

@@ -1,10 +1,8 @@
 //! The framework's Prometheus metrics, on `prometheus-client`.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -13,111 +11,13 @@ use prometheus_client::registry::Registry;
 
 use crate::store::EventStore;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AggregateLabels {
-    aggregate_type: String,
-}
+mod labels;
+mod seed;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    aggregate_type: String,
-    outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProjectionLabels {
-    projection: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProjectionOutcomeLabels {
-    projection: String,
-    outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabels {
-    operation: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ChildLabels {
-    child: String,
-}
-
-/// The replay and retention metrics, under their established names (no prefix).
-#[derive(Default)]
-struct SeedMetrics {
-    replay_runs: Counter,
-    events_replayed: Counter,
-    replay_failed: Counter,
-    replay_last_run: Gauge<f64, AtomicU64>,
-    replay_last_duration: Gauge<f64, AtomicU64>,
-    replay_last_count: Gauge,
-    retention_runs: Counter,
-    retention_total_deleted: Gauge,
-    retention_last_cleanup: Gauge<f64, AtomicU64>,
-    retention_last_duration: Gauge<f64, AtomicU64>,
-    retention_last_deleted: Gauge,
-}
-
-impl SeedMetrics {
-    fn register(&self, r: &mut Registry) {
-        r.register("eventstore_replay_runs", "Total replay operations", self.replay_runs.clone());
-        r.register(
-            "eventstore_events_replayed",
-            "Total events processed by replays",
-            self.events_replayed.clone(),
-        );
-        r.register(
-            "eventstore_replay_failed_events",
-            "Events a replay handler failed on",
-            self.replay_failed.clone(),
-        );
-        r.register(
-            "eventstore_replay_last_run_timestamp",
-            "Unix timestamp of the last replay's end",
-            self.replay_last_run.clone(),
-        );
-        r.register(
-            "eventstore_replay_last_duration_seconds",
-            "Duration of the last replay",
-            self.replay_last_duration.clone(),
-        );
-        r.register(
-            "eventstore_replay_last_count",
-            "Events processed in the last replay",
-            self.replay_last_count.clone(),
-        );
-        r.register(
-            "eventstore_retention_cleanup_runs",
-            "Total retention clean-ups",
-            self.retention_runs.clone(),
-        );
-        // A gauge, not a counter: a counter's exposition name would gain `_total`, and
-        // the established name, as is.
-        r.register(
-            "eventstore_retention_total_events_deleted",
-            "Total events deleted by retention (monotonic)",
-            self.retention_total_deleted.clone(),
-        );
-        r.register(
-            "eventstore_retention_last_cleanup_timestamp",
-            "Unix timestamp of the last clean-up",
-            self.retention_last_cleanup.clone(),
-        );
-        r.register(
-            "eventstore_retention_last_cleanup_duration_seconds",
-            "Duration of the last clean-up",
-            self.retention_last_duration.clone(),
-        );
-        r.register(
-            "eventstore_retention_last_cleanup_deleted",
-            "Events deleted in the last clean-up",
-            self.retention_last_deleted.clone(),
-        );
-    }
-}
+use labels::{
+    AggregateLabels, ChildLabels, OperationLabels, OutcomeLabels, ProjectionLabels, ProjectionOutcomeLabels,
+};
+use seed::SeedMetrics;
 
 fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())

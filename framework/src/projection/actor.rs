@@ -8,14 +8,17 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{OnExhausted, ProjectionState, RetryReport, SinkError};
+use super::{ProjectionError, ProjectionState, RetryReport};
 use crate::backoff::Backoff;
 use crate::store::cursor::Chase;
-use crate::store::{Checkpoint, Lease, LogPage, ProjectionFailure, RecordedEvent, StoreError};
-use crate::supervisor::SupervisorError;
+use crate::store::{Checkpoint, Lease, LogPage, StoreError};
+use crate::task::AbortOnDrop;
 
+mod failure;
+mod lease;
 mod operations;
 mod shared;
+mod step;
 
 pub(crate) use shared::ProjectionShared;
 
@@ -31,11 +34,11 @@ pub(crate) enum ProjectionMsg {
     LeaseCheck(u64),
     Pause(RpcReplyPort<()>),
     Resume(RpcReplyPort<()>),
-    Reset(Checkpoint, RpcReplyPort<Result<(), SupervisorError>>),
+    Reset(Checkpoint, RpcReplyPort<Result<(), ProjectionError>>),
     /// Take the projection over for a rebuild: clear the read model, checkpoint at start.
-    BeginRebuild(RpcReplyPort<Result<(), SupervisorError>>),
+    BeginRebuild(RpcReplyPort<Result<(), ProjectionError>>),
     EndRebuild(RpcReplyPort<()>),
-    RetryFailures(RpcReplyPort<Result<RetryReport, SupervisorError>>),
+    RetryFailures(RpcReplyPort<Result<RetryReport, ProjectionError>>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,16 +47,6 @@ enum Mode {
     Paused,
     Rebuilding,
     Failed,
-}
-
-/// Aborts a task when dropped: the actor's state owns its helpers, and the state is
-/// dropped however the actor ends (`post_stop` does not run after a panic or a kill).
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The result of reading the next page ahead of time.
@@ -143,59 +136,6 @@ impl ProjectionActorState {
         &self.shared.name
     }
 
-    /// Makes sure this instance holds the projection's lease, taking it if free; on
-    /// taking it, starts from the stored checkpoint.
-    async fn ensure_lease(&mut self) -> Result<bool, StoreError> {
-        if self.lease.as_ref().is_some_and(Lease::is_held) {
-            return Ok(true);
-        }
-        if self.lease.take().is_some() {
-            // Just lost: wait one lease retry before taking it again, so that an instance
-            // standing by gets it first.
-            tracing::warn!(projection = %self.shared.name, "projection lease lost");
-            self.lease_tried = Some(Instant::now());
-            return Ok(false);
-        }
-        let Some(lease) = self.shared.store.try_lease(self.name()).await? else {
-            return Ok(false);
-        };
-        self.checkpoint = self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
-        self.lease = Some(lease);
-        self.lease_gen += 1;
-        let generation = self.lease_gen;
-        self.myself.send_after(self.shared.lease_retry, move || ProjectionMsg::LeaseCheck(generation));
-        self.failing = None;
-        tracing::info!(projection = %self.shared.name, checkpoint = %self.checkpoint, "projection lease taken");
-        let cp = self.checkpoint;
-        self.shared.update(|s| s.checkpoint = cp);
-        Ok(true)
-    }
-
-    /// A commit was refused because the checkpoint moved under this instance: another
-    /// one wrote it while both believed they held the lease (the other's session broke
-    /// and it has not noticed yet). Nothing of the batch was kept. If this instance still
-    /// holds the lease it goes on from the stored checkpoint; otherwise it stands by.
-    async fn fenced(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<bool, StoreError> {
-        if self.lease.as_ref().is_some_and(Lease::is_held) {
-            tracing::warn!(projection = %self.shared.name, "checkpoint moved by another instance; re-reading it");
-            self.checkpoint =
-                self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
-            self.failing = None;
-            Ok(true)
-        } else {
-            tracing::warn!(projection = %self.shared.name, "checkpoint moved by another instance; standing by");
-            self.standby(myself);
-            Ok(false)
-        }
-    }
-
-    fn standby(&mut self, myself: &ActorRef<ProjectionMsg>) {
-        self.lease = None;
-        self.lease_tried = Some(Instant::now());
-        self.shared.set_state(ProjectionState::Standby);
-        self.arm(myself, self.shared.lease_retry);
-    }
-
     /// Arms the actor's one timer to fire within `delay`.
     fn arm(&mut self, myself: &ActorRef<ProjectionMsg>, delay: Duration) {
         let at = Instant::now() + delay;
@@ -204,177 +144,6 @@ impl ProjectionActorState {
         }
         self.timer = Some(at);
         myself.send_after(delay, || ProjectionMsg::Tick);
-    }
-
-    async fn measure_lag(&mut self, force: bool) -> Result<(), StoreError> {
-        let due = match self.lag_measured {
-            None => true,
-            Some((at, cp)) => (force && cp != self.checkpoint) || at.elapsed() >= LAG_EVERY,
-        };
-        if !due {
-            return Ok(());
-        }
-        let lag =
-            self.shared.store.count_after(self.checkpoint, &self.shared.selector.aggregate_types).await?;
-        self.lag_measured = Some((Instant::now(), self.checkpoint));
-        self.shared.metrics.projection_progress(&self.shared.name, self.checkpoint.position.0, Some(lag));
-        self.shared.update(|s| s.lag = Some(lag));
-        Ok(())
-    }
-
-    /// The page after the checkpoint: the one prefetched if it was read from there, else
-    /// read now.
-    async fn next_page(&mut self) -> Result<Option<LogPage>, StoreError> {
-        if let Some((after, mut read)) = self.prefetch.take() {
-            if after == self.checkpoint {
-                match (&mut read.0).await {
-                    Ok(page) => return page,
-                    // Panicked or aborted: read it again below.
-                    Err(e) => tracing::debug!(projection = %self.shared.name, error = %e, "prefetch lost"),
-                }
-            }
-        }
-        self.shared.read_batch(self.checkpoint).await
-    }
-
-    /// Reads and applies one batch. Returns whether to go on reading at once.
-    async fn step(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<bool, StoreError> {
-        let shared = self.shared.clone();
-        let started = Instant::now();
-        let page = self.next_page().await?;
-        tracing::trace!(
-            target: STAGES,
-            projection = %self.shared.name,
-            stage = "read",
-            count = page.as_ref().map_or(0, |p| p.events.len() as u64),
-            took_us = started.elapsed().as_micros() as u64
-        );
-        let Some(LogPage { events: selected, to, full, .. }) = page else {
-            if self.failing.is_none() {
-                self.shared.set_state(ProjectionState::Live);
-            }
-            self.measure_lag(true).await?;
-            if let Some(delay) = self.chase.after_empty(tokio::time::Instant::now()) {
-                self.arm(myself, delay);
-            }
-            return Ok(false);
-        };
-        self.chase.progressed();
-        if full {
-            // Catching up: fetch the next page while this one is applied.
-            let reader = shared.clone();
-            let read = tokio::spawn(async move { reader.read_batch(to).await });
-            self.prefetch = Some((to, AbortOnDrop(read)));
-        }
-        let from = self.checkpoint;
-        match shared.apply(&selected, from, to).await {
-            Ok(()) => {
-                self.advanced(to, selected.len() as u64);
-                self.failing = None;
-                self.shared.set_state(if full { ProjectionState::CatchingUp } else { ProjectionState::Live });
-                // At most once a second while busy; the empty read that follows the
-                // last batch measures it at once.
-                self.measure_lag(false).await?;
-                Ok(true)
-            }
-            Err(SinkError::Fenced) => self.fenced(myself).await,
-            Err(SinkError::Store(e)) => Err(e),
-            Err(SinkError::Handler { index, error, prefix_committed }) => {
-                if index > 0 {
-                    let prefix_to = selected[index - 1].checkpoint();
-                    if !prefix_committed {
-                        match shared.apply(&selected[..index], from, prefix_to).await {
-                            Ok(()) => {}
-                            Err(SinkError::Fenced) => return self.fenced(myself).await,
-                            Err(SinkError::Store(e)) => return Err(e),
-                            // It failed differently this time: start over from the checkpoint.
-                            Err(SinkError::Handler { .. }) => return Ok(true),
-                        }
-                    }
-                    self.advanced(prefix_to, index as u64);
-                }
-                self.failed(myself, &selected[index], error).await
-            }
-        }
-    }
-
-    fn advanced(&mut self, to: Checkpoint, handled: u64) {
-        self.checkpoint = to;
-        self.shared.metrics.projection_events(&self.shared.name, "handled", handled);
-        self.shared.metrics.projection_progress(&self.shared.name, to.position.0, None);
-        self.shared.update(|s| {
-            s.checkpoint = to;
-            s.handled += handled;
-        });
-    }
-
-    /// Applies the failure policy to `event`, which failed with `error`.
-    async fn failed(
-        &mut self,
-        myself: &ActorRef<ProjectionMsg>,
-        event: &RecordedEvent,
-        error: super::HandlerError,
-    ) -> Result<bool, StoreError> {
-        // Before counting the failure: if the checkpoint moved under this instance (another
-        // one applied the batch), the failure is not this event's.
-        let stored = self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
-        if stored != self.checkpoint {
-            return self.fenced(myself).await;
-        }
-        let attempts = match self.failing {
-            Some((id, n)) if id == event.event_id => n + 1,
-            _ => 1,
-        };
-        self.failing = Some((event.event_id, attempts));
-        let policy = self.shared.failure;
-        self.shared.metrics.projection_events(&self.shared.name, "failed", 1);
-        let message = error.to_string();
-        self.shared.update(|s| {
-            s.last_error = Some(format!("event {} ({}): {message}", event.event_id, event.position))
-        });
-        if attempts < policy.max_attempts {
-            let delay = policy.delay(attempts);
-            tracing::warn!(projection = %self.shared.name, event_id = %event.event_id, attempts, ?delay, error = %message, "projection handler failed; retrying");
-            self.shared.set_state(ProjectionState::Retrying { attempts });
-            self.not_before = Some(Instant::now() + delay);
-            self.arm(myself, delay);
-            return Ok(false);
-        }
-        match policy.on_exhausted {
-            OnExhausted::Stop => {
-                tracing::error!(projection = %self.shared.name, event_id = %event.event_id, attempts, error = %message, "projection stopped by its failure policy");
-                // For operators, who see it in `factum status`; gone once the checkpoint moves.
-                let stop = ProjectionFailure::new(&self.shared.name, event, &message, attempts);
-                if let Err(e) = self.shared.store.record_stop(&stop).await {
-                    tracing::warn!(projection = %self.shared.name, error = %e, "could not record the stop in the store");
-                }
-                self.mode = Mode::Failed;
-                self.shared.set_state(ProjectionState::Failed);
-                Ok(false)
-            }
-            OnExhausted::SkipAndRecord => {
-                let failure = ProjectionFailure::new(&self.shared.name, event, &message, attempts);
-                let result = self.shared.sink.lock().await.skip(&failure, self.checkpoint).await;
-                match result {
-                    Ok(()) => {
-                        tracing::error!(projection = %self.shared.name, event_id = %event.event_id, attempts, error = %message, "projection skipped an event and recorded it");
-                        self.checkpoint = event.checkpoint();
-                        self.failing = None;
-                        self.shared.metrics.projection_events(&self.shared.name, "skipped", 1);
-                        self.shared.metrics.projection_progress(&self.shared.name, event.position.0, None);
-                        let cp = self.checkpoint;
-                        self.shared.update(|s| {
-                            s.checkpoint = cp;
-                            s.skipped += 1;
-                        });
-                        Ok(true)
-                    }
-                    Err(SinkError::Fenced) => self.fenced(myself).await,
-                    Err(SinkError::Store(e)) => Err(e),
-                    Err(SinkError::Handler { error, .. }) => Err(StoreError::Backend(error.into_error())),
-                }
-            }
-        }
     }
 
     async fn wake(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<(), StoreError> {
@@ -452,7 +221,7 @@ impl Actor for ProjectionActor {
         shared: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let wake_pending = Arc::new(AtomicBool::new(true));
-        let forwarder = AbortOnDrop(forward_wakes(myself.clone(), &shared, wake_pending.clone()));
+        let forwarder = AbortOnDrop::new(forward_wakes(myself.clone(), &shared, wake_pending.clone()));
         shared.set_state(ProjectionState::Starting);
         myself.send_message(ProjectionMsg::Wake { signal: false })?;
         Ok(ProjectionActorState {

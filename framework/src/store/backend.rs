@@ -16,12 +16,19 @@
 //!
 //! Wrappers of a store that is already checked (one that adds metrics, or injects faults
 //! in tests) implement the store traits themselves and delegate.
+//!
+//! Helpers for backends live here too: [`deduplicated_result`] tells a retry of a stored
+//! append from a duplicate, [`read_log_in_memory`] selects a page of the log by reading
+//! it all, and [`json_contains`] is PostgreSQL's `@>` for a backend that filters metadata
+//! itself.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use uuid::Uuid;
 
+pub use super::cursor::read_log_in_memory;
+pub use super::filter::json_contains;
 use super::{
     AppendResult, Checkpoint, ConsumerRequest, EventFilter, EventPayload, EventStream, ExpectedVersion,
     GlobalPosition, Lease, Limits, LogPage, LogSelector, NewEvent, PayloadStream, PendingRequest,
@@ -206,4 +213,37 @@ pub trait RetentionBackend: Send + Sync + 'static {
     async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+}
+
+/// If `stored` (the events already stored under the batch's ids, in version order) is
+/// exactly `batch` appended to `stream`, the original append's result.
+///
+/// Backends call this when an append hits an event id that is already stored, to tell a
+/// retry of the same append (answered with its result) from a real duplicate (an error).
+pub fn deduplicated_result(
+    stream: &StreamId,
+    batch: &[NewEvent],
+    stored: &[RecordedEvent],
+) -> Option<AppendResult> {
+    if stored.len() != batch.len() || stored.is_empty() {
+        return None;
+    }
+    let first = stored[0].version;
+    let same = stored.iter().zip(batch).enumerate().all(|(i, (s, b))| {
+        s.event_id == b.event_id
+            && s.stream == *stream
+            && s.version.0 == first.0 + i as u64
+            && s.event_type == b.event_type
+            && s.schema_version == b.schema_version
+            && s.topic == b.topic
+            && b.payload_equals(&s.payload)
+            && s.metadata == b.metadata
+    });
+    same.then(|| AppendResult {
+        stream: stream.clone(),
+        from_version: first,
+        to_version: stored[stored.len() - 1].version,
+        positions: stored.iter().map(|e| e.position).collect(),
+        deduplicated: true,
+    })
 }

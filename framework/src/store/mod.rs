@@ -22,9 +22,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use consumer::{ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RetentionGuard};
-pub use cursor::{read_log_in_memory, LogPage, LogSelector};
+pub use cursor::{LogPage, LogSelector};
 pub use error::{InvalidInput, StoreError};
-pub use filter::{json_contains, EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
+pub use filter::{EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
 pub use memory::InMemoryStore;
 pub use new_event::{NewEvent, StreamAppend};
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
@@ -157,14 +157,14 @@ pub trait EventLog: Send + Sync + 'static {
     ///
     /// By default from [`read_all`](Self::read_all) or
     /// [`read_category`](Self::read_category), selecting in memory
-    /// ([`read_log_in_memory`]); a backend may select in its queries instead.
+    /// ([`backend::read_log_in_memory`]); a backend may select in its queries instead.
     async fn read_log(
         &self,
         after: Checkpoint,
         selector: &LogSelector,
         limit: usize,
     ) -> Result<Option<LogPage>, StoreError> {
-        read_log_in_memory(self, after, selector, limit).await
+        backend::read_log_in_memory(self, after, selector, limit).await
     }
 
     /// The highest global position assigned to a stored event, if any. Not a safe
@@ -290,37 +290,4 @@ pub trait RetentionStore: Send + Sync + 'static {
     async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
-}
-
-/// If `stored` (the events already stored under the batch's ids, in version order) is
-/// exactly `batch` appended to `stream`, the original append's result.
-///
-/// Backends call this when an append hits an event id that is already stored, to tell a
-/// retry of the same append (answered with its result) from a real duplicate (an error).
-pub fn deduplicated_result(
-    stream: &StreamId,
-    batch: &[NewEvent],
-    stored: &[RecordedEvent],
-) -> Option<AppendResult> {
-    if stored.len() != batch.len() || stored.is_empty() {
-        return None;
-    }
-    let first = stored[0].version;
-    let same = stored.iter().zip(batch).enumerate().all(|(i, (s, b))| {
-        s.event_id == b.event_id
-            && s.stream == *stream
-            && s.version.0 == first.0 + i as u64
-            && s.event_type == b.event_type
-            && s.schema_version == b.schema_version
-            && s.topic == b.topic
-            && b.payload_equals(&s.payload)
-            && s.metadata == b.metadata
-    });
-    same.then(|| AppendResult {
-        stream: stream.clone(),
-        from_version: first,
-        to_version: stored[stored.len() - 1].version,
-        positions: stored.iter().map(|e| e.position).collect(),
-        deduplicated: true,
-    })
 }

@@ -1,6 +1,6 @@
 //! Why a supervisor operation failed.
 
-use crate::projection::SinkError;
+use crate::projection::{ProjectionError, SinkError};
 use crate::store::{InvalidInput, StoreError};
 
 /// Why a supervisor operation failed.
@@ -46,4 +46,14 @@ pub enum SupervisorError {
         /// Why.
         reason: String,
     },
+}
+
+impl From<ProjectionError> for SupervisorError {
+    fn from(e: ProjectionError) -> Self {
+        match e {
+            ProjectionError::NotOwner(name) => SupervisorError::NotOwner(name),
+            ProjectionError::Sink(e) => SupervisorError::Handler(e),
+            ProjectionError::Store(e) => SupervisorError::Store(e),
+        }
+    }
 }

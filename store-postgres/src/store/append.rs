@@ -2,11 +2,9 @@
 //! for the other modes and for a caller's transaction, and the answers to duplicates and
 //! races.
 
-use std::borrow::Cow;
-use std::sync::atomic::Ordering;
-
 use chrono::{DateTime, SubsecRound, Utc};
-use factum::store::{deduplicated_result, AppendResult, GlobalPosition};
+use factum::store::backend::deduplicated_result;
+use factum::store::{AppendResult, GlobalPosition};
 use factum::{ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId, Version};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -15,9 +13,12 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, Row};
+use std::borrow::Cow;
+use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
-use super::*;
+use super::{PostgresStore, LEGACY_NONE, LEGACY_SOME};
+use crate::rows::{backend, decode_all, to_i64, to_u64};
 
 /// SQLSTATE `serialization_failure`, raised by the append function when a stream would be
 /// reordered in the log (with the constraint name `<streams>_transaction_order`).

@@ -5,7 +5,8 @@ use factum::{ExpectedVersion, NewEvent, StoreError, StreamId, Version};
 use sqlx::{PgConnection, Row};
 
 use super::append::{appended, duplicate_outcome, expected_code, AppendFailure, Columns};
-use super::*;
+use super::PostgresStore;
+use crate::rows::{backend, to_u64};
 
 impl PostgresStore {
     /// Appends inside a transaction the caller owns (transaction-first): the events commit

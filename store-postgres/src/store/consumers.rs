@@ -12,13 +12,14 @@ use factum::StoreError;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::*;
+use super::PostgresStore;
 use crate::lease::Leases;
+use crate::rows::{backend, decode_failure, to_i64, to_u64};
 
 #[async_trait]
 impl ConsumerBackend for PostgresStore {
     async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
-        self.timed("load_checkpoint", async {
+        self.bounded("load_checkpoint", async {
             let mut conn = self.inner.conns.get().await?;
             let row: Result<Option<(i64, i64)>, _> = sqlx::query_as(&self.inner.sql.load_checkpoint)
                 .bind(consumer)
@@ -39,7 +40,7 @@ impl ConsumerBackend for PostgresStore {
     }
 
     async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        self.timed("save_checkpoint", async {
+        self.bounded("save_checkpoint", async {
             let mut conn = self.inner.conns.get().await?;
             let result = self.save_checkpoint_in(&mut conn, consumer, checkpoint).await;
             conn.release(&result);
@@ -54,12 +55,14 @@ impl ConsumerBackend for PostgresStore {
         from: Checkpoint,
         to: Checkpoint,
     ) -> Result<bool, StoreError> {
-        self.timed("advance_checkpoint", async { self.advance_checkpoint_in_pool(consumer, from, to).await })
-            .await
+        self.bounded("advance_checkpoint", async {
+            self.advance_checkpoint_in_pool(consumer, from, to).await
+        })
+        .await
     }
 
     async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError> {
-        self.timed("count_after", async {
+        self.bounded("count_after", async {
             let mut conn = self.inner.conns.get().await?;
             let n = sqlx::query_scalar::<_, i64>(&self.inner.sql.count_after)
                 .bind(to_i64(after.transaction))
@@ -75,7 +78,7 @@ impl ConsumerBackend for PostgresStore {
     }
 
     async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
-        self.timed("try_lease", async {
+        self.bounded("try_lease", async {
             let leases = self.inner.leases.get_or_init(|| {
                 Leases::start(
                     self.inner.pool.clone(),
@@ -89,7 +92,7 @@ impl ConsumerBackend for PostgresStore {
     }
 
     async fn record_failure(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
-        self.timed("record_failure", async {
+        self.bounded("record_failure", async {
             let mut conn = self.conn().await?;
             self.record_failure_in(&mut conn, failure).await
         })
@@ -97,7 +100,7 @@ impl ConsumerBackend for PostgresStore {
     }
 
     async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
-        self.timed("failures", async {
+        self.bounded("failures", async {
             let rows = sqlx::query(&self.inner.sql.failures)
                 .bind(projection)
                 .fetch_all(&mut *self.conn().await?)
@@ -109,7 +112,7 @@ impl ConsumerBackend for PostgresStore {
     }
 
     async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
-        self.timed("resolve_failure", async {
+        self.bounded("resolve_failure", async {
             let mut conn = self.conn().await?;
             self.resolve_failure_in(&mut conn, projection, event_id).await
         })
@@ -117,7 +120,7 @@ impl ConsumerBackend for PostgresStore {
     }
 
     async fn record_stop(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
-        self.timed("record_stop", async {
+        self.bounded("record_stop", async {
             bind_failure(sqlx::query(&self.inner.sql.record_stop), failure)
                 .execute(&mut *self.conn().await?)
                 .await
@@ -128,7 +131,7 @@ impl ConsumerBackend for PostgresStore {
     }
 
     async fn stopped(&self, projection: &str) -> Result<Option<ProjectionFailure>, StoreError> {
-        self.timed("stopped", async {
+        self.bounded("stopped", async {
             let row = sqlx::query(&self.inner.sql.stopped)
                 .bind(projection)
                 .fetch_optional(&mut *self.conn().await?)
@@ -140,11 +143,11 @@ impl ConsumerBackend for PostgresStore {
     }
 
     async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError> {
-        self.timed("request", self.record_request(consumer, request)).await
+        self.bounded("request", self.record_request(consumer, request)).await
     }
 
     async fn pending_request(&self, consumer: &str) -> Result<Option<PendingRequest>, StoreError> {
-        self.timed("pending_request", self.load_request(consumer)).await
+        self.bounded("pending_request", self.load_request(consumer)).await
     }
 
     async fn complete_request(
@@ -152,7 +155,7 @@ impl ConsumerBackend for PostgresStore {
         consumer: &str,
         requested_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.timed("complete_request", self.clear_request(consumer, requested_at)).await
+        self.bounded("complete_request", self.clear_request(consumer, requested_at)).await
     }
 }
 

@@ -13,7 +13,8 @@ use serde_json::Value;
 use sqlx::{Postgres, QueryBuilder, Row};
 use tokio::sync::mpsc;
 
-use super::*;
+use super::{PostgresStore, STREAM_BUFFER};
+use crate::rows::{backend, decode, decode_all, to_i64, to_u64};
 
 #[async_trait]
 impl LogBackend for PostgresStore {
@@ -29,13 +30,13 @@ impl LogBackend for PostgresStore {
     ) -> Result<AppendResult, StoreError> {
         let known = matches!(expected, ExpectedVersion::Exact(_) | ExpectedVersion::NoStream);
         if known && self.inner.coalescing.enabled {
-            return self.timed("append", self.append_coalesced(stream, expected, events)).await;
+            return self.bounded("append", self.append_coalesced(stream, expected, events)).await;
         }
-        self.timed("append", self.append_alone(stream, expected, &events)).await
+        self.bounded("append", self.append_alone(stream, expected, &events)).await
     }
 
     async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
-        self.timed("append", async {
+        self.bounded("append", async {
             let mut conn = self.inner.conns.get().await?;
             let result = self.append_many_on(&mut conn, &appends).await;
             conn.release(&result);
@@ -45,7 +46,7 @@ impl LogBackend for PostgresStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        self.timed("stream_version", async {
+        self.bounded("stream_version", async {
             let mut conn = self.inner.conns.get().await?;
             let result = self.head(&mut conn, stream).await;
             conn.release(&result);
@@ -59,7 +60,7 @@ impl LogBackend for PostgresStore {
         stream: &StreamId,
         range: VersionRange,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.timed("read_stream", async {
+        self.bounded("read_stream", async {
             let mut conn = self.inner.conns.get().await?;
             let rows = sqlx::query(&self.inner.sql.read_stream)
                 .bind(stream.aggregate_type())
@@ -102,7 +103,7 @@ impl LogBackend for PostgresStore {
     }
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.timed("read_all", async {
+        self.bounded("read_all", async {
             let mut conn = self.inner.conns.get().await?;
             let rows = sqlx::query(&self.inner.sql.read_all)
                 .bind(to_i64(after.transaction))
@@ -131,9 +132,9 @@ impl LogBackend for PostgresStore {
             && selector.topics.is_empty()
             && selector.aggregate_types.len() <= 1
         {
-            return factum::store::read_log_in_memory(self, after, selector, limit).await;
+            return factum::store::backend::read_log_in_memory(self, after, selector, limit).await;
         }
-        self.timed("read_log", self.read_log_page(&self.inner.sql.read_log, after, selector, limit)).await
+        self.bounded("read_log", self.read_log_page(&self.inner.sql.read_log, after, selector, limit)).await
     }
 
     async fn read_category(
@@ -142,7 +143,7 @@ impl LogBackend for PostgresStore {
         after: Checkpoint,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.timed("read_category", async {
+        self.bounded("read_category", async {
             let mut conn = self.inner.conns.get().await?;
             let rows = sqlx::query(&self.inner.sql.read_category)
                 .bind(to_i64(after.transaction))
@@ -160,7 +161,7 @@ impl LogBackend for PostgresStore {
     }
 
     async fn latest_position(&self) -> Result<Option<GlobalPosition>, StoreError> {
-        self.timed("latest_position", async {
+        self.bounded("latest_position", async {
             let max: Option<i64> = sqlx::query_scalar(&self.inner.sql.latest_position)
                 .fetch_one(&mut *self.conn().await?)
                 .await
@@ -172,7 +173,7 @@ impl LogBackend for PostgresStore {
 
     async fn query(&self, valid: &ValidFilter<'_>) -> Result<Vec<RecordedEvent>, StoreError> {
         let filter = valid.filter;
-        self.timed("query", async {
+        self.bounded("query", async {
             let mut qb = self.select(valid, Some(filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT)));
             let rows = qb.build().fetch_all(&mut *self.conn().await?).await.map_err(backend)?;
             decode_all(&rows)
@@ -181,7 +182,7 @@ impl LogBackend for PostgresStore {
     }
 
     async fn count(&self, valid: &ValidFilter<'_>) -> Result<u64, StoreError> {
-        self.timed("count", async {
+        self.bounded("count", async {
             let mut qb = self.filtered(&self.inner.sql.count, valid);
             let n: i64 =
                 qb.build_query_scalar().fetch_one(&mut *self.conn().await?).await.map_err(backend)?;

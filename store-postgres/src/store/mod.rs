@@ -40,11 +40,10 @@ mod snapshots;
 mod sql;
 mod streams;
 
-use crate::rows::*;
-use sql::*;
-
+use crate::rows::backend;
 use coalesce::{Coalescer, Counters};
 pub use coalesce::{Coalescing, FlushStats};
+use sql::Sql;
 
 /// How many events [`EventStore::stream`](factum::store::EventLog::stream) reads ahead of its consumer (a buffer of 100).
 pub const STREAM_BUFFER: usize = 100;
@@ -231,7 +230,7 @@ impl PostgresStore {
     }
 
     /// Runs one [`EventStore`] operation within the operation timeout.
-    pub(crate) async fn timed<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         operation: &'static str,
         run: impl std::future::Future<Output = Result<T, StoreError>>,

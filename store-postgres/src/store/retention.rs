@@ -7,7 +7,8 @@ use factum::store::backend::RetentionBackend;
 use factum::store::RetentionGuard;
 use factum::StoreError;
 
-use super::*;
+use super::PostgresStore;
+use crate::rows::{backend, to_u64};
 
 /// At most this many events are deleted per retention transaction, so that appends, which
 /// retention locks out while it deletes, wait for one chunk at most.
@@ -16,7 +17,7 @@ pub(crate) const RETENTION_CHUNK: i32 = 10_000;
 #[async_trait]
 impl RetentionBackend for PostgresStore {
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.timed("delete_before", async { self.delete_events(cutoff, None).await }).await
+        self.bounded("delete_before", async { self.delete_events(cutoff, None).await }).await
     }
 
     async fn delete_before_guarded(
@@ -24,11 +25,11 @@ impl RetentionBackend for PostgresStore {
         cutoff: DateTime<Utc>,
         guard: &RetentionGuard,
     ) -> Result<u64, StoreError> {
-        self.timed("delete_before_guarded", async { self.delete_events(cutoff, Some(guard)).await }).await
+        self.bounded("delete_before_guarded", async { self.delete_events(cutoff, Some(guard)).await }).await
     }
 
     async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
-        self.timed("storage_bytes", async {
+        self.bounded("storage_bytes", async {
             let bytes: Option<i64> = sqlx::query_scalar(&self.inner.sql.storage_bytes)
                 .fetch_one(&mut *self.conn().await?)
                 .await

@@ -6,12 +6,13 @@ use factum::store::Snapshot;
 use factum::{StoreError, StreamId, Version};
 use sqlx::Row;
 
-use super::*;
+use super::PostgresStore;
+use crate::rows::{backend, to_i64, to_u64};
 
 #[async_trait]
 impl SnapshotBackend for PostgresStore {
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        self.timed("save_snapshot", async {
+        self.bounded("save_snapshot", async {
             let mut conn = self.inner.conns.get().await?;
             let done = sqlx::query(&self.inner.sql.save_snapshot)
                 .bind(snapshot.stream.aggregate_type())
@@ -31,7 +32,7 @@ impl SnapshotBackend for PostgresStore {
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.timed("load_snapshot", async {
+        self.bounded("load_snapshot", async {
             let mut conn = self.inner.conns.get().await?;
             let row = sqlx::query(&self.inner.sql.load_snapshot)
                 .bind(stream.aggregate_type())
@@ -57,7 +58,7 @@ impl SnapshotBackend for PostgresStore {
     }
 
     async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError> {
-        self.timed("delete_snapshot", async {
+        self.bounded("delete_snapshot", async {
             sqlx::query_scalar(&self.inner.sql.delete_snapshot)
                 .bind(stream.aggregate_type())
                 .bind(stream.aggregate_id())

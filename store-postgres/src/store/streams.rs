@@ -2,15 +2,15 @@
 //! coalescing writer, where each append stands alone, and the atomic multi-stream append,
 //! where all commit or none does.
 
-use std::collections::HashMap;
-
 use factum::store::{AppendResult, StreamAppend};
 use factum::{ExpectedVersion, NewEvent, StoreError, StreamId, Version};
 use sqlx::{PgConnection, Row};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::append::{appended, expected_code, AppendFailure, Columns, APPEND_RETRIES};
-use super::*;
+use super::PostgresStore;
+use crate::rows::backend;
 
 /// One stream's append in a statement of several: at a known version (`Exact` or
 /// `NoStream`).
@@ -159,7 +159,7 @@ impl PostgresStore {
         let results: Option<Vec<AppendResult>> = appends
             .iter()
             .zip(&stored)
-            .map(|(a, s)| factum::store::deduplicated_result(&a.stream, &a.events, s))
+            .map(|(a, s)| factum::store::backend::deduplicated_result(&a.stream, &a.events, s))
             .collect();
         Ok(Some(results.ok_or_else(|| {
             let stored_ids: Vec<Uuid> = stored.iter().flatten().map(|e| e.event_id).collect();

@@ -4,27 +4,26 @@
 use ractor::ActorRef;
 
 use super::{Mode, ProjectionActorState, ProjectionMsg, REQUEST_LOOK};
-use crate::projection::{ProjectionState, RetryReport, SinkError};
+use crate::projection::{ProjectionError, ProjectionState, RetryReport, SinkError};
 use crate::store::{Checkpoint, ConsumerRequest, VersionRange};
-use crate::supervisor::SupervisorError;
 
 impl ProjectionActorState {
     /// The lease, for an operation that needs this instance to own the projection.
-    pub(super) async fn owned(&mut self) -> Result<(), SupervisorError> {
+    pub(super) async fn owned(&mut self) -> Result<(), ProjectionError> {
         if self.ensure_lease().await? {
             Ok(())
         } else {
-            Err(SupervisorError::NotOwner(self.shared.name.clone()))
+            Err(ProjectionError::NotOwner(self.shared.name.clone()))
         }
     }
 
-    pub(super) async fn reset(&mut self, to: Checkpoint, clear: bool) -> Result<(), SupervisorError> {
+    pub(super) async fn reset(&mut self, to: Checkpoint, clear: bool) -> Result<(), ProjectionError> {
         self.owned().await?;
         let result = self.shared.sink.lock().await.reset(&self.shared.name, to, clear).await;
         match result {
             Ok(()) => {}
             Err(SinkError::Store(e)) => return Err(e.into()),
-            Err(e) => return Err(SupervisorError::Handler(e)),
+            Err(e) => return Err(ProjectionError::Sink(e)),
         }
         self.checkpoint = to;
         self.failing = None;
@@ -49,7 +48,7 @@ impl ProjectionActorState {
     pub(super) async fn serve_request(
         &mut self,
         myself: &ActorRef<ProjectionMsg>,
-    ) -> Result<(), SupervisorError> {
+    ) -> Result<(), ProjectionError> {
         // Not while the store is failing (the outage wait goes first), and never long: the
         // actor handles nothing else meanwhile, so a look that does not answer at once is
         // left to the next lease check.
@@ -82,7 +81,7 @@ impl ProjectionActorState {
         Ok(())
     }
 
-    pub(super) async fn retry_failures(&mut self) -> Result<RetryReport, SupervisorError> {
+    pub(super) async fn retry_failures(&mut self) -> Result<RetryReport, ProjectionError> {
         self.owned().await?;
         let mut report = RetryReport::default();
         let store = self.shared.store.clone();

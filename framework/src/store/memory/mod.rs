@@ -12,8 +12,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::backend::deduplicated_result;
 use super::backend::LogBackend;
-use super::consumer::{ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RetentionGuard};
+use super::consumer::{PendingRequest, ProjectionFailure};
 use super::error::StoreError;
 use super::filter::ValidFilter;
 use super::filter::{EventFilter, OrderBy, DEFAULT_QUERY_LIMIT};
@@ -23,7 +24,7 @@ use super::types::{
     VersionRange,
 };
 use super::validate::Limits;
-use super::{deduplicated_result, EventStream, WakeSignal};
+use super::{EventStream, WakeSignal};
 
 /// An event store held in memory. Cloning it gives another handle to the same store.
 ///

@@ -1,11 +1,17 @@
 //! The in-memory store's snapshots, consumers and retention.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
-use super::*;
+use super::{relock, InMemoryStore};
 use crate::store::backend::{ConsumerBackend, RetentionBackend, SnapshotBackend};
+use crate::store::{
+    Checkpoint, ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RecordedEvent, RetentionGuard,
+    Snapshot, StoreError, StreamId,
+};
 
 #[async_trait]
 impl SnapshotBackend for InMemoryStore {

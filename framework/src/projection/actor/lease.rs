@@ -1,0 +1,64 @@
+//! The projection's lease: taking it, noticing it lost, and standing by.
+
+use std::time::Instant;
+
+use ractor::ActorRef;
+
+use super::{ProjectionActorState, ProjectionMsg};
+use crate::projection::ProjectionState;
+use crate::store::{Checkpoint, Lease, StoreError};
+
+impl ProjectionActorState {
+    /// Makes sure this instance holds the projection's lease, taking it if free; on
+    /// taking it, starts from the stored checkpoint.
+    pub(super) async fn ensure_lease(&mut self) -> Result<bool, StoreError> {
+        if self.lease.as_ref().is_some_and(Lease::is_held) {
+            return Ok(true);
+        }
+        if self.lease.take().is_some() {
+            // Just lost: wait one lease retry before taking it again, so that an instance
+            // standing by gets it first.
+            tracing::warn!(projection = %self.shared.name, "projection lease lost");
+            self.lease_tried = Some(Instant::now());
+            return Ok(false);
+        }
+        let Some(lease) = self.shared.store.try_lease(self.name()).await? else {
+            return Ok(false);
+        };
+        self.checkpoint = self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
+        self.lease = Some(lease);
+        self.lease_gen += 1;
+        let generation = self.lease_gen;
+        self.myself.send_after(self.shared.lease_retry, move || ProjectionMsg::LeaseCheck(generation));
+        self.failing = None;
+        tracing::info!(projection = %self.shared.name, checkpoint = %self.checkpoint, "projection lease taken");
+        let cp = self.checkpoint;
+        self.shared.update(|s| s.checkpoint = cp);
+        Ok(true)
+    }
+
+    /// A commit was refused because the checkpoint moved under this instance: another
+    /// one wrote it while both believed they held the lease (the other's session broke
+    /// and it has not noticed yet). Nothing of the batch was kept. If this instance still
+    /// holds the lease it goes on from the stored checkpoint; otherwise it stands by.
+    pub(super) async fn fenced(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<bool, StoreError> {
+        if self.lease.as_ref().is_some_and(Lease::is_held) {
+            tracing::warn!(projection = %self.shared.name, "checkpoint moved by another instance; re-reading it");
+            self.checkpoint =
+                self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
+            self.failing = None;
+            Ok(true)
+        } else {
+            tracing::warn!(projection = %self.shared.name, "checkpoint moved by another instance; standing by");
+            self.standby(myself);
+            Ok(false)
+        }
+    }
+
+    pub(super) fn standby(&mut self, myself: &ActorRef<ProjectionMsg>) {
+        self.lease = None;
+        self.lease_tried = Some(Instant::now());
+        self.shared.set_state(ProjectionState::Standby);
+        self.arm(myself, self.shared.lease_retry);
+    }
+}

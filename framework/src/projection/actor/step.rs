@@ -1,0 +1,115 @@
+//! One step of the projection's loop: read the next page after the checkpoint (or take
+//! the one read ahead), apply it through the sink, and move the checkpoint.
+
+use std::time::Instant;
+
+use ractor::ActorRef;
+
+use super::{ProjectionActorState, ProjectionMsg, LAG_EVERY, STAGES};
+use crate::projection::{ProjectionState, SinkError};
+use crate::store::{Checkpoint, LogPage, StoreError};
+use crate::task::AbortOnDrop;
+
+impl ProjectionActorState {
+    pub(super) async fn measure_lag(&mut self, force: bool) -> Result<(), StoreError> {
+        let due = match self.lag_measured {
+            None => true,
+            Some((at, cp)) => (force && cp != self.checkpoint) || at.elapsed() >= LAG_EVERY,
+        };
+        if !due {
+            return Ok(());
+        }
+        let lag =
+            self.shared.store.count_after(self.checkpoint, &self.shared.selector.aggregate_types).await?;
+        self.lag_measured = Some((Instant::now(), self.checkpoint));
+        self.shared.metrics.projection_progress(&self.shared.name, self.checkpoint.position.0, Some(lag));
+        self.shared.update(|s| s.lag = Some(lag));
+        Ok(())
+    }
+
+    /// The page after the checkpoint: the one prefetched if it was read from there, else
+    /// read now.
+    async fn next_page(&mut self) -> Result<Option<LogPage>, StoreError> {
+        if let Some((after, mut read)) = self.prefetch.take() {
+            if after == self.checkpoint {
+                match read.handle().await {
+                    Ok(page) => return page,
+                    // Panicked or aborted: read it again below.
+                    Err(e) => tracing::debug!(projection = %self.shared.name, error = %e, "prefetch lost"),
+                }
+            }
+        }
+        self.shared.read_batch(self.checkpoint).await
+    }
+
+    /// Reads and applies one batch. Returns whether to go on reading at once.
+    pub(super) async fn step(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<bool, StoreError> {
+        let shared = self.shared.clone();
+        let started = Instant::now();
+        let page = self.next_page().await?;
+        tracing::trace!(
+            target: STAGES,
+            projection = %self.shared.name,
+            stage = "read",
+            count = page.as_ref().map_or(0, |p| p.events.len() as u64),
+            took_us = started.elapsed().as_micros() as u64
+        );
+        let Some(LogPage { events: selected, to, full, .. }) = page else {
+            if self.failing.is_none() {
+                self.shared.set_state(ProjectionState::Live);
+            }
+            self.measure_lag(true).await?;
+            if let Some(delay) = self.chase.after_empty(tokio::time::Instant::now()) {
+                self.arm(myself, delay);
+            }
+            return Ok(false);
+        };
+        self.chase.progressed();
+        if full {
+            // Catching up: fetch the next page while this one is applied.
+            let reader = shared.clone();
+            let read = tokio::spawn(async move { reader.read_batch(to).await });
+            self.prefetch = Some((to, AbortOnDrop::new(read)));
+        }
+        let from = self.checkpoint;
+        match shared.apply(&selected, from, to).await {
+            Ok(()) => {
+                self.advanced(to, selected.len() as u64);
+                self.failing = None;
+                self.shared.set_state(if full { ProjectionState::CatchingUp } else { ProjectionState::Live });
+                // At most once a second while busy; the empty read that follows the
+                // last batch measures it at once.
+                self.measure_lag(false).await?;
+                Ok(true)
+            }
+            Err(SinkError::Fenced) => self.fenced(myself).await,
+            Err(SinkError::Store(e)) => Err(e),
+            Err(SinkError::Handler { index, error, prefix_committed }) => {
+                if index > 0 {
+                    let prefix_to = selected[index - 1].checkpoint();
+                    if !prefix_committed {
+                        match shared.apply(&selected[..index], from, prefix_to).await {
+                            Ok(()) => {}
+                            Err(SinkError::Fenced) => return self.fenced(myself).await,
+                            Err(SinkError::Store(e)) => return Err(e),
+                            // It failed differently this time: start over from the checkpoint.
+                            Err(SinkError::Handler { .. }) => return Ok(true),
+                        }
+                    }
+                    self.advanced(prefix_to, index as u64);
+                }
+                self.failed(myself, &selected[index], error).await
+            }
+        }
+    }
+
+    pub(super) fn advanced(&mut self, to: Checkpoint, handled: u64) {
+        self.checkpoint = to;
+        self.shared.metrics.projection_events(&self.shared.name, "handled", handled);
+        self.shared.metrics.projection_progress(&self.shared.name, to.position.0, None);
+        self.shared.update(|s| {
+            s.checkpoint = to;
+            s.handled += handled;
+        });
+    }
+}

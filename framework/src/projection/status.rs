@@ -1,0 +1,84 @@
+//! Where a projection stands, as the supervisor reports it.
+
+use chrono::{DateTime, Utc};
+
+use crate::store::Checkpoint;
+
+/// Where a projection is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProjectionState {
+    /// Starting up.
+    Starting,
+    /// Another instance holds the projection's lease; this one waits to take over.
+    Standby,
+    /// Reading the log behind the live end.
+    CatchingUp,
+    /// Caught up, following the log live.
+    Live,
+    /// Paused by an operator.
+    Paused,
+    /// Being rebuilt by a replay.
+    Rebuilding,
+    /// Waiting to retry a failed event.
+    Retrying {
+        /// Failed attempts so far.
+        attempts: u32,
+    },
+    /// Stopped by the failure policy; `resume` tries again.
+    Failed,
+    /// The store did not answer; the projection tries again in place (at most a second
+    /// apart) and goes on as soon as it answers.
+    WaitingForStore,
+    /// Shut down.
+    Stopped,
+}
+
+/// A projection's status, as [`Supervisor::status`](crate::Supervisor::status) reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProjectionStatus {
+    /// The projection's name.
+    pub name: String,
+    /// Its state.
+    pub state: ProjectionState,
+    /// The last event it processed.
+    pub checkpoint: Checkpoint,
+    /// Events of the log after its checkpoint, when last measured.
+    pub lag: Option<u64>,
+    /// Events it applied since this process started.
+    pub handled: u64,
+    /// Events it skipped and recorded since this process started.
+    pub skipped: u64,
+    /// The last handler or store error.
+    pub last_error: Option<String>,
+    /// When the status last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ProjectionStatus {
+    pub(crate) fn new(name: &str) -> Self {
+        ProjectionStatus {
+            name: name.to_owned(),
+            state: ProjectionState::Starting,
+            checkpoint: Checkpoint::START,
+            lag: None,
+            handled: 0,
+            skipped: 0,
+            last_error: None,
+            updated_at: Utc::now(),
+        }
+    }
+}
+
+/// What [`Supervisor::retry_failures`](crate::Supervisor::retry_failures) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryReport {
+    /// Recorded failures that now succeeded (their records are gone).
+    pub resolved: u64,
+    /// Recorded failures that failed again (their records stay).
+    pub still_failing: u64,
+    /// Recorded failures whose event no longer exists (deleted by retention).
+    pub missing: u64,
+}
