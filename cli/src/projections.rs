@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clap::Subcommand;
 use factum::prelude::*;
 use factum::store::{Checkpoint, ConsumerRequest, GlobalPosition, PendingRequest};
-use factum_postgres::{sqlx, PostgresStore};
+use factum_postgres::PostgresStore;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -175,13 +175,10 @@ async fn known(store: &PostgresStore, name: &str) -> Result<(), CliError> {
 
 /// The checkpoint just after the event at `position`.
 async fn checkpoint_at(store: &PostgresStore, position: u64) -> Result<Checkpoint, CliError> {
-    let position_i64 = i64::try_from(position)
-        .map_err(|_| CliError::Usage(format!("position {position} is out of range")))?;
-    let sql =
-        store.names().expand("SELECT transaction_id FROM {schema}.{events} WHERE global_position = $1")?;
-    let tx: Option<i64> = sqlx::query_scalar(&sql).bind(position_i64).fetch_optional(store.pool()).await?;
-    let tx = tx.ok_or_else(|| CliError::NotFound(format!("no event at position {position}")))?;
-    Ok(Checkpoint { transaction: tx as u64, position: GlobalPosition(position) })
+    store
+        .checkpoint_at(GlobalPosition(position))
+        .await?
+        .ok_or_else(|| CliError::NotFound(format!("no event at position {position}")))
 }
 
 async fn report(

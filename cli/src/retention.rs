@@ -4,7 +4,6 @@ use chrono::Utc;
 use clap::Subcommand;
 use factum::prelude::*;
 use factum::store::RetentionGuard;
-use factum_postgres::sqlx;
 use serde_json::json;
 
 use crate::connect::Database;
@@ -36,9 +35,7 @@ pub(crate) async fn run(db: &Database, command: RetentionCommand, json: bool) ->
     let store = db.store().await?;
     let guard = if safe {
         // Every projection that has a checkpoint in this store.
-        let sql = store.names().expand("SELECT projection_name FROM {schema}.{positions} ORDER BY 1")?;
-        let consumers: Vec<String> = sqlx::query_scalar(&sql).fetch_all(store.pool()).await?;
-        Some(RetentionGuard::safe(consumers))
+        Some(RetentionGuard::safe(store.consumer_names().await?))
     } else {
         None
     };

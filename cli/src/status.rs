@@ -1,20 +1,12 @@
 //! `factum status`: the projections, what holds the log's readers back, and the store.
 
-use chrono::{DateTime, Utc};
 use clap::Args;
-use factum_postgres::sqlx::{self, postgres::PgRow, Row};
-use factum_postgres::PostgresStore;
+use factum_postgres::{Horizon, ProjectionReport, StoreReport};
 use serde_json::{json, Value};
 
 use crate::connect::Database;
 use crate::error::CliError;
 use crate::output::{self, seconds, Table};
-
-const PROJECTIONS: &str = include_str!("../sql/projections.sql");
-const HORIZON: &str = include_str!("../sql/horizon.sql");
-const STORE: &str = include_str!("../sql/store.sql");
-const BY_TYPE: &str = include_str!("../sql/by_type.sql");
-const LARGEST: &str = include_str!("../sql/largest.sql");
 
 /// A transaction open longer than this is named as holding readers back.
 const STALL_AFTER_SECONDS: f64 = 1.0;
@@ -32,9 +24,7 @@ pub(crate) struct StatusArgs {
 
 pub(crate) async fn run(db: &Database, args: StatusArgs, json: bool) -> Result<(), CliError> {
     let store = db.store().await?;
-    let names = store.names().clone();
-    let sql = |t: &str| names.expand(t);
-    let projections = sqlx::query(&sql(PROJECTIONS)?).bind(&args.projection).fetch_all(store.pool()).await?;
+    let projections = store.projection_reports(args.projection.as_deref()).await?;
     if let Some(name) = &args.projection {
         if projections.is_empty() {
             return Err(CliError::NotFound(format!(
@@ -42,9 +32,9 @@ pub(crate) async fn run(db: &Database, args: StatusArgs, json: bool) -> Result<(
             )));
         }
     }
-    let projections: Vec<Value> = projections.iter().map(projection).collect::<Result<_, _>>()?;
-    let horizon = horizon(&sqlx::query(&sql(HORIZON)?).fetch_one(store.pool()).await?)?;
-    let store_part = if args.brief { None } else { Some(store_summary(&store, &sql).await?) };
+    let projections: Vec<Value> = projections.iter().map(projection).collect();
+    let horizon = horizon(&store.horizon().await?);
+    let store_part = if args.brief { None } else { Some(store_summary(&store.store_report().await?)) };
     if json {
         return output::json_line(&json!({
             "projections": projections,
@@ -143,32 +133,27 @@ pub(crate) async fn run(db: &Database, args: StatusArgs, json: bool) -> Result<(
     output::print(&text)
 }
 
-fn projection(row: &PgRow) -> Result<Value, CliError> {
-    let get = |e: factum_postgres::sqlx::Error| CliError::Sql(format!("reading a projection's row: {e}"));
-    let pid: Option<i32> = row.try_get(9).map_err(get)?;
-    let request: Option<String> = row.try_get(7).map_err(get)?;
-    let requested_at: Option<DateTime<Utc>> = row.try_get(8).map_err(get)?;
-    let last: DateTime<Utc> = row.try_get(3).map_err(get)?;
-    Ok(json!({
-        "name": row.try_get::<String, _>(0).map_err(get)?,
+fn projection(p: &ProjectionReport) -> Value {
+    json!({
+        "name": p.name,
         "checkpoint": {
-            "transaction": row.try_get::<i64, _>(1).map_err(get)?,
-            "position": row.try_get::<i64, _>(2).map_err(get)?,
+            "transaction": p.checkpoint.transaction,
+            "position": p.checkpoint.position.0,
         },
-        "last_processed_at": last.to_rfc3339(),
-        "behind_events": row.try_get::<i64, _>(4).map_err(get)?,
-        "behind_seconds": row.try_get::<Option<f64>, _>(5).map_err(get)?,
-        "failures": row.try_get::<i64, _>(6).map_err(get)?,
-        "request": request.map(|kind| json!({ "kind": kind, "requested_at": requested_at })),
+        "last_processed_at": p.last_processed_at.to_rfc3339(),
+        "behind_events": p.behind_events,
+        "behind_seconds": p.behind_seconds,
+        "failures": p.failures,
+        "request": p.request.as_ref().map(|(kind, requested_at)| json!({ "kind": kind, "requested_at": requested_at })),
         // Set by the projection when its failure policy stopped it; cleared when its
         // checkpoint next moves (a reset, or getting past the event).
-        "stopped": row.try_get::<Option<Value>, _>(12).map_err(get)?,
-        "lease": pid.map(|pid| json!({
-            "pid": pid,
-            "application_name": row.try_get::<Option<String>, _>(10).ok().flatten(),
-            "client_addr": row.try_get::<Option<String>, _>(11).ok().flatten(),
+        "stopped": p.stopped,
+        "lease": p.lease.as_ref().map(|l| json!({
+            "pid": l.pid,
+            "application_name": l.application_name,
+            "client_addr": l.client_addr,
         })),
-    }))
+    })
 }
 
 /// The STOPPED cell: where the failure policy stopped the projection, or `-`.
@@ -196,43 +181,34 @@ fn stop_line(p: &Value) -> Option<String> {
     ))
 }
 
-fn horizon(row: &PgRow) -> Result<Value, CliError> {
-    let get = |e: factum_postgres::sqlx::Error| CliError::Sql(format!("reading the horizon: {e}"));
-    let open_for: Option<f64> = row.try_get(7).map_err(get)?;
-    let holder = match open_for {
-        Some(open) if open >= STALL_AFTER_SECONDS => json!({
-            "pid": row.try_get::<Option<i32>, _>(2).map_err(get)?,
-            "database": row.try_get::<Option<String>, _>(3).map_err(get)?,
-            "user": row.try_get::<Option<String>, _>(4).map_err(get)?,
-            "application_name": row.try_get::<Option<String>, _>(5).map_err(get)?,
-            "state": row.try_get::<Option<String>, _>(6).map_err(get)?,
-            "open_for_seconds": open,
-            "query": row.try_get::<Option<String>, _>(8).map_err(get)?,
+fn horizon(h: &Horizon) -> Value {
+    let holder = match &h.oldest {
+        Some(t) if t.open_for_seconds.is_some_and(|open| open >= STALL_AFTER_SECONDS) => json!({
+            "pid": t.session.pid,
+            "database": t.database,
+            "user": t.user,
+            "application_name": t.session.application_name,
+            "state": t.state,
+            "open_for_seconds": t.open_for_seconds,
+            "query": t.query,
         }),
         _ => Value::Null,
     };
-    Ok(json!({
-        "transaction": row.try_get::<i64, _>(0).map_err(get)?,
-        "waiting_events": row.try_get::<i64, _>(1).map_err(get)?,
+    json!({
+        "transaction": h.transaction,
+        "waiting_events": h.waiting_events,
         "held_back_by": holder,
-    }))
+    })
 }
 
-async fn store_summary(
-    store: &PostgresStore,
-    sql: &impl Fn(&str) -> Result<String, factum_postgres::ConfigError>,
-) -> Result<Value, CliError> {
-    let row = sqlx::query(&sql(STORE)?).fetch_one(store.pool()).await?;
-    let get = |e: factum_postgres::sqlx::Error| CliError::Sql(format!("reading the store's summary: {e}"));
-    let by_type = sqlx::query_as::<_, (String, i64)>(&sql(BY_TYPE)?).fetch_all(store.pool()).await?;
-    let largest = sqlx::query_as::<_, (String, String, i64)>(&sql(LARGEST)?).fetch_all(store.pool()).await?;
-    Ok(json!({
-        "events": row.try_get::<i64, _>(0).map_err(get)?,
-        "streams": row.try_get::<i64, _>(1).map_err(get)?,
-        "snapshotted_streams": row.try_get::<i64, _>(2).map_err(get)?,
-        "tail_after_snapshot": row.try_get::<f64, _>(3).map_err(get)?,
-        "bytes": row.try_get::<Option<i64>, _>(4).map_err(get)?,
-        "events_by_aggregate_type": by_type.iter().map(|(t, n)| json!({ "aggregate_type": t, "events": n })).collect::<Vec<_>>(),
-        "largest_aggregates": largest.iter().map(|(t, id, n)| json!({ "aggregate_type": t, "aggregate_id": id, "events": n })).collect::<Vec<_>>(),
-    }))
+fn store_summary(s: &StoreReport) -> Value {
+    json!({
+        "events": s.events,
+        "streams": s.streams,
+        "snapshotted_streams": s.snapshotted_streams,
+        "tail_after_snapshot": s.tail_after_snapshot,
+        "bytes": s.bytes,
+        "events_by_aggregate_type": s.by_aggregate_type.iter().map(|(t, n)| json!({ "aggregate_type": t, "events": n })).collect::<Vec<_>>(),
+        "largest_aggregates": s.largest.iter().map(|(t, id, n)| json!({ "aggregate_type": t, "aggregate_id": id, "events": n })).collect::<Vec<_>>(),
+    })
 }

@@ -21,7 +21,7 @@ use crate::rows::backend;
 /// The first key of the two-key advisory locks: "fact" in ASCII. The second key is a
 /// hash of the schema and the projection's name. The two-key form keeps these locks
 /// apart from single-key (bigint) locks, such as the appends' per-stream locks.
-const LOCK_SPACE: i32 = 0x6661_6374;
+pub(crate) const LOCK_SPACE: i32 = 0x6661_6374;
 
 const HEALTH_CHECK: Duration = Duration::from_millis(250);
 

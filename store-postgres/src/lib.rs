@@ -27,6 +27,7 @@
 //! through [`SchemaNames`]. `UPDATE` on events is refused by a trigger; `DELETE` is
 //! allowed only through [`delete_before`](factum::store::RetentionStore::delete_before).
 
+mod admin;
 mod availability;
 mod config;
 mod conns;
@@ -39,6 +40,7 @@ mod rows;
 mod schema;
 mod store;
 
+pub use admin::{Horizon, OldestTransaction, ProjectionReport, SessionInfo, StoreReport};
 pub use config::{ConfigError, PoolSettings, PostgresConfig, SchemaNames};
 pub use projection::{ExactlyOnce, PgProjection};
 pub use roles::{create_roles, Roles};

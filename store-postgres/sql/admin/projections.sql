@@ -1,8 +1,8 @@
 -- Each projection's checkpoint, what lies after it in the log (every aggregate type: a
 -- projection scoped to some reads only theirs), its recorded failures, a pending
 -- operator request, where its failure policy stopped it (if it did), and the session
--- that holds its lease (an advisory lock on
--- ("fact", hashtext('<schema>.<name>')), see store-postgres/src/lease.rs).
+-- that holds its lease (the advisory lock ($2, hashtext('<schema>.<name>')), $2 being the
+-- leases' lock space, see src/lease.rs). $1: only this projection, or NULL for all.
 SELECT p.projection_name,
        p.last_processed_transaction,
        p.last_processed_position,
@@ -27,7 +27,7 @@ LEFT JOIN LATERAL (
     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND l.classid = 1717658484::oid
+      AND l.classid = $2::int8::oid
       AND l.objid = ((hashtext('{schema}.' || p.projection_name)::bigint + 4294967296) % 4294967296)::oid
     LIMIT 1
 ) AS h ON true
