@@ -81,6 +81,25 @@ BEGIN
 END
 $fn$;
 
+-- What folding a stream's events after p_after needs, at most p_limit of them, in version
+-- order: an aggregate's load, page by page. A function's rows are all computed before the
+-- first is sent, so a long stream is read in pages that the store reads ahead while the
+-- aggregate folds the page before.
+CREATE FUNCTION {schema}.{events}_payloads(p_aggregate_type TEXT, p_aggregate_id TEXT, p_after BIGINT, p_limit INTEGER)
+RETURNS TABLE (version BIGINT, event_type TEXT, event_version INTEGER, event_data TEXT)
+LANGUAGE plpgsql STABLE
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_sort = off
+SET enable_incremental_sort = off SET plan_cache_mode = force_generic_plan
+AS $fn$
+BEGIN
+    RETURN QUERY
+    SELECT e.version, e.event_type::text, e.event_version, e.event_data::text FROM {schema}.{events} e
+    WHERE e.aggregate_type = p_aggregate_type AND e.aggregate_id = p_aggregate_id AND e.version > p_after
+    ORDER BY e.version
+    LIMIT p_limit;
+END
+$fn$;
+
 -- The append function (modes any and stream-exists, and appends in a caller's
 -- transaction) reads the head too.
 ALTER FUNCTION {schema}.{events}_append(TEXT, TEXT, BIGINT, UUID[], TEXT[], INTEGER[], TEXT[], JSONB[],

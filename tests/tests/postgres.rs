@@ -14,7 +14,7 @@ use factum::store::{
 use factum::{ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId, Version};
 use factum_postgres::{PoolSettings, PostgresStore, SchemaNames};
 use factum_tests::TestDb;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use rand::Rng;
 use serde_json::json;
 use sqlx::Row;
@@ -801,4 +801,31 @@ async fn killed_connections_fail_one_operation() {
     assert!(failures <= 1, "{failures} appends failed after {killed} connections were killed");
     assert_eq!(version, 10 + 8 - failures, "every other append went through");
     assert_eq!(store.stream_version(&s).await.unwrap(), Version(version));
+}
+
+/// An aggregate's load reads a long stream in pages, a page ahead of the caller: every
+/// event comes, once, in version order, and a caller that stops early stops the reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_stream_loads_in_pages_in_version_order() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let s = sid("Order", "long");
+    // Two and a half pages of a load (pages of 1,000).
+    let batch: Vec<NewEvent> =
+        (0..2_500).map(|i| NewEvent::new("Noted", serde_json::json!({ "i": i }))).collect();
+    store.append(&s, ExpectedVersion::NoStream, batch).await.unwrap();
+    for after in [0u64, 999, 1_000, 2_499, 2_500] {
+        let loaded: Vec<_> = store.read_payloads(&s, Version(after)).try_collect().await.unwrap();
+        let versions: Vec<u64> = loaded.iter().map(|e| e.version.0).collect();
+        assert_eq!(versions, (after + 1..=2_500).collect::<Vec<_>>(), "after {after}");
+        if let Some(first) = loaded.first() {
+            let payload: serde_json::Value = serde_json::from_str(&first.payload).unwrap();
+            assert_eq!(payload["i"], after, "the payload of version {}", after + 1);
+        }
+    }
+    let mut partial = store.read_payloads(&s, Version(0));
+    assert_eq!(partial.next().await.unwrap().unwrap().version, Version(1));
+    drop(partial);
+    // The store is still usable: the dropped read gave its connection back.
+    assert_eq!(store.stream_version(&s).await.unwrap(), Version(2_500));
 }

@@ -14,7 +14,8 @@
 //! connections have ended (a backend reports its counts when it ends). It asserts:
 //! - no tuple of the category index and no sequential read of the events table;
 //! - for appends and head reads, at most one stream-index entry per operation;
-//! - for stream reads, at most one stream-index entry per event read.
+//! - for stream reads, at most one stream-index entry per event read (a long stream's
+//!   load too, whose rest after the first page is read in a transaction of its own).
 
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ use sqlx::PgConnection;
 
 /// The streams of the fixture, as in the run that found the defect.
 const STREAMS: usize = 200;
+/// The events of the one long stream: a load reads it in more than one page.
+const LONG: i64 = 2_500;
 /// The application name of the measured store's connections.
 const APP: &str = "factum-stream-index-test";
 
@@ -124,6 +127,15 @@ async fn fixture(per_stream: i64, analyze: bool) -> (TestDb, PgConnection) {
     )
     .bind(per_stream)
     .bind(STREAMS as i64)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    // One long stream, whose load goes past its first page.
+    sqlx::query(
+        "INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, event_data, occurred_at)
+         SELECT gen_random_uuid(), 'Order', 'long', v, 'Filled', '{}', now() FROM generate_series(1, $1::int8) v",
+    )
+    .bind(LONG)
     .execute(&mut admin)
     .await
     .unwrap();
@@ -240,8 +252,13 @@ async fn every_operation_uses_the_stream_index(per_stream: i64, analyze: bool) {
         let loaded: Vec<_> = store.read_payloads(s, Version(version - 3)).try_collect().await.unwrap();
         assert_eq!(loaded.len(), 3);
     }
+    let long = StreamId::new("Order", "long").unwrap();
+    for _ in 0..3 {
+        let loaded: Vec<_> = store.read_payloads(&long, Version(0)).try_collect().await.unwrap();
+        assert_eq!(loaded.len() as i64, LONG);
+    }
     close(store, &mut admin).await;
-    check("stream reads", counters(&mut admin).await - before, 6 * STREAMS as i64);
+    check("stream reads", counters(&mut admin).await - before, 6 * STREAMS as i64 + 3 * LONG);
 
     // Snapshots: saved, loaded and deleted by stream.
     let before = counters(&mut admin).await;

@@ -31,6 +31,7 @@ GRANT EXECUTE ON FUNCTION
     {schema}.{events}_head(TEXT, TEXT, BOOLEAN),
     {schema}.{events}_heads(TEXT[], TEXT[], BOOLEAN),
     {schema}.{events}_stream(TEXT, TEXT, BIGINT, BIGINT),
+    {schema}.{events}_payloads(TEXT, TEXT, BIGINT, INTEGER),
     {schema}.{snapshots}_load(TEXT, TEXT),
     {schema}.{snapshots}_delete(TEXT, TEXT)
     TO {runtime};

@@ -4,13 +4,13 @@
 use async_trait::async_trait;
 use factum::store::backend::LogBackend;
 use factum::store::{
-    AppendResult, Checkpoint, EventPayload, EventStream, GlobalPosition, Limits, LogPage, LogSelector,
-    OrderBy, PayloadStream, StreamAppend, ValidFilter, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
+    AppendResult, Checkpoint, EventStream, GlobalPosition, Limits, LogPage, LogSelector, OrderBy,
+    PayloadStream, StreamAppend, ValidFilter, VersionRange, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
 use factum::{EventFilter, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId, Version};
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 use tokio::sync::mpsc;
 
 use super::{PostgresStore, STREAM_BUFFER};
@@ -77,29 +77,7 @@ impl LogBackend for PostgresStore {
     }
 
     fn read_payloads<'a>(&'a self, stream: &'a StreamId, after: Version) -> PayloadStream<'a> {
-        // Rows are decoded as they arrive, so the caller folds events while PostgreSQL
-        // still sends the rest.
-        let rows = sqlx::query(&self.inner.sql.read_payloads)
-            .bind(stream.aggregate_type())
-            .bind(stream.aggregate_id())
-            .bind(to_i64(after.0))
-            .fetch(&self.inner.pool);
-        self.inner.avail.guard(
-            "read_payloads",
-            self.inner.timeout,
-            Box::pin(rows.map(|row| {
-                let row = row.map_err(backend)?;
-                let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-                let schema_version: i32 = row.try_get(2).map_err(corrupt)?;
-                Ok(EventPayload::new(
-                    Version(to_u64("version", row.try_get(0).map_err(corrupt)?)?),
-                    row.try_get(1).map_err(corrupt)?,
-                    u32::try_from(schema_version)
-                        .map_err(|_| StoreError::Corrupt(format!("event_version {schema_version}")))?,
-                    row.try_get(3).map_err(corrupt)?,
-                ))
-            })),
-        )
+        self.inner.avail.guard("read_payloads", self.inner.timeout, self.payloads(stream, after))
     }
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {

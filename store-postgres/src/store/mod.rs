@@ -33,6 +33,7 @@ mod append_in;
 mod coalesce;
 mod consumers;
 mod log;
+mod payloads;
 mod read_log;
 mod requests;
 mod retention;

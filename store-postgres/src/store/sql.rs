@@ -29,7 +29,11 @@ pub(crate) struct Sql {
     pub(crate) legacy_heads: String,
     pub(crate) head: String,
     pub(crate) read_stream: String,
+    /// An aggregate's load: its first page, then the rest in a transaction under the
+    /// stream-index settings (`payloads.rs`).
     pub(crate) read_payloads: String,
+    pub(crate) read_payloads_rest: String,
+    pub(crate) stream_index_only: String,
     pub(crate) read_all: String,
     pub(crate) read_category: String,
     /// A page of the log with a reader's selector applied (see `read_log.rs`).
@@ -88,6 +92,8 @@ impl Sql {
             head: e(statement!("head")),
             read_stream: e(statement!("read_stream")),
             read_payloads: e(statement!("read_payloads")),
+            read_payloads_rest: e(statement!("read_payloads_rest")),
+            stream_index_only: e(statement!("stream_index_only")),
             read_all: e(statement!("read_all")),
             read_category: e(statement!("read_category")),
             read_log: e(statement!("read_log")),
