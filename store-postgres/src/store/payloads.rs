@@ -5,8 +5,8 @@
 //! load, a snapshot and a short tail, ends there. But a function computes all its rows
 //! before it sends the first, so a longer stream's rest is read in a transaction that
 //! first sets the same planner settings the function is declared with
-//! (`stream_index_only.sql`), and sent as it is read, while the caller folds. A task of
-//! its own reads, a page ahead of the caller.
+//! (`stream_index_only.sql`), and sent as it is read: a task of its own reads it and
+//! hands it over in chunks, while the caller folds.
 
 use factum::store::{EventPayload, PayloadStream};
 use factum::{StoreError, StreamId, Version};
@@ -22,44 +22,54 @@ use crate::rows::{backend, to_i64, to_u64};
 
 /// Events per page of a load.
 pub(crate) const PAGE: usize = 1_000;
+/// Events the task that reads a long stream's rest hands over at a time.
+const CHUNK: usize = 250;
 
 impl PostgresStore {
-    /// The stream's events after `after`, read a page ahead of the caller.
+    /// The stream's events after `after`: the first page, then, if it was full, the rest.
     pub(crate) fn payloads(&self, stream: &StreamId, after: Version) -> PayloadStream<'static> {
         let (store, stream) = (self.clone(), stream.clone());
-        // Room for a whole page: the task reads the next page as soon as it has handed
-        // this one over.
-        let (tx, rx) = mpsc::channel::<Result<EventPayload, StoreError>>(PAGE);
-        let producer = async move {
-            let page = match store.payload_page(&stream, after).await {
+        let first = futures_util::stream::once(async move {
+            let page = store.payload_page(&stream, after).await;
+            (store, stream, page)
+        });
+        Box::pin(first.flat_map(|(store, stream, page)| -> PayloadStream<'static> {
+            let page = match page {
                 Ok(page) => page,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
+                Err(e) => return Box::pin(futures_util::stream::iter([Err(e)])),
             };
-            let full = page.len() >= PAGE;
-            let mut last = after;
-            for event in page {
-                last = event.version;
-                // A closed channel means the caller dropped the stream: stop reading.
-                if tx.send(Ok(event)).await.is_err() {
-                    return;
-                }
+            let rest = match page.last() {
+                Some(last) if page.len() >= PAGE => Some(store.rest(stream, last.version)),
+                _ => None,
+            };
+            let page = futures_util::stream::iter(page.into_iter().map(Ok));
+            match rest {
+                Some(rest) => Box::pin(page.chain(rest)),
+                None => Box::pin(page),
             }
-            if full {
-                if let Err(e) = store.payload_rest(&stream, last, &tx).await {
-                    let _ = tx.send(Err(e)).await;
-                }
+        }))
+    }
+
+    /// A long stream's rest after `after`, read by a task of its own and handed over in
+    /// chunks, so that the caller folds while the task reads.
+    fn rest(self, stream: StreamId, after: Version) -> PayloadStream<'static> {
+        let (tx, rx) = mpsc::channel::<Result<Vec<EventPayload>, StoreError>>(4);
+        let producer = async move {
+            if let Err(e) = self.payload_rest(&stream, after, &tx).await {
+                let _ = tx.send(Err(e)).await;
             }
         };
         // Spawned on first poll, so building the stream needs no runtime.
         let start = futures_util::stream::once(async move {
             tokio::spawn(producer);
         });
-        let items =
+        let chunks =
             futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        Box::pin(start.filter_map(|()| async { None }).chain(items))
+        let events = chunks.flat_map(|chunk| match chunk {
+            Ok(events) => futures_util::stream::iter(events.into_iter().map(Ok).collect::<Vec<_>>()),
+            Err(e) => futures_util::stream::iter(vec![Err(e)]),
+        });
+        Box::pin(start.filter_map(|()| async { None }).chain(events))
     }
 
     /// One page of the stream's events after `after`.
@@ -77,23 +87,31 @@ impl PostgresStore {
         rows?.iter().map(payload).collect()
     }
 
-    /// The stream's events after `after`, sent to `to` as they are read, in a transaction
-    /// under the stream-index settings.
+    /// The stream's events after `after`, handed to `to` in chunks as they are read, in a
+    /// transaction under the stream-index settings.
     async fn payload_rest(
         &self,
         stream: &StreamId,
         after: Version,
-        to: &mpsc::Sender<Result<EventPayload, StoreError>>,
+        to: &mpsc::Sender<Result<Vec<EventPayload>, StoreError>>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         run_raw(&self.inner.sql.stream_index_only, &mut tx).await.map_err(backend)?;
         {
             let mut rows = rows_after(&self.inner.sql.read_payloads_rest, &mut tx, stream, after);
+            let mut chunk = Vec::with_capacity(CHUNK);
             while let Some(row) = rows.try_next().await.map_err(backend)? {
-                if to.send(payload(&row)).await.is_err() {
-                    // The caller is gone; the transaction rolls back as it drops.
-                    return Ok(());
+                chunk.push(payload(&row)?);
+                if chunk.len() == CHUNK {
+                    // A closed channel means the caller dropped the stream: stop reading
+                    // (the transaction rolls back as it drops).
+                    if to.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))).await.is_err() {
+                        return Ok(());
+                    }
                 }
+            }
+            if !chunk.is_empty() && to.send(Ok(chunk)).await.is_err() {
+                return Ok(());
             }
         }
         tx.commit().await.map_err(backend)
