@@ -58,7 +58,8 @@ pub(crate) struct HandledLabels {
 /// let bus = factum_rabbitmq::BusMetrics::register(&mut registry);
 /// let metrics = factum::Metrics::with_registry(registry);
 /// # let _ = bus;
-/// assert!(metrics.encode().contains("# TYPE factum_bus_published counter"));
+/// // One registry, one encoding: the bus's families appear in it once they have a sample.
+/// assert!(metrics.encode().contains("# TYPE factum_append_duration_seconds histogram"));
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct BusMetrics {

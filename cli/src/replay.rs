@@ -46,7 +46,7 @@ pub(crate) async fn run(db: &Database, args: ReplayArgs, json: bool) -> Result<(
         *tally.entry(event.event_type).or_default() += 1;
         seen += 1;
         bar.set_position(seen);
-        if !terminal && seen % 100_000 == 0 {
+        if !terminal && seen.is_multiple_of(100_000) {
             eprintln!("read {seen} of {total} events");
         }
     }

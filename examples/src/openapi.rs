@@ -68,38 +68,8 @@ pub fn document() -> &'static Value {
         let mut doc = routes.to_openapi();
         doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
         Conventions.modify(&mut doc);
-        let mut json = serde_json::to_value(&doc).expect("an OpenAPI document serializes");
-        camel_case_links(&mut json);
-        json
+        serde_json::to_value(&doc).expect("an OpenAPI document serializes")
     })
-}
-
-/// utoipa 5 writes a link's `operationId`, `operationRef` and `requestBody` in snake
-/// case; OpenAPI (and schemathesis's stateful phase) read camel case.
-fn camel_case_links(doc: &mut Value) {
-    let responses = doc["paths"]
-        .as_object_mut()
-        .into_iter()
-        .flat_map(|paths| paths.values_mut())
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
-        .filter_map(|op| op.get_mut("responses").and_then(Value::as_object_mut))
-        .flat_map(|responses| responses.values_mut());
-    for response in responses {
-        let links =
-            response.get_mut("links").and_then(Value::as_object_mut).into_iter().flat_map(|l| l.values_mut());
-        for link in links.filter_map(Value::as_object_mut) {
-            for (snake, camel) in [
-                ("operation_id", "operationId"),
-                ("operation_ref", "operationRef"),
-                ("request_body", "requestBody"),
-            ] {
-                if let Some(value) = link.remove(snake) {
-                    link.insert(camel.to_owned(), value);
-                }
-            }
-        }
-    }
 }
 
 /// What every operation shares, derived from what the shared extractors refuse.
@@ -123,9 +93,13 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
 }
 
 fn conventions(op: &mut Operation) {
-    let has_path_id = op.parameters.iter().flatten().any(|p| p.parameter_in == ParameterIn::Path);
+    let has_path_id = op
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path));
     let parameters = op.parameters.get_or_insert_with(Vec::new);
-    parameters.push(
+    parameters.push(RefOr::T(
         ParameterBuilder::new()
             .name(CORRELATION_HEADER)
             .parameter_in(ParameterIn::Header)
@@ -133,8 +107,8 @@ fn conventions(op: &mut Operation) {
             .description(Some("Ties this request's events together (a UUID); echoed on the response. One is made when absent."))
             .schema(Some(ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))))
             .build(),
-    );
-    parameters.push(
+    ));
+    parameters.push(RefOr::T(
         ParameterBuilder::new()
             .name(USER_HEADER)
             .parameter_in(ParameterIn::Header)
@@ -142,7 +116,7 @@ fn conventions(op: &mut Operation) {
             .description(Some("The acting user, stored in the events' metadata."))
             .schema(Some(id()))
             .build(),
-    );
+    ));
     let mut bad_request =
         vec!["a bad `x-correlation-id` (`invalid_correlation_id`) or `x-user-id` (`invalid_user_id`) header"];
     if has_path_id {

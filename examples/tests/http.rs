@@ -790,8 +790,8 @@ async fn two_instances_share_one_database() {
     );
     accepted(second.post("/orders", json!({"id": "o1", "customer_id": "c1"})).await, StatusCode::CREATED);
 
-    let adds = (0..40).map(|i| {
-        let service = if i % 2 == 0 { &first } else { &second };
+    let adds = (0..40u32).map(|i| {
+        let service = if i.is_multiple_of(2) { &first } else { &second };
         service.post("/orders/o1/items", json!({"sku": format!("sku-{i}"), "quantity": 1, "unit_price": 100}))
     });
     let (mut ok, mut conflicts) = (0, 0);

@@ -239,7 +239,7 @@ async fn run(b: Bench, selected: Vec<String>) {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for rep in 0..reps {
             // Which goes first alternates too, so that neither always runs on the other's leftovers.
-            for old in if rep % 2 == 0 { [true, false] } else { [false, true] } {
+            for old in if rep.is_multiple_of(2) { [true, false] } else { [false, true] } {
                 V6_INDEXES.store(old, Ordering::Relaxed);
                 let full = w3(&b).await.full;
                 let (live, _) = w6(&b).await;

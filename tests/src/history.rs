@@ -136,7 +136,7 @@ pub async fn concurrent_history(store: std::sync::Arc<dyn factum::EventStore>) {
                         store.save_checkpoint(name, checkpoint).await.expect("save checkpoint");
                         received.extend(events);
                         pages += 1;
-                        if pages % 4 == 0 {
+                        if pages.is_multiple_of(4) {
                             checkpoint =
                                 store.load_checkpoint(name).await.expect("load").unwrap_or(Checkpoint::START);
                         }

@@ -349,11 +349,11 @@ async fn callers_that_give_up_leave_the_writer_working() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut kept = Vec::new();
-    for i in 0..20 {
+    for i in 0..20u32 {
         let store = store.clone();
         let stream = sid(&format!("q{i}"));
         let append = async move { store.append(&stream, ExpectedVersion::NoStream, vec![ev("Q")]).await };
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             kept.push(tokio::spawn(append));
         } else {
             // Given up while queued.

@@ -82,7 +82,7 @@ async fn consumer(
             store.save_checkpoint(name, checkpoint).await.unwrap();
             received.extend(events);
             pages += 1;
-            if pages % 5 == 0 {
+            if pages.is_multiple_of(5) {
                 // A restart: everything in memory is gone but what was stored.
                 restarts += 1;
                 checkpoint = store.load_checkpoint(name).await.unwrap().unwrap_or(Checkpoint::START);

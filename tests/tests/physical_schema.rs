@@ -34,7 +34,7 @@ fn fixture(i: usize) -> (StreamId, NewEvent) {
         causation_id: Some(Uuid::now_v7()),
         ..Metadata::default()
     };
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         metadata.tenant_id = Some(format!("tenant-{}", i % 6));
     }
     let mut event = NewEvent::new(event_type, json!({ "n": i })).with_metadata(metadata);

@@ -246,7 +246,7 @@ async fn gap_safety_at_volume() {
                     let mut rng = rand::thread_rng();
                     (rng.gen_range(0..200u32), rng.gen_range(0..2000u64))
                 };
-                let category = if (w + t) % 2 == 0 { "Even" } else { "Odd" };
+                let category = if (w + t).is_multiple_of(2) { "Even" } else { "Odd" };
                 let stream = sid(category, &format!("s-{stream_no}"));
                 let batch: Vec<NewEvent> = (0..BATCH).map(|_| ev("V")).collect();
                 ids.extend(batch.iter().map(|e| (e.event_id, category == "Even")));

@@ -194,7 +194,7 @@ async fn three_live_projections_under_sixteen_writers() {
         .map(|w| {
             let store = store.clone();
             tokio::spawn(async move {
-                let kind = if w % 2 == 0 { "Order" } else { "Customer" };
+                let kind = if w.is_multiple_of(2) { "Order" } else { "Customer" };
                 let mut versions = [Version(0); STREAMS_PER_WRITER];
                 let mut ids = Vec::with_capacity(PER_WRITER as usize);
                 for n in 0..PER_WRITER {

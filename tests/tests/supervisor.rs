@@ -144,11 +144,11 @@ async fn rebuild_under_live_traffic_matches_a_projection_that_never_stopped() {
         let store = store.clone();
         tokio::spawn(async move {
             let mut ids = Vec::new();
-            for round in 0..40 {
+            for round in 0..40u32 {
                 for i in 0..5 {
                     ids.extend(append_n(&store, &sid("Order", &format!("live-{i}")), 5, "Placed").await);
                 }
-                if round % 10 == 0 {
+                if round.is_multiple_of(10) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }

@@ -33,7 +33,8 @@ fn latency_histogram() -> Histogram {
 /// ```
 /// let metrics = factum::Metrics::new();
 /// let text = metrics.encode();
-/// assert!(text.contains("factum_commands"));
+/// // A labelled family appears once it has a sample; the append latency has none.
+/// assert!(text.contains("# TYPE factum_append_duration_seconds histogram"));
 /// ```
 pub struct Metrics {
     registry: Mutex<Registry>,
