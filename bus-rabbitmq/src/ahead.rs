@@ -2,19 +2,20 @@
 //! itself and publishes what comes next, so that the broker's confirm latency holds back
 //! the checkpoint rather than new events.
 //!
-//! It reads when the store says the log grew (its wake-up signal: at once for appends in
-//! this process, by `NOTIFY` for others), at most every [`READ_GAP`], and goes on reading
-//! for [`CHASE`] after the last signal, since an event that just committed can sit behind
-//! the gap-safe horizon until an older transaction ends. Without a signal it polls every
-//! [`POLL`]. What it publishes is matched against the next batch by event id; anything
-//! else (a failure, a reset, a batch that does not start where reading ahead did)
-//! discards it, and the batch publishes its events itself.
+//! It follows the log as every reader of the framework does: through
+//! [`read_log`](factum::store::EventLog::read_log) with the projection's own
+//! [`LogSelector`], selecting in the store, and, when a read after a wake-up finds nothing
+//! yet (an event that just committed can sit behind the gap-safe horizon until an older
+//! transaction ends), chasing the horizon with [`Chase`]. Reads are at least
+//! [`READ_GAP`] apart; without a signal it polls every [`POLL`]. What it publishes is
+//! matched against the next batch by event id; anything else (a failure, a reset, a batch
+//! that does not start where reading ahead did) discards it, and the batch publishes its
+//! events itself.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use factum::store::{Checkpoint, WakeSignal};
-use factum::RecordedEvent;
+use factum::store::{Chase, Checkpoint, WakeSignal};
 use tokio::time::Instant;
 
 use crate::delivery::{abandon, InFlight, STAGES};
@@ -22,8 +23,6 @@ use crate::publisher::Publisher;
 
 /// The shortest time between two reads ahead: each is a gap-safe query on the store.
 pub(crate) const READ_GAP: Duration = Duration::from_millis(2);
-/// How long after the log last said it grew reads go on every [`READ_GAP`].
-pub(crate) const CHASE: Duration = Duration::from_millis(6);
 /// How often the log is read ahead without a signal.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
@@ -39,8 +38,10 @@ pub(crate) struct Ahead {
     pub(crate) listening: bool,
     /// When the log was last read ahead.
     last_read: Instant,
-    /// Until when to read every [`READ_GAP`].
-    chase_until: Option<Instant>,
+    /// When to read next.
+    read_at: Instant,
+    /// Chasing the horizon after a wake-up.
+    chase: Chase,
 }
 
 impl Ahead {
@@ -52,25 +53,38 @@ impl Ahead {
             signal,
             listening: true,
             last_read: Instant::now(),
-            chase_until: None,
+            read_at: Instant::now() + POLL,
+            chase: Chase::default(),
         }
     }
 
     /// The signal changed (`open`), or its store is gone.
     pub(crate) fn grew(&mut self, open: bool) {
         if open {
-            self.chase_until = Some(Instant::now() + CHASE);
+            let now = Instant::now();
+            self.chase.woken(now);
+            self.read_at = (self.last_read + READ_GAP).max(now);
         } else {
             self.listening = false;
         }
     }
 
     /// When the next read ahead is due.
-    pub(crate) fn next_read(&self, now: Instant) -> Instant {
-        match self.chase_until {
-            Some(until) if now < until || self.last_read < until => self.last_read + READ_GAP,
-            _ => self.last_read + POLL,
-        }
+    pub(crate) fn next_read(&self) -> Instant {
+        self.read_at
+    }
+
+    /// A read ahead ended: found events (`progressed`) or nothing.
+    fn read(&mut self, progressed: bool) {
+        let now = Instant::now();
+        self.last_read = now;
+        let delay = if progressed {
+            self.chase.progressed();
+            READ_GAP
+        } else {
+            self.chase.after_empty(now).map_or(POLL, |d| d.max(READ_GAP))
+        };
+        self.read_at = now + delay;
     }
 
     /// Forgets what was published ahead; reading ahead starts again after `from` (or
@@ -87,15 +101,6 @@ impl Publisher {
         self.ahead.after.is_some() && self.ahead.sent.len() < self.config.max_in_flight
     }
 
-    /// Whether the projection selects `event` (the same filters it was given).
-    fn selects(&self, event: &RecordedEvent) -> bool {
-        let c = &self.config;
-        (c.aggregate_types.is_empty() || c.aggregate_types.iter().any(|t| t == event.stream.aggregate_type()))
-            && (c.event_types.is_empty() || c.event_types.contains(&event.event_type))
-            && (self.topics.is_empty()
-                || event.topic.as_deref().is_some_and(|t| self.topics.iter().any(|p| p.matches(t))))
-    }
-
     /// Reads the log after what was read ahead, and publishes what the projection
     /// selects, up to `max_in_flight` messages ahead.
     pub(crate) async fn read_ahead(&mut self) {
@@ -106,27 +111,28 @@ impl Publisher {
             return;
         }
         let started = Instant::now();
-        let page = match self.config.aggregate_types.as_slice() {
-            [one] => self.store.read_category(one, after, room).await,
-            _ => self.store.read_all(after, room).await,
+        let page = self.store.read_log(after, &self.selector, room).await;
+        let Ok(page) = page else {
+            self.ahead.read(false);
+            return;
         };
-        self.ahead.last_read = Instant::now();
-        let Ok(page) = page else { return };
+        self.ahead.read(page.is_some());
+        let Some(page) = page else { return };
         tracing::trace!(
             target: STAGES,
             stage = "read_ahead",
-            count = page.len() as u64,
+            count = page.events.len() as u64,
             took_us = (self.ahead.last_read - started).as_micros() as u64
         );
-        for event in page {
-            if self.selects(&event) {
-                match self.publish(&event).await {
-                    Ok(confirm) => self.ahead.sent.push_back(InFlight { event_id: event.event_id, confirm }),
-                    // Left for its batch, which handles the failure.
-                    Err(_) => return,
-                }
+        for event in page.events {
+            match self.publish(&event).await {
+                Ok(confirm) => self.ahead.sent.push_back(InFlight { event_id: event.event_id, confirm }),
+                // Left for its batch, which handles the failure.
+                Err(_) => return,
             }
             self.ahead.after = Some(event.checkpoint());
         }
+        // Past the events read but not selected, too.
+        self.ahead.after = Some(page.to);
     }
 }

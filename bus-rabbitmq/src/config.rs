@@ -158,7 +158,7 @@ impl PublisherConfig {
         self
     }
 
-    /// Where the metrics go (see [`BusMetrics::register`]).
+    /// Where the metrics go (see [`BusMetrics::of`]).
     #[must_use]
     pub fn metrics(mut self, metrics: BusMetrics) -> Self {
         self.metrics = metrics;

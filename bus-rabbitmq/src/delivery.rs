@@ -166,7 +166,7 @@ impl Publisher {
         loop {
             let read_ahead = pipelined && self.may_read_ahead();
             let listen = read_ahead && self.ahead.listening;
-            let read_at = self.ahead.next_read(tokio::time::Instant::now());
+            let read_at = self.ahead.next_read();
             tokio::select! {
                 biased;
                 result = &mut confirm => return self.confirmation(result),

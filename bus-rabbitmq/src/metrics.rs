@@ -38,9 +38,9 @@ pub(crate) struct HandledLabels {
     pub(crate) outcome: String,
 }
 
-/// The bus's metrics. Register them in the application's registry *before* handing
-/// the registry to [`factum::Metrics::with_registry`], and give a clone to each
-/// publisher and subscriber.
+/// The bus's metrics, kept in the framework's registry: take them from the application's
+/// [`factum::Metrics`] with [`BusMetrics::of`], and give a clone to each publisher and
+/// subscriber.
 ///
 /// | name | type | labels | what |
 /// | --- | --- | --- | --- |
@@ -54,11 +54,13 @@ pub(crate) struct HandledLabels {
 /// | `factum_bus_handled_total` | counter | `queue`, `outcome` (`ok`, `failed`, `dead_lettered`, `duplicate`) | handler outcomes |
 ///
 /// ```
-/// let mut registry = prometheus_client::registry::Registry::default();
-/// let bus = factum_rabbitmq::BusMetrics::register(&mut registry);
-/// let metrics = factum::Metrics::with_registry(registry);
-/// # let _ = bus;
-/// // One registry, one encoding: the bus's families appear in it once they have a sample.
+/// let metrics = factum::Metrics::new();
+/// let bus = factum_rabbitmq::BusMetrics::of(&metrics);
+/// // Asked for again, the same counters: registered once.
+/// let again = factum_rabbitmq::BusMetrics::of(&metrics);
+/// # let _ = (bus, again);
+/// // One registry, one encoding: the bus's families appear in it beside the framework's
+/// // once they have a sample.
 /// assert!(metrics.encode().contains("# TYPE factum_append_duration_seconds histogram"));
 /// ```
 #[derive(Clone, Debug, Default)]
@@ -80,31 +82,10 @@ impl BusMetrics {
         Self::default()
     }
 
-    /// Registers the bus's metrics in `registry` and returns them.
-    pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
-        let r = registry.sub_registry_with_prefix("factum_bus");
-        r.register(
-            "published",
-            "Messages sent to the broker, republished ones included",
-            m.published.clone(),
-        );
-        r.register("confirmed", "Messages the broker confirmed", m.confirmed.clone());
-        r.register("failed", "Messages the broker nacked or returned as unroutable", m.failed.clone());
-        r.register("reconnects", "Connections re-established after a loss", m.reconnects.clone());
-        r.register(
-            "publisher_lag_events",
-            "Events stored after the publisher's checkpoint",
-            m.lag_events.clone(),
-        );
-        r.register(
-            "publisher_lag_seconds",
-            "Age of the oldest event the publisher has not had confirmed",
-            m.lag_seconds.clone(),
-        );
-        r.register("received", "Messages received by a subscriber", m.received.clone());
-        r.register("handled", "Subscriber handler outcomes", m.handled.clone());
-        m
+    /// The bus's metrics in the application's framework metrics: registered there the
+    /// first time, the same ones every later time.
+    pub fn of(metrics: &factum::Metrics) -> Self {
+        metrics.extension()
     }
 
     pub(crate) fn publisher(&self, name: &str) -> PublisherLabels {
@@ -158,5 +139,48 @@ impl BusMetrics {
         self.handled
             .get_or_create(&HandledLabels { queue: queue.to_owned(), outcome: outcome.to_owned() })
             .get()
+    }
+}
+
+impl factum::metrics::MetricsExtension for BusMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("factum_bus");
+        r.register(
+            "published",
+            "Messages sent to the broker, republished ones included",
+            self.published.clone(),
+        );
+        r.register("confirmed", "Messages the broker confirmed", self.confirmed.clone());
+        r.register("failed", "Messages the broker nacked or returned as unroutable", self.failed.clone());
+        r.register("reconnects", "Connections re-established after a loss", self.reconnects.clone());
+        r.register(
+            "publisher_lag_events",
+            "Events stored after the publisher's checkpoint",
+            self.lag_events.clone(),
+        );
+        r.register(
+            "publisher_lag_seconds",
+            "Age of the oldest event the publisher has not had confirmed",
+            self.lag_seconds.clone(),
+        );
+        r.register("received", "Messages received by a subscriber", self.received.clone());
+        r.register("handled", "Subscriber handler outcomes", self.handled.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bus_metrics_join_the_framework_registry_once() {
+        let metrics = factum::Metrics::new();
+        let first = BusMetrics::of(&metrics);
+        first.published.get_or_create(&first.publisher("p")).inc();
+        let second = BusMetrics::of(&metrics);
+        second.published.get_or_create(&second.publisher("p")).inc();
+        let text = metrics.encode();
+        assert_eq!(text.matches("# TYPE factum_bus_published counter").count(), 1, "{text}");
+        assert!(text.contains("factum_bus_published_total{publisher=\"p\"} 2"), "{text}");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factum::backoff::Backoff;
 use factum::projection::{Batch, ProjectionSink, SinkError};
-use factum::store::{Checkpoint, ProjectionFailure, TopicPattern};
+use factum::store::{Checkpoint, LogSelector, ProjectionFailure, TopicPattern};
 use factum::task::AbortOnDrop;
 use factum::{EventStore, HandlerError, Projection, RecordedEvent};
 use lapin::types::ShortString;
@@ -45,7 +45,8 @@ use crate::lag::spawn_lag;
 pub struct Publisher {
     pub(crate) config: PublisherConfig,
     pub(crate) exchange: ShortString,
-    pub(crate) topics: Vec<TopicPattern>,
+    /// What the projection follows, as the store selects it.
+    pub(crate) selector: LogSelector,
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) link: Option<Link>,
     pub(crate) backoff: Backoff,
@@ -65,12 +66,13 @@ impl Publisher {
     /// a bad URL, refused credentials or an exchange of another type is an error here,
     /// before anything runs. Later outages are waited out.
     pub async fn connect(store: Arc<dyn EventStore>, config: PublisherConfig) -> Result<Self, BusError> {
-        let topics = config
-            .topics
-            .iter()
-            .map(|t| TopicPattern::parse(t))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| BusError::InvalidConfig { field: "topics", reason: e.to_string() })?;
+        for t in &config.topics {
+            TopicPattern::parse(t)
+                .map_err(|e| BusError::InvalidConfig { field: "topics", reason: e.to_string() })?;
+        }
+        let selector =
+            LogSelector::new(config.aggregate_types.clone(), config.event_types.clone(), &config.topics)
+                .map_err(|e| BusError::InvalidConfig { field: "selector", reason: e.to_string() })?;
         factum::store::validate::consumer_name(&config.name)
             .map_err(|e| BusError::InvalidConfig { field: "name", reason: e.to_string() })?;
         let exchange = ShortString::try_new(config.exchange.as_str())
@@ -90,7 +92,7 @@ impl Publisher {
         Ok(Publisher {
             backoff: Backoff::new(config.reconnect_initial, config.reconnect_max),
             exchange,
-            topics,
+            selector,
             store,
             link: Some(link),
             ahead: Ahead::new(signal),

@@ -125,7 +125,7 @@ impl SubscriberConfig {
         self
     }
 
-    /// Where the metrics go (see [`BusMetrics::register`]).
+    /// Where the metrics go (see [`BusMetrics::of`]).
     #[must_use]
     pub fn metrics(mut self, metrics: BusMetrics) -> Self {
         self.metrics = metrics;

@@ -84,12 +84,10 @@ impl App {
         store.migrate().await?;
         let tables = Tables::new(&store.names().schema);
         tables.create(store.pool()).await?;
-        // The bus's and the store's metrics go into the registry before the framework
-        // takes it.
-        let mut registry = prometheus_client::registry::Registry::default();
-        let bus_metrics = BusMetrics::register(&mut registry);
-        store.register_metrics(&mut registry);
-        let metrics = Arc::new(Metrics::with_registry(registry));
+        // One registry: the store's metrics join it when the framework instruments the
+        // store, the bus's are taken from it.
+        let metrics = Arc::new(Metrics::new());
+        let bus_metrics = BusMetrics::of(&metrics);
         let factum = Factum::with_config(Arc::new(store.clone()), FactumConfig::default(), metrics.clone());
         let mut supervisor =
             SupervisorConfig::default().metrics(metrics.clone()).retention(RetentionConfig::default());

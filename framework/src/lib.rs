@@ -75,7 +75,7 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`aggregate`] | [`Aggregate`], [`Command`], [`DomainEvent`] and their derives, [`CommandError`], snapshot policies |
-//! | [`store`] | the [`EventStore`] and its four roles ([`EventLog`](store::EventLog), [`SnapshotStore`](store::SnapshotStore), [`ConsumerStore`](store::ConsumerStore), [`RetentionStore`](store::RetentionStore)), the storage traits a backend implements ([`store::backend`]), the values they exchange, filters, subscriptions, the log cursor, [`InMemoryStore`] |
+//! | [`store`] | the [`EventStore`] and its four roles ([`EventLog`](store::EventLog), [`SnapshotStore`](store::SnapshotStore), [`ConsumerStore`](store::ConsumerStore), [`RetentionStore`](store::RetentionStore)), each operation's type and the trait a backend executes it by ([`store::op`], [`store::backend`]), the values they exchange, filters, subscriptions, the log cursor, [`InMemoryStore`] |
 //! | [`projection`] | [`Projection`], [`EventHandler`], sinks, failure policies |
 //! | [`supervisor`] | [`Supervisor`], health, replay, retention |
 //! | [`metrics`] | [`Metrics`], the Prometheus registry |
@@ -110,7 +110,7 @@ pub mod testing;
 /// PostgreSQL store) is called through: `use factum::prelude::*;`. A `dyn EventStore` or a
 /// generic `S: EventStore` needs no import.
 pub mod prelude {
-    pub use crate::store::{ConsumerStore, EventLog, EventStore, RetentionStore, SnapshotStore};
+    pub use crate::store::{ConsumerStore, EventLog, EventStore, LogBackend, RetentionStore, SnapshotStore};
 }
 
 #[doc(hidden)]

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use factum::projection::{catch_panic, Batch, ProjectionSink, SinkError};
-use factum::store::{Checkpoint, ProjectionFailure};
+use factum::store::{Checkpoint, ConsumerStore, ProjectionFailure};
 use factum::{HandlerError, RecordedEvent};
 use sqlx::{PgConnection, Postgres, Transaction};
 
@@ -169,7 +169,13 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
     async fn apply(&mut self, batch: Batch<'_>) -> Result<(), SinkError> {
         if batch.events.is_empty() {
             // Nothing selected: only the checkpoint moves.
-            return match self.store.advance_checkpoint_in_pool(batch.projection, batch.from, batch.to).await?
+            return match ConsumerStore::advance_checkpoint(
+                &self.store,
+                batch.projection,
+                batch.from,
+                batch.to,
+            )
+            .await?
             {
                 true => Ok(()),
                 false => Err(SinkError::Fenced),

@@ -11,9 +11,13 @@ use prometheus_client::registry::Registry;
 
 use crate::store::EventStore;
 
+mod extension;
 mod labels;
 mod seed;
 
+pub use extension::MetricsExtension;
+
+use extension::Extensions;
 use labels::{
     AggregateLabels, ChildLabels, OperationLabels, OutcomeLabels, ProjectionLabels, ProjectionOutcomeLabels,
 };
@@ -56,6 +60,7 @@ pub struct Metrics {
     projection_batch_duration: Family<ProjectionLabels, Histogram, fn() -> Histogram>,
     restarts: Family<ChildLabels, Counter>,
     seed: SeedMetrics,
+    extensions: Extensions,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -186,6 +191,7 @@ impl Metrics {
             projection_batch_duration,
             restarts,
             seed,
+            extensions: Extensions::default(),
         }
     }
 
@@ -198,12 +204,27 @@ impl Metrics {
         out
     }
 
-    /// `store`, wrapped so that its appends and reads are measured into these metrics
-    /// (append and query latency, events appended) and each append gets a `tracing`
-    /// span with the correlation and causation ids. [`Factum`](crate::Factum) and the
-    /// [`Supervisor`](crate::Supervisor) wrap their store this way themselves.
+    /// `store`, wrapped so that its operations are measured into these metrics (append
+    /// latency and events appended; every other operation's latency, by operation) and
+    /// each append gets a `tracing` span with the correlation and causation ids.
+    /// [`Factum`](crate::Factum) and the [`Supervisor`](crate::Supervisor) wrap their
+    /// store this way themselves.
+    ///
+    /// This is also where a backend's own metrics join the registry (the PostgreSQL
+    /// store's coalescing figures): it is handed the registry
+    /// ([`LogBackend::instrumented`](crate::store::LogBackend::instrumented)), so they
+    /// cannot go missing.
     pub fn instrument(self: &Arc<Self>, store: Arc<dyn EventStore>) -> Arc<dyn EventStore> {
+        self.with_registry_mut(|r| store.instrumented(r.sub_registry_with_prefix("factum"), self.clone()));
         Arc::new(crate::instrumented::Instrumented { store, metrics: self.clone() })
+    }
+
+    /// The metrics of a crate built on factum (the RabbitMQ bus's, say), registered in
+    /// this registry the first time they are asked for; every later call returns the
+    /// same ones. So everything the framework and its crates measure lands in the one
+    /// registry these metrics were made with.
+    pub fn extension<T: MetricsExtension>(&self) -> T {
+        self.extensions.get_or_register(|fresh: &T| self.with_registry_mut(|r| fresh.register(r)))
     }
 
     /// Runs `f` on the registry, to register more metrics in it.

@@ -20,7 +20,7 @@ mod operations;
 mod shared;
 mod step;
 
-pub(crate) use shared::ProjectionShared;
+pub(crate) use shared::{Applied, ProjectionShared};
 
 pub(crate) enum ProjectionMsg {
     /// Read and apply what is new: `signal` if the log said it grew (a wake-up), else

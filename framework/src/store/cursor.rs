@@ -9,8 +9,9 @@ use tokio::time::Instant;
 
 use super::error::{InvalidInput, StoreError};
 use super::filter::TopicPattern;
+use super::op::{Execute, ReadAll, ReadCategory, ReadLog};
 use super::types::{Checkpoint, RecordedEvent};
-use super::{validate, EventLog, WakeSignal};
+use super::{validate, LogBackend, WakeSignal};
 
 /// What part of the log a reader follows: some categories (aggregate types) or all, and
 /// among their events some types and topics. Each list empty means any.
@@ -74,7 +75,7 @@ impl LogSelector {
     }
 
     /// The wake-up signals that say the followed part of the log may have grown.
-    pub fn wake_signals(&self, store: &(impl EventLog + ?Sized)) -> Vec<WakeSignal> {
+    pub fn wake_signals(&self, store: &(impl LogBackend + ?Sized)) -> Vec<WakeSignal> {
         if self.aggregate_types.is_empty() {
             vec![store.wake_signal()]
         } else {
@@ -117,19 +118,18 @@ impl LogPage {
     }
 }
 
-/// [`EventLog::read_log`] for a backend that selects in memory: reads a page of the
-/// category (one) or the log, then keeps what `selector` matches.
-pub async fn read_log_in_memory(
-    store: &(impl EventLog + ?Sized),
-    after: Checkpoint,
-    selector: &LogSelector,
-    limit: usize,
-) -> Result<Option<LogPage>, StoreError> {
-    let read = match selector.single_category() {
-        Some(category) => store.read_category(category, after, limit).await?,
-        None => store.read_all(after, limit).await?,
+/// [`EventLog::read_log`](super::EventLog::read_log) for a backend that selects in memory: reads a page of the
+/// category (one) or the log, then keeps what the selector matches.
+pub async fn read_log_in_memory<B>(backend: &B, op: ReadLog) -> Result<Option<LogPage>, StoreError>
+where
+    B: Execute<ReadAll> + Execute<ReadCategory> + ?Sized,
+{
+    let (after, limit) = (op.after(), op.limit());
+    let read = match op.selector().single_category() {
+        Some(category) => backend.execute(ReadCategory::checked(category.to_owned(), after, limit)).await?,
+        None => backend.execute(ReadAll::checked(after, limit)).await?,
     };
-    Ok(LogPage::select(read, selector, limit))
+    Ok(LogPage::select(read, op.selector(), limit))
 }
 
 /// The first re-read delay after a wake-up found nothing new: an event that just
@@ -143,20 +143,35 @@ pub(crate) const CHASE_BUDGET: Duration = Duration::from_secs(10);
 
 /// Chasing the horizon after a wake-up: re-read after 5 ms, doubling to 250 ms, for up
 /// to 10 s after the last wake-up; then the reader's poll interval takes over.
+///
+/// Every reader of the log chases this way: subscriptions, projections, rebuilds, and the
+/// RabbitMQ publisher's reads ahead.
+///
+/// ```
+/// use std::time::Duration;
+/// use factum::store::Chase;
+/// use tokio::time::Instant;
+///
+/// let (mut chase, now) = (Chase::default(), Instant::now());
+/// assert_eq!(chase.after_empty(now), None, "no wake-up, no chase");
+/// chase.woken(now);
+/// assert_eq!(chase.after_empty(now), Some(Duration::from_millis(5)));
+/// assert_eq!(chase.after_empty(now), Some(Duration::from_millis(10)));
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Chase {
+pub struct Chase {
     /// The next re-read's delay and the last wake-up.
     state: Option<(Duration, Instant)>,
 }
 
 impl Chase {
     /// The log grew (a wake-up): chase from the shortest delay.
-    pub(crate) fn woken(&mut self, now: Instant) {
+    pub fn woken(&mut self, now: Instant) {
         self.state = Some((CHASE_START, now));
     }
 
     /// A read found events: the next empty read starts again from the shortest delay.
-    pub(crate) fn progressed(&mut self) {
+    pub fn progressed(&mut self) {
         if let Some((delay, _)) = &mut self.state {
             *delay = CHASE_START;
         }
@@ -164,7 +179,7 @@ impl Chase {
 
     /// A read came back empty: the delay before reading again, or `None` when not
     /// chasing (wait for a wake-up or the poll).
-    pub(crate) fn after_empty(&mut self, now: Instant) -> Option<Duration> {
+    pub fn after_empty(&mut self, now: Instant) -> Option<Duration> {
         let (delay, since) = self.state?;
         if now.duration_since(since) >= CHASE_BUDGET {
             self.state = None;

@@ -285,7 +285,12 @@ pub struct ValidFilter<'a> {
     pub metadata: Option<&'a Map<String, Value>>,
 }
 
-impl ValidFilter<'_> {
+impl<'a> ValidFilter<'a> {
+    /// A filter already checked, with its topic patterns parsed.
+    pub(crate) fn from_parts(filter: &'a EventFilter, topics: Vec<TopicPattern>) -> Self {
+        ValidFilter { filter, topics, metadata: filter.metadata.as_ref().and_then(Value::as_object) }
+    }
+
     /// Whether `event` matches every criterion (ignoring limit, offset and order).
     pub fn matches(&self, event: &RecordedEvent) -> bool {
         let f = self.filter;

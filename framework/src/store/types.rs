@@ -226,7 +226,7 @@ impl Metadata {
 }
 
 /// What folding a stored event into an aggregate needs of it (see
-/// [`EventStore::read_payloads`](crate::store::EventLog::read_payloads)).
+/// [`LogBackend::read_payloads`](crate::store::LogBackend::read_payloads)).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct EventPayload {

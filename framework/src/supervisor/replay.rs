@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::SupervisorError;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
-use crate::projection::actor::ProjectionShared;
-use crate::projection::{catch_panic, EventHandler, SinkError};
+use crate::projection::actor::{Applied, ProjectionShared};
+use crate::projection::{catch_panic, EventHandler};
 use crate::store::cursor::{CHASE_MAX, CHASE_START};
 use crate::store::{
     Checkpoint, EventFilter, EventStore, GlobalPosition, LogPage, OrderBy, RecordedEvent, StoreError,
@@ -309,26 +309,25 @@ impl ReplayState {
             read_so_far += read as u64;
             held_back.reset();
             held_since = None;
-            match shared.apply(&selected, checkpoint, to).await {
-                Ok(()) => {
+            match shared.apply_page(&selected, checkpoint, to).await {
+                Ok(Applied::All) => {
                     outage = Outage::default();
                     checkpoint = to;
                     run.report.replayed += selected.len() as u64;
-                    shared.update(|s| {
-                        s.checkpoint = to;
-                        s.handled += selected.len() as u64;
-                    });
                 }
-                Err(SinkError::Handler { index, error, prefix_committed }) => {
-                    if prefix_committed {
+                Ok(Applied::Failed { index, error }) => {
+                    if index > 0 {
+                        checkpoint = selected[index - 1].checkpoint();
                         run.report.replayed += index as u64;
                     }
                     run.fail(&selected[index], error.to_string());
                     run.report.stopped_early = true;
                     break;
                 }
-                Err(SinkError::Fenced) => return Err(SupervisorError::NotOwner(shared.name.clone())),
-                Err(SinkError::Store(e)) => {
+                // Nothing more applied: read again from the checkpoint.
+                Ok(Applied::Again) => {}
+                Ok(Applied::Fenced) => return Err(SupervisorError::NotOwner(shared.name.clone())),
+                Err(e) => {
                     // The batch may have committed: go on from the stored checkpoint.
                     outage.wait(&run.what, e).await?;
                     checkpoint = loop {

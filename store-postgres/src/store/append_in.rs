@@ -1,6 +1,7 @@
 //! Appends inside a transaction the caller owns (transaction-first).
 
-use factum::store::{validate, AppendResult};
+use factum::store::op::Append;
+use factum::store::AppendResult;
 use factum::{ExpectedVersion, NewEvent, StoreError, StreamId, Version};
 use sqlx::{PgConnection, Row};
 
@@ -43,9 +44,18 @@ impl PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        validate::batch(&events, &self.inner.limits)?;
+        let op = Append::new(stream.clone(), expected, events, &self.inner.limits)?;
+        self.observed(&op, self.append_on_caller(conn, &op)).await
+    }
+
+    async fn append_on_caller(
+        &self,
+        conn: &mut PgConnection,
+        op: &Append,
+    ) -> Result<AppendResult, StoreError> {
+        let (stream, expected, events) = (op.stream(), op.expected(), op.events());
         // The caller commits: the notification goes with its transaction.
-        let rows = Columns::new(&events)
+        let rows = Columns::new(events)
             .bind(&self.inner.sql.append_in, stream, expected_code(expected))
             .bind(self.inner.channel.as_deref())
             .fetch_all(&mut *conn)
@@ -62,17 +72,17 @@ impl PostgresStore {
         for row in &rows {
             let duplicate: bool = row.try_get(4).map_err(backend)?;
             if duplicate {
-                let stored = self.read_batch_ids(conn, stream, &events).await?;
-                return duplicate_outcome(stream, &events, &stored);
+                let stored = self.read_batch_ids(conn, stream, events).await?;
+                return duplicate_outcome(stream, events, &stored);
             }
             let version: i64 = row.try_get(0).map_err(backend)?;
             let conflict: bool = row.try_get(3).map_err(backend)?;
             if conflict {
                 // As in `append`: the version check runs first, so an exact retry of a
                 // stored batch meets a conflict; the stored ids decide.
-                let stored = self.read_batch_ids(conn, stream, &events).await?;
+                let stored = self.read_batch_ids(conn, stream, events).await?;
                 if !stored.is_empty() {
-                    return duplicate_outcome(stream, &events, &stored);
+                    return duplicate_outcome(stream, events, &stored);
                 }
                 let actual = Version(to_u64("version", version)?);
                 return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });

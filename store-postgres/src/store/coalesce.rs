@@ -156,16 +156,16 @@ impl Counters {
         self.waited_ns.fetch_add(waited, Ordering::Relaxed);
     }
 
-    /// Registers the flush sizes and waits as `factum_append_flush_size` and
-    /// `factum_append_flush_wait_seconds`.
+    /// Registers the flush sizes and waits as `append_flush_size` and
+    /// `append_flush_wait_seconds` (`factum_…` in the framework's registry).
     pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
-            "factum_append_flush_size",
+            "append_flush_size",
             "Appends per flush of the coalescing writer",
             self.sizes.clone(),
         );
         registry.register(
-            "factum_append_flush_wait_seconds",
+            "append_flush_wait_seconds",
             "Time an append waited for its flush to start",
             self.waits.clone(),
         );

@@ -3,11 +3,11 @@
 //! operators' requests.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use factum::store::backend::ConsumerBackend;
-use factum::store::{
-    validate, Checkpoint, ConsumerRequest, GlobalPosition, Lease, PendingRequest, ProjectionFailure,
+use factum::store::op::{
+    AdvanceCheckpoint, CompleteRequest, CountAfter, Execute, Failures, LoadCheckpoint, LoadRequest,
+    MakeRequest, RecordFailure, RecordStop, ResolveFailure, SaveCheckpoint, Stopped, TryLease,
 };
+use factum::store::{validate, Checkpoint, GlobalPosition, Lease, PendingRequest, ProjectionFailure};
 use factum::StoreError;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -17,8 +17,9 @@ use crate::lease::Leases;
 use crate::rows::{backend, decode_failure, to_i64, to_u64};
 
 #[async_trait]
-impl ConsumerBackend for PostgresStore {
-    async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
+impl Execute<LoadCheckpoint> for PostgresStore {
+    async fn execute(&self, op: LoadCheckpoint) -> Result<Option<Checkpoint>, StoreError> {
+        let consumer = op.consumer();
         self.bounded("load_checkpoint", async {
             let mut conn = self.inner.conns.get().await?;
             let row: Result<Option<(i64, i64)>, _> = sqlx::query_as(&self.inner.sql.load_checkpoint)
@@ -38,30 +39,38 @@ impl ConsumerBackend for PostgresStore {
         })
         .await
     }
+}
 
-    async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+#[async_trait]
+impl Execute<SaveCheckpoint> for PostgresStore {
+    async fn execute(&self, op: SaveCheckpoint) -> Result<(), StoreError> {
         self.bounded("save_checkpoint", async {
             let mut conn = self.inner.conns.get().await?;
-            let result = self.save_checkpoint_in(&mut conn, consumer, checkpoint).await;
+            let result = self.save_checkpoint_on(&mut conn, &op).await;
             conn.release(&result);
             result
         })
         .await
     }
+}
 
-    async fn advance_checkpoint(
-        &self,
-        consumer: &str,
-        from: Checkpoint,
-        to: Checkpoint,
-    ) -> Result<bool, StoreError> {
+#[async_trait]
+impl Execute<AdvanceCheckpoint> for PostgresStore {
+    async fn execute(&self, op: AdvanceCheckpoint) -> Result<bool, StoreError> {
         self.bounded("advance_checkpoint", async {
-            self.advance_checkpoint_in_pool(consumer, from, to).await
+            let mut conn = self.inner.conns.get().await?;
+            let result = self.advance_checkpoint_on(&mut conn, &op).await;
+            conn.release(&result);
+            result
         })
         .await
     }
+}
 
-    async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError> {
+#[async_trait]
+impl Execute<CountAfter> for PostgresStore {
+    async fn execute(&self, op: CountAfter) -> Result<u64, StoreError> {
+        let (after, aggregate_types) = (op.after(), op.aggregate_types());
         self.bounded("count_after", async {
             let mut conn = self.inner.conns.get().await?;
             let n = sqlx::query_scalar::<_, i64>(&self.inner.sql.count_after)
@@ -76,8 +85,12 @@ impl ConsumerBackend for PostgresStore {
         })
         .await
     }
+}
 
-    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+#[async_trait]
+impl Execute<TryLease> for PostgresStore {
+    async fn execute(&self, op: TryLease) -> Result<Option<Lease>, StoreError> {
+        let name = op.consumer();
         self.bounded("try_lease", async {
             let leases = self.inner.leases.get_or_init(|| {
                 Leases::start(
@@ -90,16 +103,23 @@ impl ConsumerBackend for PostgresStore {
         })
         .await
     }
+}
 
-    async fn record_failure(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
+#[async_trait]
+impl Execute<RecordFailure> for PostgresStore {
+    async fn execute(&self, op: RecordFailure) -> Result<(), StoreError> {
         self.bounded("record_failure", async {
             let mut conn = self.conn().await?;
-            self.record_failure_in(&mut conn, failure).await
+            self.record_failure_on(&mut conn, &op).await
         })
         .await
     }
+}
 
-    async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
+#[async_trait]
+impl Execute<Failures> for PostgresStore {
+    async fn execute(&self, op: Failures) -> Result<Vec<ProjectionFailure>, StoreError> {
+        let projection = op.consumer();
         self.bounded("failures", async {
             let rows = sqlx::query(&self.inner.sql.failures)
                 .bind(projection)
@@ -110,16 +130,23 @@ impl ConsumerBackend for PostgresStore {
         })
         .await
     }
+}
 
-    async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
+#[async_trait]
+impl Execute<ResolveFailure> for PostgresStore {
+    async fn execute(&self, op: ResolveFailure) -> Result<bool, StoreError> {
         self.bounded("resolve_failure", async {
             let mut conn = self.conn().await?;
-            self.resolve_failure_in(&mut conn, projection, event_id).await
+            self.resolve_failure_on(&mut conn, &op).await
         })
         .await
     }
+}
 
-    async fn record_stop(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
+#[async_trait]
+impl Execute<RecordStop> for PostgresStore {
+    async fn execute(&self, op: RecordStop) -> Result<(), StoreError> {
+        let failure = op.failure();
         self.bounded("record_stop", async {
             bind_failure(sqlx::query(&self.inner.sql.record_stop), failure)
                 .execute(&mut *self.conn().await?)
@@ -129,8 +156,12 @@ impl ConsumerBackend for PostgresStore {
         })
         .await
     }
+}
 
-    async fn stopped(&self, projection: &str) -> Result<Option<ProjectionFailure>, StoreError> {
+#[async_trait]
+impl Execute<Stopped> for PostgresStore {
+    async fn execute(&self, op: Stopped) -> Result<Option<ProjectionFailure>, StoreError> {
+        let projection = op.consumer();
         self.bounded("stopped", async {
             let row = sqlx::query(&self.inner.sql.stopped)
                 .bind(projection)
@@ -141,20 +172,28 @@ impl ConsumerBackend for PostgresStore {
         })
         .await
     }
+}
 
-    async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError> {
+#[async_trait]
+impl Execute<MakeRequest> for PostgresStore {
+    async fn execute(&self, op: MakeRequest) -> Result<PendingRequest, StoreError> {
+        let (consumer, request) = (op.consumer(), op.request());
         self.bounded("request", self.record_request(consumer, request)).await
     }
+}
 
-    async fn pending_request(&self, consumer: &str) -> Result<Option<PendingRequest>, StoreError> {
+#[async_trait]
+impl Execute<LoadRequest> for PostgresStore {
+    async fn execute(&self, op: LoadRequest) -> Result<Option<PendingRequest>, StoreError> {
+        let consumer = op.consumer();
         self.bounded("pending_request", self.load_request(consumer)).await
     }
+}
 
-    async fn complete_request(
-        &self,
-        consumer: &str,
-        requested_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+#[async_trait]
+impl Execute<CompleteRequest> for PostgresStore {
+    async fn execute(&self, op: CompleteRequest) -> Result<bool, StoreError> {
+        let (consumer, requested_at) = (op.consumer(), op.requested_at());
         self.bounded("complete_request", self.clear_request(consumer, requested_at)).await
     }
 }
@@ -168,10 +207,18 @@ impl PostgresStore {
         consumer: &str,
         checkpoint: Checkpoint,
     ) -> Result<(), StoreError> {
-        validate::consumer_name(consumer)?;
-        validate::checkpoint(checkpoint)?;
+        let op = SaveCheckpoint::new(consumer, checkpoint)?;
+        self.observed(&op, self.save_checkpoint_on(conn, &op)).await
+    }
+
+    async fn save_checkpoint_on(
+        &self,
+        conn: &mut PgConnection,
+        op: &SaveCheckpoint,
+    ) -> Result<(), StoreError> {
+        let checkpoint = op.checkpoint();
         sqlx::query(&self.inner.sql.save_checkpoint)
-            .bind(consumer)
+            .bind(op.consumer())
             .bind(to_i64(checkpoint.position.0))
             .bind(to_i64(checkpoint.transaction))
             .execute(conn)
@@ -211,11 +258,18 @@ impl PostgresStore {
         from: Checkpoint,
         to: Checkpoint,
     ) -> Result<bool, StoreError> {
-        validate::consumer_name(consumer)?;
-        validate::checkpoint(from)?;
-        validate::checkpoint(to)?;
+        let op = AdvanceCheckpoint::new(consumer, from, to)?;
+        self.observed(&op, self.advance_checkpoint_on(conn, &op)).await
+    }
+
+    async fn advance_checkpoint_on(
+        &self,
+        conn: &mut PgConnection,
+        op: &AdvanceCheckpoint,
+    ) -> Result<bool, StoreError> {
+        let (from, to) = (op.from(), op.to());
         let moved: i64 = sqlx::query_scalar(&self.inner.sql.advance_checkpoint)
-            .bind(consumer)
+            .bind(op.consumer())
             .bind(to_i64(from.position.0))
             .bind(to_i64(from.transaction))
             .bind(to_i64(to.position.0))
@@ -226,26 +280,18 @@ impl PostgresStore {
         Ok(moved == 1)
     }
 
-    pub(crate) async fn advance_checkpoint_in_pool(
-        &self,
-        consumer: &str,
-        from: Checkpoint,
-        to: Checkpoint,
-    ) -> Result<bool, StoreError> {
-        let mut conn = self.inner.conns.get().await?;
-        let result = self.advance_checkpoint_in(&mut conn, consumer, from, to).await;
-        conn.release(&result);
-        result
-    }
-
     /// Records a projection's failure inside a transaction the caller owns.
     pub async fn record_failure_in(
         &self,
         conn: &mut PgConnection,
         failure: &ProjectionFailure,
     ) -> Result<(), StoreError> {
-        validate::consumer_name(&failure.projection)?;
-        bind_failure(sqlx::query(&self.inner.sql.record_failure), failure)
+        let op = RecordFailure::new(failure.clone())?;
+        self.observed(&op, self.record_failure_on(conn, &op)).await
+    }
+
+    async fn record_failure_on(&self, conn: &mut PgConnection, op: &RecordFailure) -> Result<(), StoreError> {
+        bind_failure(sqlx::query(&self.inner.sql.record_failure), op.failure())
             .execute(conn)
             .await
             .map_err(backend)?;
@@ -259,10 +305,18 @@ impl PostgresStore {
         projection: &str,
         event_id: Uuid,
     ) -> Result<bool, StoreError> {
-        validate::consumer_name(projection)?;
+        let op = ResolveFailure::new(projection, event_id)?;
+        self.observed(&op, self.resolve_failure_on(conn, &op)).await
+    }
+
+    async fn resolve_failure_on(
+        &self,
+        conn: &mut PgConnection,
+        op: &ResolveFailure,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(&self.inner.sql.resolve_failure)
-            .bind(projection)
-            .bind(event_id)
+            .bind(op.projection())
+            .bind(op.event_id())
             .execute(conn)
             .await
             .map_err(backend)?;

@@ -14,6 +14,7 @@
 use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use factum::store::op::{observe, Observer, Operation};
 use factum::store::Limits;
 use factum::StoreError;
 use sqlx::pool::PoolConnection;
@@ -95,6 +96,8 @@ struct Inner {
     coalescing: Coalescing,
     coalescer: Coalescer,
     flush_counters: Arc<Counters>,
+    /// Where the transactional `*_in` operations are reported, once instrumented.
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 const LEGACY_UNKNOWN: u8 = 0;
@@ -208,6 +211,7 @@ impl PostgresStore {
                 coalescing: config.coalescing,
                 coalescer: Coalescer::default(),
                 flush_counters: Arc::new(Counters::default()),
+                observer: OnceLock::new(),
             }),
         })
     }
@@ -261,12 +265,20 @@ impl PostgresStore {
         self.inner.flush_counters.snapshot()
     }
 
-    /// Registers the coalescing writer's metrics in `registry`: appends per flush
-    /// (`factum_append_flush_size`) and the time appends waited for their flush
-    /// (`factum_append_flush_wait_seconds`). With [`factum::Metrics`], pass it to
-    /// `metrics.with_registry_mut(|r| store.register_metrics(r))`.
-    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        self.inner.flush_counters.register(registry);
+    /// Runs an operation inside the caller's transaction (the `*_in` methods): the same
+    /// operation as through the store traits, so the same checks ran as it was built,
+    /// and reported to the metrics the store was instrumented with.
+    pub(crate) async fn observed<Op: Operation>(
+        &self,
+        op: &Op,
+        run: impl std::future::Future<Output = Result<Op::Output, StoreError>>,
+    ) -> Result<Op::Output, StoreError> {
+        let started = std::time::Instant::now();
+        let outcome = tracing::Instrument::instrument(run, op.span()).await;
+        if let Some(observer) = self.inner.observer.get() {
+            observe::<Op>(&**observer, &outcome, started.elapsed());
+        }
+        outcome
     }
 
     /// The schema and table names in use.

@@ -1,4 +1,4 @@
-//! An aggregate's load ([`EventLog::read_payloads`](factum::store::EventLog::read_payloads)):
+//! An aggregate's load ([`LogBackend::read_payloads`](factum::store::LogBackend::read_payloads)):
 //! the events after its snapshot, read on the stream index whatever the statistics.
 //!
 //! The first [`PAGE`] events come through `{events}_payloads`, one statement: the usual

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factum::store::backend::RetentionBackend;
+use factum::store::op::{DeleteBefore, DeleteBeforeGuarded, Execute, StorageBytes};
 use factum::store::RetentionGuard;
 use factum::StoreError;
 
@@ -15,20 +15,24 @@ use crate::rows::{backend, to_u64};
 pub(crate) const RETENTION_CHUNK: i32 = 10_000;
 
 #[async_trait]
-impl RetentionBackend for PostgresStore {
-    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+impl Execute<DeleteBefore> for PostgresStore {
+    async fn execute(&self, op: DeleteBefore) -> Result<u64, StoreError> {
+        let cutoff = op.cutoff();
         self.bounded("delete_before", async { self.delete_events(cutoff, None).await }).await
     }
+}
 
-    async fn delete_before_guarded(
-        &self,
-        cutoff: DateTime<Utc>,
-        guard: &RetentionGuard,
-    ) -> Result<u64, StoreError> {
+#[async_trait]
+impl Execute<DeleteBeforeGuarded> for PostgresStore {
+    async fn execute(&self, op: DeleteBeforeGuarded) -> Result<u64, StoreError> {
+        let (cutoff, guard) = (op.cutoff(), op.guard());
         self.bounded("delete_before_guarded", async { self.delete_events(cutoff, Some(guard)).await }).await
     }
+}
 
-    async fn storage_bytes(&self) -> Result<Option<u64>, StoreError> {
+#[async_trait]
+impl Execute<StorageBytes> for PostgresStore {
+    async fn execute(&self, _: StorageBytes) -> Result<Option<u64>, StoreError> {
         self.bounded("storage_bytes", async {
             let bytes: Option<i64> = sqlx::query_scalar(&self.inner.sql.storage_bytes)
                 .fetch_one(&mut *self.conn().await?)

@@ -1,17 +1,18 @@
 //! [`SnapshotStore`] on PostgreSQL: one snapshot per stream, never replaced by an older one.
 
 use async_trait::async_trait;
-use factum::store::backend::SnapshotBackend;
+use factum::store::op::{DeleteSnapshot, Execute, LoadSnapshot, SaveSnapshot};
 use factum::store::Snapshot;
-use factum::{StoreError, StreamId, Version};
+use factum::{StoreError, Version};
 use sqlx::Row;
 
 use super::PostgresStore;
 use crate::rows::{backend, to_i64, to_u64};
 
 #[async_trait]
-impl SnapshotBackend for PostgresStore {
-    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+impl Execute<SaveSnapshot> for PostgresStore {
+    async fn execute(&self, op: SaveSnapshot) -> Result<(), StoreError> {
+        let snapshot = op.snapshot();
         self.bounded("save_snapshot", async {
             let mut conn = self.inner.conns.get().await?;
             let done = sqlx::query(&self.inner.sql.save_snapshot)
@@ -30,8 +31,12 @@ impl SnapshotBackend for PostgresStore {
         })
         .await
     }
+}
 
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+#[async_trait]
+impl Execute<LoadSnapshot> for PostgresStore {
+    async fn execute(&self, op: LoadSnapshot) -> Result<Option<Snapshot>, StoreError> {
+        let stream = op.stream();
         self.bounded("load_snapshot", async {
             let mut conn = self.inner.conns.get().await?;
             let row = sqlx::query(&self.inner.sql.load_snapshot)
@@ -56,8 +61,12 @@ impl SnapshotBackend for PostgresStore {
         })
         .await
     }
+}
 
-    async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError> {
+#[async_trait]
+impl Execute<DeleteSnapshot> for PostgresStore {
+    async fn execute(&self, op: DeleteSnapshot) -> Result<bool, StoreError> {
+        let stream = op.stream();
         self.bounded("delete_snapshot", async {
             sqlx::query_scalar(&self.inner.sql.delete_snapshot)
                 .bind(stream.aggregate_type())

@@ -1,5 +1,7 @@
 //! What a projection keeps across restarts of its actor: its definition, its sink, its
-//! status; and the two things every reader of it does, reading a page and applying it.
+//! status; and the two things every reader of it does, reading a page and applying it
+//! ([`ProjectionShared::apply_page`], the one read-and-apply step of the live loop and of
+//! rebuilds).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -12,9 +14,24 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::projection::{
-    panic_error, Batch, FailurePolicy, ProjectionSink, ProjectionState, ProjectionStatus, SinkError,
+    panic_error, Batch, FailurePolicy, HandlerError, ProjectionSink, ProjectionState, ProjectionStatus,
+    SinkError,
 };
 use crate::store::{Checkpoint, EventStore, LogPage, LogSelector, RecordedEvent, StoreError};
+
+/// What applying a page came to ([`ProjectionShared::apply_page`]).
+pub(crate) enum Applied {
+    /// Every event was applied: the checkpoint is at the page's end.
+    All,
+    /// The events before `index` were applied and the checkpoint is past them (where
+    /// `index` is 0, nothing moved); the event at `index` failed with `error`.
+    Failed { index: usize, error: HandlerError },
+    /// Applying the events before a failed one again failed differently: nothing more
+    /// was applied, read again from the checkpoint.
+    Again,
+    /// Another instance moved the checkpoint: nothing was applied.
+    Fenced,
+}
 
 /// Everything about one projection that outlives its actor (which the supervisor may
 /// restart).
@@ -86,5 +103,50 @@ impl ProjectionShared {
         result.unwrap_or_else(|panic| {
             Err(SinkError::Handler { index: 0, error: panic_error(panic.as_ref()), prefix_committed: false })
         })
+    }
+
+    /// Applies a page of `selected` events, read from `from` to `to`, through the sink,
+    /// a batch in one go: the read-and-apply step of every reader of the projection. When
+    /// an event fails, the events before it are kept (applied again on their own if the
+    /// sink rolled them back), so that they are not handled again. The status and the
+    /// metrics follow the checkpoint.
+    pub(crate) async fn apply_page(
+        &self,
+        selected: &[RecordedEvent],
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<Applied, StoreError> {
+        let (index, error, prefix_committed) = match self.apply(selected, from, to).await {
+            Ok(()) => {
+                self.advanced(to, selected.len());
+                return Ok(Applied::All);
+            }
+            Err(SinkError::Fenced) => return Ok(Applied::Fenced),
+            Err(SinkError::Store(e)) => return Err(e),
+            Err(SinkError::Handler { index, error, prefix_committed }) => (index, error, prefix_committed),
+        };
+        if index > 0 {
+            let prefix_to = selected[index - 1].checkpoint();
+            if !prefix_committed {
+                match self.apply(&selected[..index], from, prefix_to).await {
+                    Ok(()) => {}
+                    Err(SinkError::Fenced) => return Ok(Applied::Fenced),
+                    Err(SinkError::Store(e)) => return Err(e),
+                    Err(SinkError::Handler { .. }) => return Ok(Applied::Again),
+                }
+            }
+            self.advanced(prefix_to, index);
+        }
+        Ok(Applied::Failed { index, error })
+    }
+
+    /// The checkpoint moved to `to` over `handled` events.
+    fn advanced(&self, to: Checkpoint, handled: usize) {
+        self.metrics.projection_events(&self.name, "handled", handled as u64);
+        self.metrics.projection_progress(&self.name, to.position.0, None);
+        self.update(|s| {
+            s.checkpoint = to;
+            s.handled += handled as u64;
+        });
     }
 }

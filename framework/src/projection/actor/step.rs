@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use ractor::ActorRef;
 
+use super::Applied;
 use super::{ProjectionActorState, ProjectionMsg, LAG_EVERY, STAGES};
-use crate::projection::{ProjectionState, SinkError};
-use crate::store::{Checkpoint, LogPage, StoreError};
+use crate::projection::ProjectionState;
+use crate::store::{LogPage, StoreError};
 use crate::task::AbortOnDrop;
 
 impl ProjectionActorState {
@@ -71,10 +72,9 @@ impl ProjectionActorState {
             let read = tokio::spawn(async move { reader.read_batch(to).await });
             self.prefetch = Some((to, AbortOnDrop::new(read)));
         }
-        let from = self.checkpoint;
-        match shared.apply(&selected, from, to).await {
-            Ok(()) => {
-                self.advanced(to, selected.len() as u64);
+        match shared.apply_page(&selected, self.checkpoint, to).await? {
+            Applied::All => {
+                self.checkpoint = to;
                 self.failing = None;
                 self.shared.set_state(if full { ProjectionState::CatchingUp } else { ProjectionState::Live });
                 // At most once a second while busy; the empty read that follows the
@@ -82,34 +82,14 @@ impl ProjectionActorState {
                 self.measure_lag(false).await?;
                 Ok(true)
             }
-            Err(SinkError::Fenced) => self.fenced(myself).await,
-            Err(SinkError::Store(e)) => Err(e),
-            Err(SinkError::Handler { index, error, prefix_committed }) => {
+            Applied::Failed { index, error } => {
                 if index > 0 {
-                    let prefix_to = selected[index - 1].checkpoint();
-                    if !prefix_committed {
-                        match shared.apply(&selected[..index], from, prefix_to).await {
-                            Ok(()) => {}
-                            Err(SinkError::Fenced) => return self.fenced(myself).await,
-                            Err(SinkError::Store(e)) => return Err(e),
-                            // It failed differently this time: start over from the checkpoint.
-                            Err(SinkError::Handler { .. }) => return Ok(true),
-                        }
-                    }
-                    self.advanced(prefix_to, index as u64);
+                    self.checkpoint = selected[index - 1].checkpoint();
                 }
                 self.failed(myself, &selected[index], error).await
             }
+            Applied::Again => Ok(true),
+            Applied::Fenced => self.fenced(myself).await,
         }
-    }
-
-    pub(super) fn advanced(&mut self, to: Checkpoint, handled: u64) {
-        self.checkpoint = to;
-        self.shared.metrics.projection_events(&self.shared.name, "handled", handled);
-        self.shared.metrics.projection_progress(&self.shared.name, to.position.0, None);
-        self.shared.update(|s| {
-            s.checkpoint = to;
-            s.handled += handled;
-        });
     }
 }

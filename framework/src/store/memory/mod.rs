@@ -1,30 +1,23 @@
 //! An event store in memory, for unit tests and for application teams' aggregate tests.
-//! Same semantics as the PostgreSQL store, checked by the same conformance suite. The log
-//! is here; snapshots, consumers and retention are in `roles`.
+//! Same semantics as the PostgreSQL store, checked by the same conformance suite. The state
+//! is here; the log's operations are in `log`, and snapshots, consumers and retention in
+//! `roles`.
 
+mod log;
 mod roles;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::backend::deduplicated_result;
-use super::backend::LogBackend;
 use super::consumer::{PendingRequest, ProjectionFailure};
-use super::error::StoreError;
-use super::filter::ValidFilter;
-use super::filter::{EventFilter, OrderBy, DEFAULT_QUERY_LIMIT};
-use super::new_event::{NewEvent, StreamAppend};
-use super::types::{
-    AppendResult, Checkpoint, ExpectedVersion, GlobalPosition, RecordedEvent, Snapshot, StreamId, Version,
-    VersionRange,
-};
+use super::filter::{OrderBy, ValidFilter};
+use super::new_event::NewEvent;
+use super::types::{AppendResult, Checkpoint, GlobalPosition, RecordedEvent, Snapshot, StreamId, Version};
 use super::validate::Limits;
-use super::{EventStream, WakeSignal};
 
 /// An event store held in memory. Cloning it gives another handle to the same store.
 ///
@@ -219,148 +212,5 @@ impl State {
             matches.reverse();
         }
         matches
-    }
-}
-
-#[async_trait]
-impl LogBackend for InMemoryStore {
-    fn limits(&self) -> &Limits {
-        &self.shared.limits
-    }
-
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, StoreError> {
-        self.append_many(vec![StreamAppend::new(stream.clone(), expected, events)])
-            .await
-            .map(|mut r| r.remove(0))
-    }
-
-    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
-        let mut state = self.lock();
-        // An exact retry of the whole is answered with its results; any other stored id
-        // is a duplicate.
-        if appends.iter().flat_map(|a| &a.events).any(|e| state.ids.contains_key(&e.event_id)) {
-            return appends
-                .iter()
-                .map(|a| {
-                    let stored = state.stored_batch(&a.stream, &a.events);
-                    deduplicated_result(&a.stream, &a.events, &stored).ok_or_else(|| {
-                        let dup = a.events.iter().find(|e| state.ids.contains_key(&e.event_id));
-                        StoreError::DuplicateEvent { event_id: dup.unwrap_or(&a.events[0]).event_id }
-                    })
-                })
-                .collect();
-        }
-        let mut actuals = Vec::with_capacity(appends.len());
-        for a in &appends {
-            let actual = state.streams.get(&a.stream).map_or(Version::INITIAL, |s| s.version);
-            if !a.expected.is_satisfied_by(actual) {
-                return Err(StoreError::Conflict { stream: a.stream.clone(), expected: a.expected, actual });
-            }
-            actuals.push(actual);
-        }
-        state.last_transaction += 1;
-        let transaction = state.last_transaction;
-        let recorded_at = Utc::now().trunc_subsecs(6);
-        let results: Vec<AppendResult> = appends
-            .into_iter()
-            .zip(actuals)
-            .map(|(a, actual)| state.store(a.stream, actual, a.events, transaction, recorded_at))
-            .collect();
-        drop(state);
-        self.shared.wake.send_modify(|n| *n = n.wrapping_add(1));
-        let wakes = relock(&self.shared.category_wakes);
-        for r in &results {
-            if let Some(wake) = wakes.get(r.stream.aggregate_type()) {
-                wake.send_modify(|n| *n = n.wrapping_add(1));
-            }
-        }
-        Ok(results)
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        Ok(self.lock().streams.get(stream).map_or(Version::INITIAL, |s| s.version))
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        range: VersionRange,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let state = self.lock();
-        let Some(s) = state.streams.get(stream) else { return Ok(Vec::new()) };
-        let to = range.to.map_or(u64::MAX, |v| v.0);
-        if range.from.0 > to {
-            return Ok(Vec::new());
-        }
-        Ok(collect(s.events.range(range.from.0..=to).map(|(_, e)| e)))
-    }
-
-    async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let state = self.lock();
-        // Transactions and positions grow together here, so log order is position order.
-        let from = after.position.0.saturating_add(1);
-        Ok(collect(state.log.range(from..).map(|(_, e)| e).filter(|e| e.checkpoint() > after).take(limit)))
-    }
-
-    async fn read_category(
-        &self,
-        category: &str,
-        after: Checkpoint,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let state = self.lock();
-        Ok(collect(
-            state
-                .log
-                .values()
-                .filter(|e| e.stream.aggregate_type() == category && e.checkpoint() > after)
-                .take(limit),
-        ))
-    }
-
-    async fn latest_position(&self) -> Result<Option<GlobalPosition>, StoreError> {
-        Ok(self.lock().log.keys().next_back().map(|p| GlobalPosition(*p)))
-    }
-
-    async fn query(&self, valid: &ValidFilter<'_>) -> Result<Vec<RecordedEvent>, StoreError> {
-        let filter = valid.filter;
-        let state = self.lock();
-        let matches = state.sorted_matches(valid);
-        let limit = filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT);
-        Ok(collect(matches.into_iter().skip(filter.offset).take(limit)))
-    }
-
-    async fn count(&self, valid: &ValidFilter<'_>) -> Result<u64, StoreError> {
-        Ok(self.lock().sorted_matches(valid).len() as u64)
-    }
-
-    fn stream(&self, filter: EventFilter) -> EventStream {
-        let result = {
-            let state = self.lock();
-            filter.validate(&self.shared.limits).map(|valid| {
-                let m = state.sorted_matches(&valid);
-                collect(m.into_iter().skip(filter.offset).take(filter.limit.unwrap_or(usize::MAX)))
-            })
-        };
-        match result {
-            Ok(events) => Box::pin(futures_util::stream::iter(events.into_iter().map(Ok))),
-            Err(e) => Box::pin(futures_util::stream::iter([Err(e.into())])),
-        }
-    }
-
-    fn wake_signal(&self) -> WakeSignal {
-        self.shared.wake.subscribe()
-    }
-
-    fn category_wake_signal(&self, category: &str) -> WakeSignal {
-        relock(&self.shared.category_wakes)
-            .entry(category.to_owned())
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
     }
 }

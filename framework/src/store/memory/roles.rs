@@ -3,19 +3,22 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SubsecRound, Utc};
-use uuid::Uuid;
+use chrono::{SubsecRound, Utc};
 
 use super::{relock, InMemoryStore};
-use crate::store::backend::{ConsumerBackend, RetentionBackend, SnapshotBackend};
+use crate::store::op::{
+    AdvanceCheckpoint, CompleteRequest, CountAfter, DeleteBefore, DeleteBeforeGuarded, DeleteSnapshot,
+    Execute, Failures, LoadCheckpoint, LoadRequest, LoadSnapshot, MakeRequest, RecordFailure, RecordStop,
+    ResolveFailure, SaveCheckpoint, SaveSnapshot, Stopped, StorageBytes, TryLease,
+};
 use crate::store::{
-    Checkpoint, ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RecordedEvent, RetentionGuard,
-    Snapshot, StoreError, StreamId,
+    Checkpoint, Lease, PendingRequest, ProjectionFailure, RecordedEvent, Snapshot, StoreError,
 };
 
 #[async_trait]
-impl SnapshotBackend for InMemoryStore {
-    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+impl Execute<SaveSnapshot> for InMemoryStore {
+    async fn execute(&self, op: SaveSnapshot) -> Result<(), StoreError> {
+        let snapshot = op.snapshot();
         let mut state = self.lock();
         let mut stored = snapshot.clone();
         stored.created_at = stored.created_at.trunc_subsecs(6);
@@ -25,35 +28,47 @@ impl SnapshotBackend for InMemoryStore {
         }
         Ok(())
     }
+}
 
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+#[async_trait]
+impl Execute<LoadSnapshot> for InMemoryStore {
+    async fn execute(&self, op: LoadSnapshot) -> Result<Option<Snapshot>, StoreError> {
+        let stream = op.stream();
         Ok(self.lock().snapshots.get(stream).cloned())
     }
+}
 
-    async fn delete_snapshot(&self, stream: &StreamId) -> Result<bool, StoreError> {
+#[async_trait]
+impl Execute<DeleteSnapshot> for InMemoryStore {
+    async fn execute(&self, op: DeleteSnapshot) -> Result<bool, StoreError> {
+        let stream = op.stream();
         Ok(self.lock().snapshots.remove(stream).is_some())
     }
 }
 
 #[async_trait]
-impl ConsumerBackend for InMemoryStore {
-    async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
+impl Execute<LoadCheckpoint> for InMemoryStore {
+    async fn execute(&self, op: LoadCheckpoint) -> Result<Option<Checkpoint>, StoreError> {
+        let consumer = op.consumer();
         Ok(self.lock().checkpoints.get(consumer).copied())
     }
+}
 
-    async fn save_checkpoint(&self, consumer: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+#[async_trait]
+impl Execute<SaveCheckpoint> for InMemoryStore {
+    async fn execute(&self, op: SaveCheckpoint) -> Result<(), StoreError> {
+        let (consumer, checkpoint) = (op.consumer(), op.checkpoint());
         let mut state = self.lock();
         state.checkpoints.insert(consumer.to_owned(), checkpoint);
         state.stops.remove(consumer);
         Ok(())
     }
+}
 
-    async fn advance_checkpoint(
-        &self,
-        consumer: &str,
-        from: Checkpoint,
-        to: Checkpoint,
-    ) -> Result<bool, StoreError> {
+#[async_trait]
+impl Execute<AdvanceCheckpoint> for InMemoryStore {
+    async fn execute(&self, op: AdvanceCheckpoint) -> Result<bool, StoreError> {
+        let (consumer, from, to) = (op.consumer(), op.from(), op.to());
         let mut state = self.lock();
         let current = state.checkpoints.get(consumer).copied().unwrap_or(Checkpoint::START);
         if current != from {
@@ -63,8 +78,12 @@ impl ConsumerBackend for InMemoryStore {
         state.stops.remove(consumer);
         Ok(true)
     }
+}
 
-    async fn count_after(&self, after: Checkpoint, aggregate_types: &[String]) -> Result<u64, StoreError> {
+#[async_trait]
+impl Execute<CountAfter> for InMemoryStore {
+    async fn execute(&self, op: CountAfter) -> Result<u64, StoreError> {
+        let (after, aggregate_types) = (op.after(), op.aggregate_types());
         let state = self.lock();
         let from = after.position.0.saturating_add(1);
         let in_scope = |e: &RecordedEvent| {
@@ -72,8 +91,12 @@ impl ConsumerBackend for InMemoryStore {
         };
         Ok(state.log.range(from..).filter(|(_, e)| e.checkpoint() > after && in_scope(e)).count() as u64)
     }
+}
 
-    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+#[async_trait]
+impl Execute<TryLease> for InMemoryStore {
+    async fn execute(&self, op: TryLease) -> Result<Option<Lease>, StoreError> {
+        let name = op.consumer();
         if !relock(&self.shared.leases).insert(name.to_owned()) {
             return Ok(None);
         }
@@ -86,37 +109,61 @@ impl ConsumerBackend for InMemoryStore {
             },
         )))
     }
+}
 
-    async fn record_failure(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
+#[async_trait]
+impl Execute<RecordFailure> for InMemoryStore {
+    async fn execute(&self, op: RecordFailure) -> Result<(), StoreError> {
+        let failure = op.failure();
         let mut stored = failure.clone();
         stored.failed_at = stored.failed_at.trunc_subsecs(6);
         self.lock().failures.insert((failure.projection.clone(), failure.event_id), stored);
         Ok(())
     }
+}
 
-    async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
+#[async_trait]
+impl Execute<Failures> for InMemoryStore {
+    async fn execute(&self, op: Failures) -> Result<Vec<ProjectionFailure>, StoreError> {
+        let projection = op.consumer();
         let mut found: Vec<ProjectionFailure> =
             self.lock().failures.values().filter(|f| f.projection == projection).cloned().collect();
         found.sort_by_key(ProjectionFailure::checkpoint);
         Ok(found)
     }
+}
 
-    async fn resolve_failure(&self, projection: &str, event_id: Uuid) -> Result<bool, StoreError> {
+#[async_trait]
+impl Execute<ResolveFailure> for InMemoryStore {
+    async fn execute(&self, op: ResolveFailure) -> Result<bool, StoreError> {
+        let (projection, event_id) = (op.projection(), op.event_id());
         Ok(self.lock().failures.remove(&(projection.to_owned(), event_id)).is_some())
     }
+}
 
-    async fn record_stop(&self, failure: &ProjectionFailure) -> Result<(), StoreError> {
+#[async_trait]
+impl Execute<RecordStop> for InMemoryStore {
+    async fn execute(&self, op: RecordStop) -> Result<(), StoreError> {
+        let failure = op.failure();
         let mut stored = failure.clone();
         stored.failed_at = stored.failed_at.trunc_subsecs(6);
         self.lock().stops.insert(failure.projection.clone(), stored);
         Ok(())
     }
+}
 
-    async fn stopped(&self, projection: &str) -> Result<Option<ProjectionFailure>, StoreError> {
+#[async_trait]
+impl Execute<Stopped> for InMemoryStore {
+    async fn execute(&self, op: Stopped) -> Result<Option<ProjectionFailure>, StoreError> {
+        let projection = op.consumer();
         Ok(self.lock().stops.get(projection).cloned())
     }
+}
 
-    async fn request(&self, consumer: &str, request: ConsumerRequest) -> Result<PendingRequest, StoreError> {
+#[async_trait]
+impl Execute<MakeRequest> for InMemoryStore {
+    async fn execute(&self, op: MakeRequest) -> Result<PendingRequest, StoreError> {
+        let (consumer, request) = (op.consumer(), op.request());
         let mut state = self.lock();
         // Strictly later than the request it replaces, so that completing that one cannot
         // remove this one.
@@ -128,16 +175,20 @@ impl ConsumerBackend for InMemoryStore {
         state.requests.insert(consumer.to_owned(), pending);
         Ok(pending)
     }
+}
 
-    async fn pending_request(&self, consumer: &str) -> Result<Option<PendingRequest>, StoreError> {
+#[async_trait]
+impl Execute<LoadRequest> for InMemoryStore {
+    async fn execute(&self, op: LoadRequest) -> Result<Option<PendingRequest>, StoreError> {
+        let consumer = op.consumer();
         Ok(self.lock().requests.get(consumer).copied())
     }
+}
 
-    async fn complete_request(
-        &self,
-        consumer: &str,
-        requested_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+#[async_trait]
+impl Execute<CompleteRequest> for InMemoryStore {
+    async fn execute(&self, op: CompleteRequest) -> Result<bool, StoreError> {
+        let (consumer, requested_at) = (op.consumer(), op.requested_at());
         let mut state = self.lock();
         if state.requests.get(consumer).is_some_and(|p| p.requested_at == requested_at) {
             state.requests.remove(consumer);
@@ -148,20 +199,21 @@ impl ConsumerBackend for InMemoryStore {
 }
 
 #[async_trait]
-impl RetentionBackend for InMemoryStore {
-    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+impl Execute<DeleteBefore> for InMemoryStore {
+    async fn execute(&self, op: DeleteBefore) -> Result<u64, StoreError> {
+        let cutoff = op.cutoff();
         let mut state = self.lock();
         let doomed: Vec<Arc<RecordedEvent>> =
             state.log.values().filter(|e| e.recorded_at < cutoff && !state.is_newest(e)).cloned().collect();
         state.remove(&doomed);
         Ok(doomed.len() as u64)
     }
+}
 
-    async fn delete_before_guarded(
-        &self,
-        cutoff: DateTime<Utc>,
-        guard: &RetentionGuard,
-    ) -> Result<u64, StoreError> {
+#[async_trait]
+impl Execute<DeleteBeforeGuarded> for InMemoryStore {
+    async fn execute(&self, op: DeleteBeforeGuarded) -> Result<u64, StoreError> {
+        let (cutoff, guard) = (op.cutoff(), op.guard());
         let mut state = self.lock();
         let checkpoints: Vec<Option<Checkpoint>> =
             guard.unprocessed_by.iter().map(|n| state.checkpoints.get(n).copied()).collect();
@@ -174,5 +226,12 @@ impl RetentionBackend for InMemoryStore {
             .collect();
         state.remove(&doomed);
         Ok(doomed.len() as u64)
+    }
+}
+
+#[async_trait]
+impl Execute<StorageBytes> for InMemoryStore {
+    async fn execute(&self, _: StorageBytes) -> Result<Option<u64>, StoreError> {
+        Ok(None)
     }
 }

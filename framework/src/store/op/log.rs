@@ -1,0 +1,395 @@
+//! The log's operations: see [`EventLog`](crate::store::EventLog) for each one's contract.
+
+use crate::store::error::InvalidInput;
+use crate::store::filter::{TopicPattern, ValidFilter};
+use crate::store::{
+    validate, AppendResult, Checkpoint, EventFilter, ExpectedVersion, GlobalPosition, Limits, LogPage,
+    LogSelector, NewEvent, RecordedEvent, StreamAppend, StreamId, Version, VersionRange,
+};
+
+use super::Operation;
+
+/// [`EventLog::append`](crate::store::EventLog::append): a valid batch for one stream.
+#[derive(Debug)]
+pub struct Append {
+    stream: StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+}
+
+impl Append {
+    /// Checks the batch against `limits`: not empty, distinct ids, valid events.
+    pub fn new(
+        stream: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        limits: &Limits,
+    ) -> Result<Self, InvalidInput> {
+        validate::batch(&events, limits)?;
+        Ok(Append { stream, expected, events })
+    }
+
+    /// The stream appended to.
+    pub fn stream(&self) -> &StreamId {
+        &self.stream
+    }
+
+    /// The version the stream must be at.
+    pub fn expected(&self) -> ExpectedVersion {
+        self.expected
+    }
+
+    /// The events, in order.
+    pub fn events(&self) -> &[NewEvent] {
+        &self.events
+    }
+
+    /// The stream, the expected version and the events.
+    pub fn into_parts(self) -> (StreamId, ExpectedVersion, Vec<NewEvent>) {
+        (self.stream, self.expected, self.events)
+    }
+}
+
+impl Operation for Append {
+    const NAME: &'static str = "append";
+    const APPENDS: bool = true;
+    type Output = AppendResult;
+
+    fn appended(output: &AppendResult) -> &[AppendResult] {
+        std::slice::from_ref(output)
+    }
+
+    fn span(&self) -> tracing::Span {
+        let meta = self.events.first().map(|e| &e.metadata);
+        let span = tracing::debug_span!(
+            "factum.append",
+            stream = %self.stream,
+            expected = %self.expected,
+            events = self.events.len(),
+            correlation_id = tracing::field::Empty,
+            causation_id = tracing::field::Empty,
+        );
+        if let Some(c) = meta.and_then(|m| m.correlation_id) {
+            span.record("correlation_id", tracing::field::display(c));
+        }
+        if let Some(c) = meta.and_then(|m| m.causation_id) {
+            span.record("causation_id", tracing::field::display(c));
+        }
+        span
+    }
+}
+
+/// [`EventLog::append_many`](crate::store::EventLog::append_many): valid appends to
+/// distinct streams, with distinct event ids across all.
+#[derive(Debug)]
+pub struct AppendMany {
+    appends: Vec<StreamAppend>,
+}
+
+impl AppendMany {
+    /// Checks the appends against `limits`.
+    pub fn new(appends: Vec<StreamAppend>, limits: &Limits) -> Result<Self, InvalidInput> {
+        validate::appends(&appends, limits)?;
+        Ok(AppendMany { appends })
+    }
+
+    /// The appends, in the order their results come back.
+    pub fn appends(&self) -> &[StreamAppend] {
+        &self.appends
+    }
+
+    /// The appends.
+    pub fn into_appends(self) -> Vec<StreamAppend> {
+        self.appends
+    }
+}
+
+impl Operation for AppendMany {
+    const NAME: &'static str = "append_many";
+    const APPENDS: bool = true;
+    type Output = Vec<AppendResult>;
+
+    fn appended(output: &Vec<AppendResult>) -> &[AppendResult] {
+        output
+    }
+
+    fn span(&self) -> tracing::Span {
+        tracing::debug_span!("factum.append_many", streams = self.appends.len())
+    }
+}
+
+/// [`EventLog::stream_version`](crate::store::EventLog::stream_version).
+#[derive(Debug)]
+pub struct StreamVersion {
+    stream: StreamId,
+}
+
+impl StreamVersion {
+    /// The version of `stream` (a stream id is valid when made).
+    pub fn new(stream: StreamId) -> Self {
+        StreamVersion { stream }
+    }
+
+    /// The stream.
+    pub fn stream(&self) -> &StreamId {
+        &self.stream
+    }
+}
+
+impl Operation for StreamVersion {
+    const NAME: &'static str = "stream_version";
+    type Output = Version;
+}
+
+/// [`EventLog::read_stream`](crate::store::EventLog::read_stream).
+#[derive(Debug)]
+pub struct ReadStream {
+    stream: StreamId,
+    range: VersionRange,
+}
+
+impl ReadStream {
+    /// The events of `stream` within `range`.
+    pub fn new(stream: StreamId, range: VersionRange) -> Self {
+        ReadStream { stream, range }
+    }
+
+    /// The stream.
+    pub fn stream(&self) -> &StreamId {
+        &self.stream
+    }
+
+    /// The versions read.
+    pub fn range(&self) -> VersionRange {
+        self.range
+    }
+}
+
+impl Operation for ReadStream {
+    const NAME: &'static str = "read_stream";
+    type Output = Vec<RecordedEvent>;
+}
+
+/// Checks a page read of the log: its size and where it starts.
+fn page(after: Checkpoint, limit: usize, limits: &Limits) -> Result<(), InvalidInput> {
+    validate::page_limit(limit, limits)?;
+    validate::checkpoint(after)
+}
+
+/// [`EventLog::read_all`](crate::store::EventLog::read_all).
+#[derive(Debug)]
+pub struct ReadAll {
+    after: Checkpoint,
+    limit: usize,
+}
+
+impl ReadAll {
+    /// Checks the checkpoint and the page size against `limits`.
+    pub fn new(after: Checkpoint, limit: usize, limits: &Limits) -> Result<Self, InvalidInput> {
+        page(after, limit, limits)?;
+        Ok(ReadAll { after, limit })
+    }
+
+    /// A page whose checkpoint and size already passed their checks.
+    pub(crate) fn checked(after: Checkpoint, limit: usize) -> Self {
+        ReadAll { after, limit }
+    }
+
+    /// Where the read starts (exclusive).
+    pub fn after(&self) -> Checkpoint {
+        self.after
+    }
+
+    /// The most events read, within [`Limits::max_query_limit`].
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl Operation for ReadAll {
+    const NAME: &'static str = "read_all";
+    type Output = Vec<RecordedEvent>;
+}
+
+/// [`EventLog::read_category`](crate::store::EventLog::read_category).
+#[derive(Debug)]
+pub struct ReadCategory {
+    category: String,
+    after: Checkpoint,
+    limit: usize,
+}
+
+impl ReadCategory {
+    /// Checks the category's name, the checkpoint and the page size.
+    pub fn new(
+        category: String,
+        after: Checkpoint,
+        limit: usize,
+        limits: &Limits,
+    ) -> Result<Self, InvalidInput> {
+        validate::category(&category)?;
+        page(after, limit, limits)?;
+        Ok(ReadCategory { category, after, limit })
+    }
+
+    /// A read whose category, checkpoint and size already passed their checks.
+    pub(crate) fn checked(category: String, after: Checkpoint, limit: usize) -> Self {
+        ReadCategory { category, after, limit }
+    }
+
+    /// The aggregate type read.
+    pub fn category(&self) -> &str {
+        &self.category
+    }
+
+    /// Where the read starts (exclusive).
+    pub fn after(&self) -> Checkpoint {
+        self.after
+    }
+
+    /// The most events read.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl Operation for ReadCategory {
+    const NAME: &'static str = "read_category";
+    type Output = Vec<RecordedEvent>;
+}
+
+/// [`EventLog::read_log`](crate::store::EventLog::read_log).
+#[derive(Debug)]
+pub struct ReadLog {
+    after: Checkpoint,
+    selector: LogSelector,
+    limit: usize,
+}
+
+impl ReadLog {
+    /// Checks the checkpoint, the page size and the selector's names (a selector is
+    /// checked when made, but its fields are public).
+    pub fn new(
+        after: Checkpoint,
+        selector: LogSelector,
+        limit: usize,
+        limits: &Limits,
+    ) -> Result<Self, InvalidInput> {
+        page(after, limit, limits)?;
+        selector.aggregate_types.iter().try_for_each(|t| validate::category(t))?;
+        selector.event_types.iter().try_for_each(|t| validate::name("event_type", t))?;
+        Ok(ReadLog { after, selector, limit })
+    }
+
+    /// Where the read starts (exclusive).
+    pub fn after(&self) -> Checkpoint {
+        self.after
+    }
+
+    /// What the reader follows.
+    pub fn selector(&self) -> &LogSelector {
+        &self.selector
+    }
+
+    /// The most events of the log read (not only selected ones).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl Operation for ReadLog {
+    const NAME: &'static str = "read_log";
+    type Output = Option<LogPage>;
+}
+
+/// [`EventLog::latest_position`](crate::store::EventLog::latest_position).
+#[derive(Debug, Default)]
+pub struct LatestPosition;
+
+impl Operation for LatestPosition {
+    const NAME: &'static str = "latest_position";
+    type Output = Option<GlobalPosition>;
+}
+
+/// A filter that passed [`EventFilter::validate`], owned: the input of [`Query`],
+/// [`Count`] and [`StreamEvents`].
+#[derive(Debug)]
+struct Checked {
+    filter: EventFilter,
+    topics: Vec<TopicPattern>,
+}
+
+impl Checked {
+    fn new(filter: EventFilter, limits: &Limits) -> Result<Self, InvalidInput> {
+        let topics = filter.validate(limits)?.topics;
+        Ok(Checked { filter, topics })
+    }
+
+    fn valid(&self) -> ValidFilter<'_> {
+        ValidFilter::from_parts(&self.filter, self.topics.clone())
+    }
+}
+
+/// [`EventLog::query`](crate::store::EventLog::query).
+#[derive(Debug)]
+pub struct Query(Checked);
+
+impl Query {
+    /// Checks the filter against `limits`.
+    pub fn new(filter: EventFilter, limits: &Limits) -> Result<Self, InvalidInput> {
+        Checked::new(filter, limits).map(Query)
+    }
+
+    /// The filter, with its patterns parsed.
+    pub fn filter(&self) -> ValidFilter<'_> {
+        self.0.valid()
+    }
+}
+
+impl Operation for Query {
+    const NAME: &'static str = "query";
+    type Output = Vec<RecordedEvent>;
+}
+
+/// [`EventLog::count`](crate::store::EventLog::count).
+#[derive(Debug)]
+pub struct Count(Checked);
+
+impl Count {
+    /// Checks the filter against `limits`.
+    pub fn new(filter: EventFilter, limits: &Limits) -> Result<Self, InvalidInput> {
+        Checked::new(filter, limits).map(Count)
+    }
+
+    /// The filter, with its patterns parsed.
+    pub fn filter(&self) -> ValidFilter<'_> {
+        self.0.valid()
+    }
+}
+
+impl Operation for Count {
+    const NAME: &'static str = "count";
+    type Output = u64;
+}
+
+/// The checked input of [`EventLog::stream`](crate::store::EventLog::stream), which
+/// yields a stream rather than one result, and so is no [`Operation`].
+#[derive(Debug)]
+pub struct StreamEvents(Checked);
+
+impl StreamEvents {
+    /// Checks the filter against `limits`.
+    pub fn new(filter: EventFilter, limits: &Limits) -> Result<Self, InvalidInput> {
+        Checked::new(filter, limits).map(StreamEvents)
+    }
+
+    /// The filter, with its patterns parsed.
+    pub fn filter(&self) -> ValidFilter<'_> {
+        self.0.valid()
+    }
+
+    /// The filter.
+    pub fn into_filter(self) -> EventFilter {
+        self.0.filter
+    }
+}
