@@ -355,6 +355,18 @@ pub async fn read_payloads(store: Store) {
     assert_eq!(recorded[7].schema_version, 4);
 }
 
+/// Streams counted, in all categories and in one.
+pub async fn count_streams(store: Store) {
+    assert_eq!(store.count_streams(None).await.unwrap(), 0);
+    for (t, id) in [("Order", "o-1"), ("Order", "o-2"), ("Customer", "c-1")] {
+        store.append(&sid(t, id), ExpectedVersion::Any, vec![ev("X"), ev("Y")]).await.unwrap();
+    }
+    assert_eq!(store.count_streams(None).await.unwrap(), 3);
+    assert_eq!(store.count_streams(Some("Order")).await.unwrap(), 2);
+    assert_eq!(store.count_streams(Some("Invoice")).await.unwrap(), 0);
+    assert!(matches!(store.count_streams(Some("")).await, Err(StoreError::InvalidInput(_))));
+}
+
 /// The global log and categories, paged by checkpoint; the latest position.
 pub async fn read_all_and_category(store: Store) {
     assert!(store.read_all(Checkpoint::START, 10).await.unwrap().is_empty());
@@ -1042,7 +1054,7 @@ macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
             append_and_read_stream, expected_version_modes, idempotent_append, json_text_payloads, append_many_is_atomic,
-            event_fields_round_trip, read_payloads, read_all_and_category, query_filters, query_default_limit,
+            event_fields_round_trip, read_payloads, count_streams, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
             checkpoint_fencing, leases, recorded_failures, projection_stops, count_after, guarded_delete, category_wake_ups,
             read_log_selects, consumer_requests, concurrent_history);

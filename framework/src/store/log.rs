@@ -4,8 +4,8 @@ use async_trait::async_trait;
 
 use super::backend::LogBackend;
 use super::op::{
-    Append, AppendMany, Count, Execute, LatestPosition, Query, ReadAll, ReadCategory, ReadLog, ReadStream,
-    StreamEvents, StreamVersion,
+    Append, AppendMany, Count, CountStreams, Execute, LatestPosition, Query, ReadAll, ReadCategory, ReadLog,
+    ReadStream, StreamEvents, StreamVersion,
 };
 use super::{
     AppendResult, Checkpoint, EventFilter, EventStream, ExpectedVersion, GlobalPosition, LogPage,
@@ -40,6 +40,7 @@ pub trait EventLog:
     + Execute<LatestPosition>
     + Execute<Query>
     + Execute<Count>
+    + Execute<CountStreams>
 {
     /// Appends `events` to `stream` atomically, if the stream's version satisfies
     /// `expected`; the store assigns consecutive versions and global positions.
@@ -136,6 +137,12 @@ pub trait EventLog:
         self.execute(Count::new(filter.clone(), self.limits())?).await
     }
 
+    /// How many streams hold at least one stored event: in one category (aggregate type),
+    /// or in all when `category` is `None`.
+    async fn count_streams(&self, category: Option<&str>) -> Result<u64, StoreError> {
+        self.execute(CountStreams::new(category.map(str::to_owned))?).await
+    }
+
     /// The events matching `filter`, yielded through a bounded buffer: the store reads
     /// ahead only as far as the consumer keeps up. Without a limit, every match.
     fn stream(&self, filter: EventFilter) -> EventStream {
@@ -158,5 +165,6 @@ impl<T> EventLog for T where
         + Execute<LatestPosition>
         + Execute<Query>
         + Execute<Count>
+        + Execute<CountStreams>
 {
 }

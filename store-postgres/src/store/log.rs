@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factum::store::backend::{read_log_in_memory, LogBackend};
 use factum::store::op::{
-    Append, AppendMany, Count, Execute, LatestPosition, Observer, Query, ReadAll, ReadCategory, ReadLog,
-    ReadStream, StreamEvents, StreamVersion,
+    Append, AppendMany, Count, CountStreams, Execute, LatestPosition, Observer, Query, ReadAll, ReadCategory,
+    ReadLog, ReadStream, StreamEvents, StreamVersion,
 };
 use factum::store::{
     AppendResult, EventStream, GlobalPosition, Limits, LogPage, OrderBy, PayloadStream, ValidFilter,
@@ -185,6 +185,21 @@ impl Execute<Count> for PostgresStore {
             let mut qb = self.filtered(&self.inner.sql.count, valid);
             let n: i64 =
                 qb.build_query_scalar().fetch_one(&mut *self.conn().await?).await.map_err(backend)?;
+            to_u64("count", n)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Execute<CountStreams> for PostgresStore {
+    async fn execute(&self, op: CountStreams) -> Result<u64, StoreError> {
+        self.bounded("count_streams", async {
+            let n: i64 = sqlx::query_scalar(&self.inner.sql.count_streams)
+                .bind(op.category())
+                .fetch_one(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
             to_u64("count", n)
         })
         .await

@@ -42,6 +42,7 @@ pub(crate) struct Sql {
     pub(crate) by_ids: String,
     pub(crate) select: String,
     pub(crate) count: String,
+    pub(crate) count_streams: String,
     /// One chunk of retention, through the owner's definer function.
     pub(crate) retain: String,
     pub(crate) save_snapshot: String,
@@ -101,6 +102,7 @@ impl Sql {
             by_ids: e(statement!("by_ids")),
             select: e(statement!("select")),
             count: e(statement!("count")),
+            count_streams: e(statement!("count_streams")),
             retain: e(statement!("retain")),
             save_snapshot: e(statement!("save_snapshot")),
             load_snapshot: e(statement!("load_snapshot")),

@@ -7,8 +7,8 @@ use tokio::sync::watch;
 use super::{collect, relock, InMemoryStore};
 use crate::store::backend::{deduplicated_result, payloads_from_read_stream, read_log_in_memory, LogBackend};
 use crate::store::op::{
-    Append, AppendMany, Count, Execute, LatestPosition, Query, ReadAll, ReadCategory, ReadLog, ReadStream,
-    StreamEvents, StreamVersion,
+    Append, AppendMany, Count, CountStreams, Execute, LatestPosition, Query, ReadAll, ReadCategory, ReadLog,
+    ReadStream, StreamEvents, StreamVersion,
 };
 use crate::store::{
     AppendResult, EventStream, GlobalPosition, Limits, LogPage, PayloadStream, RecordedEvent, StoreError,
@@ -156,6 +156,15 @@ impl Execute<Count> for InMemoryStore {
         let valid = op.filter();
         let valid = &valid;
         Ok(self.lock().sorted_matches(valid).len() as u64)
+    }
+}
+
+#[async_trait]
+impl Execute<CountStreams> for InMemoryStore {
+    async fn execute(&self, op: CountStreams) -> Result<u64, StoreError> {
+        let state = self.lock();
+        let streams = state.streams.keys().filter(|s| op.category().is_none_or(|c| c == s.aggregate_type()));
+        Ok(streams.count() as u64)
     }
 }
 

@@ -302,6 +302,30 @@ impl Operation for ReadLog {
     type Output = Option<LogPage>;
 }
 
+/// [`EventLog::count_streams`](crate::store::EventLog::count_streams).
+#[derive(Debug)]
+pub struct CountStreams {
+    category: Option<String>,
+}
+
+impl CountStreams {
+    /// Checks the category's name, if there is one.
+    pub fn new(category: Option<String>) -> Result<Self, InvalidInput> {
+        category.iter().try_for_each(|c| validate::category(c))?;
+        Ok(CountStreams { category })
+    }
+
+    /// The aggregate type counted; all when `None`.
+    pub fn category(&self) -> Option<&str> {
+        self.category.as_deref()
+    }
+}
+
+impl Operation for CountStreams {
+    const NAME: &'static str = "count_streams";
+    type Output = u64;
+}
+
 /// [`EventLog::latest_position`](crate::store::EventLog::latest_position).
 #[derive(Debug, Default)]
 pub struct LatestPosition;

@@ -60,8 +60,8 @@ pub use consumer::{
     RecordFailure, RecordStop, ResolveFailure, SaveCheckpoint, Stopped, TryLease,
 };
 pub use log::{
-    Append, AppendMany, Count, LatestPosition, Query, ReadAll, ReadCategory, ReadLog, ReadStream,
-    StreamEvents, StreamVersion,
+    Append, AppendMany, Count, CountStreams, LatestPosition, Query, ReadAll, ReadCategory, ReadLog,
+    ReadStream, StreamEvents, StreamVersion,
 };
 pub use retention::{DeleteBefore, DeleteBeforeGuarded, StorageBytes};
 pub use snapshot::{DeleteSnapshot, LoadSnapshot, SaveSnapshot};
