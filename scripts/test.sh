@@ -15,7 +15,9 @@
 # `cargo test --workspace --no-fail-fast`. Extra arguments are passed to
 # the test command(s), e.g. `scripts/test.sh -p factum-postgres append`;
 # with -p/--package, --workspace is left out; with a target selection such as
-# --test NAME, the doctests are left out. Honours $CARGO.
+# --test NAME, the doctests are left out. On whole-suite runs (no arguments)
+# it then runs scripts/schemathesis.sh and scripts/outside-crate.sh (a crate
+# outside the workspace, on the packaged crates). Honours $CARGO.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -142,6 +144,21 @@ if (($# == 0)); then
     bash scripts/schemathesis.sh || st=$?
     ((st == 0 || st == 77)) || failed=1
     ((st != 77)) || skipped=" (schemathesis SKIPPED, not run)"
+fi
+
+# A new user's crate outside the workspace, on the crates as packaged (not on paths), on
+# whole-suite runs: its own aggregate and the README's on the in-memory store, and the
+# guide's PostgreSQL program on a database of its own (dropped with the run's).
+if (($# == 0)); then
+    log "scripts/outside-crate.sh"
+    outside_db="${RUN_DB}_toutside"
+    if sql -c "CREATE DATABASE \"$outside_db\"" >/dev/null; then
+        FACTUM_OUTSIDE_DATABASE_URL=$(url_with_db "$ADMIN_URL" "$outside_db") bash scripts/outside-crate.sh ||
+            failed=1
+    else
+        log "could not create database $outside_db"
+        failed=1
+    fi
 fi
 
 if ((failed)); then

@@ -49,6 +49,11 @@
 //! subscriber.stop().await;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Feature flags
+//!
+//! `factum-rabbitmq` has no Cargo features. It builds `lapin` with its `tokio` feature
+//! only, so without a TLS backend: it connects with `amqp://` URLs, not `amqps://`.
 
 mod acks;
 mod ahead;

@@ -7,6 +7,10 @@
 //! or `factum --help` and `factum COMMAND --help`.
 //!
 //! The crate is the binary's library: [`main`] is the whole program.
+//!
+//! ## Feature flags
+//!
+//! `factum-cli` has no Cargo features.
 
 mod connect;
 mod error;

@@ -5,6 +5,10 @@
 //! Each derive reports every misuse of its attributes at once, on the offending token,
 //! and still implements its trait (with what was given, or bodies that never run), so
 //! that a mistake is reported once rather than again at every use of the type.
+//!
+//! ## Feature flags
+//!
+//! This crate has no Cargo features: the three derives are always available.
 
 mod aggregate;
 mod attrs;

@@ -95,6 +95,12 @@
 //!   that commits late (see [`EventLog`](store::EventLog)).
 //! - A command acknowledged as `Ok` is committed; an aggregate's state changes only after
 //!   its events commit.
+//!
+//! ## Feature flags
+//!
+//! `factum` has no Cargo features: the in-memory store, the aggregate actors, projections,
+//! the supervisor, the test kit ([`testing`]), the metrics and the re-exported derive
+//! macros are always built.
 
 pub mod aggregate;
 pub mod backoff;

@@ -26,6 +26,15 @@
 //! `projection_positions` in schema `public` by default; every name is configurable
 //! through [`SchemaNames`]. `UPDATE` on events is refused by a trigger; `DELETE` is
 //! allowed only through [`delete_before`](factum::store::RetentionStore::delete_before).
+//!
+//! ## Feature flags
+//!
+//! `factum-postgres` has no Cargo features. It builds `sqlx` (re-exported as
+//! [`sqlx`]) with its `runtime-tokio`, `postgres`, `uuid`, `chrono` and
+//! `json` features only, so without a TLS backend: a connection that requires TLS
+//! (`sslmode=require`) is refused. An application that needs TLS enables one of sqlx's
+//! TLS features (for example `tls-rustls`) in its own dependency on the same sqlx version;
+//! Cargo builds that one sqlx with the union of the features.
 
 mod admin;
 mod availability;
