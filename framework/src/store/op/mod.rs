@@ -46,6 +46,7 @@
 
 mod consumer;
 mod log;
+mod query;
 mod retention;
 mod snapshot;
 
@@ -60,9 +61,10 @@ pub use consumer::{
     RecordFailure, RecordStop, ResolveFailure, SaveCheckpoint, Stopped, TryLease,
 };
 pub use log::{
-    Append, AppendMany, Count, CountStreams, LatestPosition, Query, ReadAll, ReadCategory, ReadLog,
-    ReadStream, StreamEvents, StreamVersion,
+    Append, AppendMany, CountStreams, LatestPosition, ReadAll, ReadCategory, ReadLog, ReadStream,
+    StreamVersion,
 };
+pub use query::{Count, Query, StreamEvents};
 pub use retention::{DeleteBefore, DeleteBeforeGuarded, StorageBytes};
 pub use snapshot::{DeleteSnapshot, LoadSnapshot, SaveSnapshot};
 
