@@ -56,6 +56,9 @@ pub struct App {
     pub tables: Tables,
     /// The one registry every metric goes to.
     pub metrics: Arc<Metrics>,
+    /// How long a read given `x-factum-min-position` waits for its read model (5 s by
+    /// default) before it answers 503.
+    pub read_wait: std::time::Duration,
     /// The event bus's subscriber to the order events, when the bus is on.
     bus: Arc<tokio::sync::Mutex<Option<SubscriberHandle>>>,
 }
@@ -105,7 +108,7 @@ impl App {
         }
         let supervisor = Supervisor::start(Arc::new(store.clone()), supervisor).await?;
         let bus = Arc::new(tokio::sync::Mutex::new(bus));
-        Ok(App { factum, supervisor, store, tables, metrics, bus })
+        Ok(App { factum, supervisor, store, tables, metrics, read_wait: crate::http::READ_WAIT, bus })
     }
 
     /// Sets the database up as the owner role: applies the migrations, creates the

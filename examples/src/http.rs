@@ -34,6 +34,10 @@ use crate::openapi::{self, ErrorBody};
 use crate::order::OrderError;
 
 mod commands;
+mod consistency;
+
+pub use consistency::{MIN_POSITION_HEADER, POSITION_HEADER, READ_WAIT};
+pub(crate) use queries::MAX_POSITION;
 mod extract;
 mod ops;
 mod queries;

@@ -78,12 +78,51 @@ pub struct Conventions;
 
 impl Modify for Conventions {
     fn modify(&self, doc: &mut OpenApi) {
-        for item in doc.paths.paths.values_mut() {
+        for (path, item) in doc.paths.paths.iter_mut() {
             for op in operations(item) {
                 conventions(op);
             }
+            // Read-your-writes: the commands say where their events landed, the reads of
+            // the read models can be asked to wait for it.
+            if path.starts_with("/customers") || path.starts_with("/orders") {
+                let commands = [item.put.as_mut(), item.post.as_mut(), item.delete.as_mut()];
+                commands.into_iter().flatten().for_each(position_header);
+            }
+            if let Some(get) = item.get.as_mut().filter(|_| {
+                path.starts_with("/customers/") || path.starts_with("/orders/") || path == "/audit"
+            }) {
+                min_position(get);
+            }
         }
     }
+}
+
+/// A command's successful replies carry `x-factum-position`.
+fn position_header(op: &mut Operation) {
+    for (status, response) in op.responses.responses.iter_mut() {
+        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+            let header = utoipa::openapi::HeaderBuilder::new()
+                .schema(Some(integer(0, crate::http::MAX_POSITION, "A global position of the log")))
+                .description(Some("The global position of the command's last event (of the log's last event when the command recorded none): give it to a read as `x-factum-min-position` to read this write."))
+                .build();
+            response.headers.insert(crate::http::POSITION_HEADER.to_owned(), RefOr::T(header));
+        }
+    }
+}
+
+/// A read of a read model honours `x-factum-min-position`.
+fn min_position(op: &mut Operation) {
+    op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(
+        ParameterBuilder::new()
+            .name(crate::http::MIN_POSITION_HEADER)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some("Answer only once the read model has reached this global position (a command reply's `x-factum-position`), or 503 after 5 s. Without it, the read answers at once."))
+            .schema(Some(integer(0, crate::http::MAX_POSITION, "A global position of the log")))
+            .build(),
+    ));
+    add(op, "400", "A bad `x-factum-min-position` header: not a whole number, negative, or past the end of the log (`invalid_min_position`).");
+    add(op, "503", "The read model had not reached `x-factum-min-position` within the wait (`read_model_behind`), with `Retry-After`.");
 }
 
 fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {

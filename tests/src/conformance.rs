@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, SubsecRound, TimeZone, Utc};
 use factum::store::{
-    subscribe_all, subscribe_category, subscribe_stream, Checkpoint, ConsumerRequest, InvalidInput,
-    LogSelector, OrderBy, Snapshot, SubscriptionOptions, VersionRange,
+    subscribe_all, subscribe_category, subscribe_stream, Checkpoint, ConsumerRequest, GlobalPosition,
+    InvalidInput, LogSelector, OrderBy, Snapshot, SubscriptionOptions, VersionRange,
 };
 use factum::{
     EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError, StreamId,
@@ -365,6 +365,30 @@ pub async fn count_streams(store: Store) {
     assert_eq!(store.count_streams(Some("Order")).await.unwrap(), 2);
     assert_eq!(store.count_streams(Some("Invoice")).await.unwrap(), 0);
     assert!(matches!(store.count_streams(Some("")).await, Err(StoreError::InvalidInput(_))));
+}
+
+/// What a reader at a checkpoint has yet to read up to a position, in its category or in
+/// the whole log.
+pub async fn unread(store: Store) {
+    let order = store.append(&sid("Order", "o-1"), ExpectedVersion::Any, vec![ev("X")]).await.unwrap();
+    let customer = store.append(&sid("Customer", "c-1"), ExpectedVersion::Any, vec![ev("Y")]).await.unwrap();
+    let (at_order, at_customer) = (order.checkpoint().unwrap(), customer.checkpoint().unwrap());
+    let up_to = at_customer.position;
+    assert!(store.unread(Checkpoint::START, up_to, None).await.unwrap());
+    assert!(store.unread(Checkpoint::START, up_to, Some("Order")).await.unwrap());
+    // Past the order, a reader of orders has nothing left up to the customer's event; a
+    // reader of the whole log has the customer's event left.
+    assert!(!store.unread(at_order, up_to, Some("Order")).await.unwrap());
+    assert!(store.unread(at_order, up_to, None).await.unwrap());
+    assert!(!store.unread(at_customer, up_to, None).await.unwrap());
+    // Only up to the position; and a position the log has not reached is still to come.
+    assert!(!store.unread(at_order, at_order.position, None).await.unwrap());
+    let beyond = GlobalPosition(up_to.0 + 1_000);
+    assert!(store.unread(at_customer, beyond, None).await.unwrap(), "the log has not reached it");
+    assert!(matches!(
+        store.unread(Checkpoint::START, up_to, Some("")).await,
+        Err(StoreError::InvalidInput(_))
+    ));
 }
 
 /// The global log and categories, paged by checkpoint; the latest position.
@@ -1054,7 +1078,7 @@ macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
             append_and_read_stream, expected_version_modes, idempotent_append, json_text_payloads, append_many_is_atomic,
-            event_fields_round_trip, read_payloads, count_streams, read_all_and_category, query_filters, query_default_limit,
+            event_fields_round_trip, read_payloads, count_streams, unread, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
             checkpoint_fencing, leases, recorded_failures, projection_stops, count_after, guarded_delete, category_wake_ups,
             read_log_selects, consumer_requests, concurrent_history);

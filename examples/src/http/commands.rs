@@ -4,12 +4,13 @@
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Extension;
 use factum::aggregate::Executed;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::consistency::Committed;
 use super::extract::{integer, path_error, present, ApiJson, Context, Id};
 use super::ApiError;
 use crate::app::App;
@@ -32,14 +33,21 @@ pub(super) struct Done {
     correlation_id: Uuid,
 }
 
-fn done<A: factum::Aggregate>(executed: Executed<A>, ctx: &Context) -> Json<Done> {
+/// The reply to a command: what it committed, with where its events landed in the
+/// `x-factum-position` header.
+async fn done<A: factum::Aggregate>(
+    app: &App,
+    executed: Executed<A>,
+    ctx: &Context,
+) -> Result<Committed<Done>, ApiError> {
     use factum::DomainEvent;
-    Json(Done {
-        id: executed.aggregate_id,
+    let body = Done {
+        id: executed.aggregate_id.clone(),
         version: executed.version.0,
         events: executed.events.iter().map(DomainEvent::event_type).collect(),
         correlation_id: ctx.correlation_id,
-    })
+    };
+    Committed::new(app, &executed, body).await
 }
 
 fn new_or_checked_id(id: Option<String>, prefix: &str) -> Result<String, ApiError> {
@@ -90,10 +98,10 @@ pub(super) async fn register_customer(
     State(app): State<App>,
     Extension(ctx): Extension<Context>,
     ApiJson(body): ApiJson<RegisterBody>,
-) -> Result<(StatusCode, Json<Done>), ApiError> {
+) -> Result<(StatusCode, Committed<Done>), ApiError> {
     let customer_id = new_or_checked_id(body.id, "cus")?;
     let command = CustomerCommand::Register { customer_id, name: body.name, email: body.email };
-    Ok((StatusCode::CREATED, done(app.customer(command, ctx.metadata()).await?, &ctx)))
+    Ok((StatusCode::CREATED, done(&app, app.customer(command, ctx.metadata()).await?, &ctx).await?))
 }
 
 /// A customer's new email.
@@ -120,9 +128,9 @@ pub(super) async fn change_email(
     Id(customer_id): Id,
     Extension(ctx): Extension<Context>,
     ApiJson(body): ApiJson<EmailBody>,
-) -> Result<Json<Done>, ApiError> {
+) -> Result<Committed<Done>, ApiError> {
     let command = CustomerCommand::ChangeEmail { customer_id, email: body.email };
-    Ok(done(app.customer(command, ctx.metadata()).await?, &ctx))
+    done(&app, app.customer(command, ctx.metadata()).await?, &ctx).await
 }
 
 /// Deactivates a customer: no new orders (deactivating twice changes nothing).
@@ -138,8 +146,8 @@ pub(super) async fn deactivate(
     State(app): State<App>,
     Id(customer_id): Id,
     Extension(ctx): Extension<Context>,
-) -> Result<Json<Done>, ApiError> {
-    Ok(done(app.customer(CustomerCommand::Deactivate { customer_id }, ctx.metadata()).await?, &ctx))
+) -> Result<Committed<Done>, ApiError> {
+    done(&app, app.customer(CustomerCommand::Deactivate { customer_id }, ctx.metadata()).await?, &ctx).await
 }
 
 /// An order to place.
@@ -176,7 +184,7 @@ pub(super) async fn place_order(
     State(app): State<App>,
     Extension(ctx): Extension<Context>,
     ApiJson(body): ApiJson<PlaceBody>,
-) -> Result<(StatusCode, Json<Done>), ApiError> {
+) -> Result<(StatusCode, Committed<Done>), ApiError> {
     let order_id = new_or_checked_id(body.id, "ord")?;
     check_id(&body.customer_id).map_err(|why| {
         ApiError::new(
@@ -186,7 +194,7 @@ pub(super) async fn place_order(
         )
     })?;
     let command = OrderCommand::Place { order_id, customer_id: body.customer_id };
-    Ok((StatusCode::CREATED, done(app.order(command, ctx.metadata()).await?, &ctx)))
+    Ok((StatusCode::CREATED, done(&app, app.order(command, ctx.metadata()).await?, &ctx).await?))
 }
 
 /// Items to add to an order.
@@ -231,14 +239,14 @@ pub(super) async fn add_item(
     Id(order_id): Id,
     Extension(ctx): Extension<Context>,
     ApiJson(body): ApiJson<ItemBody>,
-) -> Result<Json<Done>, ApiError> {
+) -> Result<Committed<Done>, ApiError> {
     let command = OrderCommand::AddItem {
         order_id,
         sku: body.sku,
         quantity: body.quantity,
         unit_price: body.unit_price,
     };
-    Ok(done(app.order(command, ctx.metadata()).await?, &ctx))
+    done(&app, app.order(command, ctx.metadata()).await?, &ctx).await
 }
 
 /// Removes a line from an open order.
@@ -257,13 +265,13 @@ pub(super) async fn remove_item(
     State(app): State<App>,
     path: Result<Path<(String, String)>, PathRejection>,
     Extension(ctx): Extension<Context>,
-) -> Result<Json<Done>, ApiError> {
+) -> Result<Committed<Done>, ApiError> {
     let Path((order_id, sku)) = path.map_err(path_error)?;
     check_id(&order_id)
         .map_err(|why| ApiError::bad_request("invalid_id", format!("invalid id {order_id:?}: {why}")))?;
     check_id(&sku)
         .map_err(|why| ApiError::bad_request("invalid_sku", format!("invalid sku {sku:?}: {why}")))?;
-    Ok(done(app.order(OrderCommand::RemoveItem { order_id, sku }, ctx.metadata()).await?, &ctx))
+    done(&app, app.order(OrderCommand::RemoveItem { order_id, sku }, ctx.metadata()).await?, &ctx).await
 }
 
 /// Confirms a non-empty open order (confirming twice changes nothing).
@@ -282,8 +290,8 @@ pub(super) async fn confirm(
     State(app): State<App>,
     Id(order_id): Id,
     Extension(ctx): Extension<Context>,
-) -> Result<Json<Done>, ApiError> {
-    Ok(done(app.order(OrderCommand::Confirm { order_id }, ctx.metadata()).await?, &ctx))
+) -> Result<Committed<Done>, ApiError> {
+    done(&app, app.order(OrderCommand::Confirm { order_id }, ctx.metadata()).await?, &ctx).await
 }
 
 /// Ships a confirmed order.
@@ -299,8 +307,8 @@ pub(super) async fn ship(
     State(app): State<App>,
     Id(order_id): Id,
     Extension(ctx): Extension<Context>,
-) -> Result<Json<Done>, ApiError> {
-    Ok(done(app.order(OrderCommand::Ship { order_id }, ctx.metadata()).await?, &ctx))
+) -> Result<Committed<Done>, ApiError> {
+    done(&app, app.order(OrderCommand::Ship { order_id }, ctx.metadata()).await?, &ctx).await
 }
 
 /// Why an order is cancelled.
@@ -327,6 +335,7 @@ pub(super) async fn cancel(
     Id(order_id): Id,
     Extension(ctx): Extension<Context>,
     ApiJson(body): ApiJson<CancelBody>,
-) -> Result<Json<Done>, ApiError> {
-    Ok(done(app.order(OrderCommand::Cancel { order_id, reason: body.reason }, ctx.metadata()).await?, &ctx))
+) -> Result<Committed<Done>, ApiError> {
+    done(&app, app.order(OrderCommand::Cancel { order_id, reason: body.reason }, ctx.metadata()).await?, &ctx)
+        .await
 }

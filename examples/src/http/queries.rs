@@ -8,6 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use super::consistency::MinPosition;
 use super::extract::{query_error, Id};
 use super::ApiError;
 use crate::app::App;
@@ -17,7 +18,7 @@ use crate::validate::check_id;
 
 /// The largest `after` accepted: 2^53 - 1, the largest integer every JSON reader keeps
 /// exactly.
-pub(super) const MAX_POSITION: i64 = (1 << 53) - 1;
+pub(crate) const MAX_POSITION: i64 = (1 << 53) - 1;
 /// The most audit entries one request returns.
 pub(super) const MAX_LIMIT: i64 = 1000;
 
@@ -29,7 +30,12 @@ pub(super) const MAX_LIMIT: i64 = 1000;
         (status = 404, description = "No such customer, or not projected yet (`customer_not_found`).", body = ErrorBody),
         (status = 503, response = openapi::Unavailable),
     ))]
-pub(super) async fn get_customer(State(app): State<App>, Id(id): Id) -> Result<Json<CustomerView>, ApiError> {
+pub(super) async fn get_customer(
+    State(app): State<App>,
+    Id(id): Id,
+    min: MinPosition,
+) -> Result<Json<CustomerView>, ApiError> {
+    min.wait(&app, "customer_history").await?;
     match app.tables.customer(app.store.pool(), &id).await.map_err(ApiError::internal)? {
         Some(view) => Ok(Json(view)),
         None => {
@@ -46,7 +52,12 @@ pub(super) async fn get_customer(State(app): State<App>, Id(id): Id) -> Result<J
         (status = 404, description = "No such order, or not projected yet (`order_not_found`).", body = ErrorBody),
         (status = 503, response = openapi::Unavailable),
     ))]
-pub(super) async fn get_order(State(app): State<App>, Id(id): Id) -> Result<Json<OrderView>, ApiError> {
+pub(super) async fn get_order(
+    State(app): State<App>,
+    Id(id): Id,
+    min: MinPosition,
+) -> Result<Json<OrderView>, ApiError> {
+    min.wait(&app, "order_summary").await?;
     match app.tables.order(app.store.pool(), &id).await.map_err(ApiError::internal)? {
         Some(view) => Ok(Json(view)),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "order_not_found", format!("no order {id} (yet)"))),
@@ -92,6 +103,7 @@ fn limit() -> utoipa::openapi::schema::Object {
     ))]
 pub(super) async fn audit(
     State(app): State<App>,
+    min: MinPosition,
     query: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let Query(params) = query.map_err(query_error)?;
@@ -113,6 +125,7 @@ pub(super) async fn audit(
         correlation_id: params.correlation_id,
         limit,
     };
+    min.wait(&app, "audit_log").await?;
     let entries = app.tables.audit(app.store.pool(), &query).await.map_err(ApiError::internal)?;
     Ok(Json(entries))
 }

@@ -182,6 +182,7 @@ impl<A: Aggregate> ActorState<A> {
                     aggregate_id: self.stream.aggregate_id().to_owned(),
                     version: self.version,
                     events,
+                    checkpoint: None,
                 });
             }
             let batch = events.iter().map(|e| encode(e, metadata)).collect::<Result<Vec<_>, _>>()?;
@@ -197,6 +198,7 @@ impl<A: Aggregate> ActorState<A> {
                         aggregate_id: self.stream.aggregate_id().to_owned(),
                         version: self.version,
                         events,
+                        checkpoint: result.checkpoint(),
                     });
                 }
                 Err(StoreError::Conflict { .. }) => {

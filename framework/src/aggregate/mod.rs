@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::store::{NewEvent, Version};
+use crate::store::{Checkpoint, NewEvent, Version};
 
 pub use error::{CommandError, EventCodecError};
 pub use factum_derive::{Aggregate, Command, DomainEvent};
@@ -144,6 +144,12 @@ pub struct Executed<A: Aggregate> {
     pub version: Version,
     /// The events recorded (none if the command decided nothing needed to change).
     pub events: Vec<A::Event>,
+    /// Where the command's last event landed in the log; `None` when it recorded none.
+    /// Give it to [`Supervisor::wait_for`](crate::Supervisor::wait_for) to read your
+    /// writes: a wait on a checkpoint answers without the store when this instance's
+    /// projection is past it. A command that recorded nothing decided on the log as it
+    /// stood: wait for [`EventLog::latest_position`](crate::store::EventLog::latest_position).
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// Encodes a domain event as an event to append.

@@ -114,6 +114,7 @@ pub fn deduplicated_result(
         from_version: first,
         to_version: stored[stored.len() - 1].version,
         positions: stored.iter().map(|e| e.position).collect(),
+        transaction: stored[stored.len() - 1].transaction,
         deduplicated: true,
     })
 }

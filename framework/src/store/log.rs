@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::backend::LogBackend;
 use super::op::{
     Append, AppendMany, Count, CountStreams, Execute, LatestPosition, Query, ReadAll, ReadCategory, ReadLog,
-    ReadStream, StreamEvents, StreamVersion,
+    ReadStream, StreamEvents, StreamVersion, Unread,
 };
 use super::{
     AppendResult, Checkpoint, EventFilter, EventStream, ExpectedVersion, GlobalPosition, LogPage,
@@ -41,6 +41,7 @@ pub trait EventLog:
     + Execute<Query>
     + Execute<Count>
     + Execute<CountStreams>
+    + Execute<Unread>
 {
     /// Appends `events` to `stream` atomically, if the stream's version satisfies
     /// `expected`; the store assigns consecutive versions and global positions.
@@ -143,6 +144,21 @@ pub trait EventLog:
         self.execute(CountStreams::new(category.map(str::to_owned))?).await
     }
 
+    /// Whether a committed event (of `category`, or of any when `None`) lies after `after`
+    /// in log order, at or below position `up_to`: whether a reader standing at `after`,
+    /// reading that category (or the whole log), has yet to read an event up to `up_to`.
+    /// Also `true` while the log has not reached `up_to` (no event at or past it is
+    /// stored). What read-your-writes waits on: a reader's checkpoint moves over every
+    /// event it reads, but not over events outside what it reads.
+    async fn unread(
+        &self,
+        after: Checkpoint,
+        up_to: GlobalPosition,
+        category: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.execute(Unread::new(after, up_to, category.map(str::to_owned))?).await
+    }
+
     /// The events matching `filter`, yielded through a bounded buffer: the store reads
     /// ahead only as far as the consumer keeps up. Without a limit, every match.
     fn stream(&self, filter: EventFilter) -> EventStream {
@@ -166,5 +182,6 @@ impl<T> EventLog for T where
         + Execute<Query>
         + Execute<Count>
         + Execute<CountStreams>
+        + Execute<Unread>
 {
 }

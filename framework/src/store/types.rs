@@ -308,9 +308,21 @@ pub struct AppendResult {
     pub to_version: Version,
     /// The global positions of the events written, in order.
     pub positions: Vec<GlobalPosition>,
+    /// The id of the transaction that wrote them (see [`Checkpoint`]).
+    pub transaction: u64,
     /// `true` when the batch had already been stored (same ids, same stream, same
     /// events) and this is the original append's result, returned again.
     pub deduplicated: bool,
+}
+
+impl AppendResult {
+    /// Where the append's last event landed in the log: its checkpoint. A reader past it
+    /// (in log order) has read every event of the append. `None` only for a result
+    /// without positions, which no store returns.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        let position = *self.positions.last()?;
+        Some(Checkpoint { transaction: self.transaction, position })
+    }
 }
 
 /// Which versions of a stream to read.

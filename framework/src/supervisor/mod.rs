@@ -8,6 +8,7 @@ mod error;
 mod health;
 mod replay;
 mod retention;
+mod wait;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use error::SupervisorError;
 pub use health::{Health, HealthConfig, HealthStatus};
 pub use replay::{ReplayError, ReplayOptions, ReplayProgress, ReplayReport};
 pub use retention::{RetentionConfig, RetentionMode, RetentionReport};
+pub use wait::{WaitError, WaitTarget};
 
 use actor::{Inner, SupervisorActor, SupervisorMsg};
 use replay::ReplayMsg;
@@ -114,6 +116,7 @@ impl Supervisor {
                 store: store.clone(),
                 sink: tokio::sync::Mutex::new(handler_sink(store.clone(), p.sink)),
                 status: std::sync::Mutex::new(ProjectionStatus::new(&p.name)),
+                changed: tokio::sync::Notify::new(),
                 metrics: metrics.clone(),
             };
             projections.insert(p.name, Arc::new(shared));

@@ -8,4 +8,4 @@ FROM unnest($4::uuid[], $5::text[], $6::int4[], $7::text[], $8::jsonb[], $9::jso
         correlation_id, causation_id, ord)
 WHERE {schema}.{events}_head($1, $2, $13) = $3
 ORDER BY b.ord
-RETURNING version, global_position
+RETURNING version, global_position, transaction_id

@@ -8,4 +8,4 @@
 INSERT INTO {schema}.{events} ({insert_columns})
 SELECT $4, $1, $2, $3 + 1, $5, $6, $7, $8, $9, $10, $11, $12
 WHERE {schema}.{events}_head($1, $2, $13) = $3
-RETURNING version, global_position
+RETURNING version, global_position, transaction_id

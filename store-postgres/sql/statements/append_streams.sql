@@ -27,4 +27,4 @@ FROM unnest($4::int8[], $5::int8[], $6::uuid[], $7::text[], $8::int4[], $9::text
 JOIN ok ON ok.idx = b.idx
 WHERE {all}
 ORDER BY b.idx, b.ord
-RETURNING event_id, version, global_position
+RETURNING event_id, version, global_position, transaction_id

@@ -130,10 +130,10 @@ pub(crate) fn duplicate_outcome(
     })
 }
 
-/// The result of an append from the (version, position) pairs it wrote.
+/// The result of an append from the (version, position, transaction) it wrote per event.
 pub(crate) fn appended(
     stream: &StreamId,
-    mut written: Vec<(u64, u64)>,
+    mut written: Vec<(u64, u64, u64)>,
 ) -> Result<AppendResult, AppendFailure> {
     written.sort_unstable();
     let (Some(first), Some(last)) = (written.first(), written.last()) else {
@@ -143,7 +143,8 @@ pub(crate) fn appended(
         stream: stream.clone(),
         from_version: Version(first.0),
         to_version: Version(last.0),
-        positions: written.iter().map(|(_, p)| GlobalPosition(*p)).collect(),
+        positions: written.iter().map(|(_, p, _)| GlobalPosition(*p)).collect(),
+        transaction: last.2,
         deduplicated: false,
     })
 }
@@ -230,7 +231,8 @@ impl PostgresStore {
         for row in &rows {
             let version: i64 = row.try_get(0).map_err(|e| AppendFailure::Other(backend(e)))?;
             let position: i64 = row.try_get(1).map_err(|e| AppendFailure::Other(backend(e)))?;
-            written.push((version.max(0) as u64, position.max(0) as u64));
+            let transaction: i64 = row.try_get(2).map_err(|e| AppendFailure::Other(backend(e)))?;
+            written.push((version.max(0) as u64, position.max(0) as u64, transaction.max(0) as u64));
         }
         appended(stream, written)
     }
@@ -334,7 +336,12 @@ impl PostgresStore {
                     actual: Version(version.max(0) as u64),
                 }));
             }
-            written.push((version.max(0) as u64, position.unwrap_or_default().max(0) as u64));
+            let transaction: Option<i64> = row.try_get(2).map_err(|e| AppendFailure::Other(backend(e)))?;
+            written.push((
+                version.max(0) as u64,
+                position.unwrap_or_default().max(0) as u64,
+                transaction.unwrap_or_default().max(0) as u64,
+            ));
         }
         appended(stream, written)
     }

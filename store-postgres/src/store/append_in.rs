@@ -88,7 +88,12 @@ impl PostgresStore {
                 return Err(StoreError::Conflict { stream: stream.clone(), expected, actual });
             }
             let position: Option<i64> = row.try_get(1).map_err(backend)?;
-            written.push((to_u64("version", version)?, to_u64("position", position.unwrap_or_default())?));
+            let transaction: Option<i64> = row.try_get(2).map_err(backend)?;
+            written.push((
+                to_u64("version", version)?,
+                to_u64("position", position.unwrap_or_default())?,
+                to_u64("transaction", transaction.unwrap_or_default())?,
+            ));
         }
         appended(stream, written).map_err(|f| match f {
             AppendFailure::Other(e) => e,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use factum::store::backend::{read_log_in_memory, LogBackend};
 use factum::store::op::{
     Append, AppendMany, Count, CountStreams, Execute, LatestPosition, Observer, Query, ReadAll, ReadCategory,
-    ReadLog, ReadStream, StreamEvents, StreamVersion,
+    ReadLog, ReadStream, StreamEvents, StreamVersion, Unread,
 };
 use factum::store::{
     AppendResult, EventStream, GlobalPosition, Limits, LogPage, OrderBy, PayloadStream, ValidFilter,
@@ -201,6 +201,24 @@ impl Execute<CountStreams> for PostgresStore {
                 .await
                 .map_err(backend)?;
             to_u64("count", n)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Execute<Unread> for PostgresStore {
+    async fn execute(&self, op: Unread) -> Result<bool, StoreError> {
+        self.bounded("unread", async {
+            let after = op.after();
+            sqlx::query_scalar(&self.inner.sql.unread)
+                .bind(to_i64(after.transaction))
+                .bind(to_i64(after.position.0))
+                .bind(to_i64(op.up_to().0))
+                .bind(op.category())
+                .fetch_one(&mut *self.conn().await?)
+                .await
+                .map_err(backend)
         })
         .await
     }

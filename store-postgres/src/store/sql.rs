@@ -43,6 +43,7 @@ pub(crate) struct Sql {
     pub(crate) select: String,
     pub(crate) count: String,
     pub(crate) count_streams: String,
+    pub(crate) unread: String,
     /// One chunk of retention, through the owner's definer function.
     pub(crate) retain: String,
     pub(crate) save_snapshot: String,
@@ -103,6 +104,7 @@ impl Sql {
             select: e(statement!("select")),
             count: e(statement!("count")),
             count_streams: e(statement!("count_streams")),
+            unread: e(statement!("unread")),
             retain: e(statement!("retain")),
             save_snapshot: e(statement!("save_snapshot")),
             load_snapshot: e(statement!("load_snapshot")),

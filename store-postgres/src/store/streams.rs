@@ -65,18 +65,19 @@ impl PostgresStore {
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| self.append_error(e, parts[0].stream))?;
-        let mut written: HashMap<Uuid, (u64, u64)> = HashMap::with_capacity(rows.len());
+        let mut written: HashMap<Uuid, (u64, u64, u64)> = HashMap::with_capacity(rows.len());
         for row in &rows {
             let other = |e| AppendFailure::Other(backend(e));
             let id: Uuid = row.try_get(0).map_err(other)?;
             let version: i64 = row.try_get(1).map_err(other)?;
             let position: i64 = row.try_get(2).map_err(other)?;
-            written.insert(id, (version.max(0) as u64, position.max(0) as u64));
+            let transaction: i64 = row.try_get(3).map_err(other)?;
+            written.insert(id, (version.max(0) as u64, position.max(0) as u64, transaction.max(0) as u64));
         }
         parts
             .iter()
             .map(|p| {
-                let rows: Option<Vec<(u64, u64)>> =
+                let rows: Option<Vec<(u64, u64, u64)>> =
                     p.events.iter().map(|e| written.get(&e.event_id).copied()).collect();
                 rows.map(|rows| appended(p.stream, rows)).transpose()
             })

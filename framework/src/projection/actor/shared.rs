@@ -45,6 +45,8 @@ pub(crate) struct ProjectionShared {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) sink: tokio::sync::Mutex<Box<dyn ProjectionSink>>,
     pub(crate) status: Mutex<ProjectionStatus>,
+    /// Wakes whoever waits for the status to change (read-your-writes waits).
+    pub(crate) changed: tokio::sync::Notify,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -57,6 +59,8 @@ impl ProjectionShared {
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut status);
         status.updated_at = Utc::now();
+        drop(status);
+        self.changed.notify_waiters();
     }
 
     pub(super) fn set_state(&self, state: ProjectionState) {

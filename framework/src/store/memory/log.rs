@@ -8,7 +8,7 @@ use super::{collect, relock, InMemoryStore};
 use crate::store::backend::{deduplicated_result, payloads_from_read_stream, read_log_in_memory, LogBackend};
 use crate::store::op::{
     Append, AppendMany, Count, CountStreams, Execute, LatestPosition, Query, ReadAll, ReadCategory, ReadLog,
-    ReadStream, StreamEvents, StreamVersion,
+    ReadStream, StreamEvents, StreamVersion, Unread,
 };
 use crate::store::{
     AppendResult, EventStream, GlobalPosition, Limits, LogPage, PayloadStream, RecordedEvent, StoreError,
@@ -165,6 +165,19 @@ impl Execute<CountStreams> for InMemoryStore {
         let state = self.lock();
         let streams = state.streams.keys().filter(|s| op.category().is_none_or(|c| c == s.aggregate_type()));
         Ok(streams.count() as u64)
+    }
+}
+
+#[async_trait]
+impl Execute<Unread> for InMemoryStore {
+    async fn execute(&self, op: Unread) -> Result<bool, StoreError> {
+        let state = self.lock();
+        let reached = state.log.range(op.up_to().0..).next().is_some();
+        let mut events = state.log.range(..=op.up_to().0).map(|(_, e)| e);
+        Ok(!reached
+            || events.any(|e| {
+                e.checkpoint() > op.after() && op.category().is_none_or(|c| c == e.stream.aggregate_type())
+            }))
     }
 }
 

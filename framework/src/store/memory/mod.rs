@@ -197,6 +197,7 @@ impl State {
             from_version: actual.next(),
             to_version: version,
             positions,
+            transaction,
             deduplicated: false,
         }
     }

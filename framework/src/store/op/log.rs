@@ -325,6 +325,53 @@ impl Operation for CountStreams {
     type Output = u64;
 }
 
+/// [`EventLog::unread`](crate::store::EventLog::unread).
+#[derive(Debug)]
+pub struct Unread {
+    after: Checkpoint,
+    up_to: GlobalPosition,
+    category: Option<String>,
+}
+
+impl Unread {
+    /// Checks the checkpoint and the category's name, if there is one.
+    pub fn new(
+        after: Checkpoint,
+        up_to: GlobalPosition,
+        category: Option<String>,
+    ) -> Result<Self, InvalidInput> {
+        validate::checkpoint(after)?;
+        category.iter().try_for_each(|c| validate::category(c))?;
+        if up_to.0 > i64::MAX as u64 {
+            return Err(InvalidInput::OutOfRange {
+                field: "position",
+                reason: "must fit in a signed 64-bit integer",
+            });
+        }
+        Ok(Unread { after, up_to, category })
+    }
+
+    /// Where the reader stands.
+    pub fn after(&self) -> Checkpoint {
+        self.after
+    }
+
+    /// The highest position that counts.
+    pub fn up_to(&self) -> GlobalPosition {
+        self.up_to
+    }
+
+    /// The category the reader reads; the whole log when `None`.
+    pub fn category(&self) -> Option<&str> {
+        self.category.as_deref()
+    }
+}
+
+impl Operation for Unread {
+    const NAME: &'static str = "unread";
+    type Output = bool;
+}
+
 /// [`EventLog::latest_position`](crate::store::EventLog::latest_position).
 #[derive(Debug, Default)]
 pub struct LatestPosition;

@@ -62,7 +62,7 @@ pub use consumer::{
 };
 pub use log::{
     Append, AppendMany, CountStreams, LatestPosition, ReadAll, ReadCategory, ReadLog, ReadStream,
-    StreamVersion,
+    StreamVersion, Unread,
 };
 pub use query::{Count, Query, StreamEvents};
 pub use retention::{DeleteBefore, DeleteBeforeGuarded, StorageBytes};

@@ -1,0 +1,172 @@
+//! Read-your-writes: waiting until projections have processed the log up to a position.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Supervisor, SupervisorError};
+use crate::projection::actor::ProjectionShared;
+use crate::store::{Checkpoint, GlobalPosition, StoreError};
+
+/// The first delay between two looks at a projection that is not there yet; it doubles to
+/// [`POLL_MAX`].
+const POLL_START: Duration = Duration::from_millis(2);
+/// The longest delay between two looks (a projection that runs here wakes the wait as
+/// soon as its checkpoint moves; one that runs elsewhere is looked at this often).
+const POLL_MAX: Duration = Duration::from_millis(25);
+
+/// What a wait is for: a position of the log (what the example's HTTP header carries), or
+/// the exact checkpoint of an event, as a command's result gives it
+/// ([`Executed::checkpoint`](crate::aggregate::Executed::checkpoint)). With a checkpoint,
+/// a projection that this instance runs and that is already past it answers without a
+/// round trip to the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitTarget {
+    /// Every event at or below this position.
+    Position(GlobalPosition),
+    /// Every event up to this checkpoint, in log order.
+    Checkpoint(Checkpoint),
+}
+
+impl WaitTarget {
+    /// The position waited for.
+    pub fn position(&self) -> GlobalPosition {
+        match self {
+            WaitTarget::Position(p) => *p,
+            WaitTarget::Checkpoint(c) => c.position,
+        }
+    }
+}
+
+impl From<GlobalPosition> for WaitTarget {
+    fn from(position: GlobalPosition) -> Self {
+        WaitTarget::Position(position)
+    }
+}
+
+impl From<Checkpoint> for WaitTarget {
+    fn from(checkpoint: Checkpoint) -> Self {
+        WaitTarget::Checkpoint(checkpoint)
+    }
+}
+
+/// Why a wait for projections ended without them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// These projections had not processed the log up to the position when the time
+    /// was up.
+    #[error("projections {behind:?} had not reached position {position} within {timeout:?}")]
+    Timeout {
+        /// The position waited for.
+        position: GlobalPosition,
+        /// The projections still behind it.
+        behind: Vec<String>,
+        /// How long the wait was allowed.
+        timeout: Duration,
+    },
+    /// A projection is unknown, or the store failed.
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+}
+
+impl From<StoreError> for WaitError {
+    fn from(e: StoreError) -> Self {
+        WaitError::Supervisor(SupervisorError::Store(e))
+    }
+}
+
+impl Supervisor {
+    /// Waits until each of `projections` (every projection of this supervisor when the
+    /// slice is empty) has processed every event up to `target` that it reads, or until
+    /// `timeout` has passed: read-your-writes, after a command whose result gave the
+    /// target.
+    ///
+    /// It is correct:
+    /// - for projections that select some categories, event types or topics: a
+    ///   projection whose checkpoint stops short of an event it never reads (another
+    ///   category's) counts as past it;
+    /// - for projections that run on another instance, or have not started: it asks the
+    ///   checkpoint stored in the store, which every instance shares;
+    /// - across a restart of the database: a failed look is retried until the time is up.
+    ///
+    /// Errors: [`WaitError::Timeout`], naming the projections still behind, at most a few
+    /// milliseconds after `timeout`; an unknown projection.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn run(supervisor: factum::Supervisor, position: factum::store::GlobalPosition) -> Result<(), factum::supervisor::WaitError> {
+    /// supervisor.wait_for(position, &["order_summary"], Duration::from_secs(5)).await?;
+    /// // The read model `order_summary` now reflects every event up to `position`.
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for(
+        &self,
+        target: impl Into<WaitTarget>,
+        projections: &[&str],
+        timeout: Duration,
+    ) -> Result<(), WaitError> {
+        let target = target.into();
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<Arc<ProjectionShared>> = if projections.is_empty() {
+            self.inner.projections.values().cloned().collect()
+        } else {
+            projections.iter().map(|name| self.shared(name).cloned()).collect::<Result<_, _>>()?
+        };
+        let mut delay = POLL_START;
+        loop {
+            // Made before the looks, so that no change after them is missed.
+            let changed: Vec<_> = pending.iter().map(|p| p.changed.notified()).collect();
+            let mut behind = Vec::new();
+            for p in &pending {
+                match tokio::time::timeout_at(deadline, self.reached(p, target)).await {
+                    Ok(Ok(true)) => {}
+                    // The store failed: look again, until the time is up.
+                    Ok(Ok(false)) | Ok(Err(_)) | Err(_) => behind.push(p.clone()),
+                }
+            }
+            if behind.is_empty() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(WaitError::Timeout {
+                    position: target.position(),
+                    behind: behind.iter().map(|p| p.name.clone()).collect(),
+                    timeout,
+                });
+            }
+            let changed: Vec<_> = changed
+                .into_iter()
+                .zip(&pending)
+                .filter(|(_, p)| behind.iter().any(|b| Arc::ptr_eq(b, p)))
+                .map(|(c, _)| Box::pin(c))
+                .collect();
+            tokio::select! {
+                () = tokio::time::sleep(delay.min(deadline - now)) => delay = (delay * 2).min(POLL_MAX),
+                _ = futures_util::future::select_all(changed) => {}
+            }
+            pending = behind;
+        }
+    }
+
+    /// Whether `p` has processed every event up to `target` that it reads.
+    async fn reached(&self, p: &ProjectionShared, target: WaitTarget) -> Result<bool, StoreError> {
+        // What this instance knows first: no round trip when it is past the checkpoint.
+        if let WaitTarget::Checkpoint(c) = target {
+            if p.status().checkpoint >= c {
+                return Ok(true);
+            }
+        }
+        // The checkpoint every instance shares (the projection may run elsewhere).
+        let stored = self.inner.store.load_checkpoint(&p.name).await?.unwrap_or(Checkpoint::START);
+        if let WaitTarget::Checkpoint(c) = target {
+            if stored >= c {
+                return Ok(true);
+            }
+        }
+        let unread = self.inner.store.unread(stored, target.position(), p.selector.single_category()).await?;
+        Ok(!unread)
+    }
+}
