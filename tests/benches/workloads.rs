@@ -55,6 +55,8 @@ mod live;
 mod memory;
 #[path = "workloads/physical.rs"]
 mod physical;
+#[path = "workloads/read_your_writes.rs"]
+mod read_your_writes;
 
 use catch_up::*;
 use cold_load::*;
@@ -64,6 +66,7 @@ use environment::*;
 use figures::*;
 use live::*;
 use memory::*;
+use read_your_writes::*;
 
 // ---------------------------------------------------------------------------------------
 
@@ -209,6 +212,35 @@ async fn run(b: Bench, selected: Vec<String>) {
         };
         emit(&o);
         outcomes.push(o);
+    }
+    if want("w8") {
+        for (id, rate) in ["W8a", "W8b"].into_iter().zip(W8_RATES) {
+            let (mut reps_, mut live, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..reps {
+                // W6 at the same rate, just before, as the yardstick.
+                let (store, schema) = b.fresh_store("w8live").await;
+                live.push(w6_at(&b, store, &schema, rate).await.0.value);
+                let (r, achieved) = w8_at(&b, rate).await;
+                reps_.push(r);
+                rates.push(achieved);
+            }
+            let live_p99 = median(&mut live);
+            let o = Outcome {
+                id,
+                name: "read-your-writes (ack to a read that waited for the command)",
+                unit: "ms p99",
+                framework: figure(&reps_),
+                raw: None,
+                goal: Goal::P99AtMost(live_p99 + 2.0),
+                note: format!(
+                    "{rate} commands/s for {W6_SECONDS} s (achieved {:.0}/s median) over {STREAMS} aggregates; \
+                     W6 at the same rate just before: p99 {live_p99:.2} ms (goal: within 2 ms of it)",
+                    median(&mut rates)
+                ),
+            };
+            emit(&o);
+            outcomes.push(o);
+        }
     }
     if want("w7") {
         let mut reps_ = Vec::new();

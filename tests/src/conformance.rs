@@ -385,6 +385,10 @@ pub async fn unread(store: Store) {
     assert!(!store.unread(at_order, at_order.position, None).await.unwrap());
     let beyond = GlobalPosition(up_to.0 + 1_000);
     assert!(store.unread(at_customer, beyond, None).await.unwrap(), "the log has not reached it");
+    // Each event's checkpoint, by its position.
+    assert_eq!(store.checkpoint_of(at_order.position).await.unwrap(), Some(at_order));
+    assert_eq!(store.checkpoint_of(at_customer.position).await.unwrap(), Some(at_customer));
+    assert_eq!(store.checkpoint_of(beyond).await.unwrap(), None);
     assert!(matches!(
         store.unread(Checkpoint::START, up_to, Some("")).await,
         Err(StoreError::InvalidInput(_))

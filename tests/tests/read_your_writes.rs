@@ -110,9 +110,15 @@ async fn an_instance_standing_by_waits_on_the_shared_checkpoint() {
             .append(&sid("Order", &format!("o-{i}")), ExpectedVersion::NoStream, vec![event])
             .await
             .unwrap();
-        // Alternately on each instance: whichever holds the leases, the other waits too.
-        let waiter = if i.is_multiple_of(2) { &first } else { &second };
-        waiter.wait_for(result.checkpoint().unwrap(), &["orders"], WAIT).await.unwrap();
+        // Alternately on each instance: whichever holds the leases, the other waits too;
+        // the second by position, whose checkpoint its store asks the database for.
+        let checkpoint = result.checkpoint().unwrap();
+        if i.is_multiple_of(2) {
+            first.wait_for(checkpoint, &["orders"], WAIT).await.unwrap();
+        } else {
+            assert_eq!(other.checkpoint_of(checkpoint.position).await.unwrap(), Some(checkpoint));
+            second.wait_for(checkpoint.position, &["orders"], WAIT).await.unwrap();
+        }
         assert!(in_model(&pool, "rm_orders", id).await, "write {i} in the read model after the wait");
     }
     first.shutdown().await.unwrap();

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 
 use super::backend::LogBackend;
 use super::op::{
-    Append, AppendMany, Count, CountStreams, Execute, LatestPosition, Query, ReadAll, ReadCategory, ReadLog,
-    ReadStream, StreamEvents, StreamVersion, Unread,
+    Append, AppendMany, CheckpointOf, Count, CountStreams, Execute, LatestPosition, Query, ReadAll,
+    ReadCategory, ReadLog, ReadStream, StreamEvents, StreamVersion, Unread,
 };
 use super::{
     AppendResult, Checkpoint, EventFilter, EventStream, ExpectedVersion, GlobalPosition, LogPage,
@@ -42,6 +42,7 @@ pub trait EventLog:
     + Execute<Count>
     + Execute<CountStreams>
     + Execute<Unread>
+    + Execute<CheckpointOf>
 {
     /// Appends `events` to `stream` atomically, if the stream's version satisfies
     /// `expected`; the store assigns consecutive versions and global positions.
@@ -159,6 +160,13 @@ pub trait EventLog:
         self.execute(Unread::new(after, up_to, category.map(str::to_owned))?).await
     }
 
+    /// The checkpoint of the event stored at `position`: where it lies in log order.
+    /// `None` when no event is stored there (never assigned, rolled back, deleted, or not
+    /// committed yet).
+    async fn checkpoint_of(&self, position: GlobalPosition) -> Result<Option<Checkpoint>, StoreError> {
+        self.execute(CheckpointOf::new(position)?).await
+    }
+
     /// The events matching `filter`, yielded through a bounded buffer: the store reads
     /// ahead only as far as the consumer keeps up. Without a limit, every match.
     fn stream(&self, filter: EventFilter) -> EventStream {
@@ -183,5 +191,6 @@ impl<T> EventLog for T where
         + Execute<Count>
         + Execute<CountStreams>
         + Execute<Unread>
+        + Execute<CheckpointOf>
 {
 }

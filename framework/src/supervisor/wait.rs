@@ -20,7 +20,9 @@ const POLL_MAX: Duration = Duration::from_millis(25);
 /// the exact checkpoint of an event, as a command's result gives it
 /// ([`Executed::checkpoint`](crate::aggregate::Executed::checkpoint)). With a checkpoint,
 /// a projection that this instance runs and that is already past it answers without a
-/// round trip to the store.
+/// round trip to the store. A position is first turned into the checkpoint of the event
+/// stored there ([`EventLog::checkpoint_of`](crate::store::EventLog::checkpoint_of); the
+/// PostgreSQL store knows its own recent appends' without a round trip).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitTarget {
     /// Every event at or below this position.
@@ -107,8 +109,16 @@ impl Supervisor {
         projections: &[&str],
         timeout: Duration,
     ) -> Result<(), WaitError> {
-        let target = target.into();
+        let mut target = target.into();
         let deadline = Instant::now() + timeout;
+        if let WaitTarget::Position(position) = target {
+            // The event's checkpoint, where the store knows it (without a round trip when
+            // this process wrote it): then a projection past it answers at once.
+            let known = tokio::time::timeout_at(deadline, self.inner.store.checkpoint_of(position)).await;
+            if let Ok(Ok(Some(checkpoint))) = known {
+                target = WaitTarget::Checkpoint(checkpoint);
+            }
+        }
         let mut pending: Vec<Arc<ProjectionShared>> = if projections.is_empty() {
             self.inner.projections.values().cloned().collect()
         } else {

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factum::store::backend::{read_log_in_memory, LogBackend};
 use factum::store::op::{
-    Append, AppendMany, Count, CountStreams, Execute, LatestPosition, Observer, Query, ReadAll, ReadCategory,
-    ReadLog, ReadStream, StreamEvents, StreamVersion, Unread,
+    Append, AppendMany, CheckpointOf, Count, CountStreams, Execute, LatestPosition, Observer, Query, ReadAll,
+    ReadCategory, ReadLog, ReadStream, StreamEvents, StreamVersion, Unread,
 };
 use factum::store::{
-    AppendResult, EventStream, GlobalPosition, Limits, LogPage, OrderBy, PayloadStream, ValidFilter,
-    WakeSignal, DEFAULT_QUERY_LIMIT,
+    AppendResult, Checkpoint, EventStream, GlobalPosition, Limits, LogPage, OrderBy, PayloadStream,
+    ValidFilter, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
 use factum::{EventFilter, ExpectedVersion, RecordedEvent, StoreError, StreamId, Version};
 use futures_util::{StreamExt, TryStreamExt};
@@ -29,10 +29,15 @@ impl Execute<Append> for PostgresStore {
         let (stream, expected, events) = op.into_parts();
         let stream = &stream;
         let known = matches!(expected, ExpectedVersion::Exact(_) | ExpectedVersion::NoStream);
-        if known && self.inner.coalescing.enabled {
-            return self.bounded("append", self.append_coalesced(stream, expected, events)).await;
+        let result = if known && self.inner.coalescing.enabled {
+            self.bounded("append", self.append_coalesced(stream, expected, events)).await
+        } else {
+            self.bounded("append", self.append_alone(stream, expected, &events)).await
+        };
+        if let Ok(result) = &result {
+            self.inner.recent.remember(result);
         }
-        self.bounded("append", self.append_alone(stream, expected, &events)).await
+        result
     }
 }
 
@@ -47,6 +52,7 @@ impl Execute<AppendMany> for PostgresStore {
             result
         })
         .await
+        .inspect(|results| results.iter().for_each(|r| self.inner.recent.remember(r)))
     }
 }
 
@@ -219,6 +225,25 @@ impl Execute<Unread> for PostgresStore {
                 .fetch_one(&mut *self.conn().await?)
                 .await
                 .map_err(backend)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Execute<CheckpointOf> for PostgresStore {
+    async fn execute(&self, op: CheckpointOf) -> Result<Option<Checkpoint>, StoreError> {
+        if let Some(known) = self.inner.recent.get(op.position()) {
+            return Ok(Some(known));
+        }
+        self.bounded("checkpoint_of", async {
+            let transaction: Option<i64> = sqlx::query_scalar(&self.inner.sql.checkpoint_of)
+                .bind(to_i64(op.position().0))
+                .fetch_optional(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+            let transaction = transaction.map(|t| to_u64("transaction", t)).transpose()?;
+            Ok(transaction.map(|transaction| Checkpoint { transaction, position: op.position() }))
         })
         .await
     }

@@ -36,6 +36,7 @@ mod consumers;
 mod log;
 mod payloads;
 mod read_log;
+mod recent;
 mod requests;
 mod retention;
 mod snapshots;
@@ -98,6 +99,8 @@ struct Inner {
     flush_counters: Arc<Counters>,
     /// Where the transactional `*_in` operations are reported, once instrumented.
     observer: OnceLock<Arc<dyn Observer>>,
+    /// Where this store's recent appends landed (`checkpoint_of` without a round trip).
+    recent: recent::Recent,
 }
 
 const LEGACY_UNKNOWN: u8 = 0;
@@ -212,6 +215,7 @@ impl PostgresStore {
                 coalescer: Coalescer::default(),
                 flush_counters: Arc::new(Counters::default()),
                 observer: OnceLock::new(),
+                recent: recent::Recent::default(),
             }),
         })
     }

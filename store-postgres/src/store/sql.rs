@@ -44,6 +44,7 @@ pub(crate) struct Sql {
     pub(crate) count: String,
     pub(crate) count_streams: String,
     pub(crate) unread: String,
+    pub(crate) checkpoint_of: String,
     /// One chunk of retention, through the owner's definer function.
     pub(crate) retain: String,
     pub(crate) save_snapshot: String,
@@ -105,6 +106,7 @@ impl Sql {
             count: e(statement!("count")),
             count_streams: e(statement!("count_streams")),
             unread: e(statement!("unread")),
+            checkpoint_of: e(statement!("checkpoint_of")),
             retain: e(statement!("retain")),
             save_snapshot: e(statement!("save_snapshot")),
             load_snapshot: e(statement!("load_snapshot")),

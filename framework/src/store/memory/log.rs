@@ -7,12 +7,12 @@ use tokio::sync::watch;
 use super::{collect, relock, InMemoryStore};
 use crate::store::backend::{deduplicated_result, payloads_from_read_stream, read_log_in_memory, LogBackend};
 use crate::store::op::{
-    Append, AppendMany, Count, CountStreams, Execute, LatestPosition, Query, ReadAll, ReadCategory, ReadLog,
-    ReadStream, StreamEvents, StreamVersion, Unread,
+    Append, AppendMany, CheckpointOf, Count, CountStreams, Execute, LatestPosition, Query, ReadAll,
+    ReadCategory, ReadLog, ReadStream, StreamEvents, StreamVersion, Unread,
 };
 use crate::store::{
-    AppendResult, EventStream, GlobalPosition, Limits, LogPage, PayloadStream, RecordedEvent, StoreError,
-    StreamAppend, StreamId, Version, WakeSignal, DEFAULT_QUERY_LIMIT,
+    AppendResult, Checkpoint, EventStream, GlobalPosition, Limits, LogPage, PayloadStream, RecordedEvent,
+    StoreError, StreamAppend, StreamId, Version, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
 
 impl InMemoryStore {
@@ -178,6 +178,13 @@ impl Execute<Unread> for InMemoryStore {
             || events.any(|e| {
                 e.checkpoint() > op.after() && op.category().is_none_or(|c| c == e.stream.aggregate_type())
             }))
+    }
+}
+
+#[async_trait]
+impl Execute<CheckpointOf> for InMemoryStore {
+    async fn execute(&self, op: CheckpointOf) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self.lock().log.get(&op.position().0).map(|e| e.checkpoint()))
     }
 }
 

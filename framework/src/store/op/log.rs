@@ -372,6 +372,35 @@ impl Operation for Unread {
     type Output = bool;
 }
 
+/// [`EventLog::checkpoint_of`](crate::store::EventLog::checkpoint_of).
+#[derive(Debug)]
+pub struct CheckpointOf {
+    position: GlobalPosition,
+}
+
+impl CheckpointOf {
+    /// Checks that the position fits the store.
+    pub fn new(position: GlobalPosition) -> Result<Self, InvalidInput> {
+        if position.0 > i64::MAX as u64 {
+            return Err(InvalidInput::OutOfRange {
+                field: "position",
+                reason: "must fit in a signed 64-bit integer",
+            });
+        }
+        Ok(CheckpointOf { position })
+    }
+
+    /// The position.
+    pub fn position(&self) -> GlobalPosition {
+        self.position
+    }
+}
+
+impl Operation for CheckpointOf {
+    const NAME: &'static str = "checkpoint_of";
+    type Output = Option<Checkpoint>;
+}
+
 /// [`EventLog::latest_position`](crate::store::EventLog::latest_position).
 #[derive(Debug, Default)]
 pub struct LatestPosition;

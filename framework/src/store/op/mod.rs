@@ -61,8 +61,8 @@ pub use consumer::{
     RecordFailure, RecordStop, ResolveFailure, SaveCheckpoint, Stopped, TryLease,
 };
 pub use log::{
-    Append, AppendMany, CountStreams, LatestPosition, ReadAll, ReadCategory, ReadLog, ReadStream,
-    StreamVersion, Unread,
+    Append, AppendMany, CheckpointOf, CountStreams, LatestPosition, ReadAll, ReadCategory, ReadLog,
+    ReadStream, StreamVersion, Unread,
 };
 pub use query::{Count, Query, StreamEvents};
 pub use retention::{DeleteBefore, DeleteBeforeGuarded, StorageBytes};

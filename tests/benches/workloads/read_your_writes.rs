@@ -1,0 +1,59 @@
+//! W8: read-your-writes, from a command's acknowledgment to a read of the read model
+//! that waited for the command's checkpoint (`Supervisor::wait_for`), beside W6's live
+//! latency at the same rate.
+
+use super::*;
+
+/// The rates W8 runs at, commands/s.
+pub(super) const W8_RATES: [u64; 2] = [500, 2_000];
+
+/// W8 at `rate` commands/s for W6_SECONDS, on a fresh store: the latency from each
+/// command's acknowledgment to the end of a read of its account's row after the wait.
+pub(super) async fn w8_at(b: &Bench, rate: u64) -> (Rep, f64) {
+    let (store, schema) = b.fresh_store("w8").await;
+    let factum = factum_on(&store, 10_000);
+    warm(&factum).await;
+    let counts = Counts::create(store.pool(), &schema).await;
+    let supervisor = Supervisor::start(
+        Arc::new(store.clone()),
+        SupervisorConfig::default()
+            .projection(Projection::new("live", ExactlyOnce::new(store.clone(), counts))),
+    )
+    .await
+    .unwrap();
+    b.settle().await;
+    let read = Arc::new(format!("SELECT n FROM {schema}.account_counts WHERE aggregate_id = $1"));
+
+    let total = (rate * W6_SECONDS) as usize;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let at = started + Duration::from_micros(i as u64 * 1_000_000 / rate);
+        tokio::time::sleep_until(at.into()).await;
+        let (factum, supervisor, pool, read) =
+            (factum.clone(), supervisor.clone(), store.pool().clone(), read.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = format!("acc-{}", i % STREAMS);
+            let executed =
+                factum.execute(AccountCommand::Deposit { id: id.clone(), amount: 1 }).await.expect("command");
+            let ack = Instant::now();
+            let checkpoint = executed.checkpoint.expect("a deposit records an event");
+            supervisor.wait_for(checkpoint, &["live"], Duration::from_secs(30)).await.expect("the wait");
+            let n: i64 = sqlx::query_scalar(&read).bind(&id).fetch_one(&pool).await.expect("the read");
+            assert!(n > 0, "the deposit is in the read model");
+            ack.elapsed()
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for t in tasks {
+        latencies.push(t.await.unwrap());
+    }
+    let achieved = total as f64 / started.elapsed().as_secs_f64();
+    supervisor.shutdown().await.unwrap();
+    factum.shutdown();
+    b.drop_schema(&schema).await;
+    let mut ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let p99 = ms[((ms.len() - 1) as f64 * 0.99).round() as usize];
+    (Rep { value: p99, latencies, cpu: None }, achieved)
+}
