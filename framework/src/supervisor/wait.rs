@@ -7,6 +7,7 @@ use tokio::time::Instant;
 
 use super::{Supervisor, SupervisorError};
 use crate::projection::actor::ProjectionShared;
+use crate::projection::ProjectionState;
 use crate::store::{Checkpoint, GlobalPosition, StoreError};
 
 /// The first delay between two looks at a projection that is not there yet; it doubles to
@@ -15,6 +16,9 @@ const POLL_START: Duration = Duration::from_millis(2);
 /// The longest delay between two looks (a projection that runs here wakes the wait as
 /// soon as its checkpoint moves; one that runs elsewhere is looked at this often).
 const POLL_MAX: Duration = Duration::from_millis(25);
+
+/// Where a projection was last found behind, and when.
+type Seen = Option<(Checkpoint, Instant)>;
 
 /// What a wait is for: a position of the log (what the example's HTTP header carries), or
 /// the exact checkpoint of an event, as a command's result gives it
@@ -119,21 +123,24 @@ impl Supervisor {
                 target = WaitTarget::Checkpoint(checkpoint);
             }
         }
-        let mut pending: Vec<Arc<ProjectionShared>> = if projections.is_empty() {
+        let shared: Vec<Arc<ProjectionShared>> = if projections.is_empty() {
             self.inner.projections.values().cloned().collect()
         } else {
             projections.iter().map(|name| self.shared(name).cloned()).collect::<Result<_, _>>()?
         };
+        // Each projection with the checkpoint it was last found behind at.
+        let mut pending: Vec<(Arc<ProjectionShared>, Seen)> = shared.into_iter().map(|p| (p, None)).collect();
         let mut delay = POLL_START;
         loop {
             // Made before the looks, so that no change after them is missed.
-            let changed: Vec<_> = pending.iter().map(|p| p.changed.notified()).collect();
+            let changed: Vec<_> = pending.iter().map(|(p, _)| p.changed.notified()).collect();
             let mut behind = Vec::new();
-            for p in &pending {
-                match tokio::time::timeout_at(deadline, self.reached(p, target)).await {
+            for (p, seen) in &pending {
+                let mut seen = *seen;
+                match tokio::time::timeout_at(deadline, self.reached(p, target, &mut seen)).await {
                     Ok(Ok(true)) => {}
                     // The store failed: look again, until the time is up.
-                    Ok(Ok(false)) | Ok(Err(_)) | Err(_) => behind.push(p.clone()),
+                    Ok(Ok(false)) | Ok(Err(_)) | Err(_) => behind.push((p.clone(), seen)),
                 }
             }
             if behind.is_empty() {
@@ -143,14 +150,14 @@ impl Supervisor {
             if now >= deadline {
                 return Err(WaitError::Timeout {
                     position: target.position(),
-                    behind: behind.iter().map(|p| p.name.clone()).collect(),
+                    behind: behind.iter().map(|(p, _)| p.name.clone()).collect(),
                     timeout,
                 });
             }
             let changed: Vec<_> = changed
                 .into_iter()
                 .zip(&pending)
-                .filter(|(_, p)| behind.iter().any(|b| Arc::ptr_eq(b, p)))
+                .filter(|(_, (p, _))| behind.iter().any(|(b, _)| Arc::ptr_eq(b, p)))
                 .map(|(c, _)| Box::pin(c))
                 .collect();
             tokio::select! {
@@ -161,22 +168,41 @@ impl Supervisor {
         }
     }
 
-    /// Whether `p` has processed every event up to `target` that it reads.
-    async fn reached(&self, p: &ProjectionShared, target: WaitTarget) -> Result<bool, StoreError> {
-        // What this instance knows first: no round trip when it is past the checkpoint.
+    /// Whether `p` has processed every event up to `target` that it reads. `seen` is the
+    /// checkpoint it was last found behind at, and when: from there, the store is not
+    /// asked again until the checkpoint moves, or for [`POLL_MAX`] (the log may have
+    /// reached the position meanwhile).
+    async fn reached(
+        &self,
+        p: &ProjectionShared,
+        target: WaitTarget,
+        seen: &mut Seen,
+    ) -> Result<bool, StoreError> {
+        let status = p.status();
+        let here = !matches!(status.state, ProjectionState::Starting | ProjectionState::Standby);
+        // Where the projection is: this instance's own view while it runs it (no round
+        // trip), else the checkpoint every instance shares.
+        let at = if here {
+            status.checkpoint
+        } else {
+            self.inner.store.load_checkpoint(&p.name).await?.unwrap_or(Checkpoint::START)
+        };
+        let category = p.selector.single_category();
         if let WaitTarget::Checkpoint(c) = target {
-            if p.status().checkpoint >= c {
+            if at >= c {
                 return Ok(true);
             }
-        }
-        // The checkpoint every instance shares (the projection may run elsewhere).
-        let stored = self.inner.store.load_checkpoint(&p.name).await?.unwrap_or(Checkpoint::START);
-        if let WaitTarget::Checkpoint(c) = target {
-            if stored >= c {
-                return Ok(true);
+            // A projection that reads the whole log moves past every event: while it
+            // runs here, its own progress says when.
+            if here && category.is_none() {
+                return Ok(false);
             }
         }
-        let unread = self.inner.store.unread(stored, target.position(), p.selector.single_category()).await?;
+        if seen.is_some_and(|(behind_at, asked)| behind_at == at && asked.elapsed() < POLL_MAX) {
+            return Ok(false);
+        }
+        let unread = self.inner.store.unread(at, target.position(), category).await?;
+        *seen = Some((at, Instant::now()));
         Ok(!unread)
     }
 }

@@ -60,6 +60,8 @@ impl ProjectionShared {
         f(&mut status);
         status.updated_at = Utc::now();
         drop(status);
+        // Read-your-writes waits look again (a wait on a projection running here is woken
+        // by its progress rather than by a timer).
         self.changed.notify_waiters();
     }
 
