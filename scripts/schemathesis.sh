@@ -19,6 +19,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
 
 CARGO=${CARGO:-cargo}
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -107,7 +108,7 @@ log "service at $BASE as $(with_user factum_app | sed -E 's|^[^:/?]+://([^:@/?#]
 
 rm -rf "$WORK/report"
 rc=0
-(cd "$WORK" && "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
+(cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$ROOT/scripts/schemathesis.toml" run "$BASE/openapi.json" \
     --checks all --phases examples,coverage,fuzzing,stateful \
     --max-examples "$EXAMPLES" --seed "$SEED" --generation-database none \
     --no-color --report ndjson --report-dir "$WORK/report" "$@") >"$WORK/output.txt" 2>&1 || rc=$?

@@ -104,7 +104,6 @@
 
 pub mod aggregate;
 pub mod backoff;
-mod instrumented;
 pub mod metrics;
 pub mod projection;
 pub mod store;

@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 use crate::store::EventStore;
 
 mod extension;
+mod instrumented;
 mod labels;
 mod seed;
 
@@ -216,7 +217,7 @@ impl Metrics {
     /// cannot go missing.
     pub fn instrument(self: &Arc<Self>, store: Arc<dyn EventStore>) -> Arc<dyn EventStore> {
         self.with_registry_mut(|r| store.instrumented(r.sub_registry_with_prefix("factum"), self.clone()));
-        Arc::new(crate::instrumented::Instrumented { store, metrics: self.clone() })
+        Arc::new(instrumented::Instrumented { store, metrics: self.clone() })
     }
 
     /// The metrics of a crate built on factum (the RabbitMQ bus's, say), registered in
