@@ -46,6 +46,7 @@
 
 mod consumer;
 mod log;
+mod position;
 mod query;
 mod retention;
 mod snapshot;
@@ -61,9 +62,10 @@ pub use consumer::{
     RecordFailure, RecordStop, ResolveFailure, SaveCheckpoint, Stopped, TryLease,
 };
 pub use log::{
-    Append, AppendMany, CheckpointOf, CountStreams, LatestPosition, ReadAll, ReadCategory, ReadLog,
-    ReadStream, StreamVersion, Unread,
+    Append, AppendMany, CountStreams, LatestPosition, ReadAll, ReadCategory, ReadLog, ReadStream,
+    StreamVersion,
 };
+pub use position::{CheckpointOf, Unread};
 pub use query::{Count, Query, StreamEvents};
 pub use retention::{DeleteBefore, DeleteBeforeGuarded, StorageBytes};
 pub use snapshot::{DeleteSnapshot, LoadSnapshot, SaveSnapshot};
