@@ -154,15 +154,10 @@ impl Supervisor {
                     timeout,
                 });
             }
-            let changed: Vec<_> = changed
-                .into_iter()
-                .zip(&pending)
-                .filter(|(_, (p, _))| behind.iter().any(|(b, _)| Arc::ptr_eq(b, p)))
-                .map(|(c, _)| Box::pin(c))
-                .collect();
+            // A projection already there may wake the wait too: it only looks again.
             tokio::select! {
                 () = tokio::time::sleep(delay.min(deadline - now)) => delay = (delay * 2).min(POLL_MAX),
-                _ = futures_util::future::select_all(changed) => {}
+                _ = futures_util::future::select_all(changed.into_iter().map(Box::pin)) => {}
             }
             pending = behind;
         }
