@@ -85,8 +85,7 @@ impl App {
     ) -> Result<App, StartError> {
         let store = PostgresStore::connect(config).await?;
         store.migrate().await?;
-        let tables = Tables::new(&store.names().schema);
-        tables.create(store.pool()).await?;
+        let tables = Tables::new(&store);
         // One registry: the store's metrics join it when the framework instruments the
         // store, the bus's are taken from it.
         let metrics = Arc::new(Metrics::new());
@@ -107,18 +106,25 @@ impl App {
                 .projection(Publisher::connect(Arc::new(store.clone()), config).await?.into_projection());
         }
         let supervisor = Supervisor::start(Arc::new(store.clone()), supervisor).await?;
+        // The read models' schemas exist once each projection has taken its build up (a
+        // first start creates them): serve after that, or after 10 s in any case.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while supervisor.statuses().iter().any(|s| s.build.is_none()) && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let bus = Arc::new(tokio::sync::Mutex::new(bus));
         Ok(App { factum, supervisor, store, tables, metrics, read_wait: crate::http::READ_WAIT, bus })
     }
 
-    /// Sets the database up as the owner role: applies the migrations, creates the
-    /// read-model tables and, given the runtime role, grants it what the service needs
-    /// (see `docs/operations.md`). Running it again changes nothing.
+    /// Sets the database up as the owner role: applies the migrations and, given the
+    /// runtime role, grants it what the service needs, including `CREATE` on the
+    /// database for the read models' schemas (see `docs/operations.md`). Running it again
+    /// changes nothing.
     pub async fn setup(config: PostgresConfig, runtime: Option<&str>) -> Result<(), StartError> {
         let store = PostgresStore::connect(config).await?;
         store.migrate().await?;
-        let tables = Tables::new(&store.names().schema);
-        tables.create(store.pool()).await?;
+        let tables = Tables::new(&store);
         if let Some(role) = runtime {
             store.grant_runtime(role).await?;
             tables.grant(store.pool(), role).await?;

@@ -334,8 +334,7 @@ pub async fn simulate(app: &App, options: &SimulateOptions) -> Result<Simulation
     let latency = [pct(0.50), pct(0.90), pct(0.99), latencies.last().copied().unwrap_or_default()];
 
     let totals = check_orders(app).await?;
-    let audit =
-        (app.tables.audit_count(app.store.pool()).await?, app.store.count(&EventFilter::new()).await?);
+    let audit = (app.tables.audit_count().await?, app.store.count(&EventFilter::new()).await?);
     Ok(SimulationReport {
         customers: options.customers,
         orders: options.orders,
@@ -369,7 +368,7 @@ async fn check_orders(app: &App) -> Result<BTreeMap<String, Compared>, SimulateE
         entry.log.orders += 1;
         entry.log.cents += order.total();
     }
-    for (status, orders, cents) in app.tables.order_totals(app.store.pool()).await? {
+    for (status, orders, cents) in app.tables.order_totals().await? {
         totals.entry(status).or_default().read_model = Totals { orders, cents };
     }
     Ok(totals)

@@ -517,7 +517,6 @@ async fn end_to_end_over_http() {
             );
         }
     }
-    let mut conn = db.connect().await;
     for (projection, table) in [("audit_log", "audit_log"), ("order_summary", "order_summary")] {
         let checkpoint =
             store.load_checkpoint(projection).await.expect("checkpoint").unwrap_or(Checkpoint::START);
@@ -529,8 +528,9 @@ async fn end_to_end_over_http() {
             .filter(|e| e.checkpoint() <= checkpoint)
             .filter(|e| projection == "audit_log" || e.event_type == "OrderPlaced")
             .count() as i64;
+        let mut read = store.read_models(&[projection]).await.expect("read models");
         let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *read)
             .await
             .expect("count");
         assert_eq!(rows, covered, "{projection} holds exactly what its checkpoint covers");

@@ -172,8 +172,10 @@ async fn verify(store: &PostgresStore, ledger: &Ledger) -> Verified {
     let total = store.latest_position().await.unwrap().map_or(0, |p| p.0);
     let caught_up = Instant::now();
     loop {
+        let mut read = store.read_models(&["audit_log"]).await.unwrap();
         let audit: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM audit_log").fetch_one(store.pool()).await.unwrap();
+            sqlx::query_scalar("SELECT count(*) FROM audit_log").fetch_one(&mut *read).await.unwrap();
+        drop(read);
         let events: i64 =
             sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.unwrap();
         if audit == events {
@@ -257,14 +259,14 @@ async fn verify(store: &PostgresStore, ledger: &Ledger) -> Verified {
         let row: (String, i64, i64) =
             sqlx::query_as("SELECT status, total, version FROM order_summary WHERE order_id = $1")
                 .bind(id)
-                .fetch_one(store.pool())
+                .fetch_one(&mut *store.read_models(&["order_summary"]).await.unwrap())
                 .await
                 .unwrap_or_else(|e| panic!("order {id} missing from order_summary: {e}"));
         assert_eq!(row, (state.status.as_str().to_owned(), state.total(), v.len() as i64), "order {id}");
         orders_checked += 1;
     }
     let audit: HashSet<Uuid> = sqlx::query_scalar::<_, Uuid>("SELECT event_id FROM audit_log")
-        .fetch_all(store.pool())
+        .fetch_all(&mut *store.read_models(&["audit_log"]).await.unwrap())
         .await
         .unwrap()
         .into_iter()

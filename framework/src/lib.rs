@@ -115,7 +115,9 @@ pub mod testing;
 /// PostgreSQL store) is called through: `use factum::prelude::*;`. A `dyn EventStore` or a
 /// generic `S: EventStore` needs no import.
 pub mod prelude {
-    pub use crate::store::{ConsumerStore, EventLog, EventStore, LogBackend, RetentionStore, SnapshotStore};
+    pub use crate::store::{
+        BuildStore, ConsumerStore, EventLog, EventStore, LogBackend, RetentionStore, SnapshotStore,
+    };
 }
 
 #[doc(hidden)]

@@ -44,6 +44,7 @@ mod filter;
 mod lease;
 mod listener;
 mod projection;
+mod read_models;
 mod roles;
 mod rows;
 mod schema;
@@ -52,9 +53,10 @@ mod store;
 pub use admin::{Horizon, OldestTransaction, ProjectionReport, SessionInfo, StoreReport};
 pub use config::{ConfigError, PoolSettings, PostgresConfig, SchemaNames};
 pub use projection::{ExactlyOnce, PgProjection};
+pub use read_models::ReadModels;
 pub use roles::{create_roles, Roles};
 pub use schema::{migrations, Migration, MigrationStatus};
-pub use store::{Coalescing, FlushStats, PostgresStore, STREAM_BUFFER};
+pub use store::{build_schema, Coalescing, FlushStats, PostgresStore, STREAM_BUFFER};
 
 /// The `sqlx` this crate is built on. A [`PgProjection`] writes through its
 /// `sqlx::PgConnection`; use this one (`use factum_postgres::sqlx;`) rather than adding

@@ -1,10 +1,13 @@
 //! [`ExactlyOnce`]: projections into PostgreSQL read models, each batch and its
 //! checkpoint in one transaction.
 
+use std::collections::HashMap;
+use std::future::Future;
+
 use async_trait::async_trait;
 use factum::projection::{catch_panic, Batch, ProjectionSink, SinkError};
-use factum::store::{Checkpoint, ConsumerStore, ProjectionFailure};
-use factum::{HandlerError, RecordedEvent};
+use factum::store::{Checkpoint, ConsumerStore, ProjectionBuild, ProjectionFailure};
+use factum::{HandlerError, RecordedEvent, StoreError};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::rows::backend;
@@ -96,6 +99,16 @@ pub trait PgProjection: Send + 'static {
         let _ = tx;
         Ok(())
     }
+
+    /// Creates the read model's tables, for a projection whose builds are kept apart
+    /// ([`ExactlyOnce::schema_per_build`]): called in a transaction whose `search_path`
+    /// starts with the build's own schema, so unqualified `CREATE TABLE IF NOT EXISTS`
+    /// statements land there. Called each time a build is taken up, so it must be
+    /// idempotent. By default there is nothing to create.
+    async fn create(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
+        let _ = tx;
+        Ok(())
+    }
 }
 
 /// The default [`PgProjection::handle_batch`]'s error: which event failed, so that the
@@ -124,36 +137,98 @@ impl std::error::Error for AtEvent {
 }
 
 /// The exactly-once [`ProjectionSink`] for a [`PgProjection`].
+///
+/// By default the handler writes where its SQL says, and a rebuild clears that read
+/// model in place. With [`schema_per_build`](Self::schema_per_build), each build of the
+/// projection (each version, each rebuild) gets a schema of its own
+/// ([`build_schema`](crate::build_schema)): the handler's unqualified table names land
+/// there, a rebuild builds a fresh copy while the live one keeps serving, and readers
+/// read the live build through [`PostgresStore::read_models`].
 #[derive(Debug)]
 pub struct ExactlyOnce<P> {
     store: PostgresStore,
     projection: P,
+    /// With a schema per build: each prepared build's `search_path`, by consumer name.
+    paths: Option<HashMap<String, String>>,
 }
 
 impl<P: PgProjection> ExactlyOnce<P> {
     /// A sink that applies `projection` in transactions on `store`'s database.
     pub fn new(store: PostgresStore, projection: P) -> Self {
-        ExactlyOnce { store, projection }
+        ExactlyOnce { store, projection, paths: None }
     }
+
+    /// Keeps each build's tables in a schema of its own, created when the build is taken
+    /// up (with [`PgProjection::create`]); every transaction of the handler runs with
+    /// `search_path` set to that schema first. The role the service connects as needs
+    /// `CREATE` on the database.
+    #[must_use]
+    pub fn schema_per_build(mut self) -> Self {
+        self.paths = Some(HashMap::new());
+        self
+    }
+
+    /// A transaction inside `consumer`'s batch fence (see `PostgresStore::fence`), if
+    /// the checkpoint still is `from`, with the build's `search_path`; else the batch is
+    /// fenced off and nothing was written.
+    fn begin_fenced<'a>(
+        &'a self,
+        consumer: &'a str,
+        from: Checkpoint,
+    ) -> impl Future<Output = Result<Transaction<'static, Postgres>, SinkError>> + Send + 'a {
+        let (store, paths) = (&self.store, self.paths.as_ref());
+        async move {
+            let mut tx = begin_in(store, paths, consumer).await?;
+            if store.fence(&mut tx, consumer, from).await? {
+                Ok(tx)
+            } else {
+                Err(SinkError::Fenced)
+            }
+        }
+    }
+
+    /// A transaction with `consumer`'s build's `search_path`, where builds are kept apart.
+    fn begin_in<'a>(
+        &'a self,
+        consumer: &'a str,
+    ) -> impl Future<Output = Result<Transaction<'static, Postgres>, SinkError>> + Send + 'a {
+        begin_in(&self.store, self.paths.as_ref(), consumer)
+    }
+}
+
+async fn begin_in(
+    store: &PostgresStore,
+    paths: Option<&HashMap<String, String>>,
+    consumer: &str,
+) -> Result<Transaction<'static, Postgres>, SinkError> {
+    let mut tx = begin(store).await?;
+    if let Some(paths) = paths {
+        let path = paths.get(consumer).ok_or_else(|| {
+            SinkError::Store(StoreError::Backend(
+                format!("projection build {consumer:?} was not prepared before use").into(),
+            ))
+        })?;
+        set_path(&mut tx, path).await?;
+    }
+    Ok(tx)
+}
+
+async fn set_path(tx: &mut PgConnection, path: &str) -> Result<(), SinkError> {
+    sqlx::query("SELECT set_config('search_path', $1, true)")
+        .bind(path)
+        .execute(tx)
+        .await
+        .map_err(|e| SinkError::Store(backend(e)))?;
+    Ok(())
+}
+
+/// `schema`, quoted, ahead of the session's own `search_path`.
+pub(crate) fn path_with(schema: &str, rest: &str) -> String {
+    format!("\"{}\", {rest}", schema.replace('"', "\"\""))
 }
 
 async fn begin(store: &PostgresStore) -> Result<Transaction<'static, Postgres>, SinkError> {
     Ok(store.begin().await?)
-}
-
-/// A transaction inside `projection`'s batch fence (see `PostgresStore::fence`), if the
-/// checkpoint still is `from`; else the batch is fenced off and nothing was written.
-async fn begin_fenced(
-    store: &PostgresStore,
-    projection: &str,
-    from: Checkpoint,
-) -> Result<Transaction<'static, Postgres>, SinkError> {
-    let mut tx = begin(store).await?;
-    if store.fence(&mut tx, projection, from).await? {
-        Ok(tx)
-    } else {
-        Err(SinkError::Fenced)
-    }
 }
 
 fn handler(error: HandlerError, index: usize) -> SinkError {
@@ -181,7 +256,7 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
                 false => Err(SinkError::Fenced),
             };
         }
-        let mut tx = begin_fenced(&self.store, batch.projection, batch.from).await?;
+        let mut tx = self.begin_fenced(batch.projection, batch.from).await?;
         if let Err(error) = catch_panic(self.projection.handle_batch(&mut tx, batch.events)).await {
             // The transaction is dropped: rolled back, nothing of the batch kept.
             if let Some(index) = error.as_error().downcast_ref::<AtEvent>().map(|a| a.index) {
@@ -190,7 +265,7 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
             // An overriding handle_batch failed somewhere: find the failing event one at
             // a time, in a new transaction.
             drop(tx);
-            tx = begin_fenced(&self.store, batch.projection, batch.from).await?;
+            tx = self.begin_fenced(batch.projection, batch.from).await?;
             for (index, event) in batch.events.iter().enumerate() {
                 // On error the transaction is dropped: rolled back, nothing of the batch kept.
                 catch_panic(self.projection.handle(&mut tx, event)).await.map_err(|e| handler(e, index))?;
@@ -203,7 +278,7 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
     }
 
     async fn skip(&mut self, failure: &ProjectionFailure, from: Checkpoint) -> Result<(), SinkError> {
-        let mut tx = begin_fenced(&self.store, &failure.projection, from).await?;
+        let mut tx = self.begin_fenced(&failure.projection, from).await?;
         self.store.record_failure_in(&mut tx, failure).await?;
         if !self.store.advance_checkpoint_in(&mut tx, &failure.projection, from, failure.checkpoint()).await?
         {
@@ -213,7 +288,7 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
     }
 
     async fn retry_failed(&mut self, projection: &str, event: &RecordedEvent) -> Result<(), SinkError> {
-        let mut tx = begin(&self.store).await?;
+        let mut tx = self.begin_in(projection).await?;
         // Inside the fence, so as not to interleave with a batch; the checkpoint may be anywhere.
         self.store.fence(&mut tx, projection, Checkpoint::START).await?;
         catch_panic(self.projection.handle(&mut tx, event)).await.map_err(|e| handler(e, 0))?;
@@ -222,7 +297,7 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
     }
 
     async fn reset(&mut self, projection: &str, to: Checkpoint, clear: bool) -> Result<(), SinkError> {
-        let mut tx = begin(&self.store).await?;
+        let mut tx = self.begin_in(projection).await?;
         // Inside the fence: a previous holder's open batch ends before the reset.
         self.store.fence(&mut tx, projection, Checkpoint::START).await?;
         if clear {
@@ -230,5 +305,38 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
         }
         self.store.save_checkpoint_in(&mut tx, projection, to).await?;
         commit(tx).await
+    }
+
+    async fn prepare(&mut self, build: &ProjectionBuild) -> Result<(), SinkError> {
+        let Some(paths) = &self.paths else {
+            return Ok(());
+        };
+        let consumer = build.id.consumer();
+        let schema = build
+            .location
+            .clone()
+            .unwrap_or_else(|| crate::build_schema(&self.store.names().schema, &build.id));
+        let mut tx = begin(&self.store).await?;
+        // Inside the fence: a previous holder's batch ends first, and two instances never
+        // create the same schema at once.
+        self.store.fence(&mut tx, &consumer, Checkpoint::START).await?;
+        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', "\"\""));
+        sqlx::query(&create).execute(&mut *tx).await.map_err(|e| SinkError::Store(backend(e)))?;
+        let rest: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| SinkError::Store(backend(e)))?;
+        let path = path_with(&schema, &rest);
+        set_path(&mut tx, &path).await?;
+        catch_panic(self.projection.create(&mut tx)).await.map_err(|e| handler(e, 0))?;
+        commit(tx).await?;
+        if !paths.contains_key(&consumer) {
+            self.paths.get_or_insert_with(HashMap::new).insert(consumer, path);
+        }
+        Ok(())
+    }
+
+    fn keeps_builds_apart(&self) -> bool {
+        self.paths.is_some()
     }
 }

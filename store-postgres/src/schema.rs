@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (7, "physical schema", include_str!("../sql/0007_physical_schema.sql")),
     (8, "projection stops", include_str!("../sql/0008_projection_stops.sql")),
     (9, "stream lookups", include_str!("../sql/0009_stream_lookups.sql")),
+    (10, "projection builds", include_str!("../sql/0010_projection_builds.sql")),
 ];
 
 /// The query indexes that migration 7 creates in place of `{query_indexes}`, unless the

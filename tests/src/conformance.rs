@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 
+pub use crate::builds::projection_builds;
 pub use crate::history::concurrent_history;
 
 /// A shared handle to the store under test.
@@ -1085,7 +1086,7 @@ macro_rules! conformance_suite {
             event_fields_round_trip, read_payloads, count_streams, unread, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
             checkpoint_fencing, leases, recorded_failures, projection_stops, count_after, guarded_delete, category_wake_ups,
-            read_log_selects, consumer_requests, concurrent_history);
+            read_log_selects, consumer_requests, projection_builds, concurrent_history);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

@@ -4,6 +4,7 @@
 //! Tests find the server through `DATABASE_URL` (set by `scripts/test.sh` to a database
 //! made for the run); without it they use `postgres://postgres@127.0.0.1:5432/postgres`.
 
+pub mod builds;
 pub mod cluster;
 pub mod conformance;
 pub mod counter;

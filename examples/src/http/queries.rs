@@ -36,7 +36,7 @@ pub(super) async fn get_customer(
     min: MinPosition,
 ) -> Result<Json<CustomerView>, ApiError> {
     min.wait(&app, "customer_history").await?;
-    match app.tables.customer(app.store.pool(), &id).await.map_err(ApiError::internal)? {
+    match app.tables.customer(&id).await.map_err(ApiError::internal)? {
         Some(view) => Ok(Json(view)),
         None => {
             Err(ApiError::new(StatusCode::NOT_FOUND, "customer_not_found", format!("no customer {id} (yet)")))
@@ -58,7 +58,7 @@ pub(super) async fn get_order(
     min: MinPosition,
 ) -> Result<Json<OrderView>, ApiError> {
     min.wait(&app, "order_summary").await?;
-    match app.tables.order(app.store.pool(), &id).await.map_err(ApiError::internal)? {
+    match app.tables.order(&id).await.map_err(ApiError::internal)? {
         Some(view) => Ok(Json(view)),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "order_not_found", format!("no order {id} (yet)"))),
     }
@@ -126,6 +126,6 @@ pub(super) async fn audit(
         limit,
     };
     min.wait(&app, "audit_log").await?;
-    let entries = app.tables.audit(app.store.pool(), &query).await.map_err(ApiError::internal)?;
+    let entries = app.tables.audit(&query).await.map_err(ApiError::internal)?;
     Ok(Json(entries))
 }

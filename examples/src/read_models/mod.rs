@@ -11,7 +11,7 @@
 //! ([`factum_postgres::ExactlyOnce`]), so a crash never applies an event twice or skips one.
 
 use factum::Projection;
-use factum_postgres::{ExactlyOnce, PostgresStore};
+use factum_postgres::{ExactlyOnce, PostgresStore, ReadModels};
 use sqlx::{PgPool, Row};
 
 use crate::order::Line;
@@ -25,135 +25,73 @@ pub use views::{AuditEntry, AuditQuery, CustomerOrder, CustomerTotals, CustomerV
 /// The projections' names (their checkpoints' names in `projection_positions`).
 pub const PROJECTIONS: [&str; 3] = ["order_summary", "customer_history", "audit_log"];
 
-/// The read-model tables, in the store's schema.
+/// The read models: each projection's tables live in a schema of its own per build
+/// ([`ExactlyOnce::schema_per_build`]), created by the projection when it takes a build
+/// up, so that a rebuild fills a fresh copy while the live one keeps serving. The
+/// handlers and the queries below name the tables unqualified; the queries read the live
+/// builds through [`PostgresStore::read_models`].
 #[derive(Clone, Debug)]
 pub struct Tables {
-    schema: String,
+    store: PostgresStore,
 }
 
 impl Tables {
-    /// The tables in `schema` (the store's schema).
-    pub fn new(schema: &str) -> Self {
-        Tables { schema: format!("\"{}\"", schema.replace('"', "\"\"")) }
+    /// The read models of `store`'s projections.
+    pub fn new(store: &PostgresStore) -> Self {
+        Tables { store: store.clone() }
     }
 
     pub(super) fn t(&self, table: &str) -> String {
-        format!("{}.{table}", self.schema)
+        table.to_owned()
     }
 
-    /// The tables' qualified names.
-    fn all(&self) -> [String; 5] {
-        ["order_summary", "order_lines", "customer_summary", "customer_orders", "audit_log"]
-            .map(|t| self.t(t))
-    }
-
-    /// Creates the tables if they do not exist. When they all exist nothing is created,
-    /// so that a runtime role without DDL privileges may call this at start-up.
-    pub async fn create(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
-        let missing: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM unnest($1::text[]) AS t(name) WHERE to_regclass(t.name) IS NULL",
-        )
-        .bind(self.all().to_vec())
-        .fetch_one(pool)
-        .await?;
-        if missing == 0 {
-            return Ok(());
-        }
-        // One multi-statement query is one transaction: the lock keeps two instances that
-        // start together from racing on the same CREATE TABLE.
-        let ddl = format!(
-            "SELECT pg_advisory_xact_lock(hashtext('factum_example.read_models'));
-            CREATE TABLE IF NOT EXISTS {os} (
-                order_id    text PRIMARY KEY,
-                customer_id text NOT NULL,
-                status      text NOT NULL,
-                total       bigint NOT NULL DEFAULT 0,
-                version     bigint NOT NULL,
-                updated_at  timestamptz NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS {ol} (
-                order_id   text NOT NULL,
-                sku        text NOT NULL,
-                quantity   bigint NOT NULL,
-                unit_price bigint NOT NULL,
-                seq        bigint NOT NULL,
-                PRIMARY KEY (order_id, sku)
-            );
-            CREATE TABLE IF NOT EXISTS {cs} (
-                customer_id text PRIMARY KEY,
-                name        text NOT NULL,
-                email       text NOT NULL,
-                active      boolean NOT NULL,
-                version     bigint NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS {co} (
-                order_id    text PRIMARY KEY,
-                customer_id text NOT NULL,
-                status      text NOT NULL,
-                total       bigint NOT NULL DEFAULT 0,
-                placed_at   timestamptz NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS customer_orders_by_customer ON {co} (customer_id, placed_at);
-            CREATE TABLE IF NOT EXISTS {al} (
-                position       bigint PRIMARY KEY,
-                event_id       uuid NOT NULL UNIQUE,
-                aggregate_type text NOT NULL,
-                aggregate_id   text NOT NULL,
-                version        bigint NOT NULL,
-                event_type     text NOT NULL,
-                topic          text,
-                payload        jsonb NOT NULL,
-                metadata       jsonb NOT NULL,
-                correlation_id uuid,
-                causation_id   uuid,
-                occurred_at    timestamptz NOT NULL,
-                recorded_at    timestamptz NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS audit_log_by_stream ON {al} (aggregate_type, aggregate_id, version);
-            CREATE INDEX IF NOT EXISTS audit_log_by_correlation ON {al} (correlation_id);",
-            os = self.t("order_summary"),
-            ol = self.t("order_lines"),
-            cs = self.t("customer_summary"),
-            co = self.t("customer_orders"),
-            al = self.t("audit_log"),
-        );
-        sqlx::raw_sql(&ddl).execute(pool).await?;
-        Ok(())
-    }
-
-    /// Grants `role` what the projections and queries need on the tables: reading,
-    /// writing, and clearing them for a rebuild.
+    /// Grants `role` (the role the service connects as) what the projections need to
+    /// keep their builds' schemas: `CREATE` on the database.
     pub async fn grant(&self, pool: &PgPool, role: &str) -> Result<(), sqlx::Error> {
         let role = format!("\"{}\"", role.replace('"', "\"\""));
-        let tables = self.all().join(", ");
-        sqlx::raw_sql(&format!("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {tables} TO {role}"))
-            .execute(pool)
-            .await?;
+        let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(pool).await?;
+        let database = format!("\"{}\"", database.replace('"', "\"\""));
+        sqlx::raw_sql(&format!("GRANT CREATE ON DATABASE {database} TO {role}")).execute(pool).await?;
         Ok(())
+    }
+
+    /// A read of the live builds of `projections`; `None` while one has no live build
+    /// yet (the service's very first start), whose read model is then empty.
+    async fn read(&self, projections: &[&str]) -> Result<Option<ReadModels>, sqlx::Error> {
+        let read =
+            self.store.read_models(projections).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        Ok((read.builds().len() == projections.len()).then_some(read))
     }
 
     /// The three projections, ready for [`factum::SupervisorConfig::projection`].
     pub fn projections(&self, store: &PostgresStore) -> Vec<Projection> {
         vec![
-            Projection::new("order_summary", ExactlyOnce::new(store.clone(), OrderSummary(self.clone())))
-                .aggregate_types(["Order"]),
+            Projection::new(
+                "order_summary",
+                ExactlyOnce::new(store.clone(), OrderSummary(self.clone())).schema_per_build(),
+            )
+            .aggregate_types(["Order"]),
             Projection::new(
                 "customer_history",
-                ExactlyOnce::new(store.clone(), CustomerHistory(self.clone())),
+                ExactlyOnce::new(store.clone(), CustomerHistory(self.clone())).schema_per_build(),
             )
             .aggregate_types(["Customer", "Order"]),
-            Projection::new("audit_log", ExactlyOnce::new(store.clone(), AuditLog(self.clone()))),
+            Projection::new(
+                "audit_log",
+                ExactlyOnce::new(store.clone(), AuditLog(self.clone())).schema_per_build(),
+            ),
         ]
     }
 
     /// An order's summary, if the projection has seen it.
-    pub async fn order(&self, pool: &PgPool, order_id: &str) -> Result<Option<OrderView>, sqlx::Error> {
+    pub async fn order(&self, order_id: &str) -> Result<Option<OrderView>, sqlx::Error> {
+        let Some(mut read) = self.read(&["order_summary"]).await? else { return Ok(None) };
         let Some(row) = sqlx::query(&format!(
             "SELECT customer_id, status, total, version, updated_at FROM {} WHERE order_id = $1",
             self.t("order_summary")
         ))
         .bind(order_id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *read)
         .await?
         else {
             return Ok(None);
@@ -163,7 +101,7 @@ impl Tables {
             self.t("order_lines")
         ))
         .bind(order_id)
-        .fetch_all(pool)
+        .fetch_all(&mut *read)
         .await?
         .into_iter()
         .map(|r| Line { sku: r.get(0), quantity: r.get(1), unit_price: r.get(2) })
@@ -180,17 +118,14 @@ impl Tables {
     }
 
     /// A customer's profile, orders and totals, if the projection has seen them.
-    pub async fn customer(
-        &self,
-        pool: &PgPool,
-        customer_id: &str,
-    ) -> Result<Option<CustomerView>, sqlx::Error> {
+    pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerView>, sqlx::Error> {
+        let Some(mut read) = self.read(&["customer_history"]).await? else { return Ok(None) };
         let Some(row) = sqlx::query(&format!(
             "SELECT name, email, active, version FROM {} WHERE customer_id = $1",
             self.t("customer_summary")
         ))
         .bind(customer_id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *read)
         .await?
         else {
             return Ok(None);
@@ -200,7 +135,7 @@ impl Tables {
             self.t("customer_orders")
         ))
         .bind(customer_id)
-        .fetch_all(pool)
+        .fetch_all(&mut *read)
         .await?
         .into_iter()
         .map(|r| CustomerOrder { order_id: r.get(0), status: r.get(1), total: r.get(2), placed_at: r.get(3) })
@@ -219,7 +154,8 @@ impl Tables {
 
     /// Audit entries, oldest first, after `after` (a global position), optionally for one
     /// aggregate or one correlation id.
-    pub async fn audit(&self, pool: &PgPool, query: &AuditQuery) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, sqlx::Error> {
+        let Some(mut read) = self.read(&["audit_log"]).await? else { return Ok(Vec::new()) };
         let rows = sqlx::query(&format!(
             "SELECT position, event_id, aggregate_type, aggregate_id, version, event_type, topic, payload,
                     metadata, correlation_id, causation_id, occurred_at, recorded_at
@@ -237,7 +173,7 @@ impl Tables {
         .bind(&query.aggregate_id)
         .bind(query.correlation_id)
         .bind(query.limit)
-        .fetch_all(pool)
+        .fetch_all(&mut *read)
         .await?;
         Ok(rows
             .into_iter()
@@ -260,18 +196,22 @@ impl Tables {
     }
 
     /// Totals over every order in the order summary, for the simulation's check.
-    pub async fn order_totals(&self, pool: &PgPool) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+    pub async fn order_totals(&self) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+        let Some(mut read) = self.read(&["order_summary"]).await? else { return Ok(Vec::new()) };
         let rows = sqlx::query(&format!(
             "SELECT status, count(*), coalesce(sum(total), 0)::bigint FROM {} GROUP BY status ORDER BY status",
             self.t("order_summary")
         ))
-        .fetch_all(pool)
+        .fetch_all(&mut *read)
         .await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
     /// Rows in the audit log.
-    pub async fn audit_count(&self, pool: &PgPool) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(&format!("SELECT count(*) FROM {}", self.t("audit_log"))).fetch_one(pool).await
+    pub async fn audit_count(&self) -> Result<i64, sqlx::Error> {
+        let Some(mut read) = self.read(&["audit_log"]).await? else { return Ok(0) };
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {}", self.t("audit_log")))
+            .fetch_one(&mut *read)
+            .await
     }
 }

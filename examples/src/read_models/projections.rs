@@ -18,6 +18,69 @@ fn version(event: &RecordedEvent) -> i64 {
     event.version.0 as i64
 }
 
+/// Each projection's tables, created in its build's schema (unqualified names land
+/// there: see [`PgProjection::create`]).
+const ORDER_SUMMARY: &str = "
+    CREATE TABLE IF NOT EXISTS order_summary (
+        order_id    text PRIMARY KEY,
+        customer_id text NOT NULL,
+        status      text NOT NULL,
+        total       bigint NOT NULL DEFAULT 0,
+        version     bigint NOT NULL,
+        updated_at  timestamptz NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS order_lines (
+        order_id   text NOT NULL,
+        sku        text NOT NULL,
+        quantity   bigint NOT NULL,
+        unit_price bigint NOT NULL,
+        seq        bigint NOT NULL,
+        PRIMARY KEY (order_id, sku)
+    );";
+
+const CUSTOMER_HISTORY: &str = "
+    CREATE TABLE IF NOT EXISTS customer_summary (
+        customer_id text PRIMARY KEY,
+        name        text NOT NULL,
+        email       text NOT NULL,
+        active      boolean NOT NULL,
+        version     bigint NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS customer_orders (
+        order_id    text PRIMARY KEY,
+        customer_id text NOT NULL,
+        status      text NOT NULL,
+        total       bigint NOT NULL DEFAULT 0,
+        placed_at   timestamptz NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS customer_orders_by_customer ON customer_orders (customer_id, placed_at);";
+
+const AUDIT_LOG: &str = "
+    CREATE TABLE IF NOT EXISTS audit_log (
+        position       bigint PRIMARY KEY,
+        event_id       uuid NOT NULL UNIQUE,
+        aggregate_type text NOT NULL,
+        aggregate_id   text NOT NULL,
+        version        bigint NOT NULL,
+        event_type     text NOT NULL,
+        topic          text,
+        payload        jsonb NOT NULL,
+        metadata       jsonb NOT NULL,
+        correlation_id uuid,
+        causation_id   uuid,
+        occurred_at    timestamptz NOT NULL,
+        recorded_at    timestamptz NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS audit_log_by_stream ON audit_log (aggregate_type, aggregate_id, version);
+    CREATE INDEX IF NOT EXISTS audit_log_by_correlation ON audit_log (correlation_id);";
+
+async fn create(tx: &mut PgConnection, ddl: &'static str) -> Result<(), HandlerError> {
+    for statement in ddl.split(';').filter(|s| !s.trim().is_empty()) {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
 pub(super) struct OrderSummary(pub(super) Tables);
 
 #[async_trait]
@@ -76,6 +139,10 @@ impl PgProjection for OrderSummary {
         .execute(&mut *tx)
         .await?;
         Ok(())
+    }
+
+    async fn create(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
+        create(tx, ORDER_SUMMARY).await
     }
 
     async fn clear(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
@@ -156,6 +223,10 @@ impl PgProjection for CustomerHistory {
         Ok(())
     }
 
+    async fn create(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
+        create(tx, CUSTOMER_HISTORY).await
+    }
+
     async fn clear(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
         sqlx::query(&format!("TRUNCATE {}, {}", self.0.t("customer_summary"), self.0.t("customer_orders")))
             .execute(tx)
@@ -191,6 +262,10 @@ impl PgProjection for AuditLog {
         .execute(tx)
         .await?;
         Ok(())
+    }
+
+    async fn create(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
+        create(tx, AUDIT_LOG).await
     }
 
     async fn clear(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {

@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 
 use crate::store::EventStore;
 
+mod builds;
 mod extension;
 mod instrumented;
 mod labels;

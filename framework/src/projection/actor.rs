@@ -11,9 +11,10 @@ use uuid::Uuid;
 use super::{ProjectionError, ProjectionState, RetryReport};
 use crate::backoff::Backoff;
 use crate::store::cursor::Chase;
-use crate::store::{Checkpoint, Lease, LogPage, StoreError};
+use crate::store::{Checkpoint, Lease, LogPage, ProjectionBuild, StoreError};
 use crate::task::AbortOnDrop;
 
+mod builds;
 mod failure;
 mod lease;
 mod operations;
@@ -39,6 +40,13 @@ pub(crate) enum ProjectionMsg {
     BeginRebuild(RpcReplyPort<Result<(), ProjectionError>>),
     EndRebuild(RpcReplyPort<()>),
     RetryFailures(RpcReplyPort<Result<RetryReport, ProjectionError>>),
+    /// Register a fresh build of the projection's version to build a copy into, take its
+    /// lease and prepare it (the owner only).
+    BeginCopy(RpcReplyPort<Result<(ProjectionBuild, Lease), ProjectionError>>),
+    /// Go on with `build`, now live, holding its `lease`.
+    Adopt(ProjectionBuild, Lease, RpcReplyPort<()>),
+    /// The registry changed (an operator switched builds): look at it again.
+    Refresh,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +63,9 @@ type Prefetched = Result<Option<LogPage>, StoreError>;
 pub(crate) struct ProjectionActorState {
     shared: Arc<ProjectionShared>,
     myself: ActorRef<ProjectionMsg>,
+    /// The build this instance runs, once registered, and its consumer name.
+    build: Option<ProjectionBuild>,
+    consumer: String,
     lease: Option<Lease>,
     /// Counts the leases taken, so that a check of an older one is ignored.
     lease_gen: u64,
@@ -132,8 +143,9 @@ fn forward_wakes(
 }
 
 impl ProjectionActorState {
-    fn name(&self) -> &str {
-        &self.shared.name
+    /// The name the build's checkpoint, lease and fence hang on.
+    fn consumer(&self) -> &str {
+        &self.consumer
     }
 
     /// Arms the actor's one timer to fire within `delay`.
@@ -158,6 +170,12 @@ impl ProjectionActorState {
             }
             self.not_before = None;
         }
+        if self.build.is_none() {
+            self.register().await?;
+        }
+        if self.shared.status().state == ProjectionState::Retired {
+            return Ok(());
+        }
         if self.lease.is_none() {
             if let Some(tried) = self.lease_tried {
                 if tried.elapsed() < self.shared.lease_retry {
@@ -172,13 +190,16 @@ impl ProjectionActorState {
         }
         if self.reload {
             self.checkpoint =
-                self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
+                self.shared.store.load_checkpoint(self.consumer()).await?.unwrap_or(Checkpoint::START);
             self.prefetch = None;
             self.reload = false;
             let cp = self.checkpoint;
             self.shared.update(|s| s.checkpoint = cp);
         }
         let more = self.step(myself).await?;
+        if !more {
+            self.cut_over_if_caught_up().await?;
+        }
         if self.outage.take().is_some() {
             tracing::info!(projection = %self.shared.name, "store answers again; projection goes on");
         }
@@ -227,6 +248,8 @@ impl Actor for ProjectionActor {
         Ok(ProjectionActorState {
             shared,
             myself: myself.clone(),
+            build: None,
+            consumer: String::new(),
             lease: None,
             lease_gen: 0,
             checkpoint: Checkpoint::START,
@@ -331,7 +354,7 @@ impl Actor for ProjectionActor {
                 if state.mode == Mode::Rebuilding {
                     state.mode = Mode::Running;
                     // The replay moved the checkpoint; take it from the store.
-                    if let Ok(Some(cp)) = state.shared.store.load_checkpoint(&state.shared.name).await {
+                    if let Ok(Some(cp)) = state.shared.store.load_checkpoint(&state.consumer).await {
                         state.checkpoint = cp;
                     }
                     state.shared.set_state(ProjectionState::CatchingUp);
@@ -342,6 +365,26 @@ impl Actor for ProjectionActor {
             ProjectionMsg::RetryFailures(reply) => {
                 let result = state.retry_failures().await;
                 reply.send(result).ok();
+            }
+            ProjectionMsg::BeginCopy(reply) => {
+                let result = state.begin_copy().await;
+                reply.send(result).ok();
+            }
+            ProjectionMsg::Refresh => {
+                if state.build.is_some() {
+                    if let Err(e) = state.follow_registry().await {
+                        state.store_failed(&myself, &e);
+                    }
+                }
+            }
+            ProjectionMsg::Adopt(build, lease, reply) => {
+                if let Err(e) = state.adopt(build, lease).await {
+                    state.store_failed(&myself, &e);
+                }
+                if state.mode == Mode::Running {
+                    myself.send_message(ProjectionMsg::Wake { signal: false }).ok();
+                }
+                reply.send(()).ok();
             }
         }
         Ok(())

@@ -44,12 +44,15 @@ pub struct Projection {
     pub(crate) batch_size: usize,
     pub(crate) failure: FailurePolicy,
     pub(crate) poll_interval: Duration,
+    pub(crate) version: u32,
+    pub(crate) switch_automatically: bool,
 }
 
 impl fmt::Debug for Projection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Projection")
             .field("name", &self.name)
+            .field("version", &self.version)
             .field("aggregate_types", &self.aggregate_types)
             .field("event_types", &self.event_types)
             .field("topics", &self.topics)
@@ -83,6 +86,8 @@ impl Projection {
             batch_size: DEFAULT_BATCH_SIZE,
             failure: FailurePolicy::default(),
             poll_interval: Duration::from_secs(5),
+            version: 1,
+            switch_automatically: true,
         }
     }
 
@@ -134,8 +139,28 @@ impl Projection {
         self
     }
 
+    /// The projection's version (default 1). Raise it when the read model changes shape
+    /// or meaning: the new version is built from the start of the log beside the live
+    /// one (its own checkpoint, lease and fence, and, where the sink keeps builds apart,
+    /// its own tables), while the live one keeps serving; readers switch to it in one
+    /// step once it has caught up. See [`BuildId`](crate::store::BuildId).
+    #[must_use]
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Leaves the cut-over to an operator ([`Supervisor::switch`](crate::Supervisor::switch)):
+    /// by default a new build becomes live on its own as soon as it has caught up with
+    /// the live one.
+    #[must_use]
+    pub fn switch_manually(mut self) -> Self {
+        self.switch_automatically = false;
+        self
+    }
+
     pub(crate) fn selector(&self, store: &dyn EventStore) -> Result<LogSelector, InvalidInput> {
-        crate::store::validate::consumer_name(&self.name)?;
+        crate::store::op::RegisterBuild::new(self.name.clone(), self.version, false)?;
         if self.batch_size == 0 || self.batch_size > store.limits().max_query_limit {
             return Err(InvalidInput::OutOfRange {
                 field: "batch_size",

@@ -24,7 +24,7 @@ mod status;
 
 use async_trait::async_trait;
 
-use crate::store::{Checkpoint, ProjectionFailure, RecordedEvent};
+use crate::store::{Checkpoint, ProjectionBuild, ProjectionFailure, RecordedEvent};
 
 pub(crate) use definition::handler_sink;
 pub use definition::{Projection, DEFAULT_BATCH_SIZE};
@@ -68,7 +68,8 @@ pub trait EventHandler: Send + 'static {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Batch<'a> {
-    /// The projection's name (its checkpoint's name).
+    /// The consumer name of the build being applied to (its checkpoint's name: see
+    /// [`BuildId::consumer`](crate::store::BuildId::consumer)).
     pub projection: &'a str,
     /// The selected events, in log order; possibly none.
     pub events: &'a [RecordedEvent],
@@ -79,6 +80,13 @@ pub struct Batch<'a> {
 }
 
 /// Where a projection's events go, and how its checkpoint moves with them.
+///
+/// Every call names the build it is for by its consumer name (a projection has one
+/// build per version, and a rebuild makes another: see [`BuildId`](crate::store::BuildId)).
+/// A sink that keeps each build's read model apart says so
+/// ([`keeps_builds_apart`](Self::keeps_builds_apart)); a rebuild then builds a fresh copy
+/// beside the live one and switches readers over when it has caught up, instead of
+/// clearing the read model in place.
 ///
 /// The framework implements it for [`EventHandler`]s ([`AtLeastOnce`]); a backend
 /// implements it for transactional read models (`factum_postgres::ExactlyOnce`), where
@@ -101,4 +109,18 @@ pub trait ProjectionSink: Send + 'static {
     /// Sets the checkpoint to `to`, after clearing the read model if `clear`, together
     /// where the sink can.
     async fn reset(&mut self, projection: &str, to: Checkpoint, clear: bool) -> Result<(), SinkError>;
+
+    /// Gets `build`'s read model ready before anything is applied to it: called each
+    /// time a build is taken up (its lease taken), so it must be idempotent. By default
+    /// there is nothing to do.
+    async fn prepare(&mut self, build: &ProjectionBuild) -> Result<(), SinkError> {
+        let _ = build;
+        Ok(())
+    }
+
+    /// Whether each build's read model is kept apart from the others' (by default
+    /// not: every build writes to the same place).
+    fn keeps_builds_apart(&self) -> bool {
+        false
+    }
 }

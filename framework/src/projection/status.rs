@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::store::Checkpoint;
+use crate::store::{Checkpoint, ProjectionBuild};
 
 /// Where a projection is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub enum ProjectionState {
     WaitingForStore,
     /// Shut down.
     Stopped,
+    /// Its build was retired: it applies nothing more.
+    Retired,
 }
 
 /// A projection's status, as [`Supervisor::status`](crate::Supervisor::status) reports it.
@@ -40,6 +42,11 @@ pub enum ProjectionState {
 pub struct ProjectionStatus {
     /// The projection's name.
     pub name: String,
+    /// The version this instance runs (the one its code declares).
+    pub version: u32,
+    /// The build this instance runs, once registered, and its state (building or live,
+    /// for example) as it last knew it.
+    pub build: Option<ProjectionBuild>,
     /// Its state.
     pub state: ProjectionState,
     /// The last event it processed.
@@ -57,9 +64,11 @@ pub struct ProjectionStatus {
 }
 
 impl ProjectionStatus {
-    pub(crate) fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str, version: u32) -> Self {
         ProjectionStatus {
             name: name.to_owned(),
+            version,
+            build: None,
             state: ProjectionState::Starting,
             checkpoint: Checkpoint::START,
             lag: None,

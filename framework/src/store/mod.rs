@@ -5,6 +5,7 @@
 //! operation.
 
 pub mod backend;
+mod builds;
 mod consumer;
 pub(crate) mod cursor;
 mod error;
@@ -22,6 +23,7 @@ use futures_core::stream::BoxStream;
 use tokio::sync::watch;
 
 pub use backend::LogBackend;
+pub use builds::{build_to_run, BuildId, BuildState, BuildStore, ProjectionBuild, Retired, Switch};
 pub use consumer::{ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RetentionGuard};
 pub use cursor::{Chase, LogPage, LogSelector};
 pub use error::{InvalidInput, StoreError};
@@ -48,13 +50,14 @@ pub type PayloadStream<'a> = BoxStream<'a, Result<EventPayload, StoreError>>;
 pub type WakeSignal = watch::Receiver<u64>;
 
 /// An event store: an append-only log of events, grouped in streams (one per aggregate),
-/// with snapshots of aggregate state and checkpoints of consumers; the sum of four roles
-/// ([`EventLog`], [`SnapshotStore`], [`ConsumerStore`], [`RetentionStore`]). Every type
-/// that implements the four is an `EventStore`, and `Arc<dyn EventStore>` is how the
+/// with snapshots of aggregate state, checkpoints of consumers and the registry of
+/// projection builds; the sum of five roles ([`EventLog`], [`SnapshotStore`],
+/// [`ConsumerStore`], [`RetentionStore`], [`BuildStore`]). Every type that implements the
+/// five is an `EventStore`, and `Arc<dyn EventStore>` is how the
 /// framework holds one.
 ///
 /// A backend executes the store's [operations](op) and implements [`LogBackend`], and gets
-/// the four roles from them, with every call's input checked before it reaches the
+/// the five roles from them, with every call's input checked before it reaches the
 /// backend. Backends behave
 /// identically on every operation; the conformance suite in `factum-tests` runs the same
 /// cases against each one.
@@ -62,6 +65,6 @@ pub type WakeSignal = watch::Receiver<u64>;
 /// The roles' methods are called through `EventStore` on a `dyn EventStore` or a generic
 /// `S: EventStore`; on a concrete store, bring the roles into scope with
 /// `use factum::prelude::*;`.
-pub trait EventStore: EventLog + SnapshotStore + ConsumerStore + RetentionStore {}
+pub trait EventStore: EventLog + SnapshotStore + ConsumerStore + RetentionStore + BuildStore {}
 
-impl<T: EventLog + SnapshotStore + ConsumerStore + RetentionStore + ?Sized> EventStore for T {}
+impl<T: EventLog + SnapshotStore + ConsumerStore + RetentionStore + BuildStore + ?Sized> EventStore for T {}

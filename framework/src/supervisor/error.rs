@@ -1,7 +1,7 @@
 //! Why a supervisor operation failed.
 
 use crate::projection::{ProjectionError, SinkError};
-use crate::store::{InvalidInput, StoreError};
+use crate::store::{BuildId, Checkpoint, InvalidInput, StoreError};
 
 /// Why a supervisor operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,28 @@ pub enum SupervisorError {
     /// The supervisor is shut down.
     #[error("the supervisor is not running")]
     Stopped,
+    /// No such build of the projection, or it was retired.
+    #[error("no build {0} to use")]
+    UnknownBuild(BuildId),
+    /// The build is in use: another instance follows it (it holds its lease), or it is
+    /// the live build, which cannot be retired.
+    #[error("build {0} is in use (live, or followed by an instance)")]
+    BuildInUse(BuildId),
+    /// The build did not catch up with the live one within the time allowed, so readers
+    /// were not switched to it; it stays where it is and can be switched later.
+    #[error(
+        "build {build} did not catch up with the live build within {waited:?} (at {at}, live at {live})"
+    )]
+    NotCaughtUp {
+        /// The build.
+        build: BuildId,
+        /// Its checkpoint.
+        at: Checkpoint,
+        /// The live build's.
+        live: Checkpoint,
+        /// How long it tried.
+        waited: std::time::Duration,
+    },
     /// A child did not start.
     #[error("could not start {what}: {reason}")]
     Spawn {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::projection::{ProjectionState, ProjectionStatus};
-use crate::store::EventStore;
+use crate::store::{BuildState, EventStore};
 
 /// How healthy the service is, worst first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,13 +79,16 @@ pub(crate) async fn check(
     }
     for s in statuses {
         let behind = match &s.state {
-            // Standing by: live in the instance that holds the lease.
-            ProjectionState::Live | ProjectionState::Standby => None,
+            // Standing by: live in the instance that holds the lease. Retired: a newer
+            // build serves.
+            ProjectionState::Live | ProjectionState::Standby | ProjectionState::Retired => None,
             ProjectionState::CatchingUp => None,
             other => Some(format!("projection {} is {}", s.name, state_name(other))),
         };
+        // A build still building serves nobody yet: the live one does.
+        let building = s.build.as_ref().is_some_and(|b| b.state == BuildState::Building);
         let lagging = match s.lag {
-            Some(lag) if lag > config.max_lag && s.state != ProjectionState::Standby => {
+            Some(lag) if lag > config.max_lag && s.state != ProjectionState::Standby && !building => {
                 Some(format!("projection {} lags {lag} events (more than {})", s.name, config.max_lag))
             }
             _ => None,
@@ -117,7 +120,7 @@ mod tests {
     use crate::InMemoryStore;
 
     fn status(name: &str, state: ProjectionState, lag: Option<u64>) -> ProjectionStatus {
-        let mut s = ProjectionStatus::new(name);
+        let mut s = ProjectionStatus::new(name, 1);
         s.state = state;
         s.lag = lag;
         s

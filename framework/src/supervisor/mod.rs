@@ -3,6 +3,7 @@
 //! restarts a child that fails (with backoff), and shuts them all down gracefully.
 
 mod actor;
+mod builds;
 mod config;
 mod error;
 mod health;
@@ -108,6 +109,8 @@ impl Supervisor {
             }
             let shared = ProjectionShared {
                 name: p.name.clone(),
+                version: p.version,
+                switch_automatically: p.switch_automatically,
                 selector,
                 batch_size: p.batch_size,
                 failure: p.failure,
@@ -115,7 +118,7 @@ impl Supervisor {
                 lease_retry: config.lease_retry,
                 store: store.clone(),
                 sink: tokio::sync::Mutex::new(handler_sink(store.clone(), p.sink)),
-                status: std::sync::Mutex::new(ProjectionStatus::new(&p.name)),
+                status: std::sync::Mutex::new(ProjectionStatus::new(&p.name, p.version)),
                 changed: tokio::sync::Notify::new(),
                 metrics: metrics.clone(),
             };
@@ -206,17 +209,43 @@ impl Supervisor {
         Ok(ask(&actor, projection, |r| ProjectionMsg::Reset(to, r)).await??)
     }
 
-    /// Rebuilds a projection while live traffic goes on: clears its read model (the
-    /// sink's clear hook) and resets its checkpoint in one step, replays the log into it
-    /// through the replay actor, then lets it follow live again.
+    /// Rebuilds a projection while live traffic goes on.
+    ///
+    /// Where the projection's sink keeps each build's read model apart
+    /// ([`ProjectionSink::keeps_builds_apart`](crate::projection::ProjectionSink::keeps_builds_apart),
+    /// as `factum_postgres::ExactlyOnce::schema_per_build` does), the log is replayed into
+    /// a fresh build beside the live one, which keeps serving; readers switch to the new
+    /// build in one step once it has processed everything the live one has, and the old
+    /// build stays, replaced, until [retired](Self::retire) ([`switch`](Self::switch)
+    /// goes back to it). The report names the new build. Otherwise the read model is
+    /// rebuilt in place ([`rebuild_in_place`](Self::rebuild_in_place)).
     pub async fn rebuild(&self, projection: &str) -> Result<ReplayReport, SupervisorError> {
+        let apart = self.shared(projection)?.sink.lock().await.keeps_builds_apart();
+        if apart {
+            self.rebuild_copy(projection).await
+        } else {
+            self.rebuild_in_place(projection).await
+        }
+    }
+
+    /// Rebuilds a projection in place: clears its read model (the sink's clear hook) and
+    /// resets its checkpoint in one step, replays the log into it through the replay
+    /// actor, then lets it follow live again. Readers see the read model empty at first,
+    /// then filling up.
+    pub async fn rebuild_in_place(&self, projection: &str) -> Result<ReplayReport, SupervisorError> {
         let actor = self.projection(projection).await?;
         ask(&actor, projection, ProjectionMsg::BeginRebuild).await??;
         let shared = self.shared(projection)?.clone();
+        let consumer = shared
+            .build()
+            .map(|b| b.id.consumer())
+            .ok_or_else(|| SupervisorError::Unavailable(format!("projection {projection:?}")))?;
         let report = match self.replay_actor().await {
-            Ok(replay) => ask(&replay, "the replay actor", |r| ReplayMsg::Projection { shared, reply: r })
-                .await
-                .and_then(|r| r),
+            Ok(replay) => {
+                ask(&replay, "the replay actor", |r| ReplayMsg::Projection { shared, consumer, reply: r })
+                    .await
+                    .and_then(|r| r)
+            }
             Err(e) => Err(e),
         };
         // Whatever happened, the projection goes on from the checkpoint the replay left.

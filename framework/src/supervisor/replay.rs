@@ -16,7 +16,7 @@ use crate::projection::actor::{Applied, ProjectionShared};
 use crate::projection::{catch_panic, EventHandler};
 use crate::store::cursor::{CHASE_MAX, CHASE_START};
 use crate::store::{
-    Checkpoint, EventFilter, EventStore, GlobalPosition, LogPage, OrderBy, RecordedEvent, StoreError,
+    BuildId, Checkpoint, EventFilter, EventStore, GlobalPosition, LogPage, OrderBy, RecordedEvent, StoreError,
 };
 
 /// Progress of a replay, reported while it runs.
@@ -123,6 +123,8 @@ pub struct ReplayReport {
     pub stopped_early: bool,
     /// For a rebuild: the projection's checkpoint at the end.
     pub checkpoint: Option<Checkpoint>,
+    /// For a rebuild into a fresh copy: the build it made live.
+    pub build: Option<BuildId>,
 }
 
 const MAX_ERRORS: usize = 100;
@@ -170,6 +172,7 @@ pub(crate) enum ReplayMsg {
     },
     Projection {
         shared: Arc<ProjectionShared>,
+        consumer: String,
         reply: RpcReplyPort<Result<ReplayReport, SupervisorError>>,
     },
 }
@@ -265,12 +268,31 @@ impl ReplayState {
     /// Replays the log into a projection's sink from its checkpoint (reset by the
     /// rebuild) up to the live end, a batch per transaction, stopping at the first
     /// error: the projection's own failure policy takes over from there.
-    async fn rebuild(&self, shared: &ProjectionShared) -> Result<ReplayReport, SupervisorError> {
-        let mut run = Run::new(format!("rebuild of {}", shared.name));
+    async fn rebuild(
+        &self,
+        shared: &ProjectionShared,
+        consumer: &str,
+    ) -> Result<ReplayReport, SupervisorError> {
+        catch_up(&self.store, &self.metrics, shared, consumer).await
+    }
+}
+
+/// Replays the log into the build `consumer` of a projection, through its sink, from the
+/// build's checkpoint up to the live end, a batch per transaction, stopping at the first
+/// error: the projection's own failure policy takes over from there. What rebuilds do,
+/// in place or into a fresh copy.
+pub(super) async fn catch_up(
+    store: &Arc<dyn EventStore>,
+    metrics: &Metrics,
+    shared: &ProjectionShared,
+    consumer: &str,
+) -> Result<ReplayReport, SupervisorError> {
+    {
+        let mut run = Run::new(format!("rebuild of {consumer}"));
         let options = ReplayOptions::default();
         let mut outage = Outage::default();
         let mut checkpoint = loop {
-            match self.store.load_checkpoint(&shared.name).await {
+            match store.load_checkpoint(consumer).await {
                 Ok(cp) => break cp.unwrap_or(Checkpoint::START),
                 Err(e) => outage.wait(&run.what, e).await?,
             }
@@ -281,7 +303,7 @@ impl ReplayState {
         // What it must read is counted in the projection's categories, and what it has read
         // is counted the same way (a page reports how many events it read).
         let in_scope = loop {
-            match self.store.count_after(checkpoint, &shared.selector.aggregate_types).await {
+            match store.count_after(checkpoint, &shared.selector.aggregate_types).await {
                 Ok(n) => break n,
                 Err(e) => outage.wait(&run.what, e).await?,
             }
@@ -309,7 +331,7 @@ impl ReplayState {
             read_so_far += read as u64;
             held_back.reset();
             held_since = None;
-            match shared.apply_page(&selected, checkpoint, to).await {
+            match shared.apply_page(consumer, &selected, checkpoint, to).await {
                 Ok(Applied::All) => {
                     outage = Outage::default();
                     checkpoint = to;
@@ -326,12 +348,12 @@ impl ReplayState {
                 }
                 // Nothing more applied: read again from the checkpoint.
                 Ok(Applied::Again) => {}
-                Ok(Applied::Fenced) => return Err(SupervisorError::NotOwner(shared.name.clone())),
+                Ok(Applied::Fenced) => return Err(SupervisorError::NotOwner(consumer.to_owned())),
                 Err(e) => {
                     // The batch may have committed: go on from the stored checkpoint.
                     outage.wait(&run.what, e).await?;
                     checkpoint = loop {
-                        match self.store.load_checkpoint(&shared.name).await {
+                        match store.load_checkpoint(consumer).await {
                             Ok(cp) => break cp.unwrap_or(Checkpoint::START),
                             Err(e) => outage.wait(&run.what, e).await?,
                         }
@@ -340,7 +362,7 @@ impl ReplayState {
             }
             run.progress(&options);
         }
-        let mut report = run.finish(&self.metrics);
+        let mut report = run.finish(metrics);
         report.checkpoint = Some(checkpoint);
         Ok(report)
     }
@@ -370,8 +392,8 @@ impl Actor for ReplayActor {
             ReplayMsg::Replay { filter, handler, options, reply } => {
                 reply.send(state.replay(*filter, handler, options).await).ok();
             }
-            ReplayMsg::Projection { shared, reply } => {
-                reply.send(state.rebuild(&shared).await).ok();
+            ReplayMsg::Projection { shared, consumer, reply } => {
+                reply.send(state.rebuild(&shared, &consumer).await).ok();
             }
         }
         Ok(())

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::{Supervisor, SupervisorError};
 use crate::projection::actor::ProjectionShared;
 use crate::projection::ProjectionState;
-use crate::store::{Checkpoint, GlobalPosition, StoreError};
+use crate::store::{BuildState, Checkpoint, GlobalPosition, StoreError};
 
 /// The first delay between two looks at a projection that is not there yet; it doubles to
 /// [`POLL_MAX`].
@@ -174,13 +174,18 @@ impl Supervisor {
         seen: &mut Seen,
     ) -> Result<bool, StoreError> {
         let status = p.status();
-        let here = !matches!(status.state, ProjectionState::Starting | ProjectionState::Standby);
-        // Where the projection is: this instance's own view while it runs it (no round
-        // trip), else the checkpoint every instance shares.
+        let live_here = status.build.as_ref().is_some_and(|b| b.state == BuildState::Live);
+        let here = live_here && !matches!(status.state, ProjectionState::Starting | ProjectionState::Standby);
+        // Where the projection's live build is (the one readers read): this instance's
+        // own view while it runs it (no round trip), else the checkpoint every instance
+        // shares.
         let at = if here {
             status.checkpoint
         } else {
-            self.inner.store.load_checkpoint(&p.name).await?.unwrap_or(Checkpoint::START)
+            let builds = self.inner.store.builds(&p.name).await?;
+            let live = builds.iter().find(|b| b.state == BuildState::Live);
+            let consumer = live.map_or_else(|| p.name.clone(), |b| b.id.consumer());
+            self.inner.store.load_checkpoint(&consumer).await?.unwrap_or(Checkpoint::START)
         };
         let category = p.selector.single_category();
         if let WaitTarget::Checkpoint(c) = target {

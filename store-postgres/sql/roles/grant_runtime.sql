@@ -18,6 +18,10 @@ GRANT USAGE ON SEQUENCE {schema}.{events}_global_position_seq TO {runtime};
 GRANT SELECT ON {schema}.{streams}, {schema}.{migrations} TO {runtime};
 -- Snapshots, checkpoints and recorded failures are the runtime's to keep.
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{snapshots}, {schema}.{positions}, {schema}.{failures} TO {runtime};
+-- The registry of projection builds (schema version 10): registered, switched and
+-- retired at run time. The schemas of read models kept apart per build are created by
+-- the runtime role, which needs CREATE on the database for them (see docs/operations.md).
+GRANT SELECT, INSERT, UPDATE ON {schema}.{positions}_builds TO {runtime};
 -- The append functions, the batch fence and retention (and what it would delete).
 GRANT EXECUTE ON FUNCTION
     {schema}.{events}_append(TEXT, TEXT, BIGINT, UUID[], TEXT[], INTEGER[], TEXT[], JSONB[], JSONB[], TIMESTAMPTZ[], UUID[], UUID[], TEXT),

@@ -2,7 +2,8 @@
 //! `sql` (the statements, from `sql/statements/`), `append`, `append_in` (in a caller's
 //! transaction), `streams` (several streams in one statement), `coalesce` (the coalescing
 //! writer), `log` (reads, queries, wake-ups),
-//! `snapshots`, `consumers` (checkpoints, leases, failures), `retention`.
+//! `snapshots`, `consumers` (checkpoints, leases, failures), `retention`, `builds` (the
+//! registry of projection builds).
 //!
 //! Taking connections, one rule: an operation of one statement borrows from the
 //! connection stack (`self.inner.conns.get()`, kept warm between operations); an
@@ -31,6 +32,7 @@ use crate::schema;
 
 mod append;
 mod append_in;
+mod builds;
 mod coalesce;
 mod consumers;
 mod log;
@@ -44,6 +46,7 @@ mod sql;
 mod streams;
 
 use crate::rows::backend;
+pub use builds::build_schema;
 use coalesce::{Coalescer, Counters};
 pub use coalesce::{Coalescing, FlushStats};
 use sql::Sql;
@@ -262,6 +265,18 @@ impl PostgresStore {
     /// known to be down.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.inner.avail.acquire(&self.inner.pool, self.inner.pool.begin()).await
+    }
+
+    /// A transaction begun with `statement` (an isolation level), as [`begin`](Self::begin).
+    pub(crate) async fn begin_with(
+        &self,
+        statement: &'static str,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.inner.avail.acquire(&self.inner.pool, self.inner.pool.begin_with(statement)).await
+    }
+
+    pub(crate) fn sql(&self) -> &Sql {
+        &self.inner.sql
     }
 
     /// The coalescing writer's figures so far (see [`Coalescing`]).

@@ -19,7 +19,7 @@ impl ProjectionActorState {
     ) -> Result<bool, StoreError> {
         // Before counting the failure: if the checkpoint moved under this instance (another
         // one applied the batch), the failure is not this event's.
-        let stored = self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
+        let stored = self.shared.store.load_checkpoint(self.consumer()).await?.unwrap_or(Checkpoint::START);
         if stored != self.checkpoint {
             return self.fenced(myself).await;
         }
@@ -46,7 +46,7 @@ impl ProjectionActorState {
             OnExhausted::Stop => {
                 tracing::error!(projection = %self.shared.name, event_id = %event.event_id, attempts, error = %message, "projection stopped by its failure policy");
                 // For operators, who see it in `factum status`; gone once the checkpoint moves.
-                let stop = ProjectionFailure::new(&self.shared.name, event, &message, attempts);
+                let stop = ProjectionFailure::new(&self.consumer, event, &message, attempts);
                 if let Err(e) = self.shared.store.record_stop(&stop).await {
                     tracing::warn!(projection = %self.shared.name, error = %e, "could not record the stop in the store");
                 }
@@ -55,7 +55,7 @@ impl ProjectionActorState {
                 Ok(false)
             }
             OnExhausted::SkipAndRecord => {
-                let failure = ProjectionFailure::new(&self.shared.name, event, &message, attempts);
+                let failure = ProjectionFailure::new(&self.consumer, event, &message, attempts);
                 let result = self.shared.sink.lock().await.skip(&failure, self.checkpoint).await;
                 match result {
                     Ok(()) => {

@@ -22,10 +22,19 @@ impl ProjectionActorState {
             self.lease_tried = Some(Instant::now());
             return Ok(false);
         }
-        let Some(lease) = self.shared.store.try_lease(self.name()).await? else {
+        if self.build.is_none() {
+            self.register().await?;
+        }
+        // The registry may have moved on while this instance stood by (a rebuild made
+        // a newer build live): take up the build to run now.
+        if self.build.is_none() || !self.follow_registry().await? {
+            return Ok(false);
+        }
+        let Some(lease) = self.shared.store.try_lease(self.consumer()).await? else {
             return Ok(false);
         };
-        self.checkpoint = self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
+        self.checkpoint =
+            self.shared.store.load_checkpoint(self.consumer()).await?.unwrap_or(Checkpoint::START);
         self.lease = Some(lease);
         self.lease_gen += 1;
         let generation = self.lease_gen;
@@ -45,7 +54,7 @@ impl ProjectionActorState {
         if self.lease.as_ref().is_some_and(Lease::is_held) {
             tracing::warn!(projection = %self.shared.name, "checkpoint moved by another instance; re-reading it");
             self.checkpoint =
-                self.shared.store.load_checkpoint(self.name()).await?.unwrap_or(Checkpoint::START);
+                self.shared.store.load_checkpoint(self.consumer()).await?.unwrap_or(Checkpoint::START);
             self.failing = None;
             Ok(true)
         } else {

@@ -19,7 +19,7 @@ impl ProjectionActorState {
 
     pub(super) async fn reset(&mut self, to: Checkpoint, clear: bool) -> Result<(), ProjectionError> {
         self.owned().await?;
-        let result = self.shared.sink.lock().await.reset(&self.shared.name, to, clear).await;
+        let result = self.shared.sink.lock().await.reset(&self.consumer, to, clear).await;
         match result {
             Ok(()) => {}
             Err(SinkError::Store(e)) => return Err(e.into()),
@@ -55,7 +55,7 @@ impl ProjectionActorState {
         if (self.mode != Mode::Running && self.mode != Mode::Failed) || self.outage.is_some() {
             return Ok(());
         }
-        let look = self.shared.store.pending_request(self.name());
+        let look = self.shared.store.pending_request(self.consumer());
         let Ok(found) = tokio::time::timeout(REQUEST_LOOK, look).await else {
             return Ok(());
         };
@@ -76,7 +76,7 @@ impl ProjectionActorState {
                 tracing::info!(projection = %self.shared.name, resolved = report.resolved, still_failing = report.still_failing, missing = report.missing, "recorded failures retried at an operator's request");
             }
         }
-        self.shared.store.complete_request(self.name(), pending.requested_at).await?;
+        self.shared.store.complete_request(self.consumer(), pending.requested_at).await?;
         myself.send_message(ProjectionMsg::Wake { signal: false }).ok();
         Ok(())
     }
@@ -85,14 +85,14 @@ impl ProjectionActorState {
         self.owned().await?;
         let mut report = RetryReport::default();
         let store = self.shared.store.clone();
-        for failure in store.failures(&self.shared.name).await? {
+        for failure in store.failures(&self.consumer).await? {
             let range = VersionRange::between(failure.version, failure.version);
             let found = store.read_stream(&failure.stream, range).await?;
             let Some(event) = found.into_iter().find(|e| e.event_id == failure.event_id) else {
                 report.missing += 1;
                 continue;
             };
-            let result = self.shared.sink.lock().await.retry_failed(&self.shared.name, &event).await;
+            let result = self.shared.sink.lock().await.retry_failed(&self.consumer, &event).await;
             match result {
                 Ok(()) => report.resolved += 1,
                 Err(SinkError::Store(e)) => return Err(e.into()),

@@ -17,7 +17,9 @@ use crate::projection::{
     panic_error, Batch, FailurePolicy, HandlerError, ProjectionSink, ProjectionState, ProjectionStatus,
     SinkError,
 };
-use crate::store::{Checkpoint, EventStore, LogPage, LogSelector, RecordedEvent, StoreError};
+use crate::store::{
+    Checkpoint, EventStore, LogPage, LogSelector, ProjectionBuild, RecordedEvent, StoreError,
+};
 
 /// What applying a page came to ([`ProjectionShared::apply_page`]).
 pub(crate) enum Applied {
@@ -37,6 +39,10 @@ pub(crate) enum Applied {
 /// restart).
 pub(crate) struct ProjectionShared {
     pub(crate) name: String,
+    /// The version its code declares, and whether a new build of it becomes live on its
+    /// own once caught up.
+    pub(crate) version: u32,
+    pub(crate) switch_automatically: bool,
     pub(crate) selector: LogSelector,
     pub(crate) batch_size: usize,
     pub(crate) failure: FailurePolicy,
@@ -69,6 +75,16 @@ impl ProjectionShared {
         self.update(|s| s.state = state);
     }
 
+    /// The build this instance runs, once registered.
+    pub(crate) fn build(&self) -> Option<ProjectionBuild> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).build.clone()
+    }
+
+    fn runs(&self, consumer: &str) -> bool {
+        let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.build.as_ref().is_some_and(|b| b.id.consumer() == consumer)
+    }
+
     /// Reads the next page after `after`: the events the projection selects among those
     /// read, the checkpoint of the last one read, and whether the page was full. `None`
     /// when nothing is readable after `after` yet.
@@ -76,10 +92,11 @@ impl ProjectionShared {
         self.store.read_log(after, &self.selector, self.batch_size).await
     }
 
-    /// Applies a batch through the sink; a panic in the sink itself counts as a failure
-    /// of the batch's first event.
+    /// Applies a batch to the build `consumer` through the sink; a panic in the sink
+    /// itself counts as a failure of the batch's first event.
     pub(crate) async fn apply(
         &self,
+        consumer: &str,
         events: &[RecordedEvent],
         from: Checkpoint,
         to: Checkpoint,
@@ -87,7 +104,7 @@ impl ProjectionShared {
         let mut sink = self.sink.lock().await;
         let span = tracing::debug_span!(
             "factum.projection.batch",
-            projection = %self.name,
+            projection = %consumer,
             from = %from,
             to = %to,
             events = events.len(),
@@ -103,7 +120,7 @@ impl ProjectionShared {
             }
         }
         let started = Instant::now();
-        let batch = Batch { projection: &self.name, events, from, to };
+        let batch = Batch { projection: consumer, events, from, to };
         let result = AssertUnwindSafe(sink.apply(batch)).catch_unwind().instrument(span).await;
         self.metrics.projection_batch(&self.name, started.elapsed());
         result.unwrap_or_else(|panic| {
@@ -111,20 +128,22 @@ impl ProjectionShared {
         })
     }
 
-    /// Applies a page of `selected` events, read from `from` to `to`, through the sink,
-    /// a batch in one go: the read-and-apply step of every reader of the projection. When
-    /// an event fails, the events before it are kept (applied again on their own if the
-    /// sink rolled them back), so that they are not handled again. The status and the
-    /// metrics follow the checkpoint.
+    /// Applies a page of `selected` events, read from `from` to `to`, to the build
+    /// `consumer` through the sink, a batch in one go: the read-and-apply step of every
+    /// reader of the projection. When an event fails, the events before it are kept
+    /// (applied again on their own if the sink rolled them back), so that they are not
+    /// handled again. The metrics follow the checkpoint, and the status too when the
+    /// build is the one this instance runs.
     pub(crate) async fn apply_page(
         &self,
+        consumer: &str,
         selected: &[RecordedEvent],
         from: Checkpoint,
         to: Checkpoint,
     ) -> Result<Applied, StoreError> {
-        let (index, error, prefix_committed) = match self.apply(selected, from, to).await {
+        let (index, error, prefix_committed) = match self.apply(consumer, selected, from, to).await {
             Ok(()) => {
-                self.advanced(to, selected.len());
+                self.advanced(consumer, to, selected.len());
                 return Ok(Applied::All);
             }
             Err(SinkError::Fenced) => return Ok(Applied::Fenced),
@@ -134,21 +153,28 @@ impl ProjectionShared {
         if index > 0 {
             let prefix_to = selected[index - 1].checkpoint();
             if !prefix_committed {
-                match self.apply(&selected[..index], from, prefix_to).await {
+                match self.apply(consumer, &selected[..index], from, prefix_to).await {
                     Ok(()) => {}
                     Err(SinkError::Fenced) => return Ok(Applied::Fenced),
                     Err(SinkError::Store(e)) => return Err(e),
                     Err(SinkError::Handler { .. }) => return Ok(Applied::Again),
                 }
             }
-            self.advanced(prefix_to, index);
+            self.advanced(consumer, prefix_to, index);
         }
         Ok(Applied::Failed { index, error })
     }
 
-    /// The checkpoint moved to `to` over `handled` events.
-    fn advanced(&self, to: Checkpoint, handled: usize) {
+    /// The build `consumer`'s checkpoint moved to `to` over `handled` events.
+    fn advanced(&self, consumer: &str, to: Checkpoint, handled: usize) {
         self.metrics.projection_events(&self.name, "handled", handled as u64);
+        let building = self.build().is_none_or(|b| b.state == crate::store::BuildState::Building);
+        if !self.runs(consumer) || building {
+            self.metrics.projection_building(&self.name, to.position.0);
+        }
+        if !self.runs(consumer) {
+            return;
+        }
         self.metrics.projection_progress(&self.name, to.position.0, None);
         self.update(|s| {
             s.checkpoint = to;

@@ -72,7 +72,8 @@ impl ProjectionActorState {
             let read = tokio::spawn(async move { reader.read_batch(to).await });
             self.prefetch = Some((to, AbortOnDrop::new(read)));
         }
-        match shared.apply_page(&selected, self.checkpoint, to).await? {
+        let consumer = self.consumer.clone();
+        match shared.apply_page(&consumer, &selected, self.checkpoint, to).await? {
             Applied::All => {
                 self.checkpoint = to;
                 self.failing = None;

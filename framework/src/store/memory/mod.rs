@@ -1,8 +1,9 @@
 //! An event store in memory, for unit tests and for application teams' aggregate tests.
 //! Same semantics as the PostgreSQL store, checked by the same conformance suite. The state
-//! is here; the log's operations are in `log`, and snapshots, consumers and retention in
-//! `roles`.
+//! is here; the log's operations are in `log`, snapshots, consumers and retention in
+//! `roles`, and the projection builds' registry in `builds`.
 
+mod builds;
 mod log;
 mod roles;
 
@@ -67,6 +68,8 @@ struct State {
     /// Projections stopped by their failure policy, until their checkpoint next moves.
     stops: HashMap<String, ProjectionFailure>,
     requests: HashMap<String, PendingRequest>,
+    /// The projection builds, by projection, oldest first.
+    builds: HashMap<String, Vec<super::builds::ProjectionBuild>>,
 }
 
 #[derive(Default)]

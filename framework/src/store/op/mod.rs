@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+mod build;
 mod consumer;
 mod log;
 mod position;
@@ -57,6 +58,7 @@ use async_trait::async_trait;
 
 use super::{AppendResult, StoreError};
 
+pub use build::{Builds, CutOver, RegisterBuild, RetireBuild};
 pub use consumer::{
     AdvanceCheckpoint, CompleteRequest, CountAfter, Failures, LoadCheckpoint, LoadRequest, MakeRequest,
     RecordFailure, RecordStop, ResolveFailure, SaveCheckpoint, Stopped, TryLease,

@@ -1,0 +1,142 @@
+//! The build a projection actor runs: registering it, preparing its read model, taking
+//! up a newer one, the automatic cut-over once a new build has caught up, and the fresh
+//! copy a rebuild builds beside the live one.
+
+use super::{ProjectionActorState, ProjectionMsg};
+use crate::projection::{ProjectionError, ProjectionState, SinkError};
+use crate::store::{build_to_run, BuildState, Checkpoint, Lease, ProjectionBuild, StoreError, Switch};
+
+fn sink_error(error: SinkError) -> StoreError {
+    match error {
+        SinkError::Store(e) => e,
+        SinkError::Handler { error, .. } => StoreError::Backend(error.into_error()),
+        SinkError::Fenced => StoreError::Backend("fenced while preparing a build".into()),
+    }
+}
+
+impl ProjectionActorState {
+    /// Finds the build of the declared version to run (registering one if there is
+    /// none), and takes it up. A version older than the live one, with no build left,
+    /// is superseded: it registers nothing and applies nothing.
+    pub(super) async fn register(&mut self) -> Result<(), StoreError> {
+        let (name, version) = (&self.shared.name, self.shared.version);
+        let builds = self.shared.store.builds(name).await?;
+        let newer_live = builds.iter().any(|b| b.state == BuildState::Live && b.id.version > version);
+        let build = match build_to_run(&builds, version) {
+            Some(build) => build.clone(),
+            None if newer_live => {
+                tracing::warn!(projection = %name, version, "a newer version is live; this one is not built again");
+                self.shared.set_state(ProjectionState::Retired);
+                return Ok(());
+            }
+            None => self.shared.store.register_build(name, version, false).await?,
+        };
+        self.take_up(build).await
+    }
+
+    /// Makes `build` the one this instance runs, its read model prepared.
+    async fn take_up(&mut self, build: ProjectionBuild) -> Result<(), StoreError> {
+        self.shared.sink.lock().await.prepare(&build).await.map_err(sink_error)?;
+        tracing::info!(projection = %self.shared.name, build = %build.id, state = %build.state, "projection build taken up");
+        self.consumer = build.id.consumer();
+        self.build = Some(build.clone());
+        self.shared.update(|s| s.build = Some(build));
+        Ok(())
+    }
+
+    /// Before taking the lease: if the registry moved on (another instance rebuilt the
+    /// projection), takes up the build to run now. `false` if there is none any more.
+    pub(super) async fn follow_registry(&mut self) -> Result<bool, StoreError> {
+        let builds = self.shared.store.builds(&self.shared.name).await?;
+        let current = build_to_run(&builds, self.shared.version);
+        match (current, &self.build) {
+            (Some(now), Some(mine)) if now.id == mine.id => {
+                if now.state != mine.state {
+                    let now = now.clone();
+                    self.build = Some(now.clone());
+                    self.shared.update(|s| s.build = Some(now));
+                }
+                Ok(true)
+            }
+            (Some(now), _) => {
+                let now = now.clone();
+                self.take_up(now).await?;
+                Ok(true)
+            }
+            (None, _) => {
+                self.shared.set_state(ProjectionState::Retired);
+                Ok(false)
+            }
+        }
+    }
+
+    /// A build still building that has caught up with the log becomes live, if the
+    /// projection switches on its own and it has caught up with the live build too.
+    pub(super) async fn cut_over_if_caught_up(&mut self) -> Result<(), StoreError> {
+        let Some(build) = &self.build else { return Ok(()) };
+        if build.state != BuildState::Building
+            || !self.shared.switch_automatically
+            || self.lease.is_none()
+            || self.shared.status().state != ProjectionState::Live
+        {
+            return Ok(());
+        }
+        match self.shared.store.cut_over(&build.id).await? {
+            Switch::Switched { replaced } => {
+                tracing::info!(projection = %self.shared.name, build = %build.id, replaced = ?replaced, "new build is live");
+                let took = (chrono::Utc::now() - build.created_at).to_std().unwrap_or_default();
+                self.shared.metrics.projection_built(&self.shared.name, took);
+                let mut live = build.clone();
+                live.state = BuildState::Live;
+                live.live_at = Some(chrono::Utc::now());
+                self.build = Some(live.clone());
+                self.shared.update(|s| s.build = Some(live));
+            }
+            Switch::Behind { live, build: at } => {
+                tracing::debug!(projection = %self.shared.name, %live, build = %at, "new build not yet past the live one");
+            }
+            _ => {
+                // Retired under it: stop.
+                self.follow_registry().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers a fresh build of the version for a rebuild into a copy, takes its lease
+    /// and prepares it. Only the instance that owns the projection does.
+    pub(super) async fn begin_copy(&mut self) -> Result<(ProjectionBuild, Lease), ProjectionError> {
+        self.owned().await?;
+        let store = self.shared.store.clone();
+        let build = store.register_build(&self.shared.name, self.shared.version, true).await?;
+        let Some(lease) = store.try_lease(&build.id.consumer()).await? else {
+            return Err(ProjectionError::NotOwner(build.id.consumer()));
+        };
+        self.shared.sink.lock().await.prepare(&build).await.map_err(sink_error)?;
+        Ok((build, lease))
+    }
+
+    /// Goes on with `build` (a copy that just became live), holding its `lease`; the
+    /// lease of the build it ran is given up.
+    pub(super) async fn adopt(&mut self, build: ProjectionBuild, lease: Lease) -> Result<(), StoreError> {
+        self.consumer = build.id.consumer();
+        self.build = Some(build.clone());
+        self.lease = Some(lease);
+        self.lease_gen += 1;
+        let generation = self.lease_gen;
+        self.myself.send_after(self.shared.lease_retry, move || ProjectionMsg::LeaseCheck(generation));
+        self.prefetch = None;
+        self.failing = None;
+        self.not_before = None;
+        self.lag_measured = None;
+        self.checkpoint =
+            self.shared.store.load_checkpoint(&self.consumer).await?.unwrap_or(Checkpoint::START);
+        let cp = self.checkpoint;
+        self.shared.update(|s| {
+            s.build = Some(build);
+            s.checkpoint = cp;
+            s.lag = None;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! The operations of the projection builds' registry: see
+//! [`BuildStore`](crate::store::BuildStore) for each one's contract.
+
+use crate::store::builds::{BuildId, ProjectionBuild, Retired, Switch};
+use crate::store::error::InvalidInput;
+use crate::store::validate;
+
+use super::Operation;
+
+/// Checks a build's names: the projection's name, and the version and build number
+/// from 1, so that every consumer name it makes is a valid one too.
+fn check(id: &BuildId) -> Result<(), InvalidInput> {
+    validate::consumer_name(&id.projection)?;
+    validate::consumer_name(&id.consumer())?;
+    if id.version == 0 || id.build == 0 || id.version > i32::MAX as u32 || id.build > i32::MAX as u32 {
+        return Err(InvalidInput::OutOfRange {
+            field: "projection version",
+            reason: "the version and the build must be between 1 and 2^31 - 1",
+        });
+    }
+    Ok(())
+}
+
+/// [`BuildStore::register_build`](crate::store::BuildStore::register_build).
+#[derive(Debug)]
+pub struct RegisterBuild {
+    projection: String,
+    version: u32,
+    fresh: bool,
+}
+
+impl RegisterBuild {
+    /// Checks the name and the version.
+    pub fn new(projection: impl Into<String>, version: u32, fresh: bool) -> Result<Self, InvalidInput> {
+        let projection = projection.into();
+        check(&BuildId::new(projection.clone(), version, 1))?;
+        Ok(RegisterBuild { projection, version, fresh })
+    }
+
+    /// The projection's name.
+    pub fn projection(&self) -> &str {
+        &self.projection
+    }
+
+    /// The version its code declares.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Whether a new build is wanted even if one of the version exists (a rebuild).
+    pub fn fresh(&self) -> bool {
+        self.fresh
+    }
+}
+
+impl Operation for RegisterBuild {
+    const NAME: &'static str = "register_build";
+    type Output = ProjectionBuild;
+}
+
+/// [`BuildStore::builds`](crate::store::BuildStore::builds).
+#[derive(Debug)]
+pub struct Builds {
+    projection: String,
+}
+
+impl Builds {
+    /// Checks the name.
+    pub fn new(projection: impl Into<String>) -> Result<Self, InvalidInput> {
+        let projection = projection.into();
+        validate::consumer_name(&projection)?;
+        Ok(Builds { projection })
+    }
+
+    /// The projection's name.
+    pub fn projection(&self) -> &str {
+        &self.projection
+    }
+}
+
+impl Operation for Builds {
+    const NAME: &'static str = "builds";
+    type Output = Vec<ProjectionBuild>;
+}
+
+macro_rules! by_build {
+    ($(#[$doc:meta])* $op:ident, $name:literal, $output:ty) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $op {
+            build: BuildId,
+        }
+
+        impl $op {
+            /// Checks the build's names.
+            pub fn new(build: BuildId) -> Result<Self, InvalidInput> {
+                check(&build)?;
+                Ok($op { build })
+            }
+
+            /// The build.
+            pub fn build(&self) -> &BuildId {
+                &self.build
+            }
+        }
+
+        impl Operation for $op {
+            const NAME: &'static str = $name;
+            type Output = $output;
+        }
+    };
+}
+
+by_build!(
+    /// [`BuildStore::cut_over`](crate::store::BuildStore::cut_over).
+    CutOver, "cut_over", Switch
+);
+by_build!(
+    /// [`BuildStore::retire_build`](crate::store::BuildStore::retire_build).
+    RetireBuild, "retire_build", Retired
+);

@@ -1,0 +1,24 @@
+-- factum event store schema, version 10: the registry of projection builds (blue/green
+-- versions and rebuilds into a fresh copy).
+--
+-- Each version a projection's code declares, and each rebuild of a version, is a build
+-- with its own consumer name (its checkpoint, lease and fence), and, for read models
+-- kept apart per build, a schema of its own (`location`). At most one build of a
+-- projection is live: the one readers read. The cut-over from one live build to
+-- another is one transaction (see `cut_over` in the store), so a reader that reads the
+-- registry and the read model in one snapshot never sees a half-built one.
+CREATE TABLE {schema}.{positions}_builds (
+    projection_name VARCHAR(255) NOT NULL,
+    version         INTEGER NOT NULL CHECK (version > 0),
+    build           INTEGER NOT NULL CHECK (build > 0),
+    consumer_name   VARCHAR(255) NOT NULL UNIQUE,
+    state           TEXT NOT NULL CHECK (state IN ('building', 'live', 'replaced', 'retired')),
+    location        TEXT,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    live_at         TIMESTAMPTZ,
+    retired_at      TIMESTAMPTZ,
+    PRIMARY KEY (projection_name, version, build)
+);
+
+CREATE UNIQUE INDEX {positions}_builds_one_live ON {schema}.{positions}_builds (projection_name)
+    WHERE state = 'live';
