@@ -12,7 +12,7 @@
 
 use factum::Projection;
 use factum_postgres::{ExactlyOnce, PostgresStore};
-use sqlx::{PgPool, Row};
+use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use crate::order::Line;
 
@@ -117,7 +117,7 @@ impl Tables {
             co = self.t("customer_orders"),
             al = self.t("audit_log"),
         );
-        sqlx::raw_sql(&ddl).execute(pool).await?;
+        sqlx::raw_sql(AssertSqlSafe(ddl)).execute(pool).await?;
         Ok(())
     }
 
@@ -126,9 +126,11 @@ impl Tables {
     pub async fn grant(&self, pool: &PgPool, role: &str) -> Result<(), sqlx::Error> {
         let role = format!("\"{}\"", role.replace('"', "\"\""));
         let tables = self.all().join(", ");
-        sqlx::raw_sql(&format!("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {tables} TO {role}"))
-            .execute(pool)
-            .await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {tables} TO {role}"
+        )))
+        .execute(pool)
+        .await?;
         Ok(())
     }
 
@@ -148,20 +150,20 @@ impl Tables {
 
     /// An order's summary, if the projection has seen it.
     pub async fn order(&self, pool: &PgPool, order_id: &str) -> Result<Option<OrderView>, sqlx::Error> {
-        let Some(row) = sqlx::query(&format!(
+        let Some(row) = sqlx::query(AssertSqlSafe(format!(
             "SELECT customer_id, status, total, version, updated_at FROM {} WHERE order_id = $1",
             self.t("order_summary")
-        ))
+        )))
         .bind(order_id)
         .fetch_optional(pool)
         .await?
         else {
             return Ok(None);
         };
-        let lines = sqlx::query(&format!(
+        let lines = sqlx::query(AssertSqlSafe(format!(
             "SELECT sku, quantity, unit_price FROM {} WHERE order_id = $1 ORDER BY seq",
             self.t("order_lines")
-        ))
+        )))
         .bind(order_id)
         .fetch_all(pool)
         .await?
@@ -185,20 +187,20 @@ impl Tables {
         pool: &PgPool,
         customer_id: &str,
     ) -> Result<Option<CustomerView>, sqlx::Error> {
-        let Some(row) = sqlx::query(&format!(
+        let Some(row) = sqlx::query(AssertSqlSafe(format!(
             "SELECT name, email, active, version FROM {} WHERE customer_id = $1",
             self.t("customer_summary")
-        ))
+        )))
         .bind(customer_id)
         .fetch_optional(pool)
         .await?
         else {
             return Ok(None);
         };
-        let orders: Vec<CustomerOrder> = sqlx::query(&format!(
+        let orders: Vec<CustomerOrder> = sqlx::query(AssertSqlSafe(format!(
             "SELECT order_id, status, total, placed_at FROM {} WHERE customer_id = $1 ORDER BY placed_at, order_id",
             self.t("customer_orders")
-        ))
+        )))
         .bind(customer_id)
         .fetch_all(pool)
         .await?
@@ -220,7 +222,7 @@ impl Tables {
     /// Audit entries, oldest first, after `after` (a global position), optionally for one
     /// aggregate or one correlation id.
     pub async fn audit(&self, pool: &PgPool, query: &AuditQuery) -> Result<Vec<AuditEntry>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT position, event_id, aggregate_type, aggregate_id, version, event_type, topic, payload,
                     metadata, correlation_id, causation_id, occurred_at, recorded_at
                FROM {}
@@ -231,7 +233,7 @@ impl Tables {
               ORDER BY position
               LIMIT $5",
             self.t("audit_log")
-        ))
+        )))
         .bind(query.after)
         .bind(&query.aggregate_type)
         .bind(&query.aggregate_id)
@@ -261,10 +263,10 @@ impl Tables {
 
     /// Totals over every order in the order summary, for the simulation's check.
     pub async fn order_totals(&self, pool: &PgPool) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT status, count(*), coalesce(sum(total), 0)::bigint FROM {} GROUP BY status ORDER BY status",
             self.t("order_summary")
-        ))
+        )))
         .fetch_all(pool)
         .await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
@@ -272,6 +274,8 @@ impl Tables {
 
     /// Rows in the audit log.
     pub async fn audit_count(&self, pool: &PgPool) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(&format!("SELECT count(*) FROM {}", self.t("audit_log"))).fetch_one(pool).await
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", self.t("audit_log"))))
+            .fetch_one(pool)
+            .await
     }
 }
