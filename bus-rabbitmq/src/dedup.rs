@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factum::projection::catch_panic;
 use factum::HandlerError;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, SqlSafeStr, SqlStr};
 
 use crate::error::BusError;
 use crate::message::BusEvent;
@@ -57,7 +57,7 @@ pub trait PgMessageHandler: Send + 'static {
 pub struct Deduplicated<H> {
     pool: PgPool,
     consumer: String,
-    claim: String,
+    claim: SqlStr,
     handler: H,
     duplicates: Arc<AtomicU64>,
 }
@@ -106,14 +106,14 @@ impl<H: PgMessageHandler> Deduplicated<H> {
         if consumer.is_empty() {
             return Err(BusError::InvalidConfig { field: "consumer", reason: "must not be empty".into() });
         }
-        sqlx::query(&CREATE.replace("{table}", table))
+        sqlx::query(AssertSqlSafe(CREATE.replace("{table}", table)))
             .execute(&pool)
             .await
             .map_err(|e| BusError::Store(e.to_string()))?;
         Ok(Deduplicated {
             pool,
             consumer,
-            claim: CLAIM.replace("{table}", table),
+            claim: AssertSqlSafe(Arc::<str>::from(CLAIM.replace("{table}", table))).into_sql_str(),
             handler,
             duplicates: Arc::default(),
         })
@@ -129,7 +129,7 @@ impl<H: PgMessageHandler> Deduplicated<H> {
 impl<H: PgMessageHandler> MessageHandler for Deduplicated<H> {
     async fn handle(&mut self, event: &BusEvent) -> Result<(), HandlerError> {
         let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(&self.claim)
+        let claimed = sqlx::query(self.claim.clone())
             .bind(&self.consumer)
             .bind(event.event_id)
             .fetch_optional(&mut *tx)

@@ -15,7 +15,7 @@ use factum::{
     ExpectedVersion, HandlerError, Metadata, NewEvent, Projection, RecordedEvent, StreamId, Supervisor,
     SupervisorConfig,
 };
-use factum_postgres::sqlx::{self, Connection};
+use factum_postgres::sqlx::{self, AssertSqlSafe, Connection};
 use factum_postgres::{ExactlyOnce, PostgresStore};
 use factum_tests::recorder::{Recorded, Recorder};
 use factum_tests::{eventually, TestDb};
@@ -78,7 +78,10 @@ async fn migrate_applies_reports_and_writes_sql_that_factum_accepts() {
     assert_eq!(files[0].file_name().unwrap(), "0001_init.sql");
     let mut conn = sqlx::PgConnection::connect_with(&db.options()).await.unwrap();
     for file in &files {
-        sqlx::raw_sql(&std::fs::read_to_string(file).unwrap()).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(AssertSqlSafe(std::fs::read_to_string(file).unwrap()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(run(url, &["migrate"]).await.ok(), "nothing to apply: the schema is at version 10\n");
@@ -124,7 +127,10 @@ async fn migrate_applies_once_and_sets_up_the_roles() {
     assert!(can_insert && !can_delete);
     run(url, &["migrate", "--create-roles", "justone"]).await.fails(2, "OWNER,RUNTIME");
     for r in [role.as_str(), "cli_owner_x"] {
-        sqlx::query(&format!("DROP OWNED BY {r}; DROP ROLE {r}")).execute(store.pool()).await.ok();
+        sqlx::query(AssertSqlSafe(format!("DROP OWNED BY {r}; DROP ROLE {r}")))
+            .execute(store.pool())
+            .await
+            .ok();
     }
 }
 

@@ -529,7 +529,7 @@ async fn end_to_end_over_http() {
             .filter(|e| projection == "audit_log" || e.event_type == "OrderPlaced")
             .count() as i64;
         let mut read = store.read_models(&[projection]).await.expect("read models");
-        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
             .fetch_one(&mut *read)
             .await
             .expect("count");

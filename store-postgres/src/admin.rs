@@ -10,11 +10,11 @@ use factum::store::{Checkpoint, GlobalPosition};
 use factum::StoreError;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
-use sqlx::Row;
+use sqlx::{Row, SqlStr};
 
 use crate::lease::LOCK_SPACE;
 use crate::rows::{backend, to_i64, to_u64};
-use crate::schema::expand;
+use crate::schema::statement;
 use crate::PostgresStore;
 
 /// A projection as the store sees it, running or not.
@@ -107,14 +107,14 @@ pub struct StoreReport {
 }
 
 impl PostgresStore {
-    fn admin_sql(&self, template: &str) -> String {
-        expand(template, self.names())
+    fn admin_sql(&self, template: &str) -> SqlStr {
+        statement(template, self.names())
     }
 
     /// Every projection with a checkpoint in this store (or only `only`), by name.
     pub async fn projection_reports(&self, only: Option<&str>) -> Result<Vec<ProjectionReport>, StoreError> {
         let sql = self.admin_sql(include_str!("../sql/admin/projections.sql"));
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(sql)
             .bind(only)
             .bind(i64::from(LOCK_SPACE))
             .fetch_all(&mut *self.conn().await?)
@@ -126,7 +126,7 @@ impl PostgresStore {
     /// The gap-safe horizon and what holds it back.
     pub async fn horizon(&self) -> Result<Horizon, StoreError> {
         let sql = self.admin_sql(include_str!("../sql/admin/horizon.sql"));
-        let row = sqlx::query(&sql).fetch_one(&mut *self.conn().await?).await.map_err(backend)?;
+        let row = sqlx::query(sql).fetch_one(&mut *self.conn().await?).await.map_err(backend)?;
         let pid: Option<i32> = row.try_get(2).map_err(backend)?;
         let oldest = match pid {
             Some(pid) => Some(OldestTransaction {
@@ -154,13 +154,12 @@ impl PostgresStore {
     pub async fn store_report(&self) -> Result<StoreReport, StoreError> {
         let mut conn = self.conn().await?;
         let sql = self.admin_sql(include_str!("../sql/admin/store.sql"));
-        let row = sqlx::query(&sql).fetch_one(&mut *conn).await.map_err(backend)?;
+        let row = sqlx::query(sql).fetch_one(&mut *conn).await.map_err(backend)?;
         let sql = self.admin_sql(include_str!("../sql/admin/by_type.sql"));
-        let by_type: Vec<(String, i64)> =
-            sqlx::query_as(&sql).fetch_all(&mut *conn).await.map_err(backend)?;
+        let by_type: Vec<(String, i64)> = sqlx::query_as(sql).fetch_all(&mut *conn).await.map_err(backend)?;
         let sql = self.admin_sql(include_str!("../sql/admin/largest.sql"));
         let largest: Vec<(String, String, i64)> =
-            sqlx::query_as(&sql).fetch_all(&mut *conn).await.map_err(backend)?;
+            sqlx::query_as(sql).fetch_all(&mut *conn).await.map_err(backend)?;
         let bytes: Option<i64> = row.try_get(4).map_err(backend)?;
         Ok(StoreReport {
             events: to_u64("events", row.try_get(0).map_err(backend)?)?,
@@ -182,13 +181,13 @@ impl PostgresStore {
     /// The names of the consumers (projections) with a checkpoint in this store.
     pub async fn consumer_names(&self) -> Result<Vec<String>, StoreError> {
         let sql = self.admin_sql("SELECT projection_name FROM {schema}.{positions} ORDER BY 1");
-        sqlx::query_scalar(&sql).fetch_all(&mut *self.conn().await?).await.map_err(backend)
+        sqlx::query_scalar(sql).fetch_all(&mut *self.conn().await?).await.map_err(backend)
     }
 
     /// The checkpoint just after the event at `position`, if an event is stored there.
     pub async fn checkpoint_at(&self, position: GlobalPosition) -> Result<Option<Checkpoint>, StoreError> {
         let sql = self.admin_sql("SELECT transaction_id FROM {schema}.{events} WHERE global_position = $1");
-        let tx: Option<i64> = sqlx::query_scalar(&sql)
+        let tx: Option<i64> = sqlx::query_scalar(sql)
             .bind(to_i64(position.0))
             .fetch_optional(&mut *self.conn().await?)
             .await

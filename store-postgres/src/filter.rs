@@ -30,11 +30,7 @@ const TRACING_KEYS: [&str; 2] = ["correlation_id", "causation_id"];
 const METADATA_REST: &str = "(metadata - 'correlation_id' - 'causation_id')";
 
 /// `base` (a `SELECT … FROM events`) with the filter's `WHERE` clause.
-pub(crate) fn filtered(
-    base: &str,
-    f: &ValidFilter<'_>,
-    names: &SchemaNames,
-) -> QueryBuilder<'static, Postgres> {
+pub(crate) fn filtered(base: &str, f: &ValidFilter<'_>, names: &SchemaNames) -> QueryBuilder<Postgres> {
     let filter = f.filter;
     let indexed = names.query_indexes;
     let mut qb = QueryBuilder::new(base.to_owned());
@@ -86,12 +82,7 @@ pub(crate) fn filtered(
 }
 
 /// ` AND (column = ANY(exact) OR ('.' || column) ~ ANY(regexes))`, with the empty parts left out.
-fn push_topic_match(
-    qb: &mut QueryBuilder<'static, Postgres>,
-    column: &str,
-    exact: &[String],
-    regexes: &[String],
-) {
+fn push_topic_match(qb: &mut QueryBuilder<Postgres>, column: &str, exact: &[String], regexes: &[String]) {
     qb.push(" AND (FALSE");
     if !exact.is_empty() {
         qb.push(format_args!(" OR {column} = ANY(")).push_bind(exact.to_vec()).push(")");
@@ -105,7 +96,7 @@ fn push_topic_match(
 /// The clauses that let a metadata containment use the indexes: a tracing id given as a
 /// UUID also matches its column; any other key matches the rest of the metadata, which is
 /// then not empty (the partial GIN's predicate).
-fn push_metadata_index(qb: &mut QueryBuilder<'static, Postgres>, m: &Map<String, Value>) {
+fn push_metadata_index(qb: &mut QueryBuilder<Postgres>, m: &Map<String, Value>) {
     for key in TRACING_KEYS {
         if let Some(id) = m.get(key).and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok()) {
             qb.push(format_args!(" AND {key} = ")).push_bind(id);

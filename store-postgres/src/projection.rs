@@ -321,7 +321,10 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
         // create the same schema at once.
         self.store.fence(&mut tx, &consumer, Checkpoint::START).await?;
         let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', "\"\""));
-        sqlx::query(&create).execute(&mut *tx).await.map_err(|e| SinkError::Store(backend(e)))?;
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| SinkError::Store(backend(e)))?;
         let rest: String = sqlx::query_scalar("SELECT current_setting('search_path')")
             .fetch_one(&mut *tx)
             .await

@@ -65,7 +65,11 @@ impl PostgresStore {
         let mut tx = self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         let names: Vec<&str> = projections.to_vec();
         let (_, names, versions, builds): (String, Vec<String>, Vec<i32>, Vec<i32>) =
-            sqlx::query_as(&self.sql().read_models).bind(names).fetch_one(&mut *tx).await.map_err(backend)?;
+            sqlx::query_as(self.sql().read_models.clone())
+                .bind(names)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
         let live = names
             .into_iter()
             .zip(versions)

@@ -7,7 +7,7 @@
 //! leave only through the retention function, which the owner defines as
 //! `SECURITY DEFINER` and which applies the retention rules itself.
 
-use sqlx::{Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use factum::StoreError;
 
@@ -114,7 +114,7 @@ pub async fn create_roles(
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-    sqlx::raw_sql(&sql).execute(&mut *tx).await.map_err(backend)?;
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(backend)?;
     tx.commit().await.map_err(backend)
 }
 
@@ -125,7 +125,10 @@ impl PostgresStore {
     pub async fn grant_runtime(&self, runtime: &str) -> Result<(), StoreError> {
         check_identifier("runtime role", runtime).map_err(StoreError::backend)?;
         let mut conn = self.conn().await?;
-        sqlx::raw_sql(&grant_sql(self.names(), runtime)).execute(&mut *conn).await.map_err(backend)?;
+        sqlx::raw_sql(AssertSqlSafe(grant_sql(self.names(), runtime)))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 }

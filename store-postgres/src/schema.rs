@@ -1,7 +1,9 @@
 //! The embedded migrations and the SQL text, expanded for the configured names.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
-use sqlx::{Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, SqlSafeStr, SqlStr};
 
 use crate::config::SchemaNames;
 
@@ -47,6 +49,11 @@ pub(crate) fn expand(template: &str, names: &SchemaNames) -> String {
         .replace("{migrations}", &names.migrations)
 }
 
+/// A template [`expand`]ed into a statement for sqlx, shared so that a clone is cheap.
+pub(crate) fn statement(template: &str, names: &SchemaNames) -> SqlStr {
+    AssertSqlSafe(Arc::<str>::from(expand(template, names))).into_sql_str()
+}
+
 /// Applies the migrations not yet applied, in one transaction, under an advisory lock so
 /// that several instances starting together apply them once.
 ///
@@ -61,7 +68,7 @@ pub(crate) async fn migrate(conn: &mut PgConnection, names: &SchemaNames) -> Res
         .bind(&names.schema)
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(&expand(
+    sqlx::raw_sql(statement(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {schema}.{migrations} (
              version INTEGER PRIMARY KEY,
@@ -72,7 +79,7 @@ pub(crate) async fn migrate(conn: &mut PgConnection, names: &SchemaNames) -> Res
     ))
     .execute(&mut *tx)
     .await?;
-    let applied: Vec<i32> = sqlx::query_scalar(&expand("SELECT version FROM {schema}.{migrations}", names))
+    let applied: Vec<i32> = sqlx::query_scalar(statement("SELECT version FROM {schema}.{migrations}", names))
         .fetch_all(&mut *tx)
         .await?;
     let mut newly = Vec::new();
@@ -80,8 +87,8 @@ pub(crate) async fn migrate(conn: &mut PgConnection, names: &SchemaNames) -> Res
         if applied.contains(version) {
             continue;
         }
-        sqlx::raw_sql(&expand(template, names)).execute(&mut *tx).await?;
-        sqlx::query(&expand(
+        sqlx::raw_sql(statement(template, names)).execute(&mut *tx).await?;
+        sqlx::query(statement(
             "INSERT INTO {schema}.{migrations} (version, description) VALUES ($1, $2)",
             names,
         ))
@@ -101,7 +108,7 @@ pub(crate) async fn pending(conn: &mut PgConnection, names: &SchemaNames) -> Res
     let exists: bool =
         sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(&table).fetch_one(&mut *conn).await?;
     let applied: Vec<i32> = if exists {
-        sqlx::query_scalar(&expand("SELECT version FROM {schema}.{migrations}", names))
+        sqlx::query_scalar(statement("SELECT version FROM {schema}.{migrations}", names))
             .fetch_all(&mut *conn)
             .await?
     } else {
@@ -183,7 +190,7 @@ pub(crate) async fn status(
     let exists: bool =
         sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(&table).fetch_one(&mut *conn).await?;
     let applied: Vec<(i32, DateTime<Utc>)> = if exists {
-        sqlx::query_as(&expand("SELECT version, applied_at FROM {schema}.{migrations}", names))
+        sqlx::query_as(statement("SELECT version, applied_at FROM {schema}.{migrations}", names))
             .fetch_all(&mut *conn)
             .await?
     } else {

@@ -32,7 +32,7 @@ use factum_postgres::{ExactlyOnce, PgProjection, PoolSettings, PostgresConfig, P
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row, SqlSafeStr, SqlStr};
 use uuid::Uuid;
 
 #[path = "workloads/catch_up.rs"]

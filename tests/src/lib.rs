@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use factum_postgres::{PostgresConfig, PostgresStore};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
 
 /// A database of its own for one test, dropped (with its connections) when this is.
 pub struct TestDb {
@@ -70,7 +70,7 @@ impl TestDb {
         };
         let name = format!("{prefix}_t{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
         let mut conn = base.connect().await.expect("cannot connect to DATABASE_URL; run scripts/test.sh");
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .execute(&mut conn)
             .await
             .expect("cannot create a test database");
@@ -143,9 +143,11 @@ impl Drop for TestDb {
             rt.block_on(async {
                 if let Ok(mut conn) = base.connect().await {
                     let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(30), sqlx::query(&sql).execute(&mut conn))
-                            .await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(30),
+                        sqlx::query(AssertSqlSafe(sql)).execute(&mut conn),
+                    )
+                    .await;
                 }
             });
         });

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factum::{HandlerError, RecordedEvent};
 use factum_postgres::PgProjection;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 /// Decides, per event, whether the handler fails (or panics) before writing.
@@ -22,10 +22,10 @@ pub struct Recorder {
 impl Recorder {
     /// Creates `table` (if needed) and a recorder into it.
     pub async fn create(pool: &PgPool, table: &str) -> Recorder {
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "CREATE TABLE IF NOT EXISTS {table} (seq BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL, \
              stream TEXT NOT NULL, version BIGINT NOT NULL, event_type TEXT NOT NULL)"
-        ))
+        )))
         .execute(pool)
         .await
         .expect("create the read model table");
@@ -51,10 +51,10 @@ impl PgProjection for Recorder {
         if let Some(hook) = &self.hook {
             hook(event)?;
         }
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (event_id, stream, version, event_type) VALUES ($1, $2, $3, $4)",
             self.table
-        ))
+        )))
         .bind(event.event_id)
         .bind(event.stream.to_string())
         .bind(event.version.0 as i64)
@@ -65,7 +65,7 @@ impl PgProjection for Recorder {
     }
 
     async fn clear(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
-        sqlx::query(&format!("TRUNCATE {}", self.table)).execute(tx).await?;
+        sqlx::query(AssertSqlSafe(format!("TRUNCATE {}", self.table))).execute(tx).await?;
         Ok(())
     }
 }
@@ -84,10 +84,11 @@ pub struct Recorded {
 impl Recorded {
     /// Reads `table`.
     pub async fn read(pool: &PgPool, table: &str) -> Recorded {
-        let rows = sqlx::query(&format!("SELECT event_id, stream, version FROM {table} ORDER BY seq"))
-            .fetch_all(pool)
-            .await
-            .expect("read the read model");
+        let rows =
+            sqlx::query(AssertSqlSafe(format!("SELECT event_id, stream, version FROM {table} ORDER BY seq")))
+                .fetch_all(pool)
+                .await
+                .expect("read the read model");
         let mut ids = HashSet::new();
         let mut streams: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for row in &rows {

@@ -7,7 +7,7 @@ use factum::store::VersionRange;
 use factum::{ExpectedVersion, NewEvent, StoreError, StreamId, Version};
 use factum_tests::TestDb;
 use serde_json::json;
-use sqlx::{Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use uuid::Uuid;
 
 fn ev(t: &str) -> NewEvent {
@@ -45,7 +45,10 @@ async fn losing_the_version_inside_a_transaction_reports_the_true_version() {
         hold_version_one(&mut holder, &stream).await;
 
         let mut tx = store.pool().begin().await.unwrap();
-        sqlx::query(&format!("SET TRANSACTION ISOLATION LEVEL {isolation}")).execute(&mut *tx).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("SET TRANSACTION ISOLATION LEVEL {isolation}")))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
         sqlx::query("INSERT INTO outbox VALUES ('before')").execute(&mut *tx).await.unwrap();
         let appending = {
             let store = store.clone();

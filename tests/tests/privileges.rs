@@ -19,7 +19,7 @@ use factum_tests::recorder::{Recorded, Recorder};
 use factum_tests::{eventually, TestDb};
 use futures_util::StreamExt;
 use serde_json::json;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
 
 /// Drops the test's roles (cluster-wide) after its database is gone.
 struct DropRoles(Roles);
@@ -34,7 +34,9 @@ impl Drop for DropRoles {
             rt.block_on(async {
                 if let Ok(mut conn) = PgConnection::connect(&url).await {
                     for role in [&roles.runtime, &roles.owner] {
-                        let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {role}")).execute(&mut conn).await;
+                        let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
+                            .execute(&mut conn)
+                            .await;
                     }
                 }
             });
@@ -80,11 +82,14 @@ async fn the_runtime_role_works_and_cannot_rewrite_history() {
     owner.grant_runtime(&roles.runtime).await.unwrap();
     owner.grant_runtime(&roles.runtime).await.unwrap();
     Recorder::create(owner.pool(), "rm_priv").await;
-    sqlx::query(&format!("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON rm_priv TO {}", roles.runtime))
-        .execute(owner.pool())
-        .await
-        .unwrap();
-    sqlx::query(&format!("GRANT USAGE ON SEQUENCE rm_priv_seq_seq TO {}", roles.runtime))
+    sqlx::query(AssertSqlSafe(format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON rm_priv TO {}",
+        roles.runtime
+    )))
+    .execute(owner.pool())
+    .await
+    .unwrap();
+    sqlx::query(AssertSqlSafe(format!("GRANT USAGE ON SEQUENCE rm_priv_seq_seq TO {}", roles.runtime)))
         .execute(owner.pool())
         .await
         .unwrap();

@@ -15,7 +15,7 @@ use factum_postgres::{ExactlyOnce, PostgresStore};
 use factum_tests::recorder::Recorder;
 use factum_tests::TestDb;
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 use uuid::Uuid;
 
 /// Generous: the gap-safe horizon is cluster-wide, and other tests share the server.
@@ -27,12 +27,12 @@ fn sid(t: &str, id: &str) -> StreamId {
 
 async fn recorded(pool: &PgPool, table: &str) -> HashSet<Uuid> {
     let rows: Vec<(Uuid,)> =
-        sqlx::query_as(&format!("SELECT event_id FROM {table}")).fetch_all(pool).await.unwrap();
+        sqlx::query_as(AssertSqlSafe(format!("SELECT event_id FROM {table}"))).fetch_all(pool).await.unwrap();
     rows.into_iter().map(|(id,)| id).collect()
 }
 
 async fn in_model(pool: &PgPool, table: &str, id: Uuid) -> bool {
-    sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE event_id = $1)"))
+    sqlx::query_scalar(AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE event_id = $1)")))
         .bind(id)
         .fetch_one(pool)
         .await

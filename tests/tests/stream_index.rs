@@ -26,7 +26,7 @@ use factum_postgres::PostgresStore;
 use factum_tests::TestDb;
 use futures_util::TryStreamExt;
 use serde_json::json;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 
 /// The streams of the fixture, as in the run that found the defect.
 const STREAMS: usize = 200;
@@ -113,7 +113,7 @@ async fn fixture(per_stream: i64, analyze: bool) -> (TestDb, PgConnection) {
     store.pool().close().await;
     let mut admin = db.connect().await;
     for table in ["events", "snapshots"] {
-        sqlx::query(&format!("ALTER TABLE {table} SET (autovacuum_enabled = off)"))
+        sqlx::query(AssertSqlSafe(format!("ALTER TABLE {table} SET (autovacuum_enabled = off)")))
             .execute(&mut admin)
             .await
             .unwrap();

@@ -12,7 +12,7 @@
 
 use factum::Projection;
 use factum_postgres::{ExactlyOnce, PostgresStore, ReadModels};
-use sqlx::{PgPool, Row};
+use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use crate::order::Line;
 
@@ -51,7 +51,9 @@ impl Tables {
         let role = format!("\"{}\"", role.replace('"', "\"\""));
         let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(pool).await?;
         let database = format!("\"{}\"", database.replace('"', "\"\""));
-        sqlx::raw_sql(&format!("GRANT CREATE ON DATABASE {database} TO {role}")).execute(pool).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("GRANT CREATE ON DATABASE {database} TO {role}")))
+            .execute(pool)
+            .await?;
         Ok(())
     }
 
@@ -86,26 +88,23 @@ impl Tables {
     /// An order's summary, if the projection has seen it.
     pub async fn order(&self, order_id: &str) -> Result<Option<OrderView>, sqlx::Error> {
         let Some(mut read) = self.read(&["order_summary"]).await? else { return Ok(None) };
-        let Some(row) = sqlx::query(&format!(
-            "SELECT customer_id, status, total, version, updated_at FROM {} WHERE order_id = $1",
-            self.t("order_summary")
-        ))
+        let Some(row) = sqlx::query(
+            "SELECT customer_id, status, total, version, updated_at FROM order_summary WHERE order_id = $1",
+        )
         .bind(order_id)
         .fetch_optional(&mut *read)
         .await?
         else {
             return Ok(None);
         };
-        let lines = sqlx::query(&format!(
-            "SELECT sku, quantity, unit_price FROM {} WHERE order_id = $1 ORDER BY seq",
-            self.t("order_lines")
-        ))
-        .bind(order_id)
-        .fetch_all(&mut *read)
-        .await?
-        .into_iter()
-        .map(|r| Line { sku: r.get(0), quantity: r.get(1), unit_price: r.get(2) })
-        .collect();
+        let lines =
+            sqlx::query("SELECT sku, quantity, unit_price FROM order_lines WHERE order_id = $1 ORDER BY seq")
+                .bind(order_id)
+                .fetch_all(&mut *read)
+                .await?
+                .into_iter()
+                .map(|r| Line { sku: r.get(0), quantity: r.get(1), unit_price: r.get(2) })
+                .collect();
         Ok(Some(OrderView {
             order_id: order_id.to_owned(),
             customer_id: row.get(0),
@@ -120,20 +119,15 @@ impl Tables {
     /// A customer's profile, orders and totals, if the projection has seen them.
     pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerView>, sqlx::Error> {
         let Some(mut read) = self.read(&["customer_history"]).await? else { return Ok(None) };
-        let Some(row) = sqlx::query(&format!(
-            "SELECT name, email, active, version FROM {} WHERE customer_id = $1",
-            self.t("customer_summary")
-        ))
-        .bind(customer_id)
-        .fetch_optional(&mut *read)
-        .await?
+        let Some(row) =
+            sqlx::query("SELECT name, email, active, version FROM customer_summary WHERE customer_id = $1")
+                .bind(customer_id)
+                .fetch_optional(&mut *read)
+                .await?
         else {
             return Ok(None);
         };
-        let orders: Vec<CustomerOrder> = sqlx::query(&format!(
-            "SELECT order_id, status, total, placed_at FROM {} WHERE customer_id = $1 ORDER BY placed_at, order_id",
-            self.t("customer_orders")
-        ))
+        let orders: Vec<CustomerOrder> = sqlx::query("SELECT order_id, status, total, placed_at FROM customer_orders WHERE customer_id = $1 ORDER BY placed_at, order_id")
         .bind(customer_id)
         .fetch_all(&mut *read)
         .await?
@@ -156,18 +150,17 @@ impl Tables {
     /// aggregate or one correlation id.
     pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, sqlx::Error> {
         let Some(mut read) = self.read(&["audit_log"]).await? else { return Ok(Vec::new()) };
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query(
             "SELECT position, event_id, aggregate_type, aggregate_id, version, event_type, topic, payload,
                     metadata, correlation_id, causation_id, occurred_at, recorded_at
-               FROM {}
+               FROM audit_log
               WHERE position > $1
                 AND ($2::text IS NULL OR aggregate_type = $2)
                 AND ($3::text IS NULL OR aggregate_id = $3)
                 AND ($4::uuid IS NULL OR correlation_id = $4)
               ORDER BY position
               LIMIT $5",
-            self.t("audit_log")
-        ))
+        )
         .bind(query.after)
         .bind(&query.aggregate_type)
         .bind(&query.aggregate_id)
@@ -198,10 +191,7 @@ impl Tables {
     /// Totals over every order in the order summary, for the simulation's check.
     pub async fn order_totals(&self) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
         let Some(mut read) = self.read(&["order_summary"]).await? else { return Ok(Vec::new()) };
-        let rows = sqlx::query(&format!(
-            "SELECT status, count(*), coalesce(sum(total), 0)::bigint FROM {} GROUP BY status ORDER BY status",
-            self.t("order_summary")
-        ))
+        let rows = sqlx::query("SELECT status, count(*), coalesce(sum(total), 0)::bigint FROM order_summary GROUP BY status ORDER BY status")
         .fetch_all(&mut *read)
         .await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
@@ -210,8 +200,6 @@ impl Tables {
     /// Rows in the audit log.
     pub async fn audit_count(&self) -> Result<i64, sqlx::Error> {
         let Some(mut read) = self.read(&["audit_log"]).await? else { return Ok(0) };
-        sqlx::query_scalar(&format!("SELECT count(*) FROM {}", self.t("audit_log")))
-            .fetch_one(&mut *read)
-            .await
+        sqlx::query_scalar("SELECT count(*) FROM audit_log").fetch_one(&mut *read).await
     }
 }

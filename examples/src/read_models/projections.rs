@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use factum::{DomainEvent, HandlerError, RecordedEvent};
 use factum_postgres::PgProjection;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::Tables;
 use crate::customer::CustomerEvent;
@@ -91,10 +91,10 @@ impl PgProjection for OrderSummary {
         let status = |s: OrderStatus| s.as_str();
         match decode::<OrderEvent>(event)? {
             OrderEvent::Placed { customer_id } => {
-                sqlx::query(&format!(
+                sqlx::query(AssertSqlSafe(format!(
                     "INSERT INTO {os} (order_id, customer_id, status, total, version, updated_at)
                      VALUES ($1, $2, $3, 0, $4, $5)"
-                ))
+                )))
                 .bind(id)
                 .bind(customer_id)
                 .bind(status(OrderStatus::Open))
@@ -105,10 +105,10 @@ impl PgProjection for OrderSummary {
                 return Ok(());
             }
             OrderEvent::ItemAdded { sku, quantity, unit_price } => {
-                sqlx::query(&format!(
+                sqlx::query(AssertSqlSafe(format!(
                     "INSERT INTO {ol} (order_id, sku, quantity, unit_price, seq) VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (order_id, sku) DO UPDATE SET quantity = {ol}.quantity + EXCLUDED.quantity"
-                ))
+                )))
                 .bind(id)
                 .bind(&sku)
                 .bind(quantity)
@@ -118,7 +118,7 @@ impl PgProjection for OrderSummary {
                 .await?;
             }
             OrderEvent::ItemRemoved { sku, .. } => {
-                sqlx::query(&format!("DELETE FROM {ol} WHERE order_id = $1 AND sku = $2"))
+                sqlx::query(AssertSqlSafe(format!("DELETE FROM {ol} WHERE order_id = $1 AND sku = $2")))
                     .bind(id)
                     .bind(&sku)
                     .execute(&mut *tx)
@@ -128,11 +128,11 @@ impl PgProjection for OrderSummary {
             OrderEvent::Shipped => set_status(tx, &os, id, OrderStatus::Shipped).await?,
             OrderEvent::Cancelled { .. } => set_status(tx, &os, id, OrderStatus::Cancelled).await?,
         }
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "UPDATE {os} SET version = $2, updated_at = $3,
                     total = (SELECT coalesce(sum(quantity * unit_price), 0) FROM {ol} WHERE order_id = $1)
               WHERE order_id = $1"
-        ))
+        )))
         .bind(id)
         .bind(version(event))
         .bind(event.recorded_at)
@@ -146,9 +146,13 @@ impl PgProjection for OrderSummary {
     }
 
     async fn clear(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
-        sqlx::query(&format!("TRUNCATE {}, {}", self.0.t("order_summary"), self.0.t("order_lines")))
-            .execute(tx)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "TRUNCATE {}, {}",
+            self.0.t("order_summary"),
+            self.0.t("order_lines")
+        )))
+        .execute(tx)
+        .await?;
         Ok(())
     }
 }
@@ -159,7 +163,7 @@ async fn set_status(
     id: &str,
     status: OrderStatus,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("UPDATE {table} SET status = $2 WHERE order_id = $1"))
+    sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET status = $2 WHERE order_id = $1")))
         .bind(id)
         .bind(status.as_str())
         .execute(tx)
@@ -190,7 +194,13 @@ impl PgProjection for CustomerHistory {
                     (format!("UPDATE {cs} SET active = false, version = $2 WHERE customer_id = $1"), None, None)
                 }
             };
-            sqlx::query(&sql).bind(id).bind(version(event)).bind(text).bind(email).execute(&mut *tx).await?;
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(id)
+                .bind(version(event))
+                .bind(text)
+                .bind(email)
+                .execute(&mut *tx)
+                .await?;
             return Ok(());
         }
         let (sql, amount, customer) = match decode::<OrderEvent>(event)? {
@@ -213,7 +223,7 @@ impl PgProjection for CustomerHistory {
                 (format!("UPDATE {co} SET status = 'cancelled' WHERE order_id = $1"), None, None)
             }
         };
-        sqlx::query(&sql)
+        sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .bind(amount)
             .bind(customer)
@@ -228,9 +238,13 @@ impl PgProjection for CustomerHistory {
     }
 
     async fn clear(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
-        sqlx::query(&format!("TRUNCATE {}, {}", self.0.t("customer_summary"), self.0.t("customer_orders")))
-            .execute(tx)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "TRUNCATE {}, {}",
+            self.0.t("customer_summary"),
+            self.0.t("customer_orders")
+        )))
+        .execute(tx)
+        .await?;
         Ok(())
     }
 }
@@ -240,12 +254,12 @@ pub(super) struct AuditLog(pub(super) Tables);
 #[async_trait]
 impl PgProjection for AuditLog {
     async fn handle(&mut self, tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), HandlerError> {
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (position, event_id, aggregate_type, aggregate_id, version, event_type, topic,
                              payload, metadata, correlation_id, causation_id, occurred_at, recorded_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             self.0.t("audit_log")
-        ))
+        )))
         .bind(event.position.0 as i64)
         .bind(event.event_id)
         .bind(event.stream.aggregate_type())
@@ -269,7 +283,7 @@ impl PgProjection for AuditLog {
     }
 
     async fn clear(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
-        sqlx::query(&format!("TRUNCATE {}", self.0.t("audit_log"))).execute(tx).await?;
+        sqlx::query(AssertSqlSafe(format!("TRUNCATE {}", self.0.t("audit_log")))).execute(tx).await?;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use sqlx::error::ErrorKind;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{PgConnection, Postgres, Row};
+use sqlx::{PgConnection, Postgres, Row, SqlStr};
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use uuid::Uuid;
@@ -88,15 +88,12 @@ impl<'a> Columns<'a> {
     /// A query of `sql` with the stream, the expected-version code and the columns bound as
     /// `$1` … `$12`: the parameters the append function and the several-event checked
     /// append share.
-    pub(crate) fn bind<'q>(
+    pub(crate) fn bind(
         self,
-        sql: &'q str,
-        stream: &'q StreamId,
+        sql: SqlStr,
+        stream: &StreamId,
         expected: i64,
-    ) -> Query<'q, Postgres, PgArguments>
-    where
-        'a: 'q,
-    {
+    ) -> Query<'static, Postgres, PgArguments> {
         sqlx::query(sql)
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
@@ -165,7 +162,7 @@ impl PostgresStore {
             _ => {}
         }
         let some: bool =
-            sqlx::query_scalar(&self.inner.sql.legacy_heads).fetch_one(conn).await.map_err(backend)?;
+            sqlx::query_scalar(self.inner.sql.legacy_heads.clone()).fetch_one(conn).await.map_err(backend)?;
         self.inner.legacy_heads.store(if some { LEGACY_SOME } else { LEGACY_NONE }, Ordering::Relaxed);
         Ok(some)
     }
@@ -178,7 +175,7 @@ impl PostgresStore {
         stream: &StreamId,
     ) -> Result<Version, StoreError> {
         let legacy = self.legacy_heads(&mut *conn).await?;
-        let v: i64 = sqlx::query_scalar(&self.inner.sql.head)
+        let v: i64 = sqlx::query_scalar(self.inner.sql.head.clone())
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
             .bind(legacy)
@@ -200,7 +197,7 @@ impl PostgresStore {
         let legacy = self.legacy_heads(&mut *conn).await.map_err(AppendFailure::Other)?;
         let from = expected_code(expected);
         let query = if let [e] = events {
-            sqlx::query(&self.inner.sql.append_one)
+            sqlx::query(self.inner.sql.append_one.clone())
                 .bind(stream.aggregate_type())
                 .bind(stream.aggregate_id())
                 .bind(from)
@@ -216,7 +213,7 @@ impl PostgresStore {
                 .bind(e.metadata.causation_id)
                 .bind(legacy)
         } else {
-            Columns::new(events).bind(&self.inner.sql.append_many, stream, from).bind(legacy)
+            Columns::new(events).bind(self.inner.sql.append_many.clone(), stream, from).bind(legacy)
         };
         let rows = query.fetch_all(&mut *conn).await.map_err(|e| self.append_error(e, stream))?;
         if rows.is_empty() {
@@ -319,7 +316,7 @@ impl PostgresStore {
     ) -> Result<AppendResult, AppendFailure> {
         // Autocommit: notified after the commit, see `Notifier`.
         let rows = Columns::new(events)
-            .bind(&self.inner.sql.append, stream, expected_code(expected))
+            .bind(self.inner.sql.append.clone(), stream, expected_code(expected))
             .bind(None::<&str>)
             .fetch_all(conn)
             .await
@@ -375,7 +372,7 @@ impl PostgresStore {
         events: &[NewEvent],
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-        let rows = sqlx::query(&self.inner.sql.by_ids)
+        let rows = sqlx::query(self.inner.sql.by_ids.clone())
             .bind(ids)
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())

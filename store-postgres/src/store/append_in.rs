@@ -56,7 +56,7 @@ impl PostgresStore {
         let (stream, expected, events) = (op.stream(), op.expected(), op.events());
         // The caller commits: the notification goes with its transaction.
         let rows = Columns::new(events)
-            .bind(&self.inner.sql.append_in, stream, expected_code(expected))
+            .bind(self.inner.sql.append_in.clone(), stream, expected_code(expected))
             .bind(self.inner.channel.as_deref())
             .fetch_all(&mut *conn)
             .await

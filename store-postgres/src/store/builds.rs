@@ -74,13 +74,20 @@ impl PostgresStore {
         conn: &mut PgConnection,
         projection: &str,
     ) -> Result<Vec<ProjectionBuild>, StoreError> {
-        let rows =
-            sqlx::query(&self.inner.sql.builds).bind(projection).fetch_all(conn).await.map_err(backend)?;
+        let rows = sqlx::query(self.inner.sql.builds.clone())
+            .bind(projection)
+            .fetch_all(conn)
+            .await
+            .map_err(backend)?;
         rows.iter().map(decode).collect()
     }
 
     async fn lock_builds(&self, conn: &mut PgConnection, projection: &str) -> Result<(), StoreError> {
-        sqlx::query(&self.inner.sql.build_lock).bind(projection).execute(conn).await.map_err(backend)?;
+        sqlx::query(self.inner.sql.build_lock.clone())
+            .bind(projection)
+            .execute(conn)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -90,7 +97,7 @@ impl PostgresStore {
         id: &BuildId,
         state: BuildState,
     ) -> Result<(), StoreError> {
-        sqlx::query(&self.inner.sql.set_build_state)
+        sqlx::query(self.inner.sql.set_build_state.clone())
             .bind(&id.projection)
             .bind(id.version as i32)
             .bind(id.build as i32)
@@ -108,7 +115,7 @@ impl PostgresStore {
         conn: &mut PgConnection,
         consumer: &str,
     ) -> Result<Checkpoint, StoreError> {
-        sqlx::query(&self.inner.sql.fence)
+        sqlx::query(self.inner.sql.fence.clone())
             .bind(consumer)
             .bind(0i64)
             .bind(0i64)
@@ -119,7 +126,7 @@ impl PostgresStore {
     }
 
     async fn checkpoint_on(&self, conn: &mut PgConnection, consumer: &str) -> Result<Checkpoint, StoreError> {
-        let row: Option<(i64, i64)> = sqlx::query_as(&self.inner.sql.load_checkpoint)
+        let row: Option<(i64, i64)> = sqlx::query_as(self.inner.sql.load_checkpoint.clone())
             .bind(consumer)
             .fetch_optional(conn)
             .await
@@ -151,7 +158,7 @@ impl Execute<RegisterBuild> for PostgresStore {
             let id = BuildId::new(op.projection(), op.version(), number);
             let live = builds.iter().any(|b| b.state == BuildState::Live);
             let state = if live { BuildState::Building } else { BuildState::Live };
-            let row = sqlx::query(&self.inner.sql.insert_build)
+            let row = sqlx::query(self.inner.sql.insert_build.clone())
                 .bind(&id.projection)
                 .bind(id.version as i32)
                 .bind(id.build as i32)
@@ -237,7 +244,7 @@ impl Execute<RetireBuild> for PostgresStore {
             self.set_state(&mut tx, target, BuildState::Retired).await?;
             if let Some(schema) = &build.location {
                 let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", schema.replace('"', "\"\""));
-                sqlx::query(&drop).execute(&mut *tx).await.map_err(backend)?;
+                sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut *tx).await.map_err(backend)?;
             }
             tx.commit().await.map_err(backend)?;
             Ok(Retired::Retired)

@@ -22,7 +22,7 @@ impl Execute<LoadCheckpoint> for PostgresStore {
         let consumer = op.consumer();
         self.bounded("load_checkpoint", async {
             let mut conn = self.inner.conns.get().await?;
-            let row: Result<Option<(i64, i64)>, _> = sqlx::query_as(&self.inner.sql.load_checkpoint)
+            let row: Result<Option<(i64, i64)>, _> = sqlx::query_as(self.inner.sql.load_checkpoint.clone())
                 .bind(consumer)
                 .fetch_optional(&mut *conn)
                 .await
@@ -73,7 +73,7 @@ impl Execute<CountAfter> for PostgresStore {
         let (after, aggregate_types) = (op.after(), op.aggregate_types());
         self.bounded("count_after", async {
             let mut conn = self.inner.conns.get().await?;
-            let n = sqlx::query_scalar::<_, i64>(&self.inner.sql.count_after)
+            let n = sqlx::query_scalar::<_, i64>(self.inner.sql.count_after.clone())
                 .bind(to_i64(after.transaction))
                 .bind(to_i64(after.position.0))
                 .bind(aggregate_types)
@@ -121,7 +121,7 @@ impl Execute<Failures> for PostgresStore {
     async fn execute(&self, op: Failures) -> Result<Vec<ProjectionFailure>, StoreError> {
         let projection = op.consumer();
         self.bounded("failures", async {
-            let rows = sqlx::query(&self.inner.sql.failures)
+            let rows = sqlx::query(self.inner.sql.failures.clone())
                 .bind(projection)
                 .fetch_all(&mut *self.conn().await?)
                 .await
@@ -148,7 +148,7 @@ impl Execute<RecordStop> for PostgresStore {
     async fn execute(&self, op: RecordStop) -> Result<(), StoreError> {
         let failure = op.failure();
         self.bounded("record_stop", async {
-            bind_failure(sqlx::query(&self.inner.sql.record_stop), failure)
+            bind_failure(sqlx::query(self.inner.sql.record_stop.clone()), failure)
                 .execute(&mut *self.conn().await?)
                 .await
                 .map_err(backend)?;
@@ -163,7 +163,7 @@ impl Execute<Stopped> for PostgresStore {
     async fn execute(&self, op: Stopped) -> Result<Option<ProjectionFailure>, StoreError> {
         let projection = op.consumer();
         self.bounded("stopped", async {
-            let row = sqlx::query(&self.inner.sql.stopped)
+            let row = sqlx::query(self.inner.sql.stopped.clone())
                 .bind(projection)
                 .fetch_optional(&mut *self.conn().await?)
                 .await
@@ -217,7 +217,7 @@ impl PostgresStore {
         op: &SaveCheckpoint,
     ) -> Result<(), StoreError> {
         let checkpoint = op.checkpoint();
-        sqlx::query(&self.inner.sql.save_checkpoint)
+        sqlx::query(self.inner.sql.save_checkpoint.clone())
             .bind(op.consumer())
             .bind(to_i64(checkpoint.position.0))
             .bind(to_i64(checkpoint.transaction))
@@ -240,7 +240,7 @@ impl PostgresStore {
     ) -> Result<bool, StoreError> {
         validate::consumer_name(consumer)?;
         validate::checkpoint(from)?;
-        sqlx::query_scalar(&self.inner.sql.fence)
+        sqlx::query_scalar(self.inner.sql.fence.clone())
             .bind(consumer)
             .bind(to_i64(from.position.0))
             .bind(to_i64(from.transaction))
@@ -268,7 +268,7 @@ impl PostgresStore {
         op: &AdvanceCheckpoint,
     ) -> Result<bool, StoreError> {
         let (from, to) = (op.from(), op.to());
-        let moved: i64 = sqlx::query_scalar(&self.inner.sql.advance_checkpoint)
+        let moved: i64 = sqlx::query_scalar(self.inner.sql.advance_checkpoint.clone())
             .bind(op.consumer())
             .bind(to_i64(from.position.0))
             .bind(to_i64(from.transaction))
@@ -291,7 +291,7 @@ impl PostgresStore {
     }
 
     async fn record_failure_on(&self, conn: &mut PgConnection, op: &RecordFailure) -> Result<(), StoreError> {
-        bind_failure(sqlx::query(&self.inner.sql.record_failure), op.failure())
+        bind_failure(sqlx::query(self.inner.sql.record_failure.clone()), op.failure())
             .execute(conn)
             .await
             .map_err(backend)?;
@@ -314,7 +314,7 @@ impl PostgresStore {
         conn: &mut PgConnection,
         op: &ResolveFailure,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(&self.inner.sql.resolve_failure)
+        let done = sqlx::query(self.inner.sql.resolve_failure.clone())
             .bind(op.projection())
             .bind(op.event_id())
             .execute(conn)

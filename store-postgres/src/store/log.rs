@@ -76,7 +76,7 @@ impl Execute<ReadStream> for PostgresStore {
         let (stream, range) = (op.stream(), op.range());
         self.bounded("read_stream", async {
             let mut conn = self.inner.conns.get().await?;
-            let rows = sqlx::query(&self.inner.sql.read_stream)
+            let rows = sqlx::query(self.inner.sql.read_stream.clone())
                 .bind(stream.aggregate_type())
                 .bind(stream.aggregate_id())
                 .bind(to_i64(range.from.0))
@@ -97,7 +97,7 @@ impl Execute<ReadAll> for PostgresStore {
         let (after, limit) = (op.after(), op.limit());
         self.bounded("read_all", async {
             let mut conn = self.inner.conns.get().await?;
-            let rows = sqlx::query(&self.inner.sql.read_all)
+            let rows = sqlx::query(self.inner.sql.read_all.clone())
                 .bind(to_i64(after.transaction))
                 .bind(to_i64(after.position.0))
                 .bind(to_i64(limit as u64))
@@ -127,7 +127,7 @@ impl Execute<ReadLog> for PostgresStore {
         }
         self.bounded(
             "read_log",
-            self.read_log_page(&self.inner.sql.read_log, op.after(), selector, op.limit()),
+            self.read_log_page(self.inner.sql.read_log.clone(), op.after(), selector, op.limit()),
         )
         .await
     }
@@ -139,7 +139,7 @@ impl Execute<ReadCategory> for PostgresStore {
         let (category, after, limit) = (op.category(), op.after(), op.limit());
         self.bounded("read_category", async {
             let mut conn = self.inner.conns.get().await?;
-            let rows = sqlx::query(&self.inner.sql.read_category)
+            let rows = sqlx::query(self.inner.sql.read_category.clone())
                 .bind(to_i64(after.transaction))
                 .bind(to_i64(after.position.0))
                 .bind(to_i64(limit as u64))
@@ -159,7 +159,7 @@ impl Execute<ReadCategory> for PostgresStore {
 impl Execute<LatestPosition> for PostgresStore {
     async fn execute(&self, _: LatestPosition) -> Result<Option<GlobalPosition>, StoreError> {
         self.bounded("latest_position", async {
-            let max: Option<i64> = sqlx::query_scalar(&self.inner.sql.latest_position)
+            let max: Option<i64> = sqlx::query_scalar(self.inner.sql.latest_position.clone())
                 .fetch_one(&mut *self.conn().await?)
                 .await
                 .map_err(backend)?;
@@ -188,7 +188,7 @@ impl Execute<Count> for PostgresStore {
     async fn execute(&self, op: Count) -> Result<u64, StoreError> {
         let valid = &op.filter();
         self.bounded("count", async {
-            let mut qb = self.filtered(&self.inner.sql.count, valid);
+            let mut qb = self.filtered(self.inner.sql.count.as_str(), valid);
             let n: i64 =
                 qb.build_query_scalar().fetch_one(&mut *self.conn().await?).await.map_err(backend)?;
             to_u64("count", n)
@@ -201,7 +201,7 @@ impl Execute<Count> for PostgresStore {
 impl Execute<CountStreams> for PostgresStore {
     async fn execute(&self, op: CountStreams) -> Result<u64, StoreError> {
         self.bounded("count_streams", async {
-            let n: i64 = sqlx::query_scalar(&self.inner.sql.count_streams)
+            let n: i64 = sqlx::query_scalar(self.inner.sql.count_streams.clone())
                 .bind(op.category())
                 .fetch_one(&mut *self.conn().await?)
                 .await
@@ -217,7 +217,7 @@ impl Execute<Unread> for PostgresStore {
     async fn execute(&self, op: Unread) -> Result<bool, StoreError> {
         self.bounded("unread", async {
             let after = op.after();
-            sqlx::query_scalar(&self.inner.sql.unread)
+            sqlx::query_scalar(self.inner.sql.unread.clone())
                 .bind(to_i64(after.transaction))
                 .bind(to_i64(after.position.0))
                 .bind(to_i64(op.up_to().0))
@@ -237,7 +237,7 @@ impl Execute<CheckpointOf> for PostgresStore {
             return Ok(Some(known));
         }
         self.bounded("checkpoint_of", async {
-            let transaction: Option<i64> = sqlx::query_scalar(&self.inner.sql.checkpoint_of)
+            let transaction: Option<i64> = sqlx::query_scalar(self.inner.sql.checkpoint_of.clone())
                 .bind(to_i64(op.position().0))
                 .fetch_optional(&mut *self.conn().await?)
                 .await
@@ -316,21 +316,17 @@ impl PostgresStore {
     /// `EXPLAIN (FORMAT JSON)` gives it: for checking which index a filter uses.
     pub async fn explain_query(&self, filter: &EventFilter) -> Result<Value, StoreError> {
         let valid = filter.validate(&self.inner.limits)?;
-        let base = format!("EXPLAIN (FORMAT JSON) {}", self.inner.sql.select);
+        let base = format!("EXPLAIN (FORMAT JSON) {}", self.inner.sql.select.as_str());
         let mut qb = self.select_on(&base, &valid, Some(filter.limit.unwrap_or(DEFAULT_QUERY_LIMIT)));
         qb.build_query_scalar().fetch_one(&mut *self.conn().await?).await.map_err(backend)
     }
 
-    pub(crate) fn filtered(&self, base: &str, f: &ValidFilter<'_>) -> QueryBuilder<'static, Postgres> {
+    pub(crate) fn filtered(&self, base: &str, f: &ValidFilter<'_>) -> QueryBuilder<Postgres> {
         crate::filter::filtered(base, f, &self.inner.names)
     }
 
-    pub(crate) fn select(
-        &self,
-        f: &ValidFilter<'_>,
-        limit: Option<usize>,
-    ) -> QueryBuilder<'static, Postgres> {
-        self.select_on(&self.inner.sql.select, f, limit)
+    pub(crate) fn select(&self, f: &ValidFilter<'_>, limit: Option<usize>) -> QueryBuilder<Postgres> {
+        self.select_on(self.inner.sql.select.as_str(), f, limit)
     }
 
     pub(crate) fn select_on(
@@ -338,7 +334,7 @@ impl PostgresStore {
         base: &str,
         f: &ValidFilter<'_>,
         limit: Option<usize>,
-    ) -> QueryBuilder<'static, Postgres> {
+    ) -> QueryBuilder<Postgres> {
         let mut qb = self.filtered(base, f);
         let dir = if f.filter.ascending { "ASC" } else { "DESC" };
         match f.filter.order_by {

@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use sqlx::postgres::PgRow;
-use sqlx::{Executor, PgConnection, Row};
+use sqlx::{Executor, PgConnection, Row, SqlStr};
 use tokio::sync::mpsc;
 
 use super::PostgresStore;
@@ -75,7 +75,7 @@ impl PostgresStore {
     /// One page of the stream's events after `after`.
     async fn payload_page(&self, stream: &StreamId, after: Version) -> Result<Vec<EventPayload>, StoreError> {
         let mut conn = self.inner.conns.get().await?;
-        let rows = sqlx::query(&self.inner.sql.read_payloads)
+        let rows = sqlx::query(self.inner.sql.read_payloads.clone())
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
             .bind(to_i64(after.0))
@@ -96,9 +96,9 @@ impl PostgresStore {
         to: &mpsc::Sender<Result<Vec<EventPayload>, StoreError>>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        run_raw(&self.inner.sql.stream_index_only, &mut tx).await.map_err(backend)?;
+        run_raw(self.inner.sql.stream_index_only.clone(), &mut tx).await.map_err(backend)?;
         {
-            let mut rows = rows_after(&self.inner.sql.read_payloads_rest, &mut tx, stream, after);
+            let mut rows = rows_after(self.inner.sql.read_payloads_rest.clone(), &mut tx, stream, after);
             let mut chunk = Vec::with_capacity(CHUNK);
             while let Some(row) = rows.try_next().await.map_err(backend)? {
                 chunk.push(payload(&row)?);
@@ -120,13 +120,13 @@ impl PostgresStore {
 
 /// Runs `sql`'s statements, as a boxed future: a spawned task needs its future `Send` for
 /// every lifetime, which the compiler cannot see through sqlx's executor futures.
-fn run_raw<'c>(sql: &'c str, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+fn run_raw(sql: SqlStr, conn: &mut PgConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move { conn.execute(sql).await.map(|_| ()) })
 }
 
 /// The rows of `sql` for the stream after `after`, as a boxed stream (as [`run_raw`]).
 fn rows_after<'c>(
-    sql: &'c str,
+    sql: SqlStr,
     conn: &'c mut PgConnection,
     stream: &'c StreamId,
     after: Version,

@@ -4,7 +4,7 @@
 
 use factum::store::{Checkpoint, GlobalPosition, LogPage, LogSelector};
 use factum::StoreError;
-use sqlx::Row;
+use sqlx::{Row, SqlStr};
 
 use crate::rows::{backend, decode_all};
 use crate::store::PostgresStore;
@@ -12,7 +12,7 @@ use crate::store::PostgresStore;
 impl PostgresStore {
     pub(crate) async fn read_log_page(
         &self,
-        sql: &str,
+        sql: SqlStr,
         after: Checkpoint,
         selector: &LogSelector,
         limit: usize,

@@ -20,7 +20,7 @@ impl PostgresStore {
             ConsumerRequest::Reset { to, clear } => ("reset", Some(to), Some(clear)),
             ConsumerRequest::RetryFailures => ("retry", None, None),
         };
-        let row = sqlx::query(&self.inner.sql.request)
+        let row = sqlx::query(self.inner.sql.request.clone())
             .bind(consumer)
             .bind(kind)
             .bind(to.map(|c| to_i64(c.transaction)))
@@ -36,7 +36,7 @@ impl PostgresStore {
         // Asked about once a second by every running projection: a one-statement
         // operation, on the connection stack.
         let mut conn = self.inner.conns.get().await?;
-        let row = sqlx::query(&self.inner.sql.pending_request)
+        let row = sqlx::query(self.inner.sql.pending_request.clone())
             .bind(consumer)
             .fetch_optional(&mut *conn)
             .await
@@ -50,7 +50,7 @@ impl PostgresStore {
         consumer: &str,
         requested_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(&self.inner.sql.complete_request)
+        let done = sqlx::query(self.inner.sql.complete_request.clone())
             .bind(consumer)
             .bind(requested_at)
             .execute(&mut *self.conn().await?)
@@ -77,7 +77,7 @@ impl PostgresStore {
             Some(guard) => (guard.unprocessed_by.clone(), guard.unsnapshotted),
             None => (Vec::new(), false),
         };
-        let n: i64 = sqlx::query_scalar(&self.inner.sql.retainable_count)
+        let n: i64 = sqlx::query_scalar(self.inner.sql.retainable_count.clone())
             .bind(cutoff)
             .bind(guard.is_some())
             .bind(&consumers)

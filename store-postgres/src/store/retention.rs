@@ -34,7 +34,7 @@ impl Execute<DeleteBeforeGuarded> for PostgresStore {
 impl Execute<StorageBytes> for PostgresStore {
     async fn execute(&self, _: StorageBytes) -> Result<Option<u64>, StoreError> {
         self.bounded("storage_bytes", async {
-            let bytes: Option<i64> = sqlx::query_scalar(&self.inner.sql.storage_bytes)
+            let bytes: Option<i64> = sqlx::query_scalar(self.inner.sql.storage_bytes.clone())
                 .fetch_one(&mut *self.conn().await?)
                 .await
                 .map_err(backend)?;
@@ -62,7 +62,7 @@ impl PostgresStore {
         };
         loop {
             let mut conn = self.inner.conns.get().await?;
-            let deleted = sqlx::query_scalar::<_, i64>(&self.inner.sql.retain)
+            let deleted = sqlx::query_scalar::<_, i64>(self.inner.sql.retain.clone())
                 .bind(cutoff)
                 .bind(guard.is_some())
                 .bind(&consumers)

@@ -15,7 +15,7 @@ impl Execute<SaveSnapshot> for PostgresStore {
         let snapshot = op.snapshot();
         self.bounded("save_snapshot", async {
             let mut conn = self.inner.conns.get().await?;
-            let done = sqlx::query(&self.inner.sql.save_snapshot)
+            let done = sqlx::query(self.inner.sql.save_snapshot.clone())
                 .bind(snapshot.stream.aggregate_type())
                 .bind(snapshot.stream.aggregate_id())
                 .bind(to_i64(snapshot.version.0))
@@ -39,7 +39,7 @@ impl Execute<LoadSnapshot> for PostgresStore {
         let stream = op.stream();
         self.bounded("load_snapshot", async {
             let mut conn = self.inner.conns.get().await?;
-            let row = sqlx::query(&self.inner.sql.load_snapshot)
+            let row = sqlx::query(self.inner.sql.load_snapshot.clone())
                 .bind(stream.aggregate_type())
                 .bind(stream.aggregate_id())
                 .fetch_optional(&mut *conn)
@@ -68,7 +68,7 @@ impl Execute<DeleteSnapshot> for PostgresStore {
     async fn execute(&self, op: DeleteSnapshot) -> Result<bool, StoreError> {
         let stream = op.stream();
         self.bounded("delete_snapshot", async {
-            sqlx::query_scalar(&self.inner.sql.delete_snapshot)
+            sqlx::query_scalar(self.inner.sql.delete_snapshot.clone())
                 .bind(stream.aggregate_type())
                 .bind(stream.aggregate_id())
                 .fetch_one(&mut *self.conn().await?)

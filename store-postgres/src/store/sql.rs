@@ -2,8 +2,10 @@
 //! lives in `sql/statements/*.sql`, beside the migrations, with the configured names
 //! filled in once per store.
 
+use sqlx::SqlStr;
+
 use crate::config::SchemaNames;
-use crate::schema::expand;
+use crate::schema::statement;
 
 pub(crate) const INSERT_COLUMNS: &str =
     "event_id, aggregate_type, aggregate_id, version, event_type, event_version, \
@@ -12,65 +14,65 @@ pub(crate) const INSERT_COLUMNS: &str =
 pub(crate) const COLUMNS: &str = "global_position, transaction_id, event_id, aggregate_type, aggregate_id, \
      version, event_type, event_version, topic, event_data, metadata, occurred_at, recorded_at";
 
-/// The SQL text for the configured names, expanded once.
+/// The SQL text for the configured names, expanded once (shared: a clone is a reference count).
 pub(crate) struct Sql {
-    pub(crate) append: String,
+    pub(crate) append: SqlStr,
     /// The append function run in a subtransaction, for appends in a caller's transaction.
-    pub(crate) append_in: String,
+    pub(crate) append_in: SqlStr,
     /// Enters a projection's batch fence and checks its checkpoint (see `fence`).
-    pub(crate) fence: String,
+    pub(crate) fence: SqlStr,
     /// The checked appends at a known version: one event; several.
-    pub(crate) append_one: String,
-    pub(crate) append_many: String,
+    pub(crate) append_one: SqlStr,
+    pub(crate) append_many: SqlStr,
     /// Appends to several streams in one statement: each on its own (a coalesced flush),
     /// or all or nothing.
-    pub(crate) append_streams: String,
-    pub(crate) append_atomic: String,
-    pub(crate) legacy_heads: String,
-    pub(crate) head: String,
-    pub(crate) read_stream: String,
+    pub(crate) append_streams: SqlStr,
+    pub(crate) append_atomic: SqlStr,
+    pub(crate) legacy_heads: SqlStr,
+    pub(crate) head: SqlStr,
+    pub(crate) read_stream: SqlStr,
     /// An aggregate's load: its first page, then the rest in a transaction under the
     /// stream-index settings (`payloads.rs`).
-    pub(crate) read_payloads: String,
-    pub(crate) read_payloads_rest: String,
-    pub(crate) stream_index_only: String,
-    pub(crate) read_all: String,
-    pub(crate) read_category: String,
+    pub(crate) read_payloads: SqlStr,
+    pub(crate) read_payloads_rest: SqlStr,
+    pub(crate) stream_index_only: SqlStr,
+    pub(crate) read_all: SqlStr,
+    pub(crate) read_category: SqlStr,
     /// A page of the log with a reader's selector applied (see `read_log.rs`).
-    pub(crate) read_log: String,
-    pub(crate) latest_position: String,
-    pub(crate) by_ids: String,
-    pub(crate) select: String,
-    pub(crate) count: String,
-    pub(crate) count_streams: String,
-    pub(crate) unread: String,
-    pub(crate) checkpoint_of: String,
+    pub(crate) read_log: SqlStr,
+    pub(crate) latest_position: SqlStr,
+    pub(crate) by_ids: SqlStr,
+    pub(crate) select: SqlStr,
+    pub(crate) count: SqlStr,
+    pub(crate) count_streams: SqlStr,
+    pub(crate) unread: SqlStr,
+    pub(crate) checkpoint_of: SqlStr,
     /// One chunk of retention, through the owner's definer function.
-    pub(crate) retain: String,
-    pub(crate) save_snapshot: String,
-    pub(crate) load_snapshot: String,
-    pub(crate) delete_snapshot: String,
-    pub(crate) load_checkpoint: String,
-    pub(crate) save_checkpoint: String,
-    pub(crate) advance_checkpoint: String,
-    pub(crate) count_after: String,
-    pub(crate) record_failure: String,
-    pub(crate) failures: String,
-    pub(crate) record_stop: String,
-    pub(crate) stopped: String,
-    pub(crate) resolve_failure: String,
-    pub(crate) storage_bytes: String,
+    pub(crate) retain: SqlStr,
+    pub(crate) save_snapshot: SqlStr,
+    pub(crate) load_snapshot: SqlStr,
+    pub(crate) delete_snapshot: SqlStr,
+    pub(crate) load_checkpoint: SqlStr,
+    pub(crate) save_checkpoint: SqlStr,
+    pub(crate) advance_checkpoint: SqlStr,
+    pub(crate) count_after: SqlStr,
+    pub(crate) record_failure: SqlStr,
+    pub(crate) failures: SqlStr,
+    pub(crate) record_stop: SqlStr,
+    pub(crate) stopped: SqlStr,
+    pub(crate) resolve_failure: SqlStr,
+    pub(crate) storage_bytes: SqlStr,
     /// The registry of projection builds (see `builds.rs`).
-    pub(crate) build_lock: String,
-    pub(crate) builds: String,
-    pub(crate) insert_build: String,
-    pub(crate) set_build_state: String,
-    pub(crate) read_models: String,
+    pub(crate) build_lock: SqlStr,
+    pub(crate) builds: SqlStr,
+    pub(crate) insert_build: SqlStr,
+    pub(crate) set_build_state: SqlStr,
+    pub(crate) read_models: SqlStr,
     /// Operators' requests to consumers, and the count of what retention may delete.
-    pub(crate) request: String,
-    pub(crate) pending_request: String,
-    pub(crate) complete_request: String,
-    pub(crate) retainable_count: String,
+    pub(crate) request: SqlStr,
+    pub(crate) pending_request: SqlStr,
+    pub(crate) complete_request: SqlStr,
+    pub(crate) retainable_count: SqlStr,
     pub(crate) event_id_constraint: String,
     pub(crate) stream_version_constraint: String,
     pub(crate) transaction_order_constraint: String,
@@ -86,7 +88,7 @@ macro_rules! statement {
 impl Sql {
     pub(crate) fn new(names: &SchemaNames) -> Sql {
         let e = |t: &str| {
-            expand(&t.replace("{columns}", COLUMNS).replace("{insert_columns}", INSERT_COLUMNS), names)
+            statement(&t.replace("{columns}", COLUMNS).replace("{insert_columns}", INSERT_COLUMNS), names)
         };
         let streams = |all: &str| e(&statement!("append_streams").replace("{all}", all));
         Sql {

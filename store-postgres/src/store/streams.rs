@@ -46,7 +46,7 @@ impl PostgresStore {
             }
         }
         let sql = if atomic { &self.inner.sql.append_atomic } else { &self.inner.sql.append_streams };
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query(sql.clone())
             .bind(types)
             .bind(ids)
             .bind(bases)

@@ -32,26 +32,28 @@ pub(super) async fn bulk(store: &PostgresStore, total: usize, tag: &str) -> Vec<
 
 /// The counter read model: events per aggregate id.
 pub(super) struct Counts {
-    pub(super) one: String,
-    pub(super) many: String,
+    pub(super) one: SqlStr,
+    pub(super) many: SqlStr,
 }
 
 impl Counts {
     pub(super) async fn create(pool: &PgPool, schema: &str) -> Counts {
         let table = format!("{schema}.account_counts");
-        sqlx::query(&format!("CREATE TABLE {table} (aggregate_id TEXT PRIMARY KEY, n BIGINT NOT NULL)"))
-            .execute(pool)
-            .await
-            .unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TABLE {table} (aggregate_id TEXT PRIMARY KEY, n BIGINT NOT NULL)"
+        )))
+        .execute(pool)
+        .await
+        .unwrap();
         Counts {
-            one: format!(
+            one: statement(format!(
                 "INSERT INTO {table} (aggregate_id, n) VALUES ($1, 1) \
                  ON CONFLICT (aggregate_id) DO UPDATE SET n = account_counts.n + 1"
-            ),
-            many: format!(
+            )),
+            many: statement(format!(
                 "INSERT INTO {table} (aggregate_id, n) SELECT * FROM unnest($1::text[], $2::bigint[]) \
                  ON CONFLICT (aggregate_id) DO UPDATE SET n = account_counts.n + EXCLUDED.n"
-            ),
+            )),
         }
     }
 }
@@ -59,7 +61,7 @@ impl Counts {
 #[async_trait]
 impl PgProjection for Counts {
     async fn handle(&mut self, tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), HandlerError> {
-        sqlx::query(&self.one).bind(event.stream.aggregate_id()).execute(tx).await?;
+        sqlx::query(self.one.clone()).bind(event.stream.aggregate_id()).execute(tx).await?;
         Ok(())
     }
 
@@ -73,7 +75,7 @@ impl PgProjection for Counts {
             *counts.entry(e.stream.aggregate_id()).or_default() += 1;
         }
         let (ids, ns): (Vec<&str>, Vec<i64>) = counts.into_iter().unzip();
-        sqlx::query(&self.many).bind(ids).bind(ns).execute(tx).await?;
+        sqlx::query(self.many.clone()).bind(ids).bind(ns).execute(tx).await?;
         Ok(())
     }
 }
@@ -129,25 +131,25 @@ pub(super) async fn w4(b: &Bench) -> (Rep, Rep) {
 pub(super) async fn w4_on(b: &Bench, lean: bool) -> (Rep, Rep) {
     let (store, schema) = b.fresh_store_with("w4", !lean).await;
     bulk(&store, W4_EVENTS, "acc").await;
-    sqlx::query(&format!("VACUUM ANALYZE {schema}.events")).execute(&b.admin).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("VACUUM ANALYZE {schema}.events"))).execute(&b.admin).await.unwrap();
     b.settle().await;
 
     // Raw: keyset pages in the log's order, every column decoded, payload and metadata
     // as JSON.
     let pool = b.raw_pool().await;
-    let sql = format!(
+    let sql = statement(format!(
         "SELECT global_position, transaction_id, event_id, aggregate_type, aggregate_id, version, \
          event_type, event_version, topic, event_data, metadata, occurred_at, recorded_at \
          FROM {schema}.events WHERE (transaction_id, global_position) > ($1, $2) \
          ORDER BY transaction_id, global_position LIMIT $3"
-    );
+    ));
     let began = Instant::now();
     let mut after = (0i64, 0i64);
     let mut n = 0;
     let mut pages = Vec::new();
     loop {
         let page_began = Instant::now();
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(sql.clone())
             .bind(after.0)
             .bind(after.1)
             .bind(W4_BATCH as i64)
@@ -201,10 +203,11 @@ pub(super) async fn w4_on(b: &Bench, lean: bool) -> (Rep, Rep) {
     }
     let took = began.elapsed().as_secs_f64();
     supervisor.shutdown().await.unwrap();
-    let total: i64 = sqlx::query_scalar(&format!("SELECT sum(n)::bigint FROM {schema}.account_counts"))
-        .fetch_one(&b.admin)
-        .await
-        .unwrap();
+    let total: i64 =
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT sum(n)::bigint FROM {schema}.account_counts")))
+            .fetch_one(&b.admin)
+            .await
+            .unwrap();
     assert_eq!(total as usize, W4_EVENTS);
     let fw = Rep { value: W4_EVENTS as f64 / took, latencies: batches.lock().unwrap().clone(), cpu: None };
     b.drop_schema(&schema).await;

@@ -57,16 +57,16 @@ pub(super) async fn w3(b: &Bench) -> W3 {
     b.settle().await;
 
     let pool = b.raw_pool().await;
-    let sql = format!(
+    let sql = statement(format!(
         "SELECT version, event_type, event_data FROM {schema}.events \
          WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY version"
-    );
+    ));
     let mut raw = Vec::new();
     let mut full = Vec::new();
     let mut snap = Vec::new();
     for _ in 0..W3_LOADS {
         let began = Instant::now();
-        let rows = sqlx::query(&sql).bind("Account").bind("cold-full").fetch_all(&pool).await.unwrap();
+        let rows = sqlx::query(sql.clone()).bind("Account").bind("cold-full").fetch_all(&pool).await.unwrap();
         let mut decoded = Vec::with_capacity(rows.len());
         for row in &rows {
             let v: i64 = row.get(0);

@@ -43,7 +43,10 @@ impl Bench {
         let store = PostgresStore::connect(config).await.expect("connect");
         store.migrate().await.expect("migrate");
         if query_indexes && V6_INDEXES.load(Ordering::Relaxed) {
-            sqlx::raw_sql(&V6_INDEX_SQL.replace("{schema}", &schema)).execute(&self.admin).await.unwrap();
+            sqlx::raw_sql(AssertSqlSafe(V6_INDEX_SQL.replace("{schema}", &schema)))
+                .execute(&self.admin)
+                .await
+                .unwrap();
         }
         (store, schema)
     }
@@ -51,12 +54,18 @@ impl Bench {
     pub(super) async fn fresh_schema(&self, tag: &str) -> String {
         let n = self.schema_seq.fetch_add(1, Ordering::Relaxed);
         let schema = format!("bench_{tag}_{n}");
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&self.admin).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+            .execute(&self.admin)
+            .await
+            .unwrap();
         schema
     }
 
     pub(super) async fn drop_schema(&self, schema: &str) {
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&self.admin).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+            .execute(&self.admin)
+            .await
+            .unwrap();
     }
 
     /// A pool for raw statements, of the same size as the store's.
@@ -72,7 +81,13 @@ impl Bench {
 
 /// One raw `INSERT` of `e` at `version + 1` of the stream `Account-{id}`, in its own
 /// transaction: the raw baselines' append.
-pub(super) async fn raw_insert(conn: &mut PgConnection, sql: &str, e: &NewEvent, id: &str, version: u64) {
+pub(super) async fn raw_insert(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    e: &NewEvent,
+    id: &str,
+    version: u64,
+) {
     sqlx::query(sql)
         .bind(e.event_id)
         .bind("Account")
@@ -89,6 +104,11 @@ pub(super) async fn raw_insert(conn: &mut PgConnection, sql: &str, e: &NewEvent,
         .execute(conn)
         .await
         .expect("raw insert");
+}
+
+/// A statement made at run time, shared so that each use only counts a reference.
+pub(super) fn statement(sql: String) -> SqlStr {
+    AssertSqlSafe(Arc::<str>::from(sql)).into_sql_str()
 }
 
 pub(super) fn raw_insert_sql(schema: &str) -> String {

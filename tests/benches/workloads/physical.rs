@@ -43,8 +43,11 @@ impl Bench {
     pub(super) async fn table(&self, tag: &str, table: Table) -> (Option<PostgresStore>, String) {
         if table == Table::Minimal {
             let schema = self.fresh_schema(tag).await;
-            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&self.admin).await.unwrap();
-            sqlx::query(&MINIMAL_TABLE.replace("{schema}", &schema)).execute(&self.admin).await.unwrap();
+            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&self.admin).await.unwrap();
+            sqlx::query(AssertSqlSafe(MINIMAL_TABLE.replace("{schema}", &schema)))
+                .execute(&self.admin)
+                .await
+                .unwrap();
             return (None, schema);
         }
         let schema = self.fresh_schema(tag).await;
@@ -112,12 +115,12 @@ async fn append_one(b: &Bench, table: Table) -> (Rep, f64) {
 /// Stores `total` events on `schema.events` in raw `INSERT`s of 1,000, one stream each, as
 /// `bulk` does through the store (W5's raw baseline too); returns the latencies.
 pub(super) async fn raw_bulk(pool: &PgPool, schema: &str, total: usize) -> Vec<Duration> {
-    let sql = format!(
+    let sql = statement(format!(
         "INSERT INTO {schema}.events (event_id, aggregate_type, aggregate_id, version, event_type, \
          event_version, topic, event_data, metadata, occurred_at, correlation_id, causation_id) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::int[], \
          $7::text[], $8::jsonb[], $9::jsonb[], $10::timestamptz[], $11::uuid[], $12::uuid[])"
-    );
+    ));
     let mut lat = Vec::new();
     let per_stream = total.div_ceil(STREAMS).max(1);
     let (mut done, mut version, mut s) = (0, 0usize, 0);
@@ -126,7 +129,7 @@ pub(super) async fn raw_bulk(pool: &PgPool, schema: &str, total: usize) -> Vec<D
         let id = format!("bulk-{s}");
         let events: Vec<NewEvent> = (0..k).map(|_| new_event(&id, 1)).collect();
         let began = Instant::now();
-        sqlx::query(&sql)
+        sqlx::query(sql.clone())
             .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
             .bind(vec!["Account"; k])
             .bind(vec![id.as_str(); k])
@@ -166,10 +169,11 @@ async fn append_bulk(b: &Bench, table: Table) -> (Rep, f64, f64) {
     };
     let rep = Rep { value: W5_EVENTS as f64 / began.elapsed().as_secs_f64(), latencies: lat, cpu: None };
     let wal = b.wal_per_event(&lsn, W5_EVENTS).await;
-    let stored: i64 = sqlx::query_scalar(&format!("SELECT pg_total_relation_size('{schema}.events')"))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let stored: i64 =
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT pg_total_relation_size('{schema}.events')")))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     b.drop_schema(&schema).await;
     (rep, wal, stored as f64 / W5_EVENTS as f64)
 }
@@ -180,18 +184,18 @@ async fn catch_up_minimal(b: &Bench) -> Rep {
     let (_, schema) = b.table("p4", Table::Minimal).await;
     let pool = b.raw_pool().await;
     raw_bulk(&pool, &schema, W4_EVENTS).await;
-    sqlx::query(&format!("VACUUM ANALYZE {schema}.events")).execute(&b.admin).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("VACUUM ANALYZE {schema}.events"))).execute(&b.admin).await.unwrap();
     b.settle().await;
-    let sql = format!(
+    let sql = statement(format!(
         "SELECT global_position, transaction_id, event_id, aggregate_type, aggregate_id, version, \
          event_type, event_version, topic, event_data, metadata, occurred_at, recorded_at \
          FROM {schema}.events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
-    );
+    ));
     let began = Instant::now();
     let (mut after, mut n, mut pages) = (0i64, 0, Vec::new());
     loop {
         let page_began = Instant::now();
-        let rows = sqlx::query(&sql).bind(after).bind(W4_BATCH as i64).fetch_all(&pool).await.unwrap();
+        let rows = sqlx::query(sql.clone()).bind(after).bind(W4_BATCH as i64).fetch_all(&pool).await.unwrap();
         if rows.is_empty() {
             break;
         }

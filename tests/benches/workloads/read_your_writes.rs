@@ -39,7 +39,8 @@ pub(super) async fn w8_at(b: &Bench, rate: u64) -> (Rep, f64) {
             let ack = Instant::now();
             let checkpoint = executed.checkpoint.expect("a deposit records an event");
             supervisor.wait_for(checkpoint, &["live"], Duration::from_secs(30)).await.expect("the wait");
-            let n: i64 = sqlx::query_scalar(&read).bind(&id).fetch_one(&pool).await.expect("the read");
+            let n: i64 =
+                sqlx::query_scalar(AssertSqlSafe(read)).bind(&id).fetch_one(&pool).await.expect("the read");
             assert!(n > 0, "the deposit is in the read model");
             ack.elapsed()
         }));
