@@ -176,3 +176,99 @@ async fn a_rebuild_fills_a_fresh_copy_while_readers_read_the_live_one() {
     ));
     supervisor.shutdown().await.unwrap();
 }
+
+/// The example service as a child process on `port`.
+fn spawn(database_url: &str, port: u16) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_factum-example"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the service");
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || for _ in BufReader::new(stdout).lines().map_while(Result::ok) {});
+    child
+}
+
+async fn live_build(store: &PostgresStore) -> Option<BuildId> {
+    let builds = store.builds("order_summary").await.unwrap();
+    builds.into_iter().find(|b| b.state == BuildState::Live).map(|b| b.id)
+}
+
+/// Kills the service with SIGKILL at a random point of a rebuild, then starts it again:
+/// the unfinished copy is resumed where it stood and made live, and the read model then
+/// equals the fold of the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_killed_midway_resumes_and_cuts_over() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let n = orders() / 2;
+    seed(&store, n).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut service = spawn(&db.url(), port);
+    let end = store.latest_position().await.unwrap().unwrap();
+    factum_tests::eventually(Duration::from_secs(300), "the live build caught up", || {
+        let (store, consumer) = (store.clone(), "order_summary");
+        async move { store.load_checkpoint(consumer).await.unwrap().filter(|c| c.position >= end) }
+    })
+    .await;
+
+    // The rebuild, killed at a random point of its replay.
+    let rebuild = http.post(format!("{base}/ops/projections/order_summary/rebuild")).send();
+    let killer = async {
+        let copy = factum_tests::eventually(Duration::from_secs(60), "the copy registered", || {
+            let store = store.clone();
+            async move {
+                let builds = store.builds("order_summary").await.unwrap();
+                builds.into_iter().find(|b| b.id.build == 2)
+            }
+        })
+        .await;
+        let nanos = std::time::SystemTime::UNIX_EPOCH.elapsed().map_or(0, |d| d.subsec_nanos());
+        let delay = Duration::from_millis(200 + u64::from(nanos) % 1_500);
+        tokio::time::sleep(delay).await;
+        service.kill().expect("kill -9");
+        service.wait().ok();
+        (copy, delay)
+    };
+    let (_, (copy, delay)) = tokio::join!(rebuild, killer);
+    let copied = store.load_checkpoint("order_summary@v1.2").await.unwrap().unwrap_or_default();
+    let state =
+        store.builds("order_summary").await.unwrap().into_iter().find(|b| b.id == copy.id).unwrap().state;
+    println!(
+        "killed {} ms into the rebuild: the copy at {} of {end}, {state}",
+        delay.as_millis(),
+        copied.position
+    );
+    assert_eq!(live_build(&store).await, Some(BuildId::new("order_summary", 1, 1)), "exactly one live build");
+
+    // Started again: the copy is resumed and made live.
+    let mut service = spawn(&db.url(), port);
+    factum_tests::eventually(Duration::from_secs(300), "the resumed copy is live", || {
+        let store = store.clone();
+        async move { (live_build(&store).await == Some(BuildId::new("order_summary", 1, 2))).then_some(()) }
+    })
+    .await;
+    let builds = store.builds("order_summary").await.unwrap();
+    assert_eq!(builds.iter().filter(|b| b.state == BuildState::Live).count(), 1, "exactly one live build");
+
+    // The read model is the fold of the log: every order at its stream's version.
+    let mut read = store.read_models(&["order_summary"]).await.unwrap();
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as("SELECT order_id, version, total FROM order_summary")
+        .fetch_all(&mut *read)
+        .await
+        .unwrap();
+    drop(read);
+    assert_eq!(rows.len(), n, "one row per order");
+    for (id, version, total) in rows {
+        assert_eq!((version, total), (4, 200), "order {id}");
+    }
+    service.kill().ok();
+    service.wait().ok();
+}

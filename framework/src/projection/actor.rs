@@ -89,6 +89,8 @@ pub(crate) struct ProjectionActorState {
     prefetch: Option<(Checkpoint, AbortOnDrop<Prefetched>)>,
     /// While the store does not answer: the backoff before the next try.
     outage: Option<Backoff>,
+    /// A rebuild's copy left unfinished, being resumed in the background.
+    copying: Option<AbortOnDrop<()>>,
     /// The checkpoint in memory may be stale (a batch failed on the store): read it again
     /// before the next batch.
     reload: bool,
@@ -263,6 +265,7 @@ impl Actor for ProjectionActor {
             lag_measured: None,
             prefetch: None,
             outage: None,
+            copying: None,
             reload: false,
             _forwarder: forwarder,
         })

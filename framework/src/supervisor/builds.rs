@@ -1,12 +1,16 @@
 //! Projection builds under the supervisor: a rebuild into a fresh copy while the live
 //! build keeps serving, switching readers to another build (and back), and retiring one.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use ractor::ActorRef;
 
 use super::replay::catch_up;
 use super::{ask, ReplayReport, Supervisor, SupervisorError};
-use crate::projection::actor::ProjectionMsg;
-use crate::store::{BuildId, BuildState, Lease, ProjectionBuild, Retired, Switch};
+use crate::metrics::Metrics;
+use crate::projection::actor::{ProjectionMsg, ProjectionShared};
+use crate::store::{BuildId, BuildState, EventStore, Lease, ProjectionBuild, Retired, Switch};
 
 /// How long a build may take, once it has replayed the log, to catch up with the live
 /// build closely enough to take over: the live build is held still for a moment at each
@@ -24,9 +28,6 @@ impl Supervisor {
         self.bring_live(projection, build, lease).await
     }
 
-    /// Replays the log into `build` (whose `lease` this instance holds), then makes it
-    /// live as soon as it has processed everything the live build has, and lets the
-    /// projection's actor go on with it.
     async fn bring_live(
         &self,
         projection: &str,
@@ -34,50 +35,8 @@ impl Supervisor {
         lease: Lease,
     ) -> Result<ReplayReport, SupervisorError> {
         let shared = self.shared(projection)?.clone();
-        let store = &self.inner.store;
-        let consumer = build.id.consumer();
-        let started = Instant::now();
-        let mut report = catch_up(store, &self.inner.metrics, &shared, &consumer).await?;
-        let caught_up = Instant::now();
-        loop {
-            if report.stopped_early {
-                // A handler failed: readers stay on the live build.
-                tracing::warn!(projection, build = %build.id, "rebuild stopped at a failing event; not switched");
-                return Ok(report);
-            }
-            match store.cut_over(&build.id).await? {
-                Switch::Switched { replaced } => {
-                    tracing::info!(projection, build = %build.id, replaced = ?replaced, "readers switched to the new build");
-                    break;
-                }
-                Switch::Behind { live, build: at } => {
-                    let waited = caught_up.elapsed();
-                    if waited > CUT_OVER_BUDGET {
-                        return Err(SupervisorError::NotCaughtUp { build: build.id, at, live, waited });
-                    }
-                    let more = catch_up(store, &self.inner.metrics, &shared, &consumer).await?;
-                    if more.replayed == 0 {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    report.replayed += more.replayed;
-                    report.failed += more.failed;
-                    report.errors.extend(more.errors);
-                    report.stopped_early = more.stopped_early;
-                    report.checkpoint = more.checkpoint.or(report.checkpoint);
-                }
-                _ => return Err(SupervisorError::UnknownBuild(build.id)),
-            }
-        }
-        let mut live = build;
-        live.state = BuildState::Live;
-        report.build = Some(live.id.clone());
-        report.duration = started.elapsed();
-        self.inner.metrics.projection_built(projection, report.duration);
-        if live.id.version == shared.version {
-            let actor = self.projection(projection).await?;
-            ask(&actor, projection, |r| ProjectionMsg::Adopt(live, lease, r)).await?;
-        }
-        Ok(report)
+        let actor = self.projection(projection).await.ok();
+        bring_live(&self.inner.store, &self.inner.metrics, &shared, build, lease, actor).await
     }
 
     /// Every build of a projection, oldest first, with its state (see
@@ -160,4 +119,63 @@ impl Supervisor {
             _ => Err(SupervisorError::UnknownBuild(build.clone())),
         }
     }
+}
+
+/// Replays the log into `build` (whose `lease` the caller holds), then makes it
+/// live as soon as it has processed everything the live build has, and lets the
+/// projection's actor go on with it.
+pub(crate) async fn bring_live(
+    store: &Arc<dyn EventStore>,
+    metrics: &Metrics,
+    shared: &ProjectionShared,
+    build: ProjectionBuild,
+    lease: Lease,
+    actor: Option<ActorRef<ProjectionMsg>>,
+) -> Result<ReplayReport, SupervisorError> {
+    let projection = shared.name.as_str();
+    let consumer = build.id.consumer();
+    let started = Instant::now();
+    let mut report = catch_up(store, metrics, shared, &consumer).await?;
+    let caught_up = Instant::now();
+    loop {
+        if report.stopped_early {
+            // A handler failed: readers stay on the live build.
+            tracing::warn!(projection, build = %build.id, "rebuild stopped at a failing event; not switched");
+            return Ok(report);
+        }
+        match store.cut_over(&build.id).await? {
+            Switch::Switched { replaced } => {
+                tracing::info!(projection, build = %build.id, replaced = ?replaced, "readers switched to the new build");
+                break;
+            }
+            Switch::Behind { live, build: at } => {
+                let waited = caught_up.elapsed();
+                if waited > CUT_OVER_BUDGET {
+                    return Err(SupervisorError::NotCaughtUp { build: build.id, at, live, waited });
+                }
+                let more = catch_up(store, metrics, shared, &consumer).await?;
+                if more.replayed == 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                report.replayed += more.replayed;
+                report.failed += more.failed;
+                report.errors.extend(more.errors);
+                report.stopped_early = more.stopped_early;
+                report.checkpoint = more.checkpoint.or(report.checkpoint);
+            }
+            _ => return Err(SupervisorError::UnknownBuild(build.id)),
+        }
+    }
+    let mut live = build;
+    live.state = BuildState::Live;
+    report.build = Some(live.id.clone());
+    report.duration = started.elapsed();
+    metrics.projection_built(projection, report.duration);
+    match actor {
+        Some(actor) if live.id.version == shared.version => {
+            ask(&actor, projection, |r| ProjectionMsg::Adopt(live, lease, r)).await?;
+        }
+        _ => {}
+    }
+    Ok(report)
 }

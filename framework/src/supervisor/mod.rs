@@ -3,7 +3,7 @@
 //! restarts a child that fails (with backoff), and shuts them all down gracefully.
 
 mod actor;
-mod builds;
+pub(crate) mod builds;
 mod config;
 mod error;
 mod health;

@@ -5,6 +5,8 @@
 use super::{ProjectionActorState, ProjectionMsg};
 use crate::projection::{ProjectionError, ProjectionState, SinkError};
 use crate::store::{build_to_run, BuildState, Checkpoint, Lease, ProjectionBuild, StoreError, Switch};
+use crate::supervisor::builds::bring_live;
+use crate::task::AbortOnDrop;
 
 fn sink_error(error: SinkError) -> StoreError {
     match error {
@@ -137,6 +139,41 @@ impl ProjectionActorState {
             s.checkpoint = cp;
             s.lag = None;
         });
+        Ok(())
+    }
+
+    /// On taking the lease of the live build: a copy that a rebuild left unfinished (its
+    /// process was stopped, or killed) is resumed where it stood, in the background,
+    /// and made live once caught up, unless another instance already resumes it.
+    pub(super) async fn resume_copy(&mut self) -> Result<(), StoreError> {
+        if self.copying.as_mut().is_some_and(|c| !c.handle().is_finished()) {
+            return Ok(());
+        }
+        let Some(mine) = self.build.as_ref().filter(|b| b.state == BuildState::Live) else {
+            return Ok(());
+        };
+        let store = self.shared.store.clone();
+        let builds = store.builds(&self.shared.name).await?;
+        let Some(copy) = builds.into_iter().rev().find(|b| {
+            b.state == BuildState::Building && b.id.version == mine.id.version && b.id.build > mine.id.build
+        }) else {
+            return Ok(());
+        };
+        let Some(lease) = store.try_lease(&copy.id.consumer()).await? else {
+            return Ok(());
+        };
+        self.shared.sink.lock().await.prepare(&copy).await.map_err(sink_error)?;
+        tracing::info!(projection = %self.shared.name, build = %copy.id, "resuming an unfinished rebuild");
+        let (shared, actor) = (self.shared.clone(), self.myself.clone());
+        self.copying = Some(AbortOnDrop::new(tokio::spawn(async move {
+            let (store, metrics) = (shared.store.clone(), shared.metrics.clone());
+            match bring_live(&store, &metrics, &shared, copy, lease, Some(actor)).await {
+                Ok(report) => {
+                    tracing::info!(projection = %shared.name, replayed = report.replayed, "resumed rebuild done")
+                }
+                Err(e) => tracing::warn!(projection = %shared.name, error = %e, "resumed rebuild failed"),
+            }
+        })));
         Ok(())
     }
 }

@@ -1,0 +1,140 @@
+//! Projection versions across instances on a real PostgreSQL: a rolling deployment where
+//! one instance still runs version 1 while two run version 2.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use factum::prelude::*;
+use factum::projection::ProjectionState;
+use factum::store::{BuildId, BuildState};
+use factum::{
+    EventStore, ExpectedVersion, HandlerError, NewEvent, Projection, RecordedEvent, StreamId, Supervisor,
+    SupervisorConfig,
+};
+use factum_postgres::{ExactlyOnce, PgProjection, PostgresStore};
+use factum_tests::{eventually, TestDb};
+use serde_json::json;
+use sqlx::PgConnection;
+
+/// Counts each event once, by id, in a table of its build's schema: a write twice, or
+/// into another version's table, shows.
+struct Seen;
+
+#[async_trait]
+impl PgProjection for Seen {
+    async fn handle(&mut self, tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), HandlerError> {
+        sqlx::query("INSERT INTO seen (event_id) VALUES ($1)").bind(event.event_id).execute(tx).await?;
+        Ok(())
+    }
+
+    async fn create(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS seen (event_id uuid PRIMARY KEY)").execute(tx).await?;
+        Ok(())
+    }
+}
+
+async fn instance(db: &TestDb, name: &str, version: u32) -> (PostgresStore, Supervisor) {
+    let store = db.store_with(db.config_with_app(name)).await;
+    let projection = Projection::new("seen", ExactlyOnce::new(store.clone(), Seen).schema_per_build())
+        .version(version)
+        .batch_size(200);
+    let config = SupervisorConfig::default().projection(projection).lease_retry(Duration::from_millis(200));
+    let supervisor = Supervisor::start(std::sync::Arc::new(store.clone()), config).await.unwrap();
+    (store, supervisor)
+}
+
+async fn append(store: &dyn EventStore, round: u64, n: u64) {
+    let stream = StreamId::new("Order", format!("o-{round}")).unwrap();
+    let events = (0..n).map(|i| NewEvent::new("Placed", json!({ "i": i }))).collect();
+    store.append(&stream, ExpectedVersion::Any, events).await.unwrap();
+}
+
+async fn rows(store: &PostgresStore, build: &BuildId) -> i64 {
+    let schema = factum_postgres::build_schema(&store.names().schema, build);
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{schema}\".seen")))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+fn runs(supervisor: &Supervisor) -> bool {
+    !matches!(supervisor.status("seen").unwrap().state, ProjectionState::Standby | ProjectionState::Starting)
+}
+
+/// Instance A runs version 1; B and C start with version 2 while A keeps serving and
+/// events keep coming. Exactly one of B and C builds version 2, into its own tables;
+/// once caught up it becomes live on its own, in one step; A's version 1 never writes
+/// into version 2's tables, nor the reverse; each build holds each event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_builds_a_new_version_while_another_serves_the_old() {
+    let db = TestDb::new().await;
+    let (store, a) = instance(&db, "instance_a", 1).await;
+    for round in 0..20 {
+        append(&store, round, 100).await;
+    }
+    let v1 = BuildId::new("seen", 1, 1);
+    let end = store.latest_position().await.unwrap().unwrap();
+    a.wait_for(end, &["seen"], Duration::from_secs(60)).await.unwrap();
+    assert_eq!(a.status("seen").unwrap().build.unwrap().state, BuildState::Live, "the first build is live");
+
+    let (_, b) = instance(&db, "instance_b", 2).await;
+    let (_, c) = instance(&db, "instance_c", 2).await;
+    for round in 20..40 {
+        append(&store, round, 50).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let v2 = BuildId::new("seen", 2, 1);
+    eventually(Duration::from_secs(60), "version 2 is live", || {
+        let store = store.clone();
+        let v2 = v2.clone();
+        async move {
+            let builds = store.builds("seen").await.unwrap();
+            builds.iter().any(|b| b.id == v2 && b.state == BuildState::Live).then_some(())
+        }
+    })
+    .await;
+    let builds = store.builds("seen").await.unwrap();
+    let states: Vec<_> = builds.iter().map(|b| (b.id.clone(), b.state)).collect();
+    assert_eq!(
+        states,
+        [(v1.clone(), BuildState::Replaced), (v2.clone(), BuildState::Live)],
+        "one build per version"
+    );
+    assert!(runs(&b) != runs(&c), "exactly one of the two version-2 instances builds it");
+
+    // Everything so far is in both builds, once; A still follows version 1.
+    let end = store.latest_position().await.unwrap().unwrap();
+    b.wait_for(end, &["seen"], Duration::from_secs(60)).await.unwrap();
+    eventually(Duration::from_secs(60), "version 1 followed to the end", || {
+        let store = store.clone();
+        async move { store.load_checkpoint("seen").await.unwrap().filter(|c| c.position >= end) }
+    })
+    .await;
+    let total = store.count(&factum::EventFilter::new()).await.unwrap() as i64;
+    assert_eq!(rows(&store, &v1).await, total, "version 1 holds each event once");
+    assert_eq!(rows(&store, &v2).await, total, "version 2 holds each event once");
+
+    // A version 1 instance that starts now finds version 1's build replaced and goes on
+    // following it (its code knows no other); a retired one would not be built again.
+    for s in [a, b, c] {
+        s.shutdown().await.unwrap();
+    }
+    let (_, a) = instance(&db, "instance_a_again", 1).await;
+    eventually(Duration::from_secs(10), "A takes its build up", || {
+        let status = a.status("seen").unwrap();
+        async move { status.build.filter(|b| b.state == BuildState::Replaced).map(|b| b.id) }
+    })
+    .await;
+    a.shutdown().await.unwrap();
+    let (_, b) = instance(&db, "instance_b_again", 2).await;
+    b.retire("seen", &v1).await.expect("retire version 1");
+    b.shutdown().await.unwrap();
+    let (_, a) = instance(&db, "instance_a_last", 1).await;
+    eventually(Duration::from_secs(10), "a retired version is not built again", || {
+        let state = a.status("seen").unwrap().state;
+        async move { (state == ProjectionState::Retired).then_some(()) }
+    })
+    .await;
+    assert_eq!(store.builds("seen").await.unwrap().len(), 2, "no new build of version 1");
+    a.shutdown().await.unwrap();
+}
