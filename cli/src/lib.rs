@@ -12,6 +12,7 @@
 //!
 //! `factum-cli` has no Cargo features.
 
+mod builds;
 mod connect;
 mod error;
 mod events;

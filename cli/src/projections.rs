@@ -10,14 +10,17 @@ use factum_postgres::PostgresStore;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::builds::live_consumer;
 use crate::connect::Database;
 use crate::error::CliError;
 use crate::output::{self, Table};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ProjectionsCommand {
-    /// Rebuild a projection from the start (its read model cleared first), or with --to
-    /// move its checkpoint to just after the event at POSITION and go on from there. The
+    /// Rebuild a projection from the start, or with --to move its checkpoint to just
+    /// after the event at POSITION and go on from there. A projection whose builds are
+    /// kept apart is rebuilt into a fresh copy while the live one serves, and readers
+    /// switch when it has caught up; any other has its read model cleared first. The
     /// instance of the service that runs the projection carries it out (within about a
     /// second); with none running, the first one to start does.
     Reset {
@@ -53,6 +56,31 @@ pub(crate) enum ProjectionsCommand {
         #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "30")]
         wait: Option<u64>,
     },
+    /// A projection's builds: its versions and the copies rebuilds made, with their state
+    /// (building, live, replaced, retired) and how far behind the log each one is.
+    Builds {
+        /// The projection.
+        name: String,
+    },
+    /// Make another build live: readers switch to it in one step once it has caught up.
+    /// The instance running the projection carries it out, bringing a build of its own
+    /// version up to date first (switching back to the build a rebuild replaced).
+    Switch {
+        /// The projection.
+        name: String,
+        /// The build: VERSION (its first build) or VERSION.BUILD, as `builds` lists them.
+        build: String,
+        /// Wait until the build is live (at most SECONDS).
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
+        wait: Option<u64>,
+    },
+    /// Retire a build that is not live and no instance follows: its read model is dropped.
+    Retire {
+        /// The projection.
+        name: String,
+        /// The build: VERSION or VERSION.BUILD.
+        build: String,
+    },
     /// Forget a recorded failure (the event stays skipped).
     Resolve {
         /// The projection.
@@ -64,6 +92,25 @@ pub(crate) enum ProjectionsCommand {
 
 pub(crate) async fn run(db: &Database, command: ProjectionsCommand, json: bool) -> Result<(), CliError> {
     let store = db.store().await?;
+    let command = match command {
+        // Requests, failures and stops are kept under the live build's consumer name.
+        ProjectionsCommand::Reset { name, to, wait } => {
+            ProjectionsCommand::Reset { name: live_consumer(&store, &name).await?, to, wait }
+        }
+        ProjectionsCommand::Resume { name, wait } => {
+            ProjectionsCommand::Resume { name: live_consumer(&store, &name).await?, wait }
+        }
+        ProjectionsCommand::Retry { name, wait } => {
+            ProjectionsCommand::Retry { name: live_consumer(&store, &name).await?, wait }
+        }
+        ProjectionsCommand::Failures { name } => {
+            ProjectionsCommand::Failures { name: live_consumer(&store, &name).await? }
+        }
+        ProjectionsCommand::Resolve { name, event_id } => {
+            ProjectionsCommand::Resolve { name: live_consumer(&store, &name).await?, event_id }
+        }
+        other => other,
+    };
     match command {
         ProjectionsCommand::Reset { name, to, wait } => {
             known(&store, &name).await?;
@@ -145,6 +192,13 @@ pub(crate) async fn run(db: &Database, command: ProjectionsCommand, json: bool) 
                 ]);
             }
             table.print()
+        }
+        ProjectionsCommand::Builds { name } => crate::builds::list(&store, &name, json).await,
+        ProjectionsCommand::Switch { name, build, wait } => {
+            crate::builds::switch(&store, &name, &build, wait, json).await
+        }
+        ProjectionsCommand::Retire { name, build } => {
+            crate::builds::retire(&store, &name, &build, json).await
         }
         ProjectionsCommand::Resolve { name, event_id } => {
             if !store.resolve_failure(&name, event_id).await? {

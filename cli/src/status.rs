@@ -45,6 +45,7 @@ pub(crate) async fn run(db: &Database, args: StatusArgs, json: bool) -> Result<(
     let mut text = String::new();
     let mut table = Table::new(&[
         "PROJECTION",
+        "BUILD",
         "CHECKPOINT",
         "BEHIND",
         "BEHIND FOR",
@@ -66,6 +67,7 @@ pub(crate) async fn run(db: &Database, args: StatusArgs, json: bool) -> Result<(
         };
         table.row(vec![
             p["name"].as_str().unwrap_or_default().to_owned(),
+            p["build"].as_str().unwrap_or("-").to_owned(),
             format!("{}/{}", p["checkpoint"]["position"], p["checkpoint"]["transaction"]),
             p["behind_events"].to_string(),
             p["behind_seconds"].as_f64().map_or_else(|| "-".into(), seconds),
@@ -84,6 +86,7 @@ pub(crate) async fn run(db: &Database, args: StatusArgs, json: bool) -> Result<(
     } else {
         text.push_str(&table.render());
         text.push_str("(BEHIND counts every event after the checkpoint; a projection scoped to some aggregate types reads only theirs)\n");
+        text.push_str("(BUILD: a projection's versions and rebuilds are builds, named name@vVERSION.BUILD; readers read the live one: `factum projections builds NAME`)\n");
         text.push_str(&stops);
     }
     text.push('\n');
@@ -148,6 +151,8 @@ fn projection(p: &ProjectionReport) -> Value {
         // Set by the projection when its failure policy stopped it; cleared when its
         // checkpoint next moves (a reset, or getting past the event).
         "stopped": p.stopped,
+        // The state of the projection build this checkpoint belongs to, if it is one.
+        "build": p.build.map(|b| b.as_str()),
         "lease": p.lease.as_ref().map(|l| json!({
             "pid": l.pid,
             "application_name": l.application_name,

@@ -22,3 +22,9 @@ CREATE TABLE {schema}.{positions}_builds (
 
 CREATE UNIQUE INDEX {positions}_builds_one_live ON {schema}.{positions}_builds (projection_name)
     WHERE state = 'live';
+
+-- An operator's request may also ask the live build's holder to switch to another build
+-- ('switch': request_transaction holds the build's version, request_position its number).
+ALTER TABLE {schema}.{positions} DROP CONSTRAINT {positions}_request_check;
+ALTER TABLE {schema}.{positions}
+    ADD CONSTRAINT {positions}_request_check CHECK (request IN ('reset', 'retry', 'switch'));

@@ -6,7 +6,7 @@
 //! call them from tools, not from a service's hot path.
 
 use chrono::{DateTime, Utc};
-use factum::store::{Checkpoint, GlobalPosition};
+use factum::store::{BuildState, Checkpoint, GlobalPosition};
 use factum::StoreError;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -41,6 +41,9 @@ pub struct ProjectionReport {
     pub stopped: Option<Value>,
     /// The session holding its lease, if one does.
     pub lease: Option<SessionInfo>,
+    /// The state of the projection build it is the checkpoint of (building, live,
+    /// replaced, retired), if it is one.
+    pub build: Option<BuildState>,
 }
 
 /// A database session, as `pg_stat_activity` names it.
@@ -218,5 +221,6 @@ fn projection(row: &PgRow) -> Result<ProjectionReport, StoreError> {
             application_name: row.try_get(10).ok().flatten(),
             client_addr: row.try_get(11).ok().flatten(),
         }),
+        build: row.try_get::<Option<String>, _>(13).map_err(backend)?.and_then(|s| BuildState::parse(&s)),
     })
 }

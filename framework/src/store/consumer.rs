@@ -154,6 +154,14 @@ pub enum ConsumerRequest {
     },
     /// Feed each recorded failure to the consumer again, resolving those it now handles.
     RetryFailures,
+    /// Make another build of the projection live (asked of its live build): a build of
+    /// the version the instance runs is first brought up to date, in the background.
+    Switch {
+        /// The build's version.
+        version: u32,
+        /// Which build of that version.
+        build: u32,
+    },
 }
 
 /// A [`ConsumerRequest`] as the store holds it, until

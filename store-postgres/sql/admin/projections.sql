@@ -2,7 +2,8 @@
 -- projection scoped to some reads only theirs), its recorded failures, a pending
 -- operator request, where its failure policy stopped it (if it did), and the session
 -- that holds its lease (the advisory lock ($2, hashtext('<schema>.<name>')), $2 being the
--- leases' lock space, see src/lease.rs). $1: only this projection, or NULL for all.
+-- leases' lock space, see src/lease.rs), and the state of the build it is the consumer
+-- of, if it is one (schema version 10). $1: only this projection, or NULL for all.
 SELECT p.projection_name,
        p.last_processed_transaction,
        p.last_processed_position,
@@ -20,8 +21,10 @@ SELECT p.projection_name,
        h.pid,
        h.application_name,
        h.client_addr,
-       p.stopped
+       p.stopped,
+       b.state AS build_state
 FROM {schema}.{positions} p
+LEFT JOIN {schema}.{positions}_builds b ON b.consumer_name = p.projection_name
 LEFT JOIN LATERAL (
     SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr
     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid

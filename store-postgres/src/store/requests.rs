@@ -19,6 +19,15 @@ impl PostgresStore {
         let (kind, to, clear) = match request {
             ConsumerRequest::Reset { to, clear } => ("reset", Some(to), Some(clear)),
             ConsumerRequest::RetryFailures => ("retry", None, None),
+            // The build's version and number, where a reset keeps its checkpoint.
+            ConsumerRequest::Switch { version, build } => (
+                "switch",
+                Some(Checkpoint {
+                    transaction: u64::from(version),
+                    position: GlobalPosition(u64::from(build)),
+                }),
+                None,
+            ),
         };
         let row = sqlx::query(self.inner.sql.request.clone())
             .bind(consumer)
@@ -99,6 +108,14 @@ fn decode(row: &PgRow) -> Result<PendingRequest, StoreError> {
     let at: DateTime<Utc> = row.try_get(4).map_err(corrupt)?;
     let request = match kind.as_str() {
         "retry" => ConsumerRequest::RetryFailures,
+        "switch" => {
+            let version: Option<i64> = row.try_get(1).map_err(corrupt)?;
+            let build: Option<i64> = row.try_get(2).map_err(corrupt)?;
+            match (version.map(u32::try_from), build.map(u32::try_from)) {
+                (Some(Ok(version)), Some(Ok(build))) => ConsumerRequest::Switch { version, build },
+                _ => return Err(StoreError::Corrupt("stored switch request without a build".into())),
+            }
+        }
         "reset" => {
             let tx: Option<i64> = row.try_get(1).map_err(corrupt)?;
             let pos: Option<i64> = row.try_get(2).map_err(corrupt)?;

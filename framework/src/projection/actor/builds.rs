@@ -159,21 +159,63 @@ impl ProjectionActorState {
         }) else {
             return Ok(());
         };
-        let Some(lease) = store.try_lease(&copy.id.consumer()).await? else {
+        self.bring_live_in_background(copy).await
+    }
+
+    /// Brings `build` (of this instance's version) up to date in the background, holding
+    /// its lease, and makes it live once it has caught up; nothing if another instance
+    /// holds its lease (and does so).
+    async fn bring_live_in_background(&mut self, build: ProjectionBuild) -> Result<(), StoreError> {
+        let Some(lease) = self.shared.store.try_lease(&build.id.consumer()).await? else {
             return Ok(());
         };
-        self.shared.sink.lock().await.prepare(&copy).await.map_err(sink_error)?;
-        tracing::info!(projection = %self.shared.name, build = %copy.id, "resuming an unfinished rebuild");
+        self.shared.sink.lock().await.prepare(&build).await.map_err(sink_error)?;
+        self.spawn_bring_live(build, lease);
+        Ok(())
+    }
+
+    /// Rebuilds into a fresh copy in the background (an operator's reset from the start,
+    /// for a sink that keeps builds apart): the live build keeps serving meanwhile.
+    pub(super) async fn rebuild_in_background(&mut self) -> Result<(), ProjectionError> {
+        let (build, lease) = self.begin_copy().await?;
+        self.spawn_bring_live(build, lease);
+        Ok(())
+    }
+
+    fn spawn_bring_live(&mut self, build: ProjectionBuild, lease: Lease) {
+        tracing::info!(projection = %self.shared.name, build = %build.id, "bringing a build up to date to make it live");
         let (shared, actor) = (self.shared.clone(), self.myself.clone());
         self.copying = Some(AbortOnDrop::new(tokio::spawn(async move {
             let (store, metrics) = (shared.store.clone(), shared.metrics.clone());
-            match bring_live(&store, &metrics, &shared, copy, lease, Some(actor)).await {
+            match bring_live(&store, &metrics, &shared, build, lease, Some(actor)).await {
                 Ok(report) => {
-                    tracing::info!(projection = %shared.name, replayed = report.replayed, "resumed rebuild done")
+                    tracing::info!(projection = %shared.name, replayed = report.replayed, "build brought up to date and live")
                 }
-                Err(e) => tracing::warn!(projection = %shared.name, error = %e, "resumed rebuild failed"),
+                Err(e) => tracing::warn!(projection = %shared.name, error = %e, "build not brought live"),
             }
         })));
-        Ok(())
+    }
+
+    /// An operator's request to make build `number` of `version` live. A build of this
+    /// instance's version is brought up to date first, in the background; a build of
+    /// another version is switched to at once if it has caught up (the instances that
+    /// run it keep it current).
+    pub(super) async fn switch_to(&mut self, version: u32, number: u32) -> Result<(), StoreError> {
+        let store = self.shared.store.clone();
+        let builds = store.builds(&self.shared.name).await?;
+        let Some(target) = builds.into_iter().find(|b| b.id.version == version && b.id.build == number)
+        else {
+            tracing::warn!(projection = %self.shared.name, version, build = number, "no such build to switch to");
+            return Ok(());
+        };
+        match target.state {
+            BuildState::Live | BuildState::Retired => Ok(()),
+            _ if version == self.shared.version => self.bring_live_in_background(target).await,
+            _ => {
+                let switched = store.cut_over(&target.id).await?;
+                tracing::info!(projection = %self.shared.name, build = %target.id, ?switched, "switch asked by an operator");
+                self.follow_registry().await.map(|_| ())
+            }
+        }
     }
 }

@@ -62,7 +62,15 @@ impl ProjectionActorState {
         let Some(pending) = found? else {
             return Ok(());
         };
+        let fresh_copy =
+            matches!(pending.request, ConsumerRequest::Reset { to: Checkpoint::START, clear: true })
+                && self.shared.sink.lock().await.keeps_builds_apart();
         match pending.request {
+            ConsumerRequest::Reset { .. } if fresh_copy => {
+                // A rebuild from the start: into a fresh copy, while this build serves.
+                self.rebuild_in_background().await?;
+                tracing::info!(projection = %self.shared.name, "rebuild into a fresh copy at an operator's request");
+            }
             ConsumerRequest::Reset { to, clear } => {
                 self.reset(to, clear).await?;
                 if self.mode == Mode::Failed {
@@ -70,6 +78,9 @@ impl ProjectionActorState {
                 }
                 self.shared.set_state(ProjectionState::CatchingUp);
                 tracing::info!(projection = %self.shared.name, checkpoint = %to, clear, "projection reset by an operator's request");
+            }
+            ConsumerRequest::Switch { version, build } => {
+                self.switch_to(version, build).await?;
             }
             ConsumerRequest::RetryFailures => {
                 let report = self.retry_failures().await?;
