@@ -34,10 +34,22 @@ impl PgProjection for Seen {
 }
 
 async fn instance(db: &TestDb, name: &str, version: u32) -> (PostgresStore, Supervisor) {
+    instance_with(db, name, version, None).await
+}
+
+async fn instance_with(
+    db: &TestDb,
+    name: &str,
+    version: u32,
+    grace: Option<Duration>,
+) -> (PostgresStore, Supervisor) {
     let store = db.store_with(db.config_with_app(name)).await;
-    let projection = Projection::new("seen", ExactlyOnce::new(store.clone(), Seen).schema_per_build())
+    let mut projection = Projection::new("seen", ExactlyOnce::new(store.clone(), Seen).schema_per_build())
         .version(version)
         .batch_size(200);
+    if let Some(grace) = grace {
+        projection = projection.retire_replaced_after(grace);
+    }
     let config = SupervisorConfig::default().projection(projection).lease_retry(Duration::from_millis(200));
     let supervisor = Supervisor::start(std::sync::Arc::new(store.clone()), config).await.unwrap();
     (store, supervisor)
@@ -137,4 +149,44 @@ async fn one_instance_builds_a_new_version_while_another_serves_the_old() {
     .await;
     assert_eq!(store.builds("seen").await.unwrap().len(), 2, "no new build of version 1");
     a.shutdown().await.unwrap();
+}
+
+/// With a grace period, the build a new version replaced is retired once the grace has
+/// passed and no instance follows it any more: its schema is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_build_is_retired_after_the_grace_period() {
+    let db = TestDb::new().await;
+    let (store, a) = instance(&db, "instance_a", 1).await;
+    append(&store, 0, 100).await;
+    let end = store.latest_position().await.unwrap().unwrap();
+    a.wait_for(end, &["seen"], Duration::from_secs(30)).await.unwrap();
+    let (_, b) = instance_with(&db, "instance_b", 2, Some(Duration::from_millis(300))).await;
+    let v1 = BuildId::new("seen", 1, 1);
+    let state_of_v1 = || {
+        let store = store.clone();
+        let v1 = v1.clone();
+        async move { store.builds("seen").await.unwrap().into_iter().find(|b| b.id == v1).unwrap().state }
+    };
+    eventually(Duration::from_secs(30), "version 2 live", || {
+        let next = state_of_v1();
+        async move { (next.await == BuildState::Replaced).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(state_of_v1().await, BuildState::Replaced, "A still follows version 1: left alone");
+    a.shutdown().await.unwrap();
+    eventually(Duration::from_secs(30), "version 1 retired once nobody follows it", || {
+        let next = state_of_v1();
+        async move { (next.await == BuildState::Retired).then_some(()) }
+    })
+    .await;
+    let schema = factum_postgres::build_schema(&store.names().schema, &v1);
+    let left: Option<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = $1")
+            .bind(&schema)
+            .fetch_optional(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(left, None, "its schema is gone");
+    b.shutdown().await.unwrap();
 }

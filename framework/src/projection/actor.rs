@@ -47,6 +47,8 @@ pub(crate) enum ProjectionMsg {
     Adopt(ProjectionBuild, Lease, RpcReplyPort<()>),
     /// The registry changed (an operator switched builds): look at it again.
     Refresh,
+    /// Retire the builds replaced longer ago than the projection's grace period.
+    RetireReplaced,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -372,6 +374,12 @@ impl Actor for ProjectionActor {
             ProjectionMsg::BeginCopy(reply) => {
                 let result = state.begin_copy().await;
                 reply.send(result).ok();
+            }
+            ProjectionMsg::RetireReplaced => {
+                if let Err(e) = state.retire_replaced().await {
+                    tracing::warn!(projection = %state.shared.name, error = %e, "replaced builds not retired; trying again later");
+                    state.schedule_retirement(std::time::Duration::from_secs(60));
+                }
             }
             ProjectionMsg::Refresh => {
                 if state.build.is_some() {

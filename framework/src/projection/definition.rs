@@ -46,6 +46,7 @@ pub struct Projection {
     pub(crate) poll_interval: Duration,
     pub(crate) version: u32,
     pub(crate) switch_automatically: bool,
+    pub(crate) retire_after: Option<Duration>,
 }
 
 impl fmt::Debug for Projection {
@@ -88,6 +89,7 @@ impl Projection {
             poll_interval: Duration::from_secs(5),
             version: 1,
             switch_automatically: true,
+            retire_after: None,
         }
     }
 
@@ -156,6 +158,17 @@ impl Projection {
     #[must_use]
     pub fn switch_manually(mut self) -> Self {
         self.switch_automatically = false;
+        self
+    }
+
+    /// Retires a build replaced by a newer one once `grace` has passed since the newer
+    /// one went live: its read model is dropped and switching back to it is no longer
+    /// possible. By default replaced builds stay until an operator retires them
+    /// ([`Supervisor::retire`](crate::Supervisor::retire)). A build another instance
+    /// still follows (an older version during a rolling deployment) is left alone.
+    #[must_use]
+    pub fn retire_replaced_after(mut self, grace: Duration) -> Self {
+        self.retire_after = Some(grace);
         self
     }
 

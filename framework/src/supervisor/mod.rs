@@ -111,6 +111,7 @@ impl Supervisor {
                 name: p.name.clone(),
                 version: p.version,
                 switch_automatically: p.switch_automatically,
+                retire_after: p.retire_after,
                 selector,
                 batch_size: p.batch_size,
                 failure: p.failure,

@@ -93,6 +93,7 @@ impl ProjectionActorState {
                 live.live_at = Some(chrono::Utc::now());
                 self.build = Some(live.clone());
                 self.shared.update(|s| s.build = Some(live));
+                self.schedule_retirement(self.shared.retire_after.unwrap_or_default());
             }
             Switch::Behind { live, build: at } => {
                 tracing::debug!(projection = %self.shared.name, %live, build = %at, "new build not yet past the live one");
@@ -139,6 +140,7 @@ impl ProjectionActorState {
             s.checkpoint = cp;
             s.lag = None;
         });
+        self.schedule_retirement(self.shared.retire_after.unwrap_or_default());
         Ok(())
     }
 
@@ -217,5 +219,46 @@ impl ProjectionActorState {
                 self.follow_registry().await.map(|_| ())
             }
         }
+    }
+
+    /// Looks at the replaced builds again in `after` (if the projection retires them).
+    pub(super) fn schedule_retirement(&self, after: std::time::Duration) {
+        if self.shared.retire_after.is_some() {
+            self.myself.send_after(after, || ProjectionMsg::RetireReplaced);
+        }
+    }
+
+    /// Retires the builds of this projection replaced longer ago than its grace period
+    /// (counted from when the live build went live), and looks again when the next one
+    /// is due. Only the holder of the live build does; a build another instance follows
+    /// is left alone.
+    pub(super) async fn retire_replaced(&mut self) -> Result<(), StoreError> {
+        let Some(grace) = self.shared.retire_after else { return Ok(()) };
+        let live_here =
+            self.build.as_ref().is_some_and(|b| b.state == BuildState::Live) && self.lease.is_some();
+        if !live_here {
+            return Ok(());
+        }
+        let store = self.shared.store.clone();
+        let builds = store.builds(&self.shared.name).await?;
+        let Some(since) = builds.iter().find(|b| b.state == BuildState::Live).and_then(|b| b.live_at) else {
+            return Ok(());
+        };
+        let due = since + chrono::Duration::from_std(grace).unwrap_or(chrono::TimeDelta::MAX);
+        let now = chrono::Utc::now();
+        if now < due {
+            self.schedule_retirement((due - now).to_std().unwrap_or_default());
+            return Ok(());
+        }
+        for replaced in builds.iter().filter(|b| b.state == BuildState::Replaced) {
+            let Some(_lease) = store.try_lease(&replaced.id.consumer()).await? else {
+                // Followed elsewhere: look again later.
+                self.schedule_retirement(grace.max(self.shared.lease_retry));
+                continue;
+            };
+            store.retire_build(&replaced.id).await?;
+            tracing::info!(projection = %self.shared.name, build = %replaced.id, ?grace, "replaced build retired after its grace period");
+        }
+        Ok(())
     }
 }

@@ -43,6 +43,7 @@ impl ProjectionActorState {
         tracing::info!(projection = %self.shared.name, checkpoint = %self.checkpoint, "projection lease taken");
         let cp = self.checkpoint;
         self.shared.update(|s| s.checkpoint = cp);
+        self.schedule_retirement(std::time::Duration::ZERO);
         if let Err(e) = self.resume_copy().await {
             tracing::warn!(projection = %self.shared.name, error = %e, "could not look for an unfinished rebuild");
         }

@@ -43,6 +43,8 @@ pub(crate) struct ProjectionShared {
     /// own once caught up.
     pub(crate) version: u32,
     pub(crate) switch_automatically: bool,
+    /// How long a replaced build stays before it is retired, if it is retired at all.
+    pub(crate) retire_after: Option<Duration>,
     pub(crate) selector: LogSelector,
     pub(crate) batch_size: usize,
     pub(crate) failure: FailurePolicy,
