@@ -33,6 +33,7 @@ use crate::customer::CustomerError;
 use crate::openapi::{self, ErrorBody};
 use crate::order::OrderError;
 
+mod builds;
 mod commands;
 mod consistency;
 
@@ -82,6 +83,7 @@ pub(crate) fn routes(api: OpenApiRouter<App>) -> OpenApiRouter<App> {
         .routes(routes!(ops::projections))
         .routes(routes!(ops::projection))
         .routes(routes!(ops::rebuild))
+        .routes(routes!(builds::builds))
         .routes(routes!(ops::replay))
         .routes(routes!(ops::cleanup))
         .routes(routes!(health))

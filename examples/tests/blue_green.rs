@@ -257,6 +257,15 @@ async fn a_rebuild_killed_midway_resumes_and_cuts_over() {
     .await;
     let builds = store.builds("order_summary").await.unwrap();
     assert_eq!(builds.iter().filter(|b| b.state == BuildState::Live).count(), 1, "exactly one live build");
+    // /ops shows both builds, with their progress.
+    let listed: serde_json::Value = factum_tests::eventually(Duration::from_secs(30), "/ops answers", || {
+        let request = http.get(format!("{base}/ops/projections/order_summary/builds")).send();
+        async move { request.await.ok()?.json().await.ok() }
+    })
+    .await;
+    let states: Vec<_> =
+        listed.as_array().unwrap().iter().map(|b| (b["build"].clone(), b["state"].clone())).collect();
+    assert_eq!(states, [(1.into(), "replaced".into()), (2.into(), "live".into())], "{listed}");
 
     // The read model is the fold of the log: every order at its stream's version.
     let mut read = store.read_models(&["order_summary"]).await.unwrap();

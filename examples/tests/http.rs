@@ -489,7 +489,7 @@ async fn end_to_end_over_http() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 20);
+    assert_eq!(operations, 21);
 
     // Graceful shutdown with commands in flight: every acknowledged command is stored,
     // and each read model is exactly its checkpoint's prefix of the log.

@@ -25,7 +25,7 @@ pub(super) struct StatusView {
     /// The projection's name.
     name: String,
     /// `starting`, `standby`, `catching_up`, `live`, `paused`, `rebuilding`, `retrying`,
-    /// `waiting_for_store`, `failed` or `stopped`.
+    /// `waiting_for_store`, `failed`, `stopped` or `retired`.
     state: String,
     /// The last error, if any.
     error: Option<String>,
@@ -41,6 +41,11 @@ pub(super) struct StatusView {
     /// Events skipped.
     #[schema(minimum = 0)]
     skipped: u64,
+    /// The version this instance runs.
+    #[schema(minimum = 1)]
+    version: u32,
+    /// The build this instance runs, once registered.
+    build: Option<super::builds::BuildView>,
 }
 
 pub(super) fn state_name(state: &ProjectionState) -> String {
@@ -61,6 +66,8 @@ fn status_view(status: factum::projection::ProjectionStatus) -> StatusView {
         lag: status.lag,
         handled: status.handled,
         skipped: status.skipped,
+        version: status.version,
+        build: status.build.as_ref().map(super::builds::build_view),
     }
 }
 
@@ -101,6 +108,10 @@ pub(super) struct ReplayView {
     stopped_early: bool,
     /// The first failures (at most 100).
     errors: Vec<String>,
+    /// For a rebuild into a fresh copy: the build it made live (`VERSION.BUILD`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    build: Option<String>,
     /// For a replay: the events by type.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false)]
@@ -117,11 +128,13 @@ fn replay_view(
         duration_ms: report.duration.as_millis() as u64,
         stopped_early: report.stopped_early,
         errors: report.errors.iter().map(|e| format!("{e:?}")).collect(),
+        build: report.build.as_ref().map(|b| format!("{}.{}", b.version, b.build)),
         by_type,
     }
 }
 
-/// Clears a projection's read model and replays the log into it, while writes go on.
+/// Rebuilds a projection while writes go on: into a fresh copy beside the live one, which
+/// keeps serving until readers switch to the copy in one step once it has caught up.
 #[utoipa::path(post, path = "/ops/projections/{name}/rebuild", tag = "operations",
     params(("name" = inline(openapi::IdParam), Path, description = "The projection's name.")),
     responses(

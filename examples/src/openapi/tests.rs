@@ -42,6 +42,7 @@ fn every_route_is_documented() {
         ("get", "/ops/projections"),
         ("get", "/ops/projections/{name}"),
         ("post", "/ops/projections/{name}/rebuild"),
+        ("get", "/ops/projections/{name}/builds"),
         ("post", "/ops/replay"),
         ("post", "/ops/retention/cleanup"),
         ("get", "/health"),
