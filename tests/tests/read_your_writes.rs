@@ -186,3 +186,58 @@ async fn a_wait_that_cannot_be_met_times_out_in_time() {
     ));
     supervisor.shutdown().await.unwrap();
 }
+
+/// A wait that spans a database restart: the projection cannot apply the write while the
+/// server is down, the wait keeps asking, and it ends as soon as the projection has
+/// applied the write once the server is back, well within its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_spans_a_database_restart() {
+    let Some(cluster) = factum_tests::cluster::Cluster::start() else { return };
+    let config = factum_postgres::PostgresConfig::from_url(&cluster.url("postgres")).unwrap();
+    let store = PostgresStore::connect(config).await.unwrap();
+    store.migrate().await.unwrap();
+    let recorder = Recorder::create(store.pool(), "rm_restart").await;
+    let projection = Projection::new("restart", ExactlyOnce::new(store.clone(), recorder));
+    let supervisor =
+        Supervisor::start(Arc::new(store.clone()), SupervisorConfig::default().projection(projection))
+            .await
+            .unwrap();
+    let first = store
+        .append(&sid("Order", "o-1"), ExpectedVersion::Any, vec![NewEvent::new("Placed", json!({}))])
+        .await
+        .unwrap();
+    supervisor.wait_for(first.checkpoint().unwrap(), &["restart"], WAIT).await.unwrap();
+
+    // The projection is held, the write lands, then the server goes down under the wait.
+    supervisor.pause("restart").await.unwrap();
+    let event = NewEvent::new("Placed", json!({}));
+    let id = event.event_id;
+    let written = store.append(&sid("Order", "o-2"), ExpectedVersion::Any, vec![event]).await.unwrap();
+    let waiting = {
+        let supervisor = supervisor.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = supervisor
+                .wait_for(written.checkpoint().unwrap(), &["restart"], Duration::from_secs(60))
+                .await;
+            (outcome, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster.stop_immediate();
+    let down = Duration::from_secs(2);
+    tokio::time::sleep(down).await;
+    assert!(!waiting.is_finished(), "the wait goes on while the server is down");
+    cluster.start_server();
+    assert!(cluster.wait_listening(Duration::from_secs(30)), "the server is back");
+    let back = Instant::now();
+    supervisor.resume("restart").await.unwrap();
+
+    let (outcome, took) = waiting.await.unwrap();
+    outcome.expect("the wait ends once the projection has the write");
+    println!("wait across a restart: {took:?} in all, {:?} after the server came back", back.elapsed());
+    assert!(took >= down, "the wait spanned the outage");
+    assert!(back.elapsed() < Duration::from_secs(10), "and ended soon after the server came back");
+    assert!(in_model(store.pool(), "rm_restart", id).await, "the write is in the read model");
+    supervisor.shutdown().await.unwrap();
+}
