@@ -50,7 +50,15 @@ async fn instance_with(
     if let Some(grace) = grace {
         projection = projection.retire_replaced_after(grace);
     }
-    let config = SupervisorConfig::default().projection(projection).lease_retry(Duration::from_millis(200));
+    let mut config = SupervisorConfig::default().lease_retry(Duration::from_millis(200));
+    if version > 1 && name.contains("both") {
+        // The old version beside the new one, in the same process.
+        let old =
+            Projection::new("seen", ExactlyOnce::new(store.clone(), Seen).schema_per_build()).batch_size(200);
+        config = config.projection(old);
+        projection = projection.batch_size(5);
+    }
+    let config = config.projection(projection);
     let supervisor = Supervisor::start(std::sync::Arc::new(store.clone()), config).await.unwrap();
     (store, supervisor)
 }
@@ -189,4 +197,60 @@ async fn a_replaced_build_is_retired_after_the_grace_period() {
             .unwrap();
     assert_eq!(left, None, "its schema is gone");
     b.shutdown().await.unwrap();
+}
+
+/// One instance deploys version 2 while still declaring version 1: version 1 keeps
+/// following the log (its readers see new events) while version 2 builds, version 2
+/// goes live once caught up, and version 1 then stands down, so that it can be retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_keeps_the_old_version_current_while_the_new_one_builds() {
+    let db = TestDb::new().await;
+    let (store, a) = instance(&db, "instance_a", 1).await;
+    for round in 0..10 {
+        append(&store, round, 300).await;
+    }
+    let end = store.latest_position().await.unwrap().unwrap();
+    a.wait_for(end, &["seen"], Duration::from_secs(60)).await.unwrap();
+    a.shutdown().await.unwrap();
+
+    // Version 2 (in batches of 5: it takes a while) beside version 1.
+    let (_, both) = instance(&db, "instance_both", 2).await;
+    eventually(Duration::from_secs(30), "version 2 building", || {
+        let status = both.status("seen").unwrap();
+        async move { status.build.filter(|b| b.state == BuildState::Building).map(|_| ()) }
+    })
+    .await;
+    let written = store
+        .append(
+            &StreamId::new("Order", "new").unwrap(),
+            ExpectedVersion::Any,
+            vec![NewEvent::new("Placed", json!({}))],
+        )
+        .await
+        .unwrap();
+    let at = written.checkpoint().unwrap();
+    eventually(Duration::from_secs(30), "version 1 follows the new event while version 2 builds", || {
+        let store = store.clone();
+        async move { store.load_checkpoint("seen").await.unwrap().filter(|c| *c >= at) }
+    })
+    .await;
+    let v2_state = both.status("seen").unwrap().build.unwrap().state;
+    println!("version 1 applied the new event while version 2 was {v2_state}");
+
+    eventually(Duration::from_secs(120), "version 2 live", || {
+        let status = both.status("seen").unwrap();
+        async move { status.build.filter(|b| b.state == BuildState::Live).map(|_| ()) }
+    })
+    .await;
+    eventually(Duration::from_secs(30), "version 1 stands down", || {
+        let state = both.status("seen@v1").unwrap().state;
+        async move { (state == ProjectionState::Retired).then_some(()) }
+    })
+    .await;
+    let total = store.count(&factum::EventFilter::new()).await.unwrap() as i64;
+    assert_eq!(rows(&store, &BuildId::new("seen", 2, 1)).await, total, "version 2 holds each event once");
+    let v1 = BuildId::new("seen", 1, 1);
+    assert_eq!(rows(&store, &v1).await, total, "version 1 held each event once, up to the cut-over");
+    both.retire("seen", &v1).await.expect("version 1 retires once it stood down");
+    both.shutdown().await.unwrap();
 }

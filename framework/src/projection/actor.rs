@@ -174,6 +174,12 @@ impl ProjectionActorState {
             }
             self.not_before = None;
         }
+        if self.shared.superseded() {
+            if self.shared.status().state != ProjectionState::Retired {
+                self.stand_down();
+            }
+            return Ok(());
+        }
         if self.build.is_none() {
             self.register().await?;
         }

@@ -12,6 +12,7 @@ mod retention;
 mod wait;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use ractor::rpc::CallResult;
@@ -100,11 +101,26 @@ impl Supervisor {
         let metrics = config.metrics.unwrap_or_default();
         let store = metrics.instrument(store);
         let mut projections = BTreeMap::new();
+        // Several versions of one projection may run side by side (the old one serving
+        // while the new one builds): the newest is known by the projection's name, the
+        // others as `name@vN`, and they share what went live here.
+        let newest: BTreeMap<String, u32> = config.projections.iter().fold(BTreeMap::new(), |mut m, p| {
+            let v = m.entry(p.name.clone()).or_insert(p.version);
+            *v = (*v).max(p.version);
+            m
+        });
+        let live_here: BTreeMap<String, Arc<AtomicU32>> =
+            newest.keys().map(|name| (name.clone(), Arc::new(AtomicU32::new(0)))).collect();
         for p in config.projections {
             let selector = p
                 .selector(store.as_ref())
                 .map_err(|source| SupervisorError::InvalidProjection { name: p.name.clone(), source })?;
-            if projections.contains_key(&p.name) {
+            let key = if newest[&p.name] == p.version {
+                p.name.clone()
+            } else {
+                format!("{}@v{}", p.name, p.version)
+            };
+            if projections.contains_key(&key) {
                 return Err(SupervisorError::DuplicateProjection(p.name));
             }
             let shared = ProjectionShared {
@@ -112,6 +128,7 @@ impl Supervisor {
                 version: p.version,
                 switch_automatically: p.switch_automatically,
                 retire_after: p.retire_after,
+                live_here: live_here[&p.name].clone(),
                 selector,
                 batch_size: p.batch_size,
                 failure: p.failure,
@@ -123,13 +140,13 @@ impl Supervisor {
                 changed: tokio::sync::Notify::new(),
                 metrics: metrics.clone(),
             };
-            projections.insert(p.name, Arc::new(shared));
+            projections.insert(key, Arc::new(shared));
         }
         let retention = Arc::new(RetentionShared::new(
             store.clone(),
             metrics.clone(),
             config.retention,
-            projections.keys().cloned().collect(),
+            newest.into_keys().collect(),
         ));
         let inner = Arc::new(Inner {
             store,

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::SupervisorError;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
-use crate::store::{EventStore, RetentionGuard};
+use crate::store::{BuildState, EventStore, RetentionGuard};
 
 /// What retention may delete.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,7 +124,19 @@ impl RetentionShared {
         let cutoff = Utc::now().checked_sub_signed(period).unwrap_or(DateTime::<Utc>::MIN_UTC);
         let deleted = match self.config.mode {
             RetentionMode::Safe => {
-                let guard = RetentionGuard::safe(self.projections.iter().cloned());
+                // Every build that may still read the log counts: the live one, one being
+                // built from the start, and one replaced that may be switched back to.
+                let mut consumers = Vec::new();
+                for name in &self.projections {
+                    let builds = self.store.builds(name).await?;
+                    consumers.extend(
+                        builds.iter().filter(|b| b.state != BuildState::Retired).map(|b| b.id.consumer()),
+                    );
+                    if builds.is_empty() {
+                        consumers.push(name.clone());
+                    }
+                }
+                let guard = RetentionGuard::safe(consumers);
                 self.store.delete_before_guarded(cutoff, &guard).await?
             }
             RetentionMode::Plain => self.store.delete_before(cutoff).await?,

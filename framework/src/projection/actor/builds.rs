@@ -41,6 +41,7 @@ impl ProjectionActorState {
         self.shared.sink.lock().await.prepare(&build).await.map_err(sink_error)?;
         tracing::info!(projection = %self.shared.name, build = %build.id, state = %build.state, "projection build taken up");
         self.consumer = build.id.consumer();
+        self.shared.went_live(&build);
         self.build = Some(build.clone());
         self.shared.update(|s| s.build = Some(build));
         Ok(())
@@ -55,6 +56,7 @@ impl ProjectionActorState {
             (Some(now), Some(mine)) if now.id == mine.id => {
                 if now.state != mine.state {
                     let now = now.clone();
+                    self.shared.went_live(&now);
                     self.build = Some(now.clone());
                     self.shared.update(|s| s.build = Some(now));
                 }
@@ -91,6 +93,7 @@ impl ProjectionActorState {
                 let mut live = build.clone();
                 live.state = BuildState::Live;
                 live.live_at = Some(chrono::Utc::now());
+                self.shared.went_live(&live);
                 self.build = Some(live.clone());
                 self.shared.update(|s| s.build = Some(live));
                 self.schedule_retirement(self.shared.retire_after.unwrap_or_default());
@@ -123,6 +126,7 @@ impl ProjectionActorState {
     /// lease of the build it ran is given up.
     pub(super) async fn adopt(&mut self, build: ProjectionBuild, lease: Lease) -> Result<(), StoreError> {
         self.consumer = build.id.consumer();
+        self.shared.went_live(&build);
         self.build = Some(build.clone());
         self.lease = Some(lease);
         self.lease_gen += 1;
@@ -260,5 +264,15 @@ impl ProjectionActorState {
             tracing::info!(projection = %self.shared.name, build = %replaced.id, ?grace, "replaced build retired after its grace period");
         }
         Ok(())
+    }
+
+    /// An older version that ran beside a newer one in this process, until the newer one
+    /// went live: it gives its lease up and applies nothing more, so that its build can
+    /// be retired (or switched back to, brought up to date first).
+    pub(super) fn stand_down(&mut self) {
+        tracing::info!(projection = %self.shared.name, version = self.shared.version, "a newer version is live here; this one stands down");
+        self.lease = None;
+        self.prefetch = None;
+        self.shared.set_state(ProjectionState::Retired);
     }
 }

@@ -4,6 +4,7 @@
 //! rebuilds).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ pub(crate) struct ProjectionShared {
     pub(crate) switch_automatically: bool,
     /// How long a replaced build stays before it is retired, if it is retired at all.
     pub(crate) retire_after: Option<Duration>,
+    /// The newest version of the projection that went live in this process (shared by
+    /// the versions that run here side by side): an older one stands down after it.
+    pub(crate) live_here: Arc<AtomicU32>,
     pub(crate) selector: LogSelector,
     pub(crate) batch_size: usize,
     pub(crate) failure: FailurePolicy,
@@ -75,6 +79,18 @@ impl ProjectionShared {
 
     pub(super) fn set_state(&self, state: ProjectionState) {
         self.update(|s| s.state = state);
+    }
+
+    /// `build` is live: versions older than it that run here stand down.
+    pub(crate) fn went_live(&self, build: &ProjectionBuild) {
+        if build.state == crate::store::BuildState::Live {
+            self.live_here.fetch_max(build.id.version, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether a newer version of the projection went live in this process.
+    pub(crate) fn superseded(&self) -> bool {
+        self.live_here.load(Ordering::Acquire) > self.version
     }
 
     /// The build this instance runs, once registered.
