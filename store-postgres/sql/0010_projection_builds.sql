@@ -28,3 +28,32 @@ CREATE UNIQUE INDEX {positions}_builds_one_live ON {schema}.{positions}_builds (
 ALTER TABLE {schema}.{positions} DROP CONSTRAINT {positions}_request_check;
 ALTER TABLE {schema}.{positions}
     ADD CONSTRAINT {positions}_request_check CHECK (request IN ('reset', 'retry', 'switch'));
+
+-- A build that was replaced or retired takes no more batches: its fence refuses them, as
+-- it refuses a writer whose checkpoint moved. The cut-over enters the live build's fence,
+-- so once it has committed, the old build's holder finds out at its next batch and goes
+-- on with the build to run now (or stands down).
+CREATE OR REPLACE FUNCTION {schema}.{positions}_fence(
+    p_projection  TEXT,
+    p_position    BIGINT,
+    p_transaction BIGINT
+) RETURNS BOOLEAN
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_position    BIGINT;
+    v_transaction BIGINT;
+BEGIN
+    -- "fenc" in ASCII, apart from the leases' "fact" and the appends' one-key locks.
+    PERFORM pg_advisory_xact_lock(1717923427, hashtext('{schema}.' || p_projection));
+    IF EXISTS (SELECT 1 FROM {schema}.{positions}_builds b
+               WHERE b.consumer_name = p_projection AND b.state IN ('replaced', 'retired')) THEN
+        RETURN false;
+    END IF;
+    SELECT p.last_processed_position, p.last_processed_transaction INTO v_position, v_transaction
+        FROM {schema}.{positions} p WHERE p.projection_name = p_projection;
+    IF NOT FOUND THEN
+        RETURN p_position = 0 AND p_transaction = 0;
+    END IF;
+    RETURN v_position = p_position AND v_transaction = p_transaction;
+END
+$fn$;

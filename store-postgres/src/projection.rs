@@ -222,9 +222,14 @@ async fn set_path(tx: &mut PgConnection, path: &str) -> Result<(), SinkError> {
     Ok(())
 }
 
-/// `schema`, quoted, ahead of the session's own `search_path`.
+/// `schema`, quoted, ahead of the session's own `search_path` (which may be empty).
 pub(crate) fn path_with(schema: &str, rest: &str) -> String {
-    format!("\"{}\", {rest}", schema.replace('"', "\"\""))
+    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+    if rest.trim().is_empty() {
+        quoted
+    } else {
+        format!("{quoted}, {rest}")
+    }
 }
 
 async fn begin(store: &PostgresStore) -> Result<Transaction<'static, Postgres>, SinkError> {

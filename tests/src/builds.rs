@@ -47,15 +47,22 @@ pub async fn projection_builds(store: Store) {
     assert_eq!(builds.iter().filter(|b| b.state == BuildState::Live).count(), 1, "one live build");
     assert!(builds.iter().find(|b| b.id == copy.id).unwrap().live_at.is_some());
     assert_eq!(store.cut_over(&copy.id).await.unwrap(), Switch::Switched { replaced: None }, "already live");
+    assert!(
+        !store.advance_checkpoint("p", cp(5), cp(6)).await.unwrap(),
+        "a replaced build takes no more batches"
+    );
+    assert!(!store.reopen_build(&copy.id).await.unwrap(), "only a replaced build reopens");
 
     // A new version builds beside the live one; a version with no build gets one.
     let v2 = store.register_build("p", 2, false).await.unwrap();
     assert_eq!((v2.id.consumer(), v2.state), ("p@v2".to_owned(), BuildState::Building));
 
-    // Back to the replaced build, once it has caught up again.
+    // Back to the replaced build: opened again, caught up, then switched to.
     store.save_checkpoint("p@v1.2", cp(9)).await.unwrap();
+    assert!(store.reopen_build(&first.id).await.unwrap());
+    assert_eq!(state_of(&store, &first.id).await, BuildState::Building);
     assert!(matches!(store.cut_over(&first.id).await.unwrap(), Switch::Behind { .. }));
-    store.save_checkpoint("p", cp(9)).await.unwrap();
+    assert!(store.advance_checkpoint("p", cp(5), cp(9)).await.unwrap(), "reopened, it takes batches again");
     assert_eq!(
         store.cut_over(&first.id).await.unwrap(),
         Switch::Switched { replaced: Some(copy.id.clone()) }
@@ -77,7 +84,12 @@ pub async fn projection_builds(store: Store) {
     assert_eq!(next.id, BuildId::new("p", 1, 3), "build numbers are not reused");
     assert!(store.builds("q").await.unwrap().is_empty(), "projections are independent");
 
-    for bad in [store.register_build("", 1, false).await, store.register_build("p", 0, false).await] {
+    for bad in [
+        store.register_build("", 1, false).await,
+        store.register_build("p", 0, false).await,
+        store.register_build("a@v2", 1, false).await,
+        store.register_build(&"x".repeat(250), 1, false).await,
+    ] {
         assert!(matches!(bad, Err(StoreError::InvalidInput(_))), "{bad:?}");
     }
     assert!(matches!(store.cut_over(&BuildId::new("p", 1, 0)).await, Err(StoreError::InvalidInput(_))));

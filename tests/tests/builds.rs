@@ -122,27 +122,39 @@ async fn one_instance_builds_a_new_version_while_another_serves_the_old() {
     );
     assert!(runs(&b) != runs(&c), "exactly one of the two version-2 instances builds it");
 
-    // Everything so far is in both builds, once; A still follows version 1.
+    // Version 2 holds everything, once. Version 1 was frozen by the cut-over: it holds
+    // each event up to its checkpoint, once, and its instance stands down at the next
+    // event (its batch is refused).
+    append(&store, 99, 1).await;
     let end = store.latest_position().await.unwrap().unwrap();
     b.wait_for(end, &["seen"], Duration::from_secs(60)).await.unwrap();
-    eventually(Duration::from_secs(60), "version 1 followed to the end", || {
-        let store = store.clone();
-        async move { store.load_checkpoint("seen").await.unwrap().filter(|c| c.position >= end) }
+    eventually(Duration::from_secs(30), "A stands down", || {
+        let state = a.status("seen").unwrap().state;
+        async move { (state == ProjectionState::Retired).then_some(()) }
     })
     .await;
     let total = store.count(&factum::EventFilter::new()).await.unwrap() as i64;
-    assert_eq!(rows(&store, &v1).await, total, "version 1 holds each event once");
     assert_eq!(rows(&store, &v2).await, total, "version 2 holds each event once");
+    let frozen = store.load_checkpoint("seen").await.unwrap().unwrap();
+    let upto: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE (transaction_id, global_position) <= ($1, $2)")
+            .bind(frozen.transaction as i64)
+            .bind(frozen.position.0 as i64)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows(&store, &v1).await, upto, "version 1 holds each event up to where it was frozen, once");
+    assert!(upto < total, "version 1 took nothing after the cut-over");
 
-    // A version 1 instance that starts now finds version 1's build replaced and goes on
-    // following it (its code knows no other); a retired one would not be built again.
+    // A version 1 instance that starts now finds version 1's build replaced: it stands
+    // down; once retired, version 1 is not built again.
     for s in [a, b, c] {
         s.shutdown().await.unwrap();
     }
     let (_, a) = instance(&db, "instance_a_again", 1).await;
-    eventually(Duration::from_secs(10), "A takes its build up", || {
-        let status = a.status("seen").unwrap();
-        async move { status.build.filter(|b| b.state == BuildState::Replaced).map(|b| b.id) }
+    eventually(Duration::from_secs(10), "A stands down at once", || {
+        let state = a.status("seen").unwrap().state;
+        async move { (state == ProjectionState::Retired).then_some(()) }
     })
     .await;
     a.shutdown().await.unwrap();
@@ -181,7 +193,7 @@ async fn a_replaced_build_is_retired_after_the_grace_period() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(state_of_v1().await, BuildState::Replaced, "A still follows version 1: left alone");
+    assert_eq!(state_of_v1().await, BuildState::Replaced, "A still holds version 1's lease: left alone");
     a.shutdown().await.unwrap();
     eventually(Duration::from_secs(30), "version 1 retired once nobody follows it", || {
         let next = state_of_v1();

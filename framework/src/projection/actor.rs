@@ -195,7 +195,9 @@ impl ProjectionActorState {
             }
         }
         if !self.ensure_lease().await? {
-            self.standby(myself);
+            if self.shared.status().state != ProjectionState::Retired {
+                self.standby(myself);
+            }
             return Ok(());
         }
         if self.reload {

@@ -32,7 +32,8 @@ pub enum ProjectionState {
     WaitingForStore,
     /// Shut down.
     Stopped,
-    /// Its build was retired: it applies nothing more.
+    /// Its build was replaced by another version's, or retired, or a newer version went
+    /// live in this process: it applies nothing more (until the process starts again).
     Retired,
 }
 

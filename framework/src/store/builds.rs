@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::op::{Builds, CutOver, Execute, RegisterBuild, RetireBuild};
+use super::op::{Builds, CutOver, Execute, RegisterBuild, ReopenBuild, RetireBuild};
 use super::{Checkpoint, StoreError};
 
 /// Where a build is in its life.
@@ -20,8 +20,8 @@ pub enum BuildState {
     Building,
     /// The build readers read. A projection has at most one.
     Live,
-    /// Was live; a newer build took over. It stays, frozen where it was, until retired,
-    /// and can be made live again.
+    /// Was live; a newer build took over. It stays, frozen where it was (it takes no
+    /// more batches), until retired, and can be opened again and made live again.
     Replaced,
     /// Given up: its read model is gone and nothing writes to it again.
     Retired,
@@ -176,7 +176,7 @@ pub enum Retired {
 /// The registry of projection builds (see [`BuildId`]).
 #[async_trait]
 pub trait BuildStore:
-    Execute<RegisterBuild> + Execute<Builds> + Execute<CutOver> + Execute<RetireBuild>
+    Execute<RegisterBuild> + Execute<Builds> + Execute<CutOver> + Execute<RetireBuild> + Execute<ReopenBuild>
 {
     /// The build of `projection`'s `version` to run: the live build if it is of that
     /// version, else the newest build of that version not retired, or a new one when
@@ -192,7 +192,7 @@ pub trait BuildStore:
         self.execute(RegisterBuild::new(projection, version, fresh)?).await
     }
 
-    /// Every build of `projection`, oldest first.
+    /// Every build of `projection`, by version and build number.
     async fn builds(&self, projection: &str) -> Result<Vec<ProjectionBuild>, StoreError> {
         self.execute(Builds::new(projection)?).await
     }
@@ -206,6 +206,13 @@ pub trait BuildStore:
         self.execute(CutOver::new(build.clone())?).await
     }
 
+    /// Opens a [replaced](BuildState::Replaced) build again, as
+    /// [building](BuildState::Building), so that it takes batches again and can be
+    /// brought up to date and switched back to; `false` if it was not replaced.
+    async fn reopen_build(&self, build: &BuildId) -> Result<bool, StoreError> {
+        self.execute(ReopenBuild::new(build.clone())?).await
+    }
+
     /// Retires a build that is not live: it is marked retired and its read model dropped
     /// (PostgreSQL: its schema), inside its batch fence. The caller makes sure that no
     /// one follows it any more (by holding its lease).
@@ -215,7 +222,11 @@ pub trait BuildStore:
 }
 
 impl<T> BuildStore for T where
-    T: Execute<RegisterBuild> + Execute<Builds> + Execute<CutOver> + Execute<RetireBuild>
+    T: Execute<RegisterBuild>
+        + Execute<Builds>
+        + Execute<CutOver>
+        + Execute<RetireBuild>
+        + Execute<ReopenBuild>
 {
 }
 

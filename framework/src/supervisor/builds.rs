@@ -92,6 +92,10 @@ impl Supervisor {
         let Some(lease) = store.try_lease(&build.consumer()).await? else {
             return Err(SupervisorError::BuildInUse(build.clone()));
         };
+        if target.state == BuildState::Replaced {
+            // Frozen where it was replaced: it takes batches again to catch up.
+            store.reopen_build(build).await?;
+        }
         shared.sink.lock().await.prepare(&target).await.map_err(SupervisorError::Handler)?;
         self.bring_live(projection, target, lease).await
     }

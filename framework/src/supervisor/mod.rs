@@ -123,6 +123,15 @@ impl Supervisor {
             if projections.contains_key(&key) {
                 return Err(SupervisorError::DuplicateProjection(p.name));
             }
+            let sink = handler_sink(store.clone(), p.sink);
+            if p.version > 1 && !sink.keeps_builds_apart() {
+                // A new version would replay the log into the read model the live one fills.
+                let source = crate::store::InvalidInput::OutOfRange {
+                    field: "projection version",
+                    reason: "a version above 1 needs a sink that keeps builds apart (ExactlyOnce::schema_per_build)",
+                };
+                return Err(SupervisorError::InvalidProjection { name: p.name, source });
+            }
             let shared = ProjectionShared {
                 name: p.name.clone(),
                 version: p.version,
@@ -135,7 +144,7 @@ impl Supervisor {
                 poll_interval: p.poll_interval,
                 lease_retry: config.lease_retry,
                 store: store.clone(),
-                sink: tokio::sync::Mutex::new(handler_sink(store.clone(), p.sink)),
+                sink: tokio::sync::Mutex::new(sink),
                 status: std::sync::Mutex::new(ProjectionStatus::new(&p.name, p.version)),
                 changed: tokio::sync::Notify::new(),
                 metrics: metrics.clone(),

@@ -1,5 +1,5 @@
--- A projection's builds, oldest first.
+-- A projection's builds, by version and build number.
 SELECT projection_name, version, build, state, location, created_at, live_at, retired_at
   FROM {schema}.{positions}_builds
  WHERE projection_name = $1
- ORDER BY created_at, version, build
+ ORDER BY version, build

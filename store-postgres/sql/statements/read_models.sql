@@ -8,9 +8,10 @@ WITH live AS (
       JOIN {schema}.{positions}_builds b ON b.projection_name = p.name AND b.state = 'live'
 )
 SELECT set_config('search_path',
-                  coalesce((SELECT string_agg(quote_ident(location), ', ' ORDER BY ord) FROM live
-                             WHERE location IS NOT NULL) || ', ', '')
-                  || current_setting('search_path'), true),
+                  concat_ws(', ',
+                            (SELECT string_agg(quote_ident(location), ', ' ORDER BY ord) FROM live
+                              WHERE location IS NOT NULL),
+                            nullif(current_setting('search_path'), '')), true),
        coalesce((SELECT array_agg(projection_name ORDER BY ord) FROM live), '{}'),
        coalesce((SELECT array_agg(version ORDER BY ord) FROM live), '{}'),
        coalesce((SELECT array_agg(build ORDER BY ord) FROM live), '{}')

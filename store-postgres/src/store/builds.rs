@@ -3,7 +3,7 @@
 //! schemas that keep read models apart per build.
 
 use async_trait::async_trait;
-use factum::store::op::{Builds, CutOver, Execute, RegisterBuild, RetireBuild};
+use factum::store::op::{Builds, CutOver, Execute, RegisterBuild, ReopenBuild, RetireBuild};
 use factum::store::{
     build_to_run, BuildId, BuildState, Checkpoint, GlobalPosition, ProjectionBuild, Retired, Switch,
 };
@@ -44,6 +44,10 @@ pub fn build_schema(store_schema: &str, build: &BuildId) -> String {
     }
     format!("{cut}_{hash:08x}")
 }
+
+/// The registry's transactions read what committed before each statement (after the
+/// registry lock is granted), whatever the server's default isolation level.
+const READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 /// FNV-1a, 32 bits: a stable hash, the same in every process and release.
 fn fnv1a(bytes: &[u8]) -> u32 {
@@ -145,7 +149,7 @@ impl PostgresStore {
 impl Execute<RegisterBuild> for PostgresStore {
     async fn execute(&self, op: RegisterBuild) -> Result<ProjectionBuild, StoreError> {
         self.bounded("register_build", async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.begin_with(READ_COMMITTED).await?;
             self.lock_builds(&mut tx, op.projection()).await?;
             let builds = self.builds_on(&mut tx, op.projection()).await?;
             let of_version = || builds.iter().filter(|b| b.id.version == op.version());
@@ -194,7 +198,7 @@ impl Execute<CutOver> for PostgresStore {
     async fn execute(&self, op: CutOver) -> Result<Switch, StoreError> {
         let target = op.build();
         self.bounded("cut_over", async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.begin_with(READ_COMMITTED).await?;
             self.lock_builds(&mut tx, &target.projection).await?;
             let builds = self.builds_on(&mut tx, &target.projection).await?;
             let Some(build) = builds.iter().find(|b| &b.id == target && b.state != BuildState::Retired)
@@ -228,7 +232,7 @@ impl Execute<RetireBuild> for PostgresStore {
     async fn execute(&self, op: RetireBuild) -> Result<Retired, StoreError> {
         let target = op.build();
         self.bounded("retire_build", async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.begin_with(READ_COMMITTED).await?;
             self.lock_builds(&mut tx, &target.projection).await?;
             let builds = self.builds_on(&mut tx, &target.projection).await?;
             let Some(build) = builds.iter().find(|b| &b.id == target) else {
@@ -248,6 +252,25 @@ impl Execute<RetireBuild> for PostgresStore {
             }
             tx.commit().await.map_err(backend)?;
             Ok(Retired::Retired)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Execute<ReopenBuild> for PostgresStore {
+    async fn execute(&self, op: ReopenBuild) -> Result<bool, StoreError> {
+        let target = op.build();
+        self.bounded("reopen_build", async {
+            let mut tx = self.begin_with(READ_COMMITTED).await?;
+            self.lock_builds(&mut tx, &target.projection).await?;
+            let builds = self.builds_on(&mut tx, &target.projection).await?;
+            if !builds.iter().any(|b| &b.id == target && b.state == BuildState::Replaced) {
+                return Ok(false);
+            }
+            self.set_state(&mut tx, target, BuildState::Building).await?;
+            tx.commit().await.map_err(backend)?;
+            Ok(true)
         })
         .await
     }

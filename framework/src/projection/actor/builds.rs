@@ -3,6 +3,8 @@
 //! copy a rebuild builds beside the live one.
 
 use super::{ProjectionActorState, ProjectionMsg};
+use ractor::ActorRef;
+
 use crate::projection::{ProjectionError, ProjectionState, SinkError};
 use crate::store::{build_to_run, BuildState, Checkpoint, Lease, ProjectionBuild, StoreError, Switch};
 use crate::supervisor::builds::bring_live;
@@ -53,6 +55,15 @@ impl ProjectionActorState {
         let builds = self.shared.store.builds(&self.shared.name).await?;
         let current = build_to_run(&builds, self.shared.version);
         match (current, &self.build) {
+            (Some(now), _) if now.state == BuildState::Replaced => {
+                // Replaced by another version, and nothing newer of this one: its build
+                // takes no more batches.
+                let now = now.clone();
+                self.build = Some(now.clone());
+                self.shared.update(|s| s.build = Some(now));
+                self.stand_down();
+                Ok(false)
+            }
             (Some(now), Some(mine)) if now.id == mine.id => {
                 if now.state != mine.state {
                     let now = now.clone();
@@ -115,11 +126,21 @@ impl ProjectionActorState {
         self.owned().await?;
         let store = self.shared.store.clone();
         let build = store.register_build(&self.shared.name, self.shared.version, true).await?;
-        let Some(lease) = store.try_lease(&build.id.consumer()).await? else {
-            return Err(ProjectionError::NotOwner(build.id.consumer()));
+        let prepared = match store.try_lease(&build.id.consumer()).await {
+            Ok(Some(lease)) => self.shared.sink.lock().await.prepare(&build).await.map(|()| lease),
+            Ok(None) => Err(SinkError::Store(StoreError::Backend("the fresh build's lease is taken".into()))),
+            Err(e) => Err(SinkError::Store(e)),
         };
-        self.shared.sink.lock().await.prepare(&build).await.map_err(sink_error)?;
-        Ok((build, lease))
+        match prepared {
+            Ok(lease) => Ok((build, lease)),
+            Err(e) => {
+                // Not left building: nothing would ever finish it.
+                if let Err(retire) = store.retire_build(&build.id).await {
+                    tracing::warn!(projection = %self.shared.name, build = %build.id, error = %retire, "could not retire a build that failed to start");
+                }
+                Err(ProjectionError::Sink(e))
+            }
+        }
     }
 
     /// Goes on with `build` (a copy that just became live), holding its `lease`; the
@@ -175,6 +196,9 @@ impl ProjectionActorState {
         let Some(lease) = self.shared.store.try_lease(&build.id.consumer()).await? else {
             return Ok(());
         };
+        if build.state == BuildState::Replaced {
+            self.shared.store.reopen_build(&build.id).await?;
+        }
         self.shared.sink.lock().await.prepare(&build).await.map_err(sink_error)?;
         self.spawn_bring_live(build, lease);
         Ok(())
@@ -248,7 +272,10 @@ impl ProjectionActorState {
         let Some(since) = builds.iter().find(|b| b.state == BuildState::Live).and_then(|b| b.live_at) else {
             return Ok(());
         };
-        let due = since + chrono::Duration::from_std(grace).unwrap_or(chrono::TimeDelta::MAX);
+        let Some(due) = chrono::Duration::from_std(grace).ok().and_then(|g| since.checked_add_signed(g))
+        else {
+            return Ok(()); // never, in practice
+        };
         let now = chrono::Utc::now();
         if now < due {
             self.schedule_retirement((due - now).to_std().unwrap_or_default());
@@ -274,5 +301,38 @@ impl ProjectionActorState {
         self.lease = None;
         self.prefetch = None;
         self.shared.set_state(ProjectionState::Retired);
+    }
+
+    /// After a refused batch: if this build was replaced or retired meanwhile (a
+    /// cut-over, here or in another instance), gives its lease up and takes up the build
+    /// to run now, or stands down when there is none of this version. `true` if so.
+    pub(super) async fn left_behind(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<bool, StoreError> {
+        let Some(mine) = self.build.clone() else { return Ok(false) };
+        let builds = self.shared.store.builds(&self.shared.name).await?;
+        let closed = builds
+            .iter()
+            .find(|b| b.id == mine.id)
+            .is_none_or(|b| matches!(b.state, BuildState::Replaced | BuildState::Retired));
+        if !closed {
+            return Ok(false);
+        }
+        tracing::info!(projection = %self.shared.name, build = %mine.id, "build replaced; going on with the build to run now");
+        self.lease = None;
+        self.prefetch = None;
+        match build_to_run(&builds, self.shared.version) {
+            Some(next) if next.id != mine.id && next.state != BuildState::Replaced => {
+                let next = next.clone();
+                self.take_up(next).await?;
+                self.standby(myself);
+            }
+            _ => {
+                if let Some(now) = builds.into_iter().find(|b| b.id == mine.id) {
+                    self.build = Some(now.clone());
+                    self.shared.update(|s| s.build = Some(now));
+                }
+                self.stand_down();
+            }
+        }
+        Ok(true)
     }
 }

@@ -55,6 +55,9 @@ impl ProjectionActorState {
     /// and it has not noticed yet). Nothing of the batch was kept. If this instance still
     /// holds the lease it goes on from the stored checkpoint; otherwise it stands by.
     pub(super) async fn fenced(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<bool, StoreError> {
+        if self.left_behind(myself).await? {
+            return Ok(false);
+        }
         if self.lease.as_ref().is_some_and(Lease::is_held) {
             tracing::warn!(projection = %self.shared.name, "checkpoint moved by another instance; re-reading it");
             self.checkpoint =

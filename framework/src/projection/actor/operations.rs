@@ -68,8 +68,16 @@ impl ProjectionActorState {
         match pending.request {
             ConsumerRequest::Reset { .. } if fresh_copy => {
                 // A rebuild from the start: into a fresh copy, while this build serves.
-                self.rebuild_in_background().await?;
-                tracing::info!(projection = %self.shared.name, "rebuild into a fresh copy at an operator's request");
+                // One that cannot start is not asked again every second: it is logged.
+                match self.rebuild_in_background().await {
+                    Ok(()) => {
+                        tracing::info!(projection = %self.shared.name, "rebuild into a fresh copy at an operator's request")
+                    }
+                    Err(ProjectionError::Store(e)) => return Err(e.into()),
+                    Err(e) => {
+                        tracing::error!(projection = %self.shared.name, error = %e, "the operator's rebuild could not start")
+                    }
+                }
             }
             ConsumerRequest::Reset { to, clear } => {
                 self.reset(to, clear).await?;

@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use chrono::Utc;
 
-use super::InMemoryStore;
+use super::{InMemoryStore, State};
 use crate::store::builds::{build_to_run, BuildId, BuildState, ProjectionBuild, Retired, Switch};
-use crate::store::op::{Builds, CutOver, Execute, RegisterBuild, RetireBuild};
+use crate::store::op::{Builds, CutOver, Execute, RegisterBuild, ReopenBuild, RetireBuild};
 use crate::store::{Checkpoint, StoreError};
 
 #[async_trait]
@@ -31,7 +31,35 @@ impl Execute<RegisterBuild> for InMemoryStore {
 #[async_trait]
 impl Execute<Builds> for InMemoryStore {
     async fn execute(&self, op: Builds) -> Result<Vec<ProjectionBuild>, StoreError> {
-        Ok(self.lock().builds.get(op.projection()).cloned().unwrap_or_default())
+        let mut builds = self.lock().builds.get(op.projection()).cloned().unwrap_or_default();
+        builds.sort_by_key(|b| (b.id.version, b.id.build));
+        Ok(builds)
+    }
+}
+
+/// Whether `consumer` is a build that was replaced or retired: it takes no more batches.
+pub(super) fn closed(state: &State, consumer: &str) -> bool {
+    state
+        .builds
+        .values()
+        .flatten()
+        .any(|b| matches!(b.state, BuildState::Replaced | BuildState::Retired) && b.id.consumer() == consumer)
+}
+
+#[async_trait]
+impl Execute<ReopenBuild> for InMemoryStore {
+    async fn execute(&self, op: ReopenBuild) -> Result<bool, StoreError> {
+        let target = op.build();
+        let mut state = self.lock();
+        let build =
+            state.builds.get_mut(&target.projection).and_then(|b| b.iter_mut().find(|b| &b.id == target));
+        match build {
+            Some(build) if build.state == BuildState::Replaced => {
+                build.state = BuildState::Building;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

@@ -71,7 +71,7 @@ impl Execute<AdvanceCheckpoint> for InMemoryStore {
         let (consumer, from, to) = (op.consumer(), op.from(), op.to());
         let mut state = self.lock();
         let current = state.checkpoints.get(consumer).copied().unwrap_or(Checkpoint::START);
-        if current != from {
+        if current != from || super::builds::closed(&state, consumer) {
             return Ok(false);
         }
         state.checkpoints.insert(consumer.to_owned(), to);

@@ -11,7 +11,14 @@ use super::Operation;
 /// from 1, so that every consumer name it makes is a valid one too.
 fn check(id: &BuildId) -> Result<(), InvalidInput> {
     validate::consumer_name(&id.projection)?;
-    validate::consumer_name(&id.consumer())?;
+    if id.projection.contains('@') {
+        return Err(InvalidInput::OutOfRange {
+            field: "projection name",
+            reason: "must not contain '@', which separates a build's version in its consumer name",
+        });
+    }
+    // Room for the longest version and build suffix ("@v4294967295.4294967295").
+    validate::consumer_name(&format!("{}@v{}.{}", id.projection, u32::MAX, u32::MAX))?;
     if id.version == 0 || id.build == 0 || id.version > i32::MAX as u32 || id.build > i32::MAX as u32 {
         return Err(InvalidInput::OutOfRange {
             field: "projection version",
@@ -118,4 +125,8 @@ by_build!(
 by_build!(
     /// [`BuildStore::retire_build`](crate::store::BuildStore::retire_build).
     RetireBuild, "retire_build", Retired
+);
+by_build!(
+    /// [`BuildStore::reopen_build`](crate::store::BuildStore::reopen_build).
+    ReopenBuild, "reopen_build", bool
 );

@@ -58,7 +58,7 @@ use async_trait::async_trait;
 
 use super::{AppendResult, StoreError};
 
-pub use build::{Builds, CutOver, RegisterBuild, RetireBuild};
+pub use build::{Builds, CutOver, RegisterBuild, ReopenBuild, RetireBuild};
 pub use consumer::{
     AdvanceCheckpoint, CompleteRequest, CountAfter, Failures, LoadCheckpoint, LoadRequest, MakeRequest,
     RecordFailure, RecordStop, ResolveFailure, SaveCheckpoint, Stopped, TryLease,
