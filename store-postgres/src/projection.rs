@@ -321,15 +321,38 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
             .location
             .clone()
             .unwrap_or_else(|| crate::build_schema(&self.store.names().schema, &build.id));
+        let sql = |e| SinkError::Store(backend(e));
         let mut tx = begin(&self.store).await?;
-        // Inside the fence: a previous holder's batch ends first, and two instances never
-        // create the same schema at once.
+        // Inside the fence: a previous holder's batch ends first, two instances never
+        // create the same schema at once, and a retirement has either committed (then
+        // nothing is created again) or not begun.
         self.store.fence(&mut tx, &consumer, Checkpoint::START).await?;
+        let names = self.store.names();
+        let state: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT state FROM {}.{}_builds WHERE consumer_name = $1",
+            names.schema, names.positions
+        )))
+        .bind(&consumer)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(sql)?;
+        if state.as_deref() == Some("retired") {
+            return Ok(());
+        }
+        let existed: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(&schema)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(sql)?;
         let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', "\"\""));
-        sqlx::query(sqlx::AssertSqlSafe(create))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| SinkError::Store(backend(e)))?;
+        sqlx::query(sqlx::AssertSqlSafe(create)).execute(&mut *tx).await.map_err(sql)?;
+        if !existed && self.store.load_checkpoint(&consumer).await?.is_some_and(|c| c != Checkpoint::START) {
+            // A projection that kept its read model elsewhere before (no schema per build):
+            // its new schema starts empty, so it replays the log from the start into it.
+            tracing::warn!(projection = %consumer, "read model now kept per build: replaying it from the start into its schema");
+            self.store.save_checkpoint_in(&mut tx, &consumer, Checkpoint::START).await?;
+        }
         let rest: String = sqlx::query_scalar("SELECT current_setting('search_path')")
             .fetch_one(&mut *tx)
             .await

@@ -266,3 +266,36 @@ async fn one_instance_keeps_the_old_version_current_while_the_new_one_builds() {
     both.retire("seen", &v1).await.expect("version 1 retires once it stood down");
     both.shutdown().await.unwrap();
 }
+
+/// A projection that kept its read model in place, started again with a schema per
+/// build: its new schema starts empty, so it replays the log from the start into it
+/// rather than going on from its old checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_a_read_model_into_a_schema_per_build_replays_it() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    sqlx::query("CREATE TABLE seen (event_id uuid PRIMARY KEY)").execute(store.pool()).await.unwrap();
+    for round in 0..5 {
+        append(&store, round, 10).await;
+    }
+    let in_place = Projection::new("seen", ExactlyOnce::new(store.clone(), Seen));
+    let supervisor = Supervisor::start(
+        std::sync::Arc::new(store.clone()),
+        SupervisorConfig::default().projection(in_place),
+    )
+    .await
+    .unwrap();
+    let end = store.latest_position().await.unwrap().unwrap();
+    supervisor.wait_for(end, &["seen"], Duration::from_secs(30)).await.unwrap();
+    supervisor.shutdown().await.unwrap();
+
+    let (_, apart) = instance(&db, "apart", 1).await;
+    eventually(Duration::from_secs(30), "the build taken up", || {
+        let build = apart.status("seen").unwrap().build;
+        async move { build.map(|_| ()) }
+    })
+    .await;
+    apart.wait_for(end, &["seen"], Duration::from_secs(30)).await.unwrap();
+    assert_eq!(rows(&store, &BuildId::new("seen", 1, 1)).await, 50, "every event, replayed into the schema");
+    apart.shutdown().await.unwrap();
+}
