@@ -18,7 +18,9 @@ END
 $roles$;
 GRANT CONNECT ON DATABASE {database} TO {owner}, {runtime};
 -- The owner creates the store's schema, or, if it exists already (public), its objects in it.
-GRANT CREATE ON DATABASE {database} TO {owner};
+-- It may pass CREATE on to the runtime role, for read models kept in a schema per
+-- projection build (ExactlyOnce::schema_per_build), which the service creates itself.
+GRANT CREATE ON DATABASE {database} TO {owner} WITH GRANT OPTION;
 DO $schema$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{schema}') THEN
