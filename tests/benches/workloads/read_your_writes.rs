@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// The connections of the read path's own pool.
+const READ_POOL: u32 = 8;
+
 /// The rates W8 runs at, commands/s.
 pub(super) const W8_RATES: [u64; 2] = [500, 2_000];
 
@@ -21,6 +24,14 @@ pub(super) async fn w8_at(b: &Bench, rate: u64) -> (Rep, f64) {
     )
     .await
     .unwrap();
+    // Reads go through a pool of their own, as a service's read path would: on the
+    // store's pool they would queue behind the commands and the projection.
+    let reads = sqlx::postgres::PgPoolOptions::new()
+        .min_connections(READ_POOL)
+        .max_connections(READ_POOL)
+        .connect(&b.url)
+        .await
+        .expect("the read pool");
     b.settle().await;
     let read = Arc::new(format!("SELECT n FROM {schema}.account_counts WHERE aggregate_id = $1"));
 
@@ -31,7 +42,7 @@ pub(super) async fn w8_at(b: &Bench, rate: u64) -> (Rep, f64) {
         let at = started + Duration::from_micros(i as u64 * 1_000_000 / rate);
         tokio::time::sleep_until(at.into()).await;
         let (factum, supervisor, pool, read) =
-            (factum.clone(), supervisor.clone(), store.pool().clone(), read.clone());
+            (factum.clone(), supervisor.clone(), reads.clone(), read.clone());
         tasks.push(tokio::spawn(async move {
             let id = format!("acc-{}", i % STREAMS);
             let executed =
