@@ -397,6 +397,10 @@ impl Actor for ProjectionActor {
                 }
             }
             ProjectionMsg::Adopt(build, lease, reply) => {
+                if state.mode == Mode::Failed {
+                    // The failure was the old build's: the new one starts afresh.
+                    state.mode = Mode::Running;
+                }
                 if let Err(e) = state.adopt(build, lease).await {
                     state.store_failed(&myself, &e);
                 }
