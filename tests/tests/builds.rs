@@ -299,3 +299,37 @@ async fn moving_a_read_model_into_a_schema_per_build_replays_it() {
     assert_eq!(rows(&store, &BuildId::new("seen", 1, 1)).await, 50, "every event, replayed into the schema");
     apart.shutdown().await.unwrap();
 }
+
+/// Two rebuilds left unfinished (their processes gone): the next holder of the live
+/// build resumes the newer copy and makes it live, and retires the older one, so that
+/// no copy stays building for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_copies_the_newest_resumed_the_older_retired() {
+    let db = TestDb::new().await;
+    let (store, a) = instance(&db, "instance_a", 1).await;
+    append(&store, 0, 40).await;
+    let end = store.latest_position().await.unwrap().unwrap();
+    a.wait_for(end, &["seen"], Duration::from_secs(30)).await.unwrap();
+    a.shutdown().await.unwrap();
+    for _ in 0..2 {
+        store.register_build("seen", 1, true).await.unwrap();
+    }
+    let (_, b) = instance(&db, "instance_b", 1).await;
+    eventually(Duration::from_secs(30), "the newest copy live, the older retired", || {
+        let store = store.clone();
+        async move {
+            let builds = store.builds("seen").await.unwrap();
+            let states: Vec<_> = builds.iter().map(|b| (b.id.build, b.state)).collect();
+            (states == [(1, BuildState::Replaced), (2, BuildState::Retired), (3, BuildState::Live)])
+                .then_some(())
+        }
+    })
+    .await;
+    b.wait_for(end, &["seen"], Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        rows(&store, &BuildId::new("seen", 1, 3)).await,
+        40,
+        "the resumed copy holds every event once"
+    );
+    b.shutdown().await.unwrap();
+}

@@ -153,6 +153,10 @@ pub(crate) async fn bring_live(
                 break;
             }
             Switch::Behind { live, build: at } => {
+                if !lease.is_held() {
+                    // Its session broke: another instance may take the copy over.
+                    return Err(SupervisorError::NotOwner(consumer));
+                }
                 let waited = caught_up.elapsed();
                 if waited > CUT_OVER_BUDGET {
                     return Err(SupervisorError::NotCaughtUp { build: build.id, at, live, waited });

@@ -181,11 +181,25 @@ impl ProjectionActorState {
         };
         let store = self.shared.store.clone();
         let builds = store.builds(&self.shared.name).await?;
-        let Some(copy) = builds.into_iter().rev().find(|b| {
-            b.state == BuildState::Building && b.id.version == mine.id.version && b.id.build > mine.id.build
-        }) else {
+        let mut abandoned: Vec<ProjectionBuild> = builds
+            .into_iter()
+            .filter(|b| {
+                b.state == BuildState::Building
+                    && b.id.version == mine.id.version
+                    && b.id.build > mine.id.build
+            })
+            .collect();
+        let Some(copy) = abandoned.pop() else {
             return Ok(());
         };
+        // Older copies left building were superseded by the newest: retire those nobody
+        // works on, so that none stays building for ever.
+        for old in abandoned {
+            if let Some(_lease) = store.try_lease(&old.id.consumer()).await? {
+                store.retire_build(&old.id).await?;
+                tracing::info!(projection = %self.shared.name, build = %old.id, "older unfinished copy retired");
+            }
+        }
         self.bring_live_in_background(copy).await
     }
 
