@@ -34,8 +34,9 @@ enum Command {
     Serve(Serve),
     /// Drive customers and orders concurrently, print figures, check the read models.
     Simulate(Simulation),
-    /// Set the database up, connected as the owner role: apply the migrations, create the
-    /// read-model tables, and grant the runtime role what the service needs.
+    /// Set the database up, connected as the owner role: apply the migrations, and grant
+    /// the runtime role what the service needs (CREATE on the database included: the
+    /// service keeps each read model's build in a schema of its own).
     Setup(Setup),
 }
 
