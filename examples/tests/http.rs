@@ -518,8 +518,14 @@ async fn end_to_end_over_http() {
         }
     }
     for (projection, table) in [("audit_log", "audit_log"), ("order_summary", "order_summary")] {
-        let checkpoint =
-            store.load_checkpoint(projection).await.expect("checkpoint").unwrap_or(Checkpoint::START);
+        // The live build's checkpoint (a rebuild above made a fresh copy live).
+        let builds = store.builds(projection).await.expect("builds");
+        let live = builds.iter().find(|b| b.state == factum::store::BuildState::Live).expect("a live build");
+        let checkpoint = store
+            .load_checkpoint(&live.id.consumer())
+            .await
+            .expect("checkpoint")
+            .unwrap_or(Checkpoint::START);
         let covered = store
             .read_all(Checkpoint::START, 1000)
             .await
