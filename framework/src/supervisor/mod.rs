@@ -283,8 +283,10 @@ impl Supervisor {
 
     /// A projection's recorded failures (events skipped by its failure policy).
     pub async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, SupervisorError> {
-        self.shared(projection)?;
-        Ok(self.inner.store.failures(projection).await?)
+        let shared = self.shared(projection)?;
+        // Recorded under the consumer name of the build this instance runs.
+        let consumer = shared.build().map_or_else(|| projection.to_owned(), |b| b.id.consumer());
+        Ok(self.inner.store.failures(&consumer).await?)
     }
 
     /// Applies a projection's recorded failures again (once its handler is fixed);
