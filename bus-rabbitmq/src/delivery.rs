@@ -9,6 +9,7 @@ use factum::RecordedEvent;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Confirmation, Connection, ExchangeKind, PublisherConfirm};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::PublisherConfig;
@@ -136,7 +137,10 @@ impl Publisher {
 
     /// Publishes one event on the current connection.
     pub(crate) async fn publish(&self, event: &RecordedEvent) -> Result<PublisherConfirm, Wait> {
-        let message = encode(event).map_err(Wait::Refused)?;
+        let span = send_span(&self.config.name, event);
+        let trace = factum::trace::of(&span)
+            .or_else(|| event.metadata.traceparent.map(|p| (p, event.metadata.tracestate.clone())));
+        let message = encode(event, trace.as_ref()).map_err(Wait::Refused)?;
         let link = self.link.as_ref().ok_or_else(|| Wait::Broken("no connection".into()))?;
         let options =
             BasicPublishOptions { mandatory: self.config.mandatory, ..BasicPublishOptions::default() };
@@ -149,6 +153,7 @@ impl Publisher {
                 &message.body,
                 message.properties,
             )
+            .instrument(span)
             .await
             .map_err(|e| Wait::Broken(e.to_string()))?;
         self.config.metrics.published.get_or_create(&self.config.metrics.publisher(&self.config.name)).inc();
@@ -294,4 +299,21 @@ impl Publisher {
             }
         }
     }
+}
+
+/// The span of one message's publication, `factum.rabbitmq.send`: a child of the trace
+/// context the event was stored with. `Span::none()` for an event with none, so that
+/// untraced events cost nothing.
+fn send_span(publisher: &str, event: &RecordedEvent) -> tracing::Span {
+    if event.metadata.traceparent.is_none() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "factum.rabbitmq.send",
+        publisher = %publisher,
+        event_id = %event.event_id,
+        position = event.position.0,
+    );
+    factum::trace::continue_from(&span, &event.metadata);
+    span
 }

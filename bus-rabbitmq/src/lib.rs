@@ -53,7 +53,10 @@
 //! ## Feature flags
 //!
 //! `factum-rabbitmq` has no Cargo features. It builds `lapin` with its `tokio` feature
-//! only, so without a TLS backend: it connects with `amqp://` URLs, not `amqps://`.
+//! only, so without a TLS backend: it connects with `amqp://` URLs, not `amqps://`. Its
+//! spans continue the W3C trace context of each event when `factum`'s `opentelemetry`
+//! feature is on (see `factum::trace`); the `traceparent` header is set in any case when
+//! the event carries a context.
 
 mod acks;
 mod ahead;

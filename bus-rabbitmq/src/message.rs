@@ -11,12 +11,13 @@
 //! | `content_type` | `application/json` |
 //! | `delivery_mode` | 2 (persistent) |
 //! | `app_id` | `factum` |
-//! | headers | see [`headers`] |
+//! | headers | see [`headers`]; `traceparent` and `tracestate` carry the W3C trace context |
 //! | body | the payload as JSON; the metadata is in the `metadata` header, not in the body |
 
 use chrono::{DateTime, TimeZone, Utc};
 use factum::aggregate::EventCodecError;
 use factum::store::GlobalPosition;
+use factum::trace::{TraceParent, TraceState};
 use factum::{DomainEvent, Metadata, RecordedEvent, StreamId, Version};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
@@ -52,6 +53,12 @@ pub mod headers {
     /// The whole metadata object as JSON text (correlation, causation, user, tenant,
     /// custom keys).
     pub const METADATA: &str = "metadata";
+    /// The W3C trace context the message continues (text): the publisher's span for this
+    /// message, a child of the context the event was stored with, or that stored context
+    /// itself when the publisher records no spans. Absent when the event has none.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// The vendors' part of that trace context (text), when there is one.
+    pub const TRACESTATE: &str = "tracestate";
     /// On a dead-lettered message: why the subscriber gave up on it (text).
     pub const DEAD_LETTER_REASON: &str = "x-factum-error";
     /// On a dead-lettered message: how many times the handler was tried (integer).
@@ -59,6 +66,9 @@ pub mod headers {
     /// On a dead-lettered message: the queue it came from (text).
     pub const DEAD_LETTER_QUEUE: &str = "x-factum-queue";
 }
+
+/// A W3C trace context: `traceparent`, and `tracestate` when there is one.
+pub(crate) type TraceContext = (TraceParent, Option<TraceState>);
 
 /// A message ready to publish.
 pub(crate) struct Outgoing {
@@ -79,9 +89,9 @@ fn short(field: &str, value: &str) -> Result<ShortString, String> {
     ShortString::try_new(value).map_err(|e| format!("{field} too long for AMQP: {e}"))
 }
 
-/// The message for `event`. Fails only if a field does not fit AMQP's 255-byte short
-/// strings (a topic or event type that long).
-pub(crate) fn encode(event: &RecordedEvent) -> Result<Outgoing, String> {
+/// The message for `event`, continuing the trace context `trace`. Fails only if a field
+/// does not fit AMQP's 255-byte short strings (a topic or event type that long).
+pub(crate) fn encode(event: &RecordedEvent, trace: Option<&TraceContext>) -> Result<Outgoing, String> {
     let routing_key = short("routing key", event.topic.as_deref().unwrap_or(&event.event_type))?;
     let body = serde_json::to_vec(&event.payload).map_err(|e| format!("payload: {e}"))?;
     let mut h = FieldTable::default();
@@ -106,6 +116,12 @@ pub(crate) fn encode(event: &RecordedEvent) -> Result<Outgoing, String> {
     h.insert(headers::RECORDED_AT.into(), text(event.recorded_at.to_rfc3339_opts(micros, true)));
     if !event.metadata.is_empty() {
         h.insert(headers::METADATA.into(), text(event.metadata.to_json().to_string()));
+    }
+    if let Some((parent, state)) = trace {
+        h.insert(headers::TRACEPARENT.into(), text(parent.to_string()));
+        if let Some(state) = state {
+            h.insert(headers::TRACESTATE.into(), text(state.as_str()));
+        }
     }
     let mut properties = BasicProperties::default()
         .with_message_id(event.event_id.to_string().into())
@@ -166,6 +182,12 @@ pub struct BusEvent {
     pub recorded_at: DateTime<Utc>,
     /// Whether the broker delivered it before (to this queue) without an ack.
     pub redelivered: bool,
+    /// The trace context the message came with (its `traceparent` header), which the
+    /// subscriber's `factum.rabbitmq.receive` span continues. `None` when the header is
+    /// absent or not valid W3C trace context.
+    pub traceparent: Option<TraceParent>,
+    /// The `tracestate` header, when valid.
+    pub tracestate: Option<TraceState>,
 }
 
 impl BusEvent {
@@ -263,6 +285,8 @@ impl BusEvent {
             occurred_at,
             recorded_at: get_time(headers::RECORDED_AT).unwrap_or(occurred_at),
             redelivered,
+            traceparent: get_text(headers::TRACEPARENT).ok().and_then(|t| t.parse().ok()),
+            tracestate: get_text(headers::TRACESTATE).ok().and_then(|t| t.parse().ok()),
         })
     }
 }

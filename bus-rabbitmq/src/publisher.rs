@@ -141,6 +141,7 @@ impl ProjectionSink for Publisher {
             from = %batch.from,
             to = %batch.to,
         );
+        factum::trace::link_all(&span, batch.events.iter().map(|e| &e.metadata));
         if tracing::enabled!(target: STAGES, tracing::Level::TRACE) {
             for e in batch.events {
                 tracing::trace!(target: STAGES, stage = "batch", position = e.position.0);

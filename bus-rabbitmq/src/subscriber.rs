@@ -15,6 +15,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, Consumer, ExchangeKind};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::acks::{bounded, Acks};
 use crate::connect::connect;
@@ -284,10 +285,18 @@ async fn process<H: MessageHandler>(
             return dead_letter(config, link, delivery, &format!("undecodable: {e}"), 0).await;
         }
     };
+    let span = tracing::info_span!(
+        "factum.rabbitmq.receive",
+        queue = %config.queue,
+        event_id = %event.event_id,
+        event_type = %event.event_type,
+        redelivered = event.redelivered,
+    );
+    factum::trace::continue_trace(&span, event.traceparent.as_ref(), event.tracestate.as_ref());
     let mut backoff = Backoff::new(config.retry_initial, config.retry_max);
     let mut attempt = 1;
     loop {
-        match catch_panic(handler.handle(&event)).await {
+        match catch_panic(handler.handle(&event)).instrument(span.clone()).await {
             Ok(()) => {
                 config.metrics.handled(&config.queue, "ok");
                 return acks.handled(delivery.acker).await;

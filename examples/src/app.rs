@@ -76,13 +76,10 @@ impl App {
         Self::start_with_bus(config, None).await
     }
 
-    /// As [`start`](Self::start); with a RabbitMQ URL, also publishes the order events
-    /// to the exchange `factum.events` (a projection of its own), and consumes them from
-    /// the queue `factum-example.orders`, bound with `order.#`, logging each one.
-    pub async fn start_with_bus(
-        config: PostgresConfig,
-        rabbitmq_url: Option<&str>,
-    ) -> Result<App, StartError> {
+    /// As [`start`](Self::start); with a bus, also publishes the order events to its
+    /// exchange (a projection of its own), and consumes them from its queue, bound with
+    /// `order.#`, logging each one.
+    pub async fn start_with_bus(config: PostgresConfig, bus: Option<&Bus>) -> Result<App, StartError> {
         let store = PostgresStore::connect(config).await?;
         store.migrate().await?;
         let tables = Tables::new(&store);
@@ -96,12 +93,15 @@ impl App {
         for projection in tables.projections(&store) {
             supervisor = supervisor.projection(projection);
         }
-        let mut bus = None;
-        if let Some(url) = rabbitmq_url {
+        let mut subscriber = None;
+        if let Some(bus) = bus {
             // The queue first: the publisher's messages are mandatory, so each needs a route.
-            let queue = SubscriberConfig::new(url, "factum-example.orders").bind(["order.#"]);
-            bus = Some(Subscriber::start(queue.metrics(bus_metrics.clone()), LogOrderEvents).await?);
-            let config = PublisherConfig::new(url).topics(["order.#"]).metrics(bus_metrics);
+            let queue = SubscriberConfig::new(&bus.url, &bus.queue).exchange(&bus.exchange).bind(["order.#"]);
+            subscriber = Some(Subscriber::start(queue.metrics(bus_metrics.clone()), LogOrderEvents).await?);
+            let config = PublisherConfig::new(&bus.url)
+                .exchange(&bus.exchange)
+                .topics(["order.#"])
+                .metrics(bus_metrics);
             supervisor = supervisor
                 .projection(Publisher::connect(Arc::new(store.clone()), config).await?.into_projection());
         }
@@ -113,7 +113,7 @@ impl App {
         {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        let bus = Arc::new(tokio::sync::Mutex::new(bus));
+        let bus = Arc::new(tokio::sync::Mutex::new(subscriber));
         Ok(App { factum, supervisor, store, tables, metrics, read_wait: crate::http::READ_WAIT, bus })
     }
 
@@ -169,6 +169,24 @@ impl App {
     }
 }
 
+/// Where the example publishes its order events, and the queue it consumes them from.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    /// The broker, `amqp://user:password@host:port/vhost`.
+    pub url: String,
+    /// The topic exchange (default `factum.events`).
+    pub exchange: String,
+    /// The queue, bound with `order.#` (default `factum-example.orders`).
+    pub queue: String,
+}
+
+impl Bus {
+    /// The broker at `url`, with the default exchange and queue.
+    pub fn new(url: impl Into<String>) -> Bus {
+        Bus { url: url.into(), exchange: "factum.events".into(), queue: "factum-example.orders".into() }
+    }
+}
+
 /// The example's subscriber: logs each order event the bus delivers.
 struct LogOrderEvents;
 
@@ -180,7 +198,7 @@ impl factum_rabbitmq::MessageHandler for LogOrderEvents {
             stream = %event.stream,
             version = %event.version,
             event_id = %event.event_id,
-            "bus: order event received from factum-example.orders"
+            "bus: order event received"
         );
         Ok(())
     }

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod order;
 pub mod read_models;
 pub mod simulate;
+pub mod telemetry;
 pub mod validate;
 
-pub use app::{App, AppError, StartError};
+pub use app::{App, AppError, Bus, StartError};

@@ -1,14 +1,12 @@
 //! `factum-example`: serve the order and customer API, or run a simulation.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use factum_example::simulate::{simulate, SimulateOptions};
-use factum_example::{http, App};
+use factum_example::{http, App, Bus};
 use factum_postgres::PostgresConfig;
-use tracing_subscriber::EnvFilter;
 
 /// The order and customer domains on factum, as an HTTP service.
 #[derive(Debug, Parser)]
@@ -21,6 +19,12 @@ struct Cli {
     /// and consume them from a queue bound with `order.#`.
     #[arg(long, env = "FACTUM_EXAMPLE_RABBITMQ_URL", hide_env_values = true)]
     rabbitmq_url: Option<String>,
+    /// The topic exchange the order events are published to.
+    #[arg(long, env = "FACTUM_EXAMPLE_RABBITMQ_EXCHANGE", default_value = "factum.events")]
+    rabbitmq_exchange: String,
+    /// The queue the service consumes them from.
+    #[arg(long, env = "FACTUM_EXAMPLE_RABBITMQ_QUEUE", default_value = "factum-example.orders")]
+    rabbitmq_queue: String,
     /// Log as JSON lines instead of text (the level comes from RUST_LOG, default info).
     #[arg(long, env = "FACTUM_EXAMPLE_LOG_JSON")]
     log_json: bool,
@@ -89,22 +93,8 @@ impl Simulation {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     // Logs go to stderr; stdout carries the simulation's report and the listening address.
-    if cli.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_current_span(true)
-            .with_writer(std::io::stderr)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .init();
-    }
+    let telemetry = factum_example::telemetry::init(cli.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -112,7 +102,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -137,7 +129,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         );
         return Ok(());
     }
-    let app = App::start_with_bus(config, cli.rabbitmq_url.as_deref()).await?;
+    let bus = cli.rabbitmq_url.as_ref().map(|url| Bus {
+        url: url.clone(),
+        exchange: cli.rabbitmq_exchange.clone(),
+        queue: cli.rabbitmq_queue.clone(),
+    });
+    let app = App::start_with_bus(config, bus.as_ref()).await?;
     let result = match cli.command.unwrap_or(Command::Serve(Serve::parse_default())) {
         Command::Simulate(simulation) => run_simulation(&app, &simulation).await,
         Command::Setup(_) => Ok(()),

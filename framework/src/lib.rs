@@ -98,9 +98,13 @@
 //!
 //! ## Feature flags
 //!
-//! `factum` has no Cargo features: the in-memory store, the aggregate actors, projections,
-//! the supervisor, the test kit ([`testing`]), the metrics and the re-exported derive
-//! macros are always built.
+//! The in-memory store, the aggregate actors, projections, the supervisor, the test kit
+//! ([`testing`]), the metrics and the re-exported derive macros are always built. One
+//! feature is optional, and off by default:
+//!
+//! - **`opentelemetry`**: W3C trace context recorded with each event and continued by
+//!   projections and bus subscribers, through the application's `tracing-opentelemetry`
+//!   layer (see [`trace`]). Without it, the functions of [`trace`] do nothing.
 
 pub mod aggregate;
 pub mod backoff;
@@ -110,6 +114,7 @@ pub mod store;
 pub mod supervisor;
 pub mod task;
 pub mod testing;
+pub mod trace;
 
 /// The store's role traits, whose methods a concrete store ([`InMemoryStore`], a
 /// PostgreSQL store) is called through: `use factum::prelude::*;`. A `dyn EventStore` or a

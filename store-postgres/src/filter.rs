@@ -25,9 +25,12 @@ use crate::schema::expand;
 /// The metadata keys that have columns of their own, each summarized by the tracing BRIN.
 const TRACING_KEYS: [&str; 2] = ["correlation_id", "causation_id"];
 
-/// The metadata without the tracing ids: the expression the partial GIN indexes, and
-/// (with `<> '{}'`) its predicate.
-const METADATA_REST: &str = "(metadata - 'correlation_id' - 'causation_id')";
+/// The metadata keys no index covers: the W3C trace context, unique to each trace.
+const UNINDEXED_KEYS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// The metadata without the tracing ids and the trace context: the expression the partial
+/// GIN indexes, and (with `<> '{}'`) its predicate.
+const METADATA_REST: &str = "(metadata - 'correlation_id' - 'causation_id' - 'traceparent' - 'tracestate')";
 
 /// `base` (a `SELECT … FROM events`) with the filter's `WHERE` clause.
 pub(crate) fn filtered(base: &str, f: &ValidFilter<'_>, names: &SchemaNames) -> QueryBuilder<Postgres> {
@@ -94,8 +97,8 @@ fn push_topic_match(qb: &mut QueryBuilder<Postgres>, column: &str, exact: &[Stri
 }
 
 /// The clauses that let a metadata containment use the indexes: a tracing id given as a
-/// UUID also matches its column; any other key matches the rest of the metadata, which is
-/// then not empty (the partial GIN's predicate).
+/// UUID also matches its column; any other key but the trace context matches the rest of
+/// the metadata, which is then not empty (the partial GIN's predicate).
 fn push_metadata_index(qb: &mut QueryBuilder<Postgres>, m: &Map<String, Value>) {
     for key in TRACING_KEYS {
         if let Some(id) = m.get(key).and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok()) {
@@ -104,7 +107,7 @@ fn push_metadata_index(qb: &mut QueryBuilder<Postgres>, m: &Map<String, Value>) 
     }
     let rest: Map<String, Value> = m
         .iter()
-        .filter(|(k, _)| !TRACING_KEYS.contains(&k.as_str()))
+        .filter(|(k, _)| !TRACING_KEYS.contains(&k.as_str()) && !UNINDEXED_KEYS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !rest.is_empty() {

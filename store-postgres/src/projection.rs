@@ -9,6 +9,7 @@ use factum::projection::{catch_panic, Batch, ProjectionSink, SinkError};
 use factum::store::{Checkpoint, ConsumerStore, ProjectionBuild, ProjectionFailure};
 use factum::{HandlerError, RecordedEvent, StoreError};
 use sqlx::{PgConnection, Postgres, Transaction};
+use tracing::Instrument;
 
 use crate::rows::backend;
 use crate::store::PostgresStore;
@@ -87,6 +88,7 @@ pub trait PgProjection: Send + 'static {
     ) -> Result<(), HandlerError> {
         for (index, event) in events.iter().enumerate() {
             catch_panic(self.handle(tx, event))
+                .instrument(factum::trace::handling_span(event))
                 .await
                 .map_err(|error| HandlerError::from(AtEvent { index, error }))?;
         }
@@ -273,7 +275,10 @@ impl<P: PgProjection> ProjectionSink for ExactlyOnce<P> {
             tx = self.begin_fenced(batch.projection, batch.from).await?;
             for (index, event) in batch.events.iter().enumerate() {
                 // On error the transaction is dropped: rolled back, nothing of the batch kept.
-                catch_panic(self.projection.handle(&mut tx, event)).await.map_err(|e| handler(e, index))?;
+                catch_panic(self.projection.handle(&mut tx, event))
+                    .instrument(factum::trace::handling_span(event))
+                    .await
+                    .map_err(|e| handler(e, index))?;
             }
         }
         if !self.store.advance_checkpoint_in(&mut tx, batch.projection, batch.from, batch.to).await? {

@@ -23,11 +23,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (8, "projection stops", include_str!("../sql/0008_projection_stops.sql")),
     (9, "stream lookups", include_str!("../sql/0009_stream_lookups.sql")),
     (10, "projection builds", include_str!("../sql/0010_projection_builds.sql")),
+    (11, "trace context", include_str!("../sql/0011_trace_context.sql")),
 ];
 
 /// The query indexes that migration 7 creates in place of `{query_indexes}`, unless the
 /// configuration switches them off.
 const QUERY_INDEXES: &str = include_str!("../sql/indexes/query.sql");
+
+/// The partial GIN on the metadata, one of the query indexes (migration 11 rebuilds it).
+const METADATA_INDEX: &str = include_str!("../sql/indexes/metadata.sql");
 
 /// Replaces `{schema}`, `{events}`, … in a template with the configured names, which were
 /// validated as plain identifiers, and `{query_indexes}` with the query indexes or, when
@@ -38,8 +42,14 @@ pub(crate) fn expand(template: &str, names: &SchemaNames) -> String {
     } else {
         "-- Query indexes switched off (SchemaNames::query_indexes): only the log's own indexes."
     };
+    let metadata_index = if names.query_indexes {
+        METADATA_INDEX
+    } else {
+        "-- Query indexes switched off (SchemaNames::query_indexes): no metadata index."
+    };
     template
         .replace("{query_indexes}", indexes)
+        .replace("{metadata_index}", metadata_index)
         .replace("{schema}", &names.schema)
         .replace("{events}", &names.events)
         .replace("{streams}", &names.streams)

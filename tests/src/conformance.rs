@@ -290,6 +290,8 @@ pub async fn event_fields_round_trip(store: Store) {
         tenant_id: Some("tenant-ä".into()),
         ..Metadata::default()
     };
+    meta.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
+    meta.tracestate = Some("congo=t61rcWkgMzE".parse().unwrap());
     meta.custom.insert("trace_id".into(), json!("abc"));
     meta.custom.insert("nested".into(), json!({"k": [1, 2]}));
     let occurred =
@@ -314,6 +316,16 @@ pub async fn event_fields_round_trip(store: Store) {
     assert_eq!(got.topic.as_deref(), Some("order.lifecycle.placed"));
     assert_eq!(got.payload, e.payload);
     assert_eq!(got.metadata, meta);
+    // The trace context filters like any key (no index covers it, the result is the same).
+    for filter in [
+        json!({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}),
+        json!({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tenant_id": "tenant-ä"}),
+    ] {
+        let found = store.query(&EventFilter::new().metadata(filter.clone())).await.unwrap();
+        assert_eq!(found.iter().map(|e| e.event_id).collect::<Vec<_>>(), [e.event_id], "{filter}");
+    }
+    let other = json!({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01"});
+    assert!(store.query(&EventFilter::new().metadata(other)).await.unwrap().is_empty());
     assert_eq!(got.occurred_at, occurred.trunc_subsecs(6), "microsecond precision");
     assert!(got.recorded_at >= before && got.recorded_at <= Utc::now() + ChronoDuration::seconds(5));
     assert!(got.transaction > 0);

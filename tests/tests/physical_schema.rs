@@ -240,7 +240,7 @@ async fn a_version_6_database_with_events_upgrades() {
             .await
             .unwrap();
 
-    assert_eq!(pg.migrate().await.unwrap(), vec![7, 8, 9, 10]);
+    assert_eq!(pg.migrate().await.unwrap(), vec![7, 8, 9, 10, 11]);
     let after: String =
         sqlx::query_scalar("SELECT md5(string_agg(e::text, '|' ORDER BY global_position)) FROM events e")
             .fetch_one(&mut conn)
@@ -267,6 +267,14 @@ async fn a_version_6_database_with_events_upgrades() {
             "events_type_topic_idx",
         ]
     );
+    // Schema version 11: the metadata index leaves the W3C trace context out.
+    let gin: String = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND indexname = 'events_metadata_idx'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(gin.contains("'traceparent'") && gin.contains("'tracestate'"), "{gin}");
     // The old events are found through the new indexes, and appends go on.
     let sample = nth(store, 60).await;
     for (name, filter, _, _) in filters(&sample) {

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use factum::trace::{TraceParent, TraceState};
 use factum::Metadata;
 use serde::de::{DeserializeOwned, Deserializer, Error as _, Unexpected, Visitor};
 use serde::Deserialize;
@@ -151,8 +152,9 @@ impl Context {
     }
 }
 
-/// Takes (or makes) the correlation id, runs the request in a span carrying it, logs the
-/// outcome, and echoes the id in the response.
+/// Takes (or makes) the correlation id, runs the request in a span carrying it (continuing
+/// the caller's trace when it sends `traceparent`), logs the outcome, and echoes the id in
+/// the response.
 pub(super) async fn request_context(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let header = HeaderName::from_static(CORRELATION_HEADER);
@@ -180,10 +182,20 @@ pub(super) async fn request_context(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(Context { correlation_id, user_id });
     let span = tracing::info_span!(
         "request",
+        otel.kind = "server",
         method = %req.method(),
         path = %req.uri().path(),
         correlation_id = %correlation_id,
     );
+    // Continue the caller's trace (W3C trace context); a header that is not valid trace
+    // context is ignored, as the recommendation asks, and the request starts a trace.
+    {
+        let headers = req.headers();
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let parent: Option<TraceParent> = text("traceparent").and_then(|t| t.parse().ok());
+        let state: Option<TraceState> = text("tracestate").and_then(|t| t.parse().ok());
+        factum::trace::continue_trace(&span, parent.as_ref(), state.as_ref());
+    }
     let mut response = next.run(req).instrument(span.clone()).await;
     span.in_scope(|| {
         tracing::info!(

@@ -22,7 +22,10 @@ pub(crate) enum AggregateMsg<A: Aggregate> {
     /// Run a command.
     Execute {
         command: Arc<A::Command>,
-        metadata: Metadata,
+        metadata: Box<Metadata>,
+        /// The caller's span: the command's span is its child, so that one trace runs
+        /// from the caller through the append.
+        caller: tracing::Span,
         reply: RpcReplyPort<Result<Executed<A>, CommandError<A::Error>>>,
     },
     /// Reply with the current state and version.
@@ -316,8 +319,8 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
     ) -> Result<(), ActorProcessingErr> {
         let fresh = std::mem::replace(&mut state.fresh, false);
         let panicked = match message {
-            AggregateMsg::Execute { command, metadata, reply } => {
-                let span = tracing::info_span!("factum.command", aggregate_type = A::TYPE,
+            AggregateMsg::Execute { command, metadata, caller, reply } => {
+                let span = tracing::info_span!(parent: &caller, "factum.command", aggregate_type = A::TYPE,
                     aggregate_id = state.stream.aggregate_id(),
                     correlation_id = ?metadata.correlation_id, causation_id = ?metadata.causation_id);
                 let started = Instant::now();

@@ -89,9 +89,11 @@ impl Factum {
         metadata.correlation_id.get_or_insert_with(Uuid::now_v7);
         metadata.causation_id.get_or_insert_with(Uuid::now_v7);
         let command = Arc::new(command);
+        let caller = tracing::Span::current();
         self.deliver(&stream, |reply| AggregateMsg::Execute {
             command: command.clone(),
-            metadata: metadata.clone(),
+            metadata: Box::new(metadata.clone()),
+            caller: caller.clone(),
             reply,
         })
         .await

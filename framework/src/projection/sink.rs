@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use super::{catch_panic, Batch, EventHandler, ProjectionSink, SinkError};
 use crate::store::{Checkpoint, EventStore, ProjectionFailure, RecordedEvent};
@@ -44,7 +45,8 @@ async fn advance(
 impl ProjectionSink for AtLeastOnce {
     async fn apply(&mut self, batch: Batch<'_>) -> Result<(), SinkError> {
         for (index, event) in batch.events.iter().enumerate() {
-            if let Err(error) = catch_panic(self.handler.handle(event)).await {
+            let span = crate::trace::handling_span(event);
+            if let Err(error) = catch_panic(self.handler.handle(event)).instrument(span).await {
                 // Keep what was handled, so that it is not handled again on retry.
                 let prefix_committed = index > 0;
                 if prefix_committed {

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::error::InvalidInput;
 use super::validate;
+use crate::trace::{TraceParent, TraceState};
 
 /// The version of one aggregate's stream: the number of events ever appended to it.
 ///
@@ -174,6 +175,13 @@ pub struct Metadata {
     /// The tenant the event belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
+    /// The W3C trace context of the span that recorded the event, which projections and
+    /// bus subscribers continue (see [`crate::trace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<TraceParent>,
+    /// The vendors' part of that trace context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<TraceState>,
     /// Any other keys. They must not reuse the names above.
     #[serde(flatten)]
     pub custom: Map<String, Value>,
@@ -181,7 +189,8 @@ pub struct Metadata {
 
 impl Metadata {
     /// The names of the keys that have fields of their own.
-    pub const RESERVED_KEYS: [&'static str; 4] = ["correlation_id", "causation_id", "user_id", "tenant_id"];
+    pub const RESERVED_KEYS: [&'static str; 6] =
+        ["correlation_id", "causation_id", "user_id", "tenant_id", "traceparent", "tracestate"];
 
     /// Whether no field and no custom key is set.
     pub fn is_empty(&self) -> bool {
@@ -189,6 +198,8 @@ impl Metadata {
             && self.causation_id.is_none()
             && self.user_id.is_none()
             && self.tenant_id.is_none()
+            && self.traceparent.is_none()
+            && self.tracestate.is_none()
             && self.custom.is_empty()
     }
 
@@ -213,6 +224,12 @@ impl Metadata {
                         }
                         ("user_id", Value::String(s)) => meta.user_id = Some(s.clone()),
                         ("tenant_id", Value::String(s)) => meta.tenant_id = Some(s.clone()),
+                        ("traceparent", Value::String(s)) if s.parse::<TraceParent>().is_ok() => {
+                            meta.traceparent = s.parse().ok();
+                        }
+                        ("tracestate", Value::String(s)) if s.parse::<TraceState>().is_ok() => {
+                            meta.tracestate = s.parse().ok();
+                        }
                         _ => {
                             meta.custom.insert(k, v);
                         }
@@ -377,5 +394,33 @@ pub struct Snapshot {
 impl From<u64> for Version {
     fn from(v: u64) -> Self {
         Version(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_context_round_trips_through_json() {
+        let meta = Metadata {
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().ok(),
+            tracestate: "rojo=00f067aa0ba902b7".parse().ok(),
+            ..Metadata::default()
+        };
+        assert!(!meta.is_empty());
+        let json = meta.to_json();
+        assert_eq!(json["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(Metadata::from_json(json.clone()), meta);
+        assert_eq!(serde_json::from_value::<Metadata>(json).unwrap(), meta);
+    }
+
+    #[test]
+    fn an_invalid_trace_context_stays_a_custom_key() {
+        let meta =
+            Metadata::from_json(serde_json::json!({"traceparent": "00-not-a-context", "tracestate": 7}));
+        assert_eq!(meta.traceparent, None);
+        assert_eq!(meta.custom["traceparent"], "00-not-a-context");
+        assert_eq!(meta.custom["tracestate"], 7);
     }
 }

@@ -15,8 +15,4 @@ CREATE INDEX {events}_recorded_brin ON {schema}.{events} USING BRIN (recorded_at
 CREATE INDEX {events}_tracing_brin ON {schema}.{events}
     USING BRIN (correlation_id uuid_bloom_ops (n_distinct_per_range = 512),
                 causation_id uuid_bloom_ops (n_distinct_per_range = 512)) WITH (pages_per_range = 32);
--- Metadata containment on any other key (user, tenant, custom keys): only the events
--- whose metadata holds more than the tracing ids are indexed.
-CREATE INDEX {events}_metadata_idx ON {schema}.{events}
-    USING GIN ((metadata - 'correlation_id' - 'causation_id') jsonb_path_ops)
-    WHERE (metadata - 'correlation_id' - 'causation_id') <> '{}'::jsonb;
+{metadata_index}

@@ -129,6 +129,7 @@ impl ProjectionShared {
             correlation_id = tracing::field::Empty,
             causation_id = tracing::field::Empty,
         );
+        crate::trace::link_all(&span, events.iter().map(|e| &e.metadata));
         if let Some(first) = events.first() {
             if let Some(c) = first.metadata.correlation_id {
                 span.record("correlation_id", tracing::field::display(c));

@@ -17,13 +17,15 @@ pub struct Append {
 }
 
 impl Append {
-    /// Checks the batch against `limits`: not empty, distinct ids, valid events.
+    /// Checks the batch against `limits`: not empty, distinct ids, valid events. Events
+    /// with no trace context get the current span's (see [`crate::trace`]).
     pub fn new(
         stream: StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
         limits: &Limits,
     ) -> Result<Self, InvalidInput> {
+        crate::trace::stamp_events(events.iter_mut());
         validate::batch(&events, limits)?;
         Ok(Append { stream, expected, events })
     }
@@ -86,8 +88,10 @@ pub struct AppendMany {
 }
 
 impl AppendMany {
-    /// Checks the appends against `limits`.
-    pub fn new(appends: Vec<StreamAppend>, limits: &Limits) -> Result<Self, InvalidInput> {
+    /// Checks the appends against `limits`. Events with no trace context get the current
+    /// span's (see [`crate::trace`]).
+    pub fn new(mut appends: Vec<StreamAppend>, limits: &Limits) -> Result<Self, InvalidInput> {
+        crate::trace::stamp_events(appends.iter_mut().flat_map(|a| a.events.iter_mut()));
         validate::appends(&appends, limits)?;
         Ok(AppendMany { appends })
     }
