@@ -140,7 +140,7 @@ impl Outcome {
         match self.goal {
             Goal::RatioAtLeast(g) => format!(">= {g:.2}x"),
             Goal::RatioAtMost(g) => format!("<= {g:.2}x"),
-            Goal::P99AtMost(g) => format!("p99 <= {g} ms"),
+            Goal::P99AtMost(g) => format!("p99 <= {g:.2} ms"),
             Goal::ValueAtMost(g) => format!("<= {g} {}", self.unit),
         }
     }

@@ -25,10 +25,14 @@ pub(super) async fn w8_at(b: &Bench, rate: u64) -> (Rep, f64) {
     .await
     .unwrap();
     // Reads go through a pool of their own, as a service's read path would: on the
-    // store's pool they would queue behind the commands and the projection.
+    // store's pool they would queue behind the commands and the projection. Like the
+    // store's own connections, it takes a connection without a test round trip first
+    // (sqlx pings an idle connection before handing it out unless told not to): a read
+    // is then one round trip, its statement.
     let reads = sqlx::postgres::PgPoolOptions::new()
         .min_connections(READ_POOL)
         .max_connections(READ_POOL)
+        .test_before_acquire(false)
         .connect(&b.url)
         .await
         .expect("the read pool");
