@@ -22,7 +22,7 @@ pub(crate) enum AggregateMsg<A: Aggregate> {
     /// Run a command.
     Execute {
         command: Arc<A::Command>,
-        metadata: Box<Metadata>,
+        metadata: Arc<Metadata>,
         /// The caller's span: the command's span is its child, so that one trace runs
         /// from the caller through the append.
         caller: tracing::Span,

@@ -89,10 +89,11 @@ impl Factum {
         metadata.correlation_id.get_or_insert_with(Uuid::now_v7);
         metadata.causation_id.get_or_insert_with(Uuid::now_v7);
         let command = Arc::new(command);
+        let metadata = Arc::new(metadata);
         let caller = tracing::Span::current();
         self.deliver(&stream, |reply| AggregateMsg::Execute {
             command: command.clone(),
-            metadata: Box::new(metadata.clone()),
+            metadata: metadata.clone(),
             caller: caller.clone(),
             reply,
         })

@@ -12,6 +12,7 @@ mod error;
 mod filter;
 mod log;
 pub(crate) mod memory;
+mod metadata;
 mod new_event;
 pub mod op;
 mod roles;
@@ -30,12 +31,13 @@ pub use error::{InvalidInput, StoreError};
 pub use filter::{EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
 pub use log::EventLog;
 pub use memory::InMemoryStore;
+pub use metadata::Metadata;
 pub use new_event::{NewEvent, StreamAppend};
 pub use roles::{ConsumerStore, RetentionStore, SnapshotStore};
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
 pub use types::{
-    AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, Metadata, RecordedEvent,
-    Snapshot, StreamId, Version, VersionRange,
+    AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, RecordedEvent, Snapshot,
+    StreamId, Version, VersionRange,
 };
 pub use validate::Limits;
 

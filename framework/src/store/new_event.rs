@@ -8,7 +8,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::types::{ExpectedVersion, Metadata, StreamId};
+use super::metadata::Metadata;
+use super::types::{ExpectedVersion, StreamId};
 
 /// An event to append: everything but what the store assigns (version, position,
 /// recorded-at).

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::error::InvalidInput;
-use super::types::Metadata;
+use super::metadata::Metadata;
 use super::NewEvent;
 
 /// The longest name (aggregate type, aggregate id, event type, topic, consumer name), in

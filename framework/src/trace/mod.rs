@@ -50,15 +50,6 @@ pub fn of(span: &tracing::Span) -> Option<(TraceParent, Option<TraceState>)> {
     }
 }
 
-/// Stores the current span's trace context in `metadata`, when there is one; otherwise
-/// leaves what `metadata` holds (a context set by hand, say).
-pub fn stamp(metadata: &mut Metadata) {
-    if let Some((parent, state)) = of(&tracing::Span::current()) {
-        metadata.traceparent = Some(parent);
-        metadata.tracestate = state;
-    }
-}
-
 /// The span of one event's handling inside a batch: `factum.projection.event`, a child of
 /// the event's trace context and linked to the current span (the batch's). `Span::none()`
 /// for an event that carries no trace context, so that untraced events cost nothing.
