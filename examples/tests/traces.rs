@@ -179,13 +179,27 @@ async fn one_trace_runs_from_the_request_to_every_consumer_of_its_event() {
         .unwrap();
     assert!(placed.status().is_success(), "placing the order: {}", placed.status());
 
-    // Every expected span, each the child of the one before it.
-    let complete = |spans: &[Received]| -> bool {
-        let ours: Vec<&Received> = spans.iter().filter(|s| s.trace == trace).collect();
+    // Wait for the whole picture: the subscriber's span, the read models' handling spans and
+    // the batch span each links to, and the publisher's batch. Batch spans end after the
+    // spans they contain, so they are exported later.
+    let complete = |all: &[Received]| -> bool {
+        let ours: Vec<&Received> = all.iter().filter(|s| s.trace == trace).collect();
         let named = |n: &str| ours.iter().filter(|s| s.name == n).count();
-        named("factum.rabbitmq.receive") >= 1 && named("factum.projection.event") >= 2
+        let handled: Vec<&&Received> = ours.iter().filter(|s| s.name == "factum.projection.event").collect();
+        let batch_exported = |h: &Received| {
+            h.links
+                .iter()
+                .any(|(_, id)| all.iter().any(|b| b.id == *id && b.name == "factum.projection.batch"))
+        };
+        let publish_linked = all
+            .iter()
+            .any(|s| s.name == "factum.rabbitmq.publish" && s.links.iter().any(|(t, _)| *t == trace));
+        named("factum.rabbitmq.receive") >= 1
+            && handled.len() >= 2
+            && handled.iter().all(|h| batch_exported(h))
+            && publish_linked
     };
-    let spans = eventually(Duration::from_secs(60), "the trace's spans to be exported", || {
+    let all: Vec<Received> = eventually(Duration::from_secs(60), "the trace's spans to be exported", || {
         let spans = spans.clone();
         async move {
             let spans = spans.lock().unwrap().clone();
@@ -193,9 +207,6 @@ async fn one_trace_runs_from_the_request_to_every_consumer_of_its_event() {
         }
     })
     .await;
-    // Let late batch spans arrive too (their own traces link to ours).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let all: Vec<Received> = spans;
     let ours: Vec<&Received> = all.iter().filter(|s| s.trace == trace).collect();
     let by_id: HashMap<&str, &Received> = ours.iter().map(|s| (s.id.as_str(), *s)).collect();
     let one = |name: &str| -> &Received {
