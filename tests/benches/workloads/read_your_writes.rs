@@ -24,18 +24,12 @@ pub(super) async fn w8_at(b: &Bench, rate: u64) -> (Rep, f64) {
     )
     .await
     .unwrap();
-    // Reads go through a pool of their own, as a service's read path would: on the
-    // store's pool they would queue behind the commands and the projection. Like the
-    // store's own connections, it takes a connection without a test round trip first
-    // (sqlx pings an idle connection before handing it out unless told not to): a read
-    // is then one round trip, its statement.
-    let reads = sqlx::postgres::PgPoolOptions::new()
-        .min_connections(READ_POOL)
-        .max_connections(READ_POOL)
-        .test_before_acquire(false)
-        .connect(&b.url)
-        .await
-        .expect("the read pool");
+    // Reads go through connections of their own, as a service's read path would: on the
+    // store's pool they would queue behind the commands and the projection. They are kept
+    // out of sqlx's pool, as the store keeps its own: the pool adds a round trip (`Sync`,
+    // then `ReadyForQuery`) when it takes a connection back, and by default another when
+    // it hands one out. A read is then one round trip, its statement.
+    let reads = Arc::new(ReadConnections::connect(&b.url, READ_POOL).await);
     b.settle().await;
     let read = Arc::new(format!("SELECT n FROM {schema}.account_counts WHERE aggregate_id = $1"));
 
@@ -54,8 +48,7 @@ pub(super) async fn w8_at(b: &Bench, rate: u64) -> (Rep, f64) {
             let ack = Instant::now();
             let checkpoint = executed.checkpoint.expect("a deposit records an event");
             supervisor.wait_for(checkpoint, &["live"], Duration::from_secs(30)).await.expect("the wait");
-            let n: i64 =
-                sqlx::query_scalar(AssertSqlSafe(read)).bind(&id).fetch_one(&pool).await.expect("the read");
+            let n: i64 = pool.read(&read, &id).await;
             assert!(n > 0, "the deposit is in the read model");
             ack.elapsed()
         }));
@@ -72,4 +65,37 @@ pub(super) async fn w8_at(b: &Bench, rate: u64) -> (Rep, f64) {
     ms.sort_by(f64::total_cmp);
     let p99 = ms[((ms.len() - 1) as f64 * 0.99).round() as usize];
     (Rep { value: p99, latencies, cpu: None }, achieved)
+}
+
+/// A fixed set of connections, each lent to one read at a time, never tested in between.
+struct ReadConnections {
+    free: std::sync::Mutex<Vec<sqlx::PgConnection>>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl ReadConnections {
+    async fn connect(url: &str, n: u32) -> Self {
+        use sqlx::Connection;
+        let mut free = Vec::new();
+        for _ in 0..n {
+            free.push(sqlx::PgConnection::connect(url).await.expect("a read connection"));
+        }
+        ReadConnections {
+            free: std::sync::Mutex::new(free),
+            permits: tokio::sync::Semaphore::new(n as usize),
+        }
+    }
+
+    /// `sql`'s one `bigint` for `id`, on a free connection.
+    async fn read(&self, sql: &str, id: &str) -> i64 {
+        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        let mut conn = self.free.lock().unwrap().pop().expect("a permit means a free connection");
+        let n = sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await
+            .expect("the read");
+        self.free.lock().unwrap().push(conn);
+        n
+    }
 }
