@@ -15,18 +15,22 @@ fn cp(n: u64) -> Checkpoint {
 /// the replaced build can be switched back to, retired only when not live; bad names and
 /// versions are refused.
 pub async fn projection_builds(store: Store) {
-    let first = store.register_build("p", 1, false).await.unwrap();
+    let first = store.register_build("p", 1, 1, false).await.unwrap();
     assert_eq!(first.id, BuildId::new("p", 1, 1));
     assert_eq!(first.state, BuildState::Live, "a projection's first build is live at once");
     assert_eq!(first.id.consumer(), "p", "version 1's first build keeps the projection's own name");
-    assert_eq!(store.register_build("p", 1, false).await.unwrap().id, first.id, "registering again finds it");
+    assert_eq!(
+        store.register_build("p", 1, 1, false).await.unwrap().id,
+        first.id,
+        "registering again finds it"
+    );
 
     // A rebuild: a fresh build of the same version, building beside the live one.
-    let copy = store.register_build("p", 1, true).await.unwrap();
+    let copy = store.register_build("p", 1, 1, true).await.unwrap();
     assert_eq!((copy.id.clone(), copy.state), (BuildId::new("p", 1, 2), BuildState::Building));
     assert_eq!(copy.id.consumer(), "p@v1.2");
     assert_eq!(
-        store.register_build("p", 1, false).await.unwrap().id,
+        store.register_build("p", 1, 1, false).await.unwrap().id,
         first.id,
         "the live build of the version is the one to run"
     );
@@ -54,7 +58,7 @@ pub async fn projection_builds(store: Store) {
     assert!(!store.reopen_build(&copy.id).await.unwrap(), "only a replaced build reopens");
 
     // A new version builds beside the live one; a version with no build gets one.
-    let v2 = store.register_build("p", 2, false).await.unwrap();
+    let v2 = store.register_build("p", 2, 1, false).await.unwrap();
     assert_eq!((v2.id.consumer(), v2.state), ("p@v2".to_owned(), BuildState::Building));
 
     // Back to the replaced build: opened again, caught up, then switched to.
@@ -80,15 +84,15 @@ pub async fn projection_builds(store: Store) {
     assert_eq!(store.cut_over(&copy.id).await.unwrap(), Switch::Unknown, "a retired build cannot go live");
     assert_eq!(store.retire_build(&BuildId::new("p", 7, 1)).await.unwrap(), Retired::Unknown);
     assert_eq!(store.cut_over(&BuildId::new("q", 1, 1)).await.unwrap(), Switch::Unknown);
-    let next = store.register_build("p", 1, true).await.unwrap();
+    let next = store.register_build("p", 1, 1, true).await.unwrap();
     assert_eq!(next.id, BuildId::new("p", 1, 3), "build numbers are not reused");
     assert!(store.builds("q").await.unwrap().is_empty(), "projections are independent");
 
     for bad in [
-        store.register_build("", 1, false).await,
-        store.register_build("p", 0, false).await,
-        store.register_build("a@v2", 1, false).await,
-        store.register_build(&"x".repeat(250), 1, false).await,
+        store.register_build("", 1, 1, false).await,
+        store.register_build("p", 0, 1, false).await,
+        store.register_build("a@v2", 1, 1, false).await,
+        store.register_build(&"x".repeat(250), 1, 1, false).await,
     ] {
         assert!(matches!(bad, Err(StoreError::InvalidInput(_))), "{bad:?}");
     }

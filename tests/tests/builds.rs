@@ -312,7 +312,7 @@ async fn abandoned_copies_the_newest_resumed_the_older_retired() {
     a.wait_for(end, &["seen"], Duration::from_secs(30)).await.unwrap();
     a.shutdown().await.unwrap();
     for _ in 0..2 {
-        store.register_build("seen", 1, true).await.unwrap();
+        store.register_build("seen", 1, 1, true).await.unwrap();
     }
     let (_, b) = instance(&db, "instance_b", 1).await;
     eventually(Duration::from_secs(30), "the newest copy live, the older retired", || {

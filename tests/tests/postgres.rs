@@ -499,7 +499,11 @@ async fn schema_names_and_migrations() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = [ra.unwrap(), rb.unwrap()];
     applied.sort();
-    assert_eq!(applied, [vec![], vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]], "applied once, by one of the two");
+    assert_eq!(
+        applied,
+        [vec![], vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]],
+        "applied once, by one of the two"
+    );
     assert_eq!(a.migrate().await.unwrap(), Vec::<i32>::new());
 
     let s = sid("Order", "o-1");

@@ -123,10 +123,18 @@ fn forward_wakes(
 ) -> JoinHandle<()> {
     let mut signals = shared.selector.wake_signals(shared.store.as_ref());
     let poll = shared.poll_interval;
+    let seat = shared.seat().cloned();
     tokio::spawn(async move {
         loop {
             let changed = futures_util::future::select_all(signals.iter_mut().map(|s| Box::pin(s.changed())));
+            let poked = async {
+                match &seat {
+                    Some(seat) => seat.poke.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             let signal = tokio::select! {
+                () = poked => false,
                 (r, _, _) = changed => match r {
                     Ok(()) => true,
                     Err(_) => {
@@ -186,6 +194,10 @@ impl ProjectionActorState {
         if self.shared.status().state == ProjectionState::Retired {
             return Ok(());
         }
+        if self.shared.seat().is_some_and(|s| s.poked.swap(false, Ordering::AcqRel)) {
+            // The slices' allotment says this slice's lease should change hands now.
+            self.lease_tried = None;
+        }
         if self.lease.is_none() {
             if let Some(tried) = self.lease_tried {
                 if tried.elapsed() < self.shared.lease_retry {
@@ -208,7 +220,15 @@ impl ProjectionActorState {
             let cp = self.checkpoint;
             self.shared.update(|s| s.checkpoint = cp);
         }
-        let more = self.step(myself).await?;
+        let more = match &self.shared.allot {
+            // Slices here apply at most so many batches at once.
+            Some(allot) => {
+                let allot = allot.clone();
+                let _permit = allot.running.acquire().await;
+                self.step(myself).await?
+            }
+            None => self.step(myself).await?,
+        };
         if !more {
             self.cut_over_if_caught_up().await?;
         }
@@ -314,6 +334,13 @@ impl Actor for ProjectionActor {
                     Some(lease) if current && lease.is_held() => {
                         let every = state.shared.lease_retry;
                         myself.send_after(every, move || ProjectionMsg::LeaseCheck(generation));
+                        let index = state.shared.slice.index();
+                        if state.shared.allot.as_ref().is_some_and(|a| a.should_release(index)) {
+                            // Between two batches: the slice moves to another instance.
+                            state.hand_over();
+                            state.arm(&myself, state.shared.lease_retry);
+                            return Ok(());
+                        }
                         if let Err(e) = state.serve_request(&myself).await {
                             tracing::warn!(projection = %state.shared.name, error = %e, "operator request not carried out; trying again");
                         }
@@ -321,7 +348,7 @@ impl Actor for ProjectionActor {
                     Some(_) if current => {
                         // Lost (its session broke): stand by, or take it again if free.
                         tracing::warn!(projection = %state.shared.name, "projection lease lost");
-                        state.lease = None;
+                        state.set_lease(None);
                         state.lease_tried = Some(Instant::now());
                         state.shared.set_state(ProjectionState::Standby);
                         if let Err(e) = state.wake(&myself).await {
@@ -418,6 +445,7 @@ impl Actor for ProjectionActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.set_lease(None);
         state.shared.set_state(ProjectionState::Stopped);
         Ok(())
     }

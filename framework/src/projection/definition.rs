@@ -5,11 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{AtLeastOnce, EventHandler, FailurePolicy, ProjectionSink};
-use crate::store::{EventStore, InvalidInput, LogSelector};
+use crate::store::{EventStore, InvalidInput, LogSelector, Slice};
+
+type MakeSink = Box<dyn Fn(Slice) -> Box<dyn ProjectionSink> + Send + Sync>;
+type MakeHandler = Box<dyn Fn(Slice) -> Box<dyn EventHandler> + Send + Sync>;
 
 pub(crate) enum SinkSpec {
     Sink(Box<dyn ProjectionSink>),
     Handler(Box<dyn EventHandler>),
+    /// One sink per slice.
+    Sliced(MakeSink),
+    SlicedHandler(MakeHandler),
 }
 
 /// A projection's definition, for [`SupervisorConfig::projection`](crate::SupervisorConfig::projection).
@@ -47,6 +53,8 @@ pub struct Projection {
     pub(crate) version: u32,
     pub(crate) switch_automatically: bool,
     pub(crate) retire_after: Option<Duration>,
+    pub(crate) slices: u16,
+    pub(crate) slice_concurrency: Option<usize>,
 }
 
 impl fmt::Debug for Projection {
@@ -58,6 +66,7 @@ impl fmt::Debug for Projection {
             .field("event_types", &self.event_types)
             .field("topics", &self.topics)
             .field("batch_size", &self.batch_size)
+            .field("slices", &self.slices)
             .field("failure", &self.failure)
             .finish_non_exhaustive()
     }
@@ -77,6 +86,61 @@ impl Projection {
         Self::from_spec(name.into(), SinkSpec::Handler(Box::new(handler)))
     }
 
+    /// A projection in `slices` slices, each with a sink of its own made by `make`: each
+    /// stream belongs to one slice ([`Slice`] says which), and each slice has its own
+    /// checkpoint, lease and fence, so that the slices run concurrently in one instance
+    /// and spread over the instances that run the projection. Within a slice, events are
+    /// applied in log order (so each stream's in version order); across slices there is no
+    /// order. The count is checked when the supervisor starts (from 1 to
+    /// [`MAX_SLICES`](crate::store::MAX_SLICES)); to change it, declare a new
+    /// [`version`](Self::version).
+    ///
+    /// ```
+    /// use factum::{EventHandler, HandlerError, Projection, RecordedEvent};
+    ///
+    /// struct Mailer;
+    ///
+    /// #[async_trait::async_trait]
+    /// impl EventHandler for Mailer {
+    ///     async fn handle(&mut self, _event: &RecordedEvent) -> Result<(), HandlerError> {
+    ///         Ok(()) // a slow call to a mail server, say
+    ///     }
+    /// }
+    ///
+    /// let projection = Projection::sliced_handler("mailer", 12, |_slice| Mailer).slice_concurrency(4);
+    /// assert_eq!(projection.name(), "mailer");
+    /// ```
+    pub fn sliced<S, F>(name: impl Into<String>, slices: u16, make: F) -> Self
+    where
+        S: ProjectionSink,
+        F: Fn(Slice) -> S + Send + Sync + 'static,
+    {
+        let mut p = Self::from_spec(name.into(), SinkSpec::Sliced(Box::new(move |s| Box::new(make(s)))));
+        p.slices = slices;
+        p
+    }
+
+    /// An at-least-once projection in `slices` slices, each with a handler of its own
+    /// made by `make` (see [`sliced`](Self::sliced)).
+    pub fn sliced_handler<H, F>(name: impl Into<String>, slices: u16, make: F) -> Self
+    where
+        H: EventHandler,
+        F: Fn(Slice) -> H + Send + Sync + 'static,
+    {
+        let mut p =
+            Self::from_spec(name.into(), SinkSpec::SlicedHandler(Box::new(move |s| Box::new(make(s)))));
+        p.slices = slices;
+        p
+    }
+
+    /// How many slices of a projection in slices apply a batch at once in one instance
+    /// (default: all of them).
+    #[must_use]
+    pub fn slice_concurrency(mut self, concurrency: usize) -> Self {
+        self.slice_concurrency = Some(concurrency.max(1));
+        self
+    }
+
     fn from_spec(name: String, sink: SinkSpec) -> Self {
         Projection {
             name,
@@ -90,6 +154,8 @@ impl Projection {
             version: 1,
             switch_automatically: true,
             retire_after: None,
+            slices: 1,
+            slice_concurrency: None,
         }
     }
 
@@ -173,7 +239,7 @@ impl Projection {
     }
 
     pub(crate) fn selector(&self, store: &dyn EventStore) -> Result<LogSelector, InvalidInput> {
-        crate::store::op::RegisterBuild::new(self.name.clone(), self.version, false)?;
+        crate::store::op::RegisterBuild::new(self.name.clone(), self.version, false)?.slices(self.slices)?;
         if self.batch_size == 0 || self.batch_size > store.limits().max_query_limit {
             return Err(InvalidInput::OutOfRange {
                 field: "batch_size",
@@ -184,9 +250,23 @@ impl Projection {
     }
 }
 
-pub(crate) fn handler_sink(store: Arc<dyn EventStore>, spec: SinkSpec) -> Box<dyn ProjectionSink> {
-    match spec {
-        SinkSpec::Sink(s) => s,
-        SinkSpec::Handler(h) => Box::new(AtLeastOnce::new(store, h)),
-    }
+/// A slice and its sink.
+pub(crate) type SliceSink = (Slice, Box<dyn ProjectionSink>);
+
+/// The sinks of a projection's slices, one per slice (one for a projection not in slices).
+pub(crate) fn slice_sinks(
+    store: &Arc<dyn EventStore>,
+    spec: SinkSpec,
+    slices: u16,
+) -> Result<Vec<SliceSink>, InvalidInput> {
+    let all: Vec<Slice> = Slice::all(slices)?.collect();
+    Ok(match spec {
+        SinkSpec::Sink(s) => vec![(all[0], s)],
+        SinkSpec::Handler(h) => vec![(all[0], Box::new(AtLeastOnce::new(store.clone(), h)))],
+        SinkSpec::Sliced(make) => all.into_iter().map(|s| (s, make(s))).collect(),
+        SinkSpec::SlicedHandler(make) => all
+            .into_iter()
+            .map(|s| (s, Box::new(AtLeastOnce::new(store.clone(), make(s))) as Box<dyn ProjectionSink>))
+            .collect(),
+    })
 }

@@ -129,6 +129,11 @@ pub enum ProjectionError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A projection in slices is rebuilt by declaring a new version, which is built
+    /// beside the live one in all its slices (a rebuild in place or into a copy would
+    /// have to stop every slice in every instance at once).
+    #[error("a projection in slices is rebuilt by declaring a new version")]
+    InSlices,
 }
 
 #[cfg(test)]

@@ -20,13 +20,14 @@ mod definition;
 mod error;
 mod policy;
 mod sink;
+pub(crate) mod slices;
 mod status;
 
 use async_trait::async_trait;
 
 use crate::store::{Checkpoint, ProjectionBuild, ProjectionFailure, RecordedEvent};
 
-pub(crate) use definition::handler_sink;
+pub(crate) use definition::slice_sinks;
 pub use definition::{Projection, DEFAULT_BATCH_SIZE};
 pub(crate) use error::panic_error;
 pub use error::{catch_panic, HandlerError, ProjectionError, SinkError};

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{Checkpoint, ProjectionBuild};
+use crate::store::{Checkpoint, ProjectionBuild, Slice};
 
 /// Where a projection is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +62,14 @@ pub struct ProjectionStatus {
     pub last_error: Option<String>,
     /// When the status last changed.
     pub updated_at: DateTime<Utc>,
+    /// The slice this status is of, for one slice of a projection in slices.
+    pub slice: Option<Slice>,
+    /// Which instance holds the slice's lease, as last heard (for one slice).
+    pub holder: Option<String>,
+    /// For a projection in slices: each slice's status, by index. The projection's own
+    /// checkpoint is then its slowest slice's, its lag the largest, and its state the
+    /// least healthy among the slices that run (standing by when none runs here).
+    pub slices: Vec<ProjectionStatus>,
 }
 
 impl ProjectionStatus {
@@ -77,6 +85,9 @@ impl ProjectionStatus {
             skipped: 0,
             last_error: None,
             updated_at: Utc::now(),
+            slice: None,
+            holder: None,
+            slices: Vec::new(),
         }
     }
 }

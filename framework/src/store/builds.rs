@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::op::{Builds, CutOver, Execute, RegisterBuild, ReopenBuild, RetireBuild};
-use super::{Checkpoint, StoreError};
+use super::{Checkpoint, Slice, StoreError};
 
 /// Where a build is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -124,6 +124,8 @@ pub struct ProjectionBuild {
     pub live_at: Option<DateTime<Utc>>,
     /// When it was retired.
     pub retired_at: Option<DateTime<Utc>>,
+    /// How many slices it runs in ([`Slice`]); 1 for a projection not in slices.
+    pub slices: u16,
 }
 
 impl ProjectionBuild {
@@ -137,6 +139,18 @@ impl ProjectionBuild {
             created_at: now,
             live_at: (state == BuildState::Live).then_some(now),
             retired_at: None,
+            slices: 1,
+        }
+    }
+
+    /// The consumer names its checkpoints, leases and fences hang on: the build's own
+    /// ([`BuildId::consumer`]) when it has one slice, else one per slice
+    /// ([`Slice::consumer`]).
+    pub fn consumers(&self) -> Vec<String> {
+        let build = self.id.consumer();
+        match Slice::all(self.slices) {
+            Ok(slices) => slices.map(|s| s.consumer(&build)).collect(),
+            Err(_) => vec![build],
         }
     }
 }
@@ -180,16 +194,20 @@ pub trait BuildStore:
 {
     /// The build of `projection`'s `version` to run: the live build if it is of that
     /// version, else the newest build of that version not retired, or a new one when
-    /// there is none or `fresh` is asked for (a rebuild).
+    /// there is none or `fresh` is asked for (a rebuild). Every build of a version not
+    /// retired has the same number of `slices`: asking for another number is
+    /// [`InvalidInput::OutOfRange`](crate::store::InvalidInput::OutOfRange), and
+    /// registers nothing.
     /// A new build is live at once if the projection has no live build (its first),
     /// else building. A backend that keeps builds apart chooses its location.
     async fn register_build(
         &self,
         projection: &str,
         version: u32,
+        slices: u16,
         fresh: bool,
     ) -> Result<ProjectionBuild, StoreError> {
-        self.execute(RegisterBuild::new(projection, version, fresh)?).await
+        self.execute(RegisterBuild::new(projection, version, fresh)?.slices(slices)?).await
     }
 
     /// Every build of `projection`, by version and build number.

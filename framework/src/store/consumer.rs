@@ -1,9 +1,11 @@
 //! What the log's consumers keep in the store beside their checkpoints: exclusive leases,
-//! recorded failures, and what retention must keep for them.
+//! recorded failures, what retention must keep for them, and the instances that run a
+//! projection's slices.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::types::{Checkpoint, GlobalPosition, RecordedEvent, StreamId, Version};
@@ -180,5 +182,27 @@ impl PendingRequest {
     /// A request made at `requested_at`. For backends.
     pub fn new(request: ConsumerRequest, requested_at: DateTime<Utc>) -> Self {
         PendingRequest { request, requested_at }
+    }
+}
+
+/// An instance that runs a build's slices, as it last told the store
+/// ([`ConsumerStore::heartbeat`](crate::store::ConsumerStore::heartbeat)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Member {
+    /// The instance: one per supervisor and projection, new at each start.
+    pub instance: Uuid,
+    /// What operators know it by (host and process id, by default).
+    pub label: String,
+    /// The slices whose lease it holds, by index.
+    pub holds: Vec<u16>,
+    /// When the store last heard from it (set by the store).
+    pub seen_at: DateTime<Utc>,
+}
+
+impl Member {
+    /// A member as an instance describes itself.
+    pub fn new(instance: Uuid, label: impl Into<String>, holds: Vec<u16>) -> Self {
+        Member { instance, label: label.into(), holds, seen_at: Utc::now() }
     }
 }

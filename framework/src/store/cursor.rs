@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::error::{InvalidInput, StoreError};
 use super::filter::TopicPattern;
 use super::op::{Execute, ReadAll, ReadCategory, ReadLog};
+use super::slice::Slice;
 use super::types::{Checkpoint, RecordedEvent};
 use super::{validate, LogBackend, WakeSignal};
 
@@ -25,6 +26,8 @@ pub struct LogSelector {
     /// Only events whose topic matches one of these patterns (events without a topic
     /// never match a non-empty list).
     pub topics: Vec<TopicPattern>,
+    /// Only the events of the streams of this slice ([`Slice`]); all when `None`.
+    pub slice: Option<Slice>,
 }
 
 impl LogSelector {
@@ -53,7 +56,14 @@ impl LogSelector {
             validate::name("event_type", t)?;
         }
         let topics = topics.iter().map(|t| TopicPattern::parse(t)).collect::<Result<Vec<_>, _>>()?;
-        Ok(LogSelector { aggregate_types, event_types, topics })
+        Ok(LogSelector { aggregate_types, event_types, topics, slice: None })
+    }
+
+    /// The same selector, narrowed to the streams of `slice`.
+    #[must_use]
+    pub fn in_slice(mut self, slice: Slice) -> Self {
+        self.slice = (slice.count() > 1).then_some(slice);
+        self
     }
 
     /// Whether the reader takes `event`.
@@ -63,6 +73,7 @@ impl LogSelector {
             && (self.event_types.is_empty() || self.event_types.contains(&e.event_type))
             && (self.topics.is_empty()
                 || e.topic.as_deref().is_some_and(|t| self.topics.iter().any(|p| p.matches(t))))
+            && self.slice.is_none_or(|s| s.contains(&e.stream))
     }
 
     /// The one category the reader follows, if it follows exactly one: its reads then go

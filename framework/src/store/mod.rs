@@ -16,6 +16,7 @@ mod metadata;
 mod new_event;
 pub mod op;
 mod roles;
+mod slice;
 mod subscription;
 mod types;
 pub mod validate;
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 
 pub use backend::LogBackend;
 pub use builds::{build_to_run, BuildId, BuildState, BuildStore, ProjectionBuild, Retired, Switch};
-pub use consumer::{ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RetentionGuard};
+pub use consumer::{ConsumerRequest, Lease, Member, PendingRequest, ProjectionFailure, RetentionGuard};
 pub use cursor::{Chase, LogPage, LogSelector};
 pub use error::{InvalidInput, StoreError};
 pub use filter::{EventFilter, OrderBy, TopicPattern, ValidFilter, DEFAULT_QUERY_LIMIT};
@@ -34,6 +35,7 @@ pub use memory::InMemoryStore;
 pub use metadata::Metadata;
 pub use new_event::{NewEvent, StreamAppend};
 pub use roles::{ConsumerStore, RetentionStore, SnapshotStore};
+pub use slice::{slice_count, stream_hash, Slice, MAX_SLICES};
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
 pub use types::{
     AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, RecordedEvent, Snapshot,

@@ -1,16 +1,18 @@
 //! The store traits of snapshots, consumers and retention.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::op::{
     AdvanceCheckpoint, CompleteRequest, CountAfter, DeleteBefore, DeleteBeforeGuarded, DeleteSnapshot,
-    Execute, Failures, LoadCheckpoint, LoadRequest, LoadSnapshot, MakeRequest, RecordFailure, RecordStop,
-    ResolveFailure, SaveCheckpoint, SaveSnapshot, Stopped, StorageBytes, TryLease,
+    Execute, Failures, Heartbeat, Leave, LoadCheckpoint, LoadRequest, LoadSnapshot, MakeRequest,
+    RecordFailure, RecordStop, ResolveFailure, SaveCheckpoint, SaveSnapshot, Stopped, StorageBytes, TryLease,
 };
 use super::{
-    Checkpoint, ConsumerRequest, Lease, PendingRequest, ProjectionFailure, RetentionGuard, Snapshot,
+    Checkpoint, ConsumerRequest, Lease, Member, PendingRequest, ProjectionFailure, RetentionGuard, Snapshot,
     StoreError, StreamId,
 };
 
@@ -52,6 +54,8 @@ pub trait ConsumerStore:
     + Execute<MakeRequest>
     + Execute<LoadRequest>
     + Execute<CompleteRequest>
+    + Execute<Heartbeat>
+    + Execute<Leave>
 {
     /// Loads a named consumer's checkpoint.
     async fn load_checkpoint(&self, consumer: &str) -> Result<Option<Checkpoint>, StoreError> {
@@ -140,6 +144,26 @@ pub trait ConsumerStore:
     ) -> Result<bool, StoreError> {
         self.execute(CompleteRequest::new(consumer, requested_at)?).await
     }
+
+    /// Tells the store that `member` runs slices of the build named `consumer`
+    /// ([`BuildId::consumer`](crate::store::BuildId::consumer)) and holds `member.holds`,
+    /// and returns every member heard from within `ttl`, this one included, by instance id.
+    /// A member not heard from within `ttl` no longer counts: an instance calls this a few
+    /// times per `ttl`.
+    async fn heartbeat(
+        &self,
+        consumer: &str,
+        member: &Member,
+        ttl: Duration,
+    ) -> Result<Vec<Member>, StoreError> {
+        self.execute(Heartbeat::new(consumer, member.clone(), ttl)?).await
+    }
+
+    /// Removes `instance` from the members of the build named `consumer` (an instance that
+    /// stops), so that the others take its slices over at once.
+    async fn leave(&self, consumer: &str, instance: Uuid) -> Result<(), StoreError> {
+        self.execute(Leave::new(consumer, instance)?).await
+    }
 }
 
 impl<T> ConsumerStore for T where
@@ -156,6 +180,8 @@ impl<T> ConsumerStore for T where
         + Execute<MakeRequest>
         + Execute<LoadRequest>
         + Execute<CompleteRequest>
+        + Execute<Heartbeat>
+        + Execute<Leave>
 {
 }
 

@@ -211,6 +211,8 @@ pub fn consumer_name(value: &str) -> Result<(), InvalidInput> {
     name("consumer name", value)
 }
 
+pub use super::slice::slice_count;
+
 /// Checks an aggregate type used as a category.
 pub fn category(value: &str) -> Result<(), InvalidInput> {
     name("aggregate_type", value)

@@ -35,7 +35,14 @@ impl ChildKey {
 pub(super) struct Inner {
     pub(super) store: Arc<dyn EventStore>,
     pub(super) metrics: Arc<Metrics>,
+    /// Every child projection actor's shared state, by child key (a slice's key is its
+    /// projection's with `#index`).
     pub(super) projections: BTreeMap<String, Arc<ProjectionShared>>,
+    /// Each projection's child keys, by the name callers know it by: one key, or one
+    /// per slice.
+    pub(super) groups: BTreeMap<String, Vec<String>>,
+    /// The projections in slices running here.
+    pub(super) sliced: Vec<super::slices::Sliced>,
     pub(super) retention: Arc<RetentionShared>,
     pub(super) restart_initial: Duration,
     pub(super) restart_max: Duration,

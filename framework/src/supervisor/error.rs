@@ -60,6 +60,10 @@ pub enum SupervisorError {
         /// How long it tried.
         waited: std::time::Duration,
     },
+    /// The projection runs in slices: rebuild it by declaring a new version, which is
+    /// built beside the live one in all its slices.
+    #[error("projection {0:?} runs in slices: rebuild it by declaring a new version")]
+    InSlices(String),
     /// A child did not start.
     #[error("could not start {what}: {reason}")]
     Spawn {
@@ -76,6 +80,7 @@ impl From<ProjectionError> for SupervisorError {
             ProjectionError::NotOwner(name) => SupervisorError::NotOwner(name),
             ProjectionError::Sink(e) => SupervisorError::Handler(e),
             ProjectionError::Store(e) => SupervisorError::Store(e),
+            ProjectionError::InSlices => SupervisorError::InSlices(String::new()),
         }
     }
 }

@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod replay;
 mod retention;
+mod slices;
 mod wait;
 
 use std::collections::BTreeMap;
@@ -20,7 +21,8 @@ use ractor::{Actor, ActorRef, RpcReplyPort};
 
 use crate::metrics::Metrics;
 use crate::projection::actor::{ProjectionMsg, ProjectionShared};
-use crate::projection::{handler_sink, EventHandler, ProjectionStatus, RetryReport};
+use crate::projection::slices::{default_label, Allotment};
+use crate::projection::{slice_sinks, EventHandler, ProjectionStatus, RetryReport};
 use crate::store::{Checkpoint, EventFilter, EventStore, ProjectionFailure};
 
 pub use config::SupervisorConfig;
@@ -69,7 +71,7 @@ pub struct Supervisor {
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Supervisor")
-            .field("projections", &self.inner.projections.keys().collect::<Vec<_>>())
+            .field("projections", &self.inner.groups.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +103,8 @@ impl Supervisor {
         let metrics = config.metrics.unwrap_or_default();
         let store = metrics.instrument(store);
         let mut projections = BTreeMap::new();
+        let mut groups = BTreeMap::new();
+        let mut sliced = Vec::new();
         // Several versions of one projection may run side by side (the old one serving
         // while the new one builds): the newest is known by the projection's name, the
         // others as `name@vN`, and they share what went live here.
@@ -120,11 +124,12 @@ impl Supervisor {
             } else {
                 format!("{}@v{}", p.name, p.version)
             };
-            if projections.contains_key(&key) {
+            if groups.contains_key(&key) {
                 return Err(SupervisorError::DuplicateProjection(p.name));
             }
-            let sink = handler_sink(store.clone(), p.sink);
-            if p.version > 1 && !sink.keeps_builds_apart() {
+            let invalid = |source| SupervisorError::InvalidProjection { name: p.name.clone(), source };
+            let sinks = slice_sinks(&store, p.sink, p.slices).map_err(invalid)?;
+            if p.version > 1 && !sinks[0].1.keeps_builds_apart() {
                 // A new version would replay the log into the read model the live one fills.
                 let source = crate::store::InvalidInput::OutOfRange {
                     field: "projection version",
@@ -132,24 +137,44 @@ impl Supervisor {
                 };
                 return Err(SupervisorError::InvalidProjection { name: p.name, source });
             }
-            let shared = ProjectionShared {
-                name: p.name.clone(),
-                version: p.version,
-                switch_automatically: p.switch_automatically,
-                retire_after: p.retire_after,
-                live_here: live_here[&p.name].clone(),
-                selector,
-                batch_size: p.batch_size,
-                failure: p.failure,
-                poll_interval: p.poll_interval,
-                lease_retry: config.lease_retry,
-                store: store.clone(),
-                sink: tokio::sync::Mutex::new(sink),
-                status: std::sync::Mutex::new(ProjectionStatus::new(&p.name, p.version)),
-                changed: tokio::sync::Notify::new(),
-                metrics: metrics.clone(),
-            };
-            projections.insert(key, Arc::new(shared));
+            let allot = (p.slices > 1).then(|| {
+                let concurrency = p.slice_concurrency.unwrap_or(usize::from(p.slices));
+                Arc::new(Allotment::new(p.slices, concurrency, default_label()))
+            });
+            if let Some(allot) = &allot {
+                sliced.push(slices::Sliced::start(allot.clone(), store.clone()));
+            }
+            let page_size =
+                (p.batch_size * usize::from(p.slices)).min(store.limits().max_query_limit).max(p.batch_size);
+            let mut keys = Vec::new();
+            for (slice, sink) in sinks {
+                let mut status = ProjectionStatus::new(&p.name, p.version);
+                status.slice = allot.is_some().then_some(slice);
+                let shared = ProjectionShared {
+                    name: p.name.clone(),
+                    version: p.version,
+                    switch_automatically: p.switch_automatically,
+                    retire_after: p.retire_after,
+                    live_here: live_here[&p.name].clone(),
+                    selector: selector.clone().in_slice(slice),
+                    page_size,
+                    slice,
+                    allot: allot.clone(),
+                    failure: p.failure,
+                    poll_interval: p.poll_interval,
+                    lease_retry: config.lease_retry,
+                    store: store.clone(),
+                    sink: tokio::sync::Mutex::new(sink),
+                    status: std::sync::Mutex::new(status),
+                    changed: tokio::sync::Notify::new(),
+                    metrics: metrics.clone(),
+                };
+                let child =
+                    if allot.is_some() { slices::slice_key(&key, slice.index()) } else { key.clone() };
+                projections.insert(child.clone(), Arc::new(shared));
+                keys.push(child);
+            }
+            groups.insert(key, keys);
         }
         let retention = Arc::new(RetentionShared::new(
             store.clone(),
@@ -161,6 +186,8 @@ impl Supervisor {
             store,
             metrics,
             projections,
+            groups,
+            sliced,
             retention,
             restart_initial: config.restart_initial,
             restart_max: config.restart_max,
@@ -179,21 +206,43 @@ impl Supervisor {
         &self.inner.metrics
     }
 
-    fn shared(&self, name: &str) -> Result<&Arc<ProjectionShared>, SupervisorError> {
-        self.inner.projections.get(name).ok_or_else(|| SupervisorError::UnknownProjection(name.to_owned()))
+    /// The shared state of each of the projection's actors: one, or one per slice.
+    fn group(&self, name: &str) -> Result<Vec<&Arc<ProjectionShared>>, SupervisorError> {
+        let keys =
+            self.inner.groups.get(name).ok_or_else(|| SupervisorError::UnknownProjection(name.to_owned()))?;
+        Ok(keys.iter().filter_map(|k| self.inner.projections.get(k)).collect())
     }
 
-    /// A projection's status: state, checkpoint, lag, last error.
+    /// The projection's (first) actor's shared state.
+    fn shared(&self, name: &str) -> Result<&Arc<ProjectionShared>, SupervisorError> {
+        self.group(name)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| SupervisorError::UnknownProjection(name.to_owned()))
+    }
+
+    /// Whether the projection runs in slices.
+    fn in_slices(&self, name: &str) -> Result<bool, SupervisorError> {
+        Ok(self.group(name)?.len() > 1)
+    }
+
+    /// A projection's status: state, checkpoint, lag, last error; for a projection in
+    /// slices, each slice's too.
     pub fn status(&self, projection: &str) -> Result<ProjectionStatus, SupervisorError> {
-        Ok(self.shared(projection)?.status())
+        let group: Vec<Arc<ProjectionShared>> = self.group(projection)?.into_iter().cloned().collect();
+        Ok(slices::status(&group))
     }
 
     /// A projection's lag measured now: the events of the log after the checkpoint this
-    /// instance last committed (for an instance standing by, after the start).
+    /// instance last committed (for an instance standing by, after the start); for a
+    /// projection in slices, its slowest slice's.
     pub async fn lag(&self, projection: &str) -> Result<u64, SupervisorError> {
-        let shared = self.shared(projection)?;
-        let checkpoint = shared.status().checkpoint;
-        Ok(self.inner.store.count_after(checkpoint, &shared.selector.aggregate_types).await?)
+        let mut lag = 0;
+        for shared in self.group(projection)? {
+            let checkpoint = shared.status().checkpoint;
+            lag = lag.max(self.inner.store.count_after(checkpoint, &shared.selector.aggregate_types).await?);
+        }
+        Ok(lag)
     }
 
     /// The service's health: [`HealthStatus::Unavailable`] when the store does not answer
@@ -206,34 +255,64 @@ impl Supervisor {
 
     /// Every projection's status, by name.
     pub fn statuses(&self) -> Vec<ProjectionStatus> {
-        self.inner.projections.values().map(|p| p.status()).collect()
+        self.inner.groups.keys().filter_map(|name| self.status(name).ok()).collect()
     }
 
-    async fn projection(&self, name: &str) -> Result<ActorRef<ProjectionMsg>, SupervisorError> {
-        self.shared(name)?;
-        let child = ask(&self.actor, "the supervisor", |r| SupervisorMsg::Projection(name.to_owned(), r))
+    /// The actor of the projection's child `key`.
+    async fn child(&self, key: &str) -> Result<ActorRef<ProjectionMsg>, SupervisorError> {
+        let child = ask(&self.actor, "the supervisor", |r| SupervisorMsg::Projection(key.to_owned(), r))
             .await
             .map_err(|_| SupervisorError::Stopped)?;
-        child.ok_or_else(|| SupervisorError::Unavailable(format!("projection {name:?}")))
+        child.ok_or_else(|| SupervisorError::Unavailable(format!("projection {key:?}")))
+    }
+
+    /// The projection's (first) actor.
+    async fn projection(&self, name: &str) -> Result<ActorRef<ProjectionMsg>, SupervisorError> {
+        let key = self
+            .inner
+            .groups
+            .get(name)
+            .and_then(|k| k.first())
+            .ok_or_else(|| SupervisorError::UnknownProjection(name.to_owned()))?;
+        self.child(key).await
+    }
+
+    /// Asks each of the projection's actors (each slice's), one after the other.
+    async fn each<T: Send + 'static>(
+        &self,
+        projection: &str,
+        message: impl Fn(RpcReplyPort<T>) -> ProjectionMsg,
+    ) -> Result<Vec<T>, SupervisorError> {
+        let keys = self
+            .inner
+            .groups
+            .get(projection)
+            .ok_or_else(|| SupervisorError::UnknownProjection(projection.to_owned()))?;
+        let mut answers = Vec::with_capacity(keys.len());
+        for key in keys {
+            let actor = self.child(key).await?;
+            answers.push(ask(&actor, projection, &message).await?);
+        }
+        Ok(answers)
     }
 
     /// Pauses a projection after its batch in flight.
     pub async fn pause(&self, projection: &str) -> Result<(), SupervisorError> {
-        let actor = self.projection(projection).await?;
-        ask(&actor, projection, ProjectionMsg::Pause).await
+        self.each(projection, ProjectionMsg::Pause).await.map(|_| ())
     }
 
     /// Resumes a paused projection, or one its failure policy stopped.
     pub async fn resume(&self, projection: &str) -> Result<(), SupervisorError> {
-        let actor = self.projection(projection).await?;
-        ask(&actor, projection, ProjectionMsg::Resume).await
+        self.each(projection, ProjectionMsg::Resume).await.map(|_| ())
     }
 
     /// Moves a projection's checkpoint: it goes on after `to` (the read model is left as
     /// it is; [`Checkpoint::START`] re-applies everything).
     pub async fn reset(&self, projection: &str, to: Checkpoint) -> Result<(), SupervisorError> {
-        let actor = self.projection(projection).await?;
-        Ok(ask(&actor, projection, |r| ProjectionMsg::Reset(to, r)).await??)
+        for answer in self.each(projection, |r| ProjectionMsg::Reset(to, r)).await? {
+            answer?;
+        }
+        Ok(())
     }
 
     /// Rebuilds a projection while live traffic goes on.
@@ -247,6 +326,9 @@ impl Supervisor {
     /// goes back to it). The report names the new build. Otherwise the read model is
     /// rebuilt in place ([`rebuild_in_place`](Self::rebuild_in_place)).
     pub async fn rebuild(&self, projection: &str) -> Result<ReplayReport, SupervisorError> {
+        if self.in_slices(projection)? {
+            return Err(SupervisorError::InSlices(projection.to_owned()));
+        }
         let apart = self.shared(projection)?.sink.lock().await.keeps_builds_apart();
         if apart {
             self.rebuild_copy(projection).await
@@ -260,6 +342,9 @@ impl Supervisor {
     /// actor, then lets it follow live again. Readers see the read model empty at first,
     /// then filling up.
     pub async fn rebuild_in_place(&self, projection: &str) -> Result<ReplayReport, SupervisorError> {
+        if self.in_slices(projection)? {
+            return Err(SupervisorError::InSlices(projection.to_owned()));
+        }
         let actor = self.projection(projection).await?;
         ask(&actor, projection, ProjectionMsg::BeginRebuild).await??;
         let shared = self.shared(projection)?.clone();
@@ -283,17 +368,28 @@ impl Supervisor {
 
     /// A projection's recorded failures (events skipped by its failure policy).
     pub async fn failures(&self, projection: &str) -> Result<Vec<ProjectionFailure>, SupervisorError> {
-        let shared = self.shared(projection)?;
-        // Recorded under the consumer name of the build this instance runs.
-        let consumer = shared.build().map_or_else(|| projection.to_owned(), |b| b.id.consumer());
-        Ok(self.inner.store.failures(&consumer).await?)
+        // Recorded under the consumer name of the build this instance runs (each slice's).
+        let mut failures = Vec::new();
+        for shared in self.group(projection)? {
+            let consumer =
+                shared.build().map_or_else(|| shared.slice.consumer(projection), |b| shared.consumer_of(&b));
+            failures.extend(self.inner.store.failures(&consumer).await?);
+        }
+        failures.sort_by_key(|f| f.checkpoint());
+        Ok(failures)
     }
 
     /// Applies a projection's recorded failures again (once its handler is fixed);
     /// those that succeed are removed from the record.
     pub async fn retry_failures(&self, projection: &str) -> Result<RetryReport, SupervisorError> {
-        let actor = self.projection(projection).await?;
-        Ok(ask(&actor, projection, ProjectionMsg::RetryFailures).await??)
+        let mut report = RetryReport::default();
+        for answer in self.each(projection, ProjectionMsg::RetryFailures).await? {
+            let one = answer?;
+            report.resolved += one.resolved;
+            report.still_failing += one.still_failing;
+            report.missing += one.missing;
+        }
+        Ok(report)
     }
 
     async fn replay_actor(&self) -> Result<ActorRef<ReplayMsg>, SupervisorError> {
@@ -355,6 +451,10 @@ impl Supervisor {
         ask(&self.actor, "the supervisor", SupervisorMsg::Shutdown)
             .await
             .map_err(|_| SupervisorError::Stopped)?;
+        // The slices' leases are given up: the other instances take them over at once.
+        for sliced in &self.inner.sliced {
+            sliced.leave(self.inner.store.as_ref()).await;
+        }
         self.actor.get_cell().wait(Some(self.inner.shutdown_timeout)).await.ok();
         Ok(())
     }

@@ -124,13 +124,13 @@ impl RetentionShared {
         let cutoff = Utc::now().checked_sub_signed(period).unwrap_or(DateTime::<Utc>::MIN_UTC);
         let deleted = match self.config.mode {
             RetentionMode::Safe => {
-                // Every build that may still read the log counts: the live one, one being
+                // Every build (each of its slices) that may still read the log counts: the live one, one being
                 // built from the start, and one replaced that may be switched back to.
                 let mut consumers = Vec::new();
                 for name in &self.projections {
                     let builds = self.store.builds(name).await?;
                     consumers.extend(
-                        builds.iter().filter(|b| b.state != BuildState::Retired).map(|b| b.id.consumer()),
+                        builds.iter().filter(|b| b.state != BuildState::Retired).flat_map(|b| b.consumers()),
                     );
                     if builds.is_empty() {
                         consumers.push(name.clone());

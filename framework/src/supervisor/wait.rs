@@ -126,7 +126,11 @@ impl Supervisor {
         let shared: Vec<Arc<ProjectionShared>> = if projections.is_empty() {
             self.inner.projections.values().cloned().collect()
         } else {
-            projections.iter().map(|name| self.shared(name).cloned()).collect::<Result<_, _>>()?
+            let mut all = Vec::new();
+            for name in projections {
+                all.extend(self.group(name)?.into_iter().cloned());
+            }
+            all
         };
         // Each projection with the checkpoint it was last found behind at.
         let mut pending: Vec<(Arc<ProjectionShared>, Seen)> = shared.into_iter().map(|p| (p, None)).collect();
@@ -184,7 +188,7 @@ impl Supervisor {
         } else {
             let builds = self.inner.store.builds(&p.name).await?;
             let live = builds.iter().find(|b| b.state == BuildState::Live);
-            let consumer = live.map_or_else(|| p.name.clone(), |b| b.id.consumer());
+            let consumer = live.map_or_else(|| p.slice.consumer(&p.name), |b| p.consumer_of(b));
             self.inner.store.load_checkpoint(&consumer).await?.unwrap_or(Checkpoint::START)
         };
         let category = p.selector.single_category();

@@ -22,6 +22,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{snapshots}, {schema}.{position
 -- retired at run time. The schemas of read models kept apart per build are created by
 -- the runtime role, which needs CREATE on the database for them (see docs/operations.md).
 GRANT SELECT, INSERT, UPDATE ON {schema}.{positions}_builds TO {runtime};
+-- The instances that run a projection's slices (schema version 12).
+GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{positions}_members TO {runtime};
 -- The append functions, the batch fence and retention (and what it would delete).
 GRANT EXECUTE ON FUNCTION
     {schema}.{events}_append(TEXT, TEXT, BIGINT, UUID[], TEXT[], INTEGER[], TEXT[], JSONB[], JSONB[], TIMESTAMPTZ[], UUID[], UUID[], TEXT),

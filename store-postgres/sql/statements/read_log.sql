@@ -3,7 +3,8 @@
 -- (transaction, position) order and below the gap-safe horizon, of the aggregate type $4
 -- when it is not null (one category: its index). Of the page, only the events that match
 -- the selector come back: aggregate types $5, event types $6, topic regexes $7 (each
--- empty: any). Every row also carries the page's last checkpoint and size, and a page
+-- empty: any), and when $8 is not null only the streams of slice $9 of $8 (see
+-- factum::store::Slice for the hash). Every row also carries the page's last checkpoint and size, and a page
 -- with no match comes back as one row of NULL events with them, so that the reader moves
 -- past what it skipped.
 WITH page AS MATERIALIZED (
@@ -23,5 +24,7 @@ FROM last LEFT JOIN LATERAL (
     WHERE (cardinality($5::text[]) = 0 OR aggregate_type = ANY($5))
       AND (cardinality($6::text[]) = 0 OR event_type = ANY($6))
       AND (cardinality($7::text[]) = 0 OR ('.' || topic) ~ ANY($7))
+      AND ($8::int IS NULL
+           OR ('x' || substr(md5(aggregate_type || '/' || aggregate_id), 1, 8))::bit(32)::bigint % $8 = $9::int)
 ) AS s ON true
 ORDER BY s.transaction_id, s.global_position

@@ -69,6 +69,8 @@ fn decode(row: &PgRow) -> Result<ProjectionBuild, StoreError> {
     build.created_at = row.try_get(5).map_err(corrupt)?;
     build.live_at = row.try_get(6).map_err(corrupt)?;
     build.retired_at = row.try_get(7).map_err(corrupt)?;
+    let slices: i32 = row.try_get(8).map_err(corrupt)?;
+    build.slices = u16::try_from(slices).map_err(|_| StoreError::Corrupt(format!("slice count {slices}")))?;
     Ok(build)
 }
 
@@ -152,6 +154,7 @@ impl Execute<RegisterBuild> for PostgresStore {
             let mut tx = self.begin_with(READ_COMMITTED).await?;
             self.lock_builds(&mut tx, op.projection()).await?;
             let builds = self.builds_on(&mut tx, op.projection()).await?;
+            op.check_layout(&builds)?;
             let of_version = || builds.iter().filter(|b| b.id.version == op.version());
             if !op.fresh() {
                 if let Some(current) = build_to_run(&builds, op.version()) {
@@ -169,6 +172,7 @@ impl Execute<RegisterBuild> for PostgresStore {
                 .bind(id.consumer())
                 .bind(state.as_str())
                 .bind(build_schema(&self.inner.names.schema, &id))
+                .bind(i32::from(op.slice_count()))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(backend)?;
@@ -208,17 +212,29 @@ impl Execute<CutOver> for PostgresStore {
             if build.state == BuildState::Live {
                 return Ok(Switch::Switched { replaced: None });
             }
-            let live = builds.iter().find(|b| b.state == BuildState::Live).map(|b| b.id.clone());
-            if let Some(live) = &live {
-                // Inside the live build's fence its checkpoint stands still until commit:
-                // the build must have processed at least as much.
-                let live_at = self.fenced_checkpoint(&mut tx, &live.consumer()).await?;
-                let build_at = self.checkpoint_on(&mut tx, &target.consumer()).await?;
+            let live = builds.iter().find(|b| b.state == BuildState::Live);
+            if let Some(live) = live {
+                // Inside the live build's fences its checkpoints stand still until commit:
+                // the build must have processed at least as much. A build in slices is as
+                // far as its slowest slice.
+                let mut live_at = None::<Checkpoint>;
+                for consumer in live.consumers() {
+                    let at = self.fenced_checkpoint(&mut tx, &consumer).await?;
+                    live_at = Some(live_at.map_or(at, |m| m.min(at)));
+                }
+                let mut build_at = None::<Checkpoint>;
+                for consumer in build.consumers() {
+                    let at = self.checkpoint_on(&mut tx, &consumer).await?;
+                    build_at = Some(build_at.map_or(at, |m| m.min(at)));
+                }
+                let (live_at, build_at) =
+                    (live_at.unwrap_or(Checkpoint::START), build_at.unwrap_or(Checkpoint::START));
                 if build_at < live_at {
                     return Ok(Switch::Behind { live: live_at, build: build_at });
                 }
-                self.set_state(&mut tx, live, BuildState::Replaced).await?;
+                self.set_state(&mut tx, &live.id, BuildState::Replaced).await?;
             }
+            let live = live.map(|b| b.id.clone());
             self.set_state(&mut tx, target, BuildState::Live).await?;
             tx.commit().await.map_err(backend)?;
             Ok(Switch::Switched { replaced: live })
@@ -243,8 +259,10 @@ impl Execute<RetireBuild> for PostgresStore {
                 BuildState::Retired => return Ok(Retired::Retired),
                 _ => {}
             }
-            // Inside its fence: no batch of it is in flight while its schema goes.
-            self.fenced_checkpoint(&mut tx, &target.consumer()).await?;
+            // Inside its fences: no batch of it is in flight while its schema goes.
+            for consumer in build.consumers() {
+                self.fenced_checkpoint(&mut tx, &consumer).await?;
+            }
             self.set_state(&mut tx, target, BuildState::Retired).await?;
             if let Some(schema) = &build.location {
                 let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", schema.replace('"', "\"\""));

@@ -122,6 +122,7 @@ impl Execute<ReadLog> for PostgresStore {
         if selector.event_types.is_empty()
             && selector.topics.is_empty()
             && selector.aggregate_types.len() <= 1
+            && selector.slice.is_none()
         {
             return read_log_in_memory(self, op).await;
         }

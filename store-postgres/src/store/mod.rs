@@ -36,6 +36,7 @@ mod builds;
 mod coalesce;
 mod consumers;
 mod log;
+mod members;
 mod payloads;
 mod read_log;
 mod recent;

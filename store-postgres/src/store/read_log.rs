@@ -27,6 +27,8 @@ impl PostgresStore {
             .bind(&selector.aggregate_types)
             .bind(&selector.event_types)
             .bind(&topics)
+            .bind(selector.slice.map(|s| i32::from(s.count())))
+            .bind(selector.slice.map(|s| i32::from(s.index())))
             .fetch_all(&mut *conn)
             .await
             .map_err(backend);

@@ -68,6 +68,9 @@ pub(crate) struct Sql {
     pub(crate) insert_build: SqlStr,
     pub(crate) set_build_state: SqlStr,
     pub(crate) read_models: SqlStr,
+    /// The members of a build's slices: a heartbeat, and one leaving.
+    pub(crate) heartbeat: SqlStr,
+    pub(crate) leave: SqlStr,
     /// Operators' requests to consumers, and the count of what retention may delete.
     pub(crate) request: SqlStr,
     pub(crate) pending_request: SqlStr,
@@ -131,6 +134,8 @@ impl Sql {
             insert_build: e(statement!("insert_build")),
             set_build_state: e(statement!("set_build_state")),
             read_models: e(statement!("read_models")),
+            heartbeat: e(statement!("heartbeat")),
+            leave: e(statement!("leave")),
             stopped: e(statement!("stopped")),
             resolve_failure: e(statement!("resolve_failure")),
             storage_bytes: e(statement!("storage_bytes")),

@@ -24,6 +24,12 @@ impl ProjectionActorState {
     /// is superseded: it registers nothing and applies nothing.
     pub(super) async fn register(&mut self) -> Result<(), StoreError> {
         let (name, version) = (&self.shared.name, self.shared.version);
+        // The slices here register and prepare the build one at a time.
+        let allot = self.shared.allot.clone();
+        let _preparing = match &allot {
+            Some(a) => Some(a.preparing.lock().await),
+            None => None,
+        };
         let builds = self.shared.store.builds(name).await?;
         let newer_live = builds.iter().any(|b| b.state == BuildState::Live && b.id.version > version);
         let build = match build_to_run(&builds, version) {
@@ -33,7 +39,7 @@ impl ProjectionActorState {
                 self.shared.set_state(ProjectionState::Retired);
                 return Ok(());
             }
-            None => self.shared.store.register_build(name, version, false).await?,
+            None => self.shared.store.register_build(name, version, self.shared.slice.count(), false).await?,
         };
         self.take_up(build).await
     }
@@ -42,7 +48,10 @@ impl ProjectionActorState {
     async fn take_up(&mut self, build: ProjectionBuild) -> Result<(), StoreError> {
         self.shared.sink.lock().await.prepare(&build).await.map_err(sink_error)?;
         tracing::info!(projection = %self.shared.name, build = %build.id, state = %build.state, "projection build taken up");
-        self.consumer = build.id.consumer();
+        self.consumer = self.shared.consumer_of(&build);
+        if let Some(a) = &self.shared.allot {
+            a.following(&build.id.consumer());
+        }
         self.shared.went_live(&build);
         self.build = Some(build.clone());
         self.shared.update(|s| s.build = Some(build));
@@ -124,8 +133,11 @@ impl ProjectionActorState {
     /// and prepares it. Only the instance that owns the projection does.
     pub(super) async fn begin_copy(&mut self) -> Result<(ProjectionBuild, Lease), ProjectionError> {
         self.owned().await?;
+        if self.shared.slice.count() > 1 {
+            return Err(ProjectionError::InSlices);
+        }
         let store = self.shared.store.clone();
-        let build = store.register_build(&self.shared.name, self.shared.version, true).await?;
+        let build = store.register_build(&self.shared.name, self.shared.version, 1, true).await?;
         let prepared = match store.try_lease(&build.id.consumer()).await {
             Ok(Some(lease)) => self.shared.sink.lock().await.prepare(&build).await.map(|()| lease),
             Ok(None) => Err(SinkError::Store(StoreError::Backend("the fresh build's lease is taken".into()))),
@@ -146,10 +158,10 @@ impl ProjectionActorState {
     /// Goes on with `build` (a copy that just became live), holding its `lease`; the
     /// lease of the build it ran is given up.
     pub(super) async fn adopt(&mut self, build: ProjectionBuild, lease: Lease) -> Result<(), StoreError> {
-        self.consumer = build.id.consumer();
+        self.consumer = self.shared.consumer_of(&build);
         self.shared.went_live(&build);
         self.build = Some(build.clone());
-        self.lease = Some(lease);
+        self.set_lease(Some(lease));
         self.lease_gen += 1;
         let generation = self.lease_gen;
         self.myself.send_after(self.shared.lease_retry, move || ProjectionMsg::LeaseCheck(generation));
@@ -312,7 +324,7 @@ impl ProjectionActorState {
     /// be retired (or switched back to, brought up to date first).
     pub(super) fn stand_down(&mut self) {
         tracing::info!(projection = %self.shared.name, version = self.shared.version, "a newer version is live here; this one stands down");
-        self.lease = None;
+        self.set_lease(None);
         self.prefetch = None;
         self.shared.set_state(ProjectionState::Retired);
     }
@@ -331,7 +343,7 @@ impl ProjectionActorState {
             return Ok(false);
         }
         tracing::info!(projection = %self.shared.name, build = %mine.id, "build replaced; going on with the build to run now");
-        self.lease = None;
+        self.set_lease(None);
         self.prefetch = None;
         match build_to_run(&builds, self.shared.version) {
             Some(next) if next.id != mine.id && next.state != BuildState::Replaced => {

@@ -12,10 +12,16 @@ impl ProjectionActorState {
     /// Makes sure this instance holds the projection's lease, taking it if free; on
     /// taking it, starts from the stored checkpoint.
     pub(super) async fn ensure_lease(&mut self) -> Result<bool, StoreError> {
+        let index = self.shared.slice.index();
         if self.lease.as_ref().is_some_and(Lease::is_held) {
+            if self.shared.allot.as_ref().is_some_and(|a| a.should_release(index)) {
+                self.hand_over();
+                return Ok(false);
+            }
             return Ok(true);
         }
-        if self.lease.take().is_some() {
+        if self.lease.is_some() {
+            self.set_lease(None);
             // Just lost: wait one lease retry before taking it again, so that an instance
             // standing by gets it first.
             tracing::warn!(projection = %self.shared.name, "projection lease lost");
@@ -30,12 +36,16 @@ impl ProjectionActorState {
         if self.build.is_none() || !self.follow_registry().await? {
             return Ok(false);
         }
+        if self.shared.allot.as_ref().is_some_and(|a| !a.may_take(index)) {
+            // This instance runs its share of the slices already.
+            return Ok(false);
+        }
         let Some(lease) = self.shared.store.try_lease(self.consumer()).await? else {
             return Ok(false);
         };
         self.checkpoint =
             self.shared.store.load_checkpoint(self.consumer()).await?.unwrap_or(Checkpoint::START);
-        self.lease = Some(lease);
+        self.set_lease(Some(lease));
         self.lease_gen += 1;
         let generation = self.lease_gen;
         self.myself.send_after(self.shared.lease_retry, move || ProjectionMsg::LeaseCheck(generation));
@@ -71,8 +81,26 @@ impl ProjectionActorState {
         }
     }
 
+    /// Holds `lease`, or none; the slice's seat says which.
+    pub(super) fn set_lease(&mut self, lease: Option<Lease>) {
+        if let Some(seat) = self.shared.seat() {
+            seat.holding.store(lease.is_some(), std::sync::atomic::Ordering::Release);
+        }
+        self.lease = lease;
+    }
+
+    /// Gives this slice's lease up between two batches, so that another instance runs
+    /// it: the last batch has committed, and the next holder starts from its checkpoint.
+    pub(super) fn hand_over(&mut self) {
+        tracing::info!(projection = %self.shared.name, slice = %self.shared.slice, "slice handed over to another instance");
+        self.prefetch = None;
+        self.set_lease(None);
+        self.lease_tried = Some(Instant::now());
+        self.shared.set_state(ProjectionState::Standby);
+    }
+
     pub(super) fn standby(&mut self, myself: &ActorRef<ProjectionMsg>) {
-        self.lease = None;
+        self.set_lease(None);
         self.lease_tried = Some(Instant::now());
         self.shared.set_state(ProjectionState::Standby);
         self.arm(myself, self.shared.lease_retry);

@@ -14,12 +14,13 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
+use crate::projection::slices::Allotment;
 use crate::projection::{
     panic_error, Batch, FailurePolicy, HandlerError, ProjectionSink, ProjectionState, ProjectionStatus,
     SinkError,
 };
 use crate::store::{
-    Checkpoint, EventStore, LogPage, LogSelector, ProjectionBuild, RecordedEvent, StoreError,
+    Checkpoint, EventStore, LogPage, LogSelector, ProjectionBuild, RecordedEvent, Slice, StoreError,
 };
 
 /// What applying a page came to ([`ProjectionShared::apply_page`]).
@@ -50,7 +51,14 @@ pub(crate) struct ProjectionShared {
     /// the versions that run here side by side): an older one stands down after it.
     pub(crate) live_here: Arc<AtomicU32>,
     pub(crate) selector: LogSelector,
-    pub(crate) batch_size: usize,
+    /// How many events of the log a read looks at: the batch size, times the slice
+    /// count for a slice (which selects about one event in that many), within the
+    /// store's limit.
+    pub(crate) page_size: usize,
+    /// The slice this actor runs (slice 0 of 1 for a projection not in slices).
+    pub(crate) slice: Slice,
+    /// What the slices of the projection here share, for a projection in slices.
+    pub(crate) allot: Option<Arc<Allotment>>,
     pub(crate) failure: FailurePolicy,
     pub(crate) poll_interval: Duration,
     pub(crate) lease_retry: Duration,
@@ -93,6 +101,16 @@ impl ProjectionShared {
         self.live_here.load(Ordering::Acquire) > self.version
     }
 
+    /// The consumer name of this slice of `build`.
+    pub(crate) fn consumer_of(&self, build: &ProjectionBuild) -> String {
+        self.slice.consumer(&build.id.consumer())
+    }
+
+    /// Whether this instance holds the lease of this slice's consumer (set by its actor).
+    pub(crate) fn seat(&self) -> Option<&Arc<crate::projection::slices::SliceSeat>> {
+        self.allot.as_ref().and_then(|a| a.seats.get(usize::from(self.slice.index())))
+    }
+
     /// The build this instance runs, once registered.
     pub(crate) fn build(&self) -> Option<ProjectionBuild> {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).build.clone()
@@ -100,14 +118,14 @@ impl ProjectionShared {
 
     fn runs(&self, consumer: &str) -> bool {
         let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        status.build.as_ref().is_some_and(|b| b.id.consumer() == consumer)
+        status.build.as_ref().is_some_and(|b| self.slice.consumer(&b.id.consumer()) == consumer)
     }
 
     /// Reads the next page after `after`: the events the projection selects among those
     /// read, the checkpoint of the last one read, and whether the page was full. `None`
     /// when nothing is readable after `after` yet.
     pub(crate) async fn read_batch(&self, after: Checkpoint) -> Result<Option<LogPage>, StoreError> {
-        self.store.read_log(after, &self.selector, self.batch_size).await
+        self.store.read_log(after, &self.selector, self.page_size).await
     }
 
     /// Applies a batch to the build `consumer` through the sink; a panic in the sink

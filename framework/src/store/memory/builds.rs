@@ -13,6 +13,7 @@ impl Execute<RegisterBuild> for InMemoryStore {
     async fn execute(&self, op: RegisterBuild) -> Result<ProjectionBuild, StoreError> {
         let mut state = self.lock();
         let builds = state.builds.entry(op.projection().to_owned()).or_default();
+        op.check_layout(builds)?;
         let of_version = || builds.iter().filter(|b| b.id.version == op.version());
         if !op.fresh() {
             if let Some(current) = build_to_run(builds, op.version()) {
@@ -22,7 +23,9 @@ impl Execute<RegisterBuild> for InMemoryStore {
         let number = of_version().map(|b| b.id.build).max().unwrap_or(0) + 1;
         let live = builds.iter().any(|b| b.state == BuildState::Live);
         let state = if live { BuildState::Building } else { BuildState::Live };
-        let build = ProjectionBuild::new(BuildId::new(op.projection(), op.version(), number), state, None);
+        let mut build =
+            ProjectionBuild::new(BuildId::new(op.projection(), op.version(), number), state, None);
+        build.slices = op.slice_count();
         builds.push(build.clone());
         Ok(build)
     }
@@ -39,11 +42,10 @@ impl Execute<Builds> for InMemoryStore {
 
 /// Whether `consumer` is a build that was replaced or retired: it takes no more batches.
 pub(super) fn closed(state: &State, consumer: &str) -> bool {
-    state
-        .builds
-        .values()
-        .flatten()
-        .any(|b| matches!(b.state, BuildState::Replaced | BuildState::Retired) && b.id.consumer() == consumer)
+    state.builds.values().flatten().any(|b| {
+        matches!(b.state, BuildState::Replaced | BuildState::Retired)
+            && b.consumers().iter().any(|c| c == consumer)
+    })
 }
 
 #[async_trait]
@@ -68,8 +70,15 @@ impl Execute<CutOver> for InMemoryStore {
     async fn execute(&self, op: CutOver) -> Result<Switch, StoreError> {
         let target = op.build();
         let mut state = self.lock();
-        let checkpoint =
-            |consumer: &str| state.checkpoints.get(consumer).copied().unwrap_or(Checkpoint::START);
+        // A build in slices is as far as its slowest slice.
+        let checkpoint = |build: &ProjectionBuild| {
+            build
+                .consumers()
+                .iter()
+                .map(|c| state.checkpoints.get(c).copied().unwrap_or(Checkpoint::START))
+                .min()
+                .unwrap_or(Checkpoint::START)
+        };
         let Some(builds) = state.builds.get(&target.projection) else {
             return Ok(Switch::Unknown);
         };
@@ -82,8 +91,7 @@ impl Execute<CutOver> for InMemoryStore {
         }
         let live = builds.iter().position(|b| b.state == BuildState::Live);
         if let Some(live) = live {
-            let (live_at, build_at) =
-                (checkpoint(&builds[live].id.consumer()), checkpoint(&target.consumer()));
+            let (live_at, build_at) = (checkpoint(&builds[live]), checkpoint(&builds[index]));
             if build_at < live_at {
                 return Ok(Switch::Behind { live: live_at, build: build_at });
             }

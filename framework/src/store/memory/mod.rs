@@ -5,6 +5,7 @@
 
 mod builds;
 mod log;
+mod members;
 mod roles;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -70,6 +71,8 @@ struct State {
     requests: HashMap<String, PendingRequest>,
     /// The projection builds, by projection, oldest first.
     builds: HashMap<String, Vec<super::builds::ProjectionBuild>>,
+    /// The instances running each build's slices, by build consumer name.
+    members: HashMap<String, HashMap<Uuid, (super::Member, std::time::Instant)>>,
 }
 
 #[derive(Default)]

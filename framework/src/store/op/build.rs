@@ -1,7 +1,7 @@
 //! The operations of the projection builds' registry: see
 //! [`BuildStore`](crate::store::BuildStore) for each one's contract.
 
-use crate::store::builds::{BuildId, ProjectionBuild, Retired, Switch};
+use crate::store::builds::{BuildId, BuildState, ProjectionBuild, Retired, Switch};
 use crate::store::error::InvalidInput;
 use crate::store::validate;
 
@@ -11,14 +11,14 @@ use super::Operation;
 /// from 1, so that every consumer name it makes is a valid one too.
 fn check(id: &BuildId) -> Result<(), InvalidInput> {
     validate::consumer_name(&id.projection)?;
-    if id.projection.contains('@') {
+    if id.projection.contains(['@', '#']) {
         return Err(InvalidInput::OutOfRange {
             field: "projection name",
-            reason: "must not contain '@', which separates a build's version in its consumer name",
+            reason: "must not contain '@' or '#', which separate a build's version and slice in its consumer names",
         });
     }
-    // Room for the longest version and build suffix ("@v4294967295.4294967295").
-    validate::consumer_name(&format!("{}@v{}.{}", id.projection, u32::MAX, u32::MAX))?;
+    // Room for the longest version, build and slice suffix ("@v4294967295.4294967295#1023/1024").
+    validate::consumer_name(&format!("{}@v{}.{}#1023/1024", id.projection, u32::MAX, u32::MAX))?;
     if id.version == 0 || id.build == 0 || id.version > i32::MAX as u32 || id.build > i32::MAX as u32 {
         return Err(InvalidInput::OutOfRange {
             field: "projection version",
@@ -34,6 +34,7 @@ pub struct RegisterBuild {
     projection: String,
     version: u32,
     fresh: bool,
+    slices: u16,
 }
 
 impl RegisterBuild {
@@ -41,7 +42,33 @@ impl RegisterBuild {
     pub fn new(projection: impl Into<String>, version: u32, fresh: bool) -> Result<Self, InvalidInput> {
         let projection = projection.into();
         check(&BuildId::new(projection.clone(), version, 1))?;
-        Ok(RegisterBuild { projection, version, fresh })
+        Ok(RegisterBuild { projection, version, fresh, slices: 1 })
+    }
+
+    /// The number of slices the build runs in (default 1), checked.
+    pub fn slices(mut self, slices: u16) -> Result<Self, InvalidInput> {
+        self.slices = validate::slice_count(slices)?;
+        Ok(self)
+    }
+
+    /// The number of slices the build runs in.
+    pub fn slice_count(&self) -> u16 {
+        self.slices
+    }
+
+    /// The refusal when a build of the version not retired has `found` slices, not this
+    /// operation's number: two layouts never mix in one version.
+    pub fn check_layout(&self, builds: &[ProjectionBuild]) -> Result<(), InvalidInput> {
+        let mixed = builds.iter().any(|b| {
+            b.id.version == self.version && b.state != BuildState::Retired && b.slices != self.slices
+        });
+        if mixed {
+            return Err(InvalidInput::OutOfRange {
+                field: "slices",
+                reason: "a build of this version runs in another number of slices: declare a new version to change it",
+            });
+        }
+        Ok(())
     }
 
     /// The projection's name.

@@ -47,6 +47,7 @@
 mod build;
 mod consumer;
 mod log;
+mod members;
 mod position;
 mod query;
 mod retention;
@@ -67,6 +68,7 @@ pub use log::{
     Append, AppendMany, CountStreams, LatestPosition, ReadAll, ReadCategory, ReadLog, ReadStream,
     StreamVersion,
 };
+pub use members::{Heartbeat, Leave};
 pub use position::{CheckpointOf, Unread};
 pub use query::{Count, Query, StreamEvents};
 pub use retention::{DeleteBefore, DeleteBeforeGuarded, StorageBytes};
