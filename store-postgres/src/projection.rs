@@ -205,11 +205,15 @@ async fn begin_in(
 ) -> Result<Transaction<'static, Postgres>, SinkError> {
     let mut tx = begin(store).await?;
     if let Some(paths) = paths {
-        let path = paths.get(consumer).ok_or_else(|| {
-            SinkError::Store(StoreError::Backend(
-                format!("projection build {consumer:?} was not prepared before use").into(),
-            ))
-        })?;
+        // A slice's batches go to its build's read model.
+        let path = paths
+            .get(consumer)
+            .or_else(|| paths.get(factum::store::slice_build(consumer)))
+            .ok_or_else(|| {
+                SinkError::Store(StoreError::Backend(
+                    format!("projection build {consumer:?} was not prepared before use").into(),
+                ))
+            })?;
         set_path(&mut tx, path).await?;
     }
     Ok(tx)

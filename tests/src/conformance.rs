@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 pub use crate::builds::projection_builds;
 pub use crate::history::concurrent_history;
+pub use crate::slices::projection_slices;
 
 /// A shared handle to the store under test.
 pub type Store = Arc<dyn EventStore>;
@@ -44,7 +45,7 @@ async fn total(store: &Store) -> u64 {
 /// Follows the global log from the start, as a subscriber would, until `expect` events
 /// have arrived (the gap-safe horizon may hold back events of transactions that have just
 /// committed while an older transaction anywhere in the cluster is still open).
-async fn read_everything(store: &Store, expect: usize) -> Vec<RecordedEvent> {
+pub(crate) async fn read_everything(store: &Store, expect: usize) -> Vec<RecordedEvent> {
     let mut all = Vec::new();
     let mut after = Checkpoint::START;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -1098,7 +1099,7 @@ macro_rules! conformance_suite {
             event_fields_round_trip, read_payloads, count_streams, unread, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
             checkpoint_fencing, leases, recorded_failures, projection_stops, count_after, guarded_delete, category_wake_ups,
-            read_log_selects, consumer_requests, projection_builds, concurrent_history);
+            read_log_selects, consumer_requests, projection_builds, projection_slices, concurrent_history);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

@@ -11,6 +11,7 @@ pub mod counter;
 pub mod faulty;
 pub mod history;
 pub mod recorder;
+pub mod slices;
 
 /// Compiles the README's Rust snippets as doctests.
 #[cfg(doctest)]

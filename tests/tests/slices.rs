@@ -283,3 +283,118 @@ async fn twenty_sigkills_lose_nothing_and_keep_each_streams_order() {
         c.wait().ok();
     }
 }
+
+/// A read model kept apart per build, with the same order check as `Ordered`.
+struct Versioned;
+
+#[async_trait]
+impl PgProjection for Versioned {
+    async fn handle(&mut self, tx: &mut PgConnection, e: &RecordedEvent) -> Result<(), HandlerError> {
+        let sql = if e.version.0 == 1 {
+            "INSERT INTO seen (stream, version) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        } else {
+            "UPDATE seen SET version = $2 WHERE stream = $1 AND version = $2 - 1"
+        };
+        let done =
+            sqlx::query(sql).bind(e.stream.to_string()).bind(e.version.0 as i64).execute(&mut *tx).await?;
+        if done.rows_affected() != 1 {
+            return Err(HandlerError::msg(format!(
+                "{} version {} is not the next one",
+                e.stream, e.version.0
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create(&mut self, tx: &mut PgConnection) -> Result<(), HandlerError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS seen (stream TEXT PRIMARY KEY, version BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+fn versioned(store: &PostgresStore, version: u32, slices: u16) -> Projection {
+    let store = store.clone();
+    Projection::sliced("versioned", slices, move |_| {
+        ExactlyOnce::new(store.clone(), Versioned).schema_per_build()
+    })
+    .version(version)
+    .batch_size(25)
+}
+
+/// Bad slice counts are typed errors from `Supervisor::start`, and so is a count other
+/// than the one the version's build runs in; a new version changes the count: it is built
+/// in its slices beside the live one and takes over once its slowest slice caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slice_count_changes_only_with_a_new_version() {
+    use factum::supervisor::SupervisorError;
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let start = |p: Projection| {
+        let store = store.clone();
+        async move {
+            Supervisor::start(
+                Arc::new(store),
+                SupervisorConfig::default().projection(p).lease_retry(Duration::from_millis(100)),
+            )
+            .await
+        }
+    };
+    for bad in [0, factum::store::MAX_SLICES + 1] {
+        let refused = start(versioned(&store, 1, bad)).await;
+        assert!(
+            matches!(refused, Err(SupervisorError::InvalidProjection { .. })),
+            "{bad} slices: {refused:?}"
+        );
+    }
+    for n in 0..200 {
+        append_one(&store, n).await;
+    }
+    let one = start(versioned(&store, 1, 1)).await.unwrap();
+    let until_caught_up = |s: Supervisor, version: u32| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = s.status("versioned").unwrap();
+            let live = status
+                .build
+                .as_ref()
+                .is_some_and(|b| b.id.version == version && b.state == factum::store::BuildState::Live);
+            if live && status.lag == Some(0) && status.state == factum::projection::ProjectionState::Live {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "version {version} not live and caught up: {status:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let one = until_caught_up(one, 1).await;
+    one.shutdown().await.unwrap();
+
+    // Version 1 runs in one slice: four is refused, and nothing was registered.
+    let mixed = start(versioned(&store, 1, 4)).await;
+    assert!(matches!(mixed, Err(SupervisorError::InvalidProjection { .. })), "{mixed:?}");
+    assert_eq!(store.builds("versioned").await.unwrap().len(), 1);
+
+    // Version 2 in four slices: built beside version 1, then live.
+    for n in 200..260 {
+        append_one(&store, n).await;
+    }
+    let four = start(versioned(&store, 2, 4)).await.unwrap();
+    let four = until_caught_up(four, 2).await;
+    let builds = store.builds("versioned").await.unwrap();
+    assert_eq!(builds.iter().map(|b| (b.id.version, b.slices)).collect::<Vec<_>>(), vec![(1, 1), (2, 4)]);
+    let mut read = store.read_models(&["versioned"]).await.unwrap();
+    let diff: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT aggregate_type || '-' || aggregate_id AS stream, max(version) AS v \
+         FROM public.events GROUP BY 1) l FULL JOIN seen r USING (stream) WHERE r.version IS DISTINCT FROM l.v",
+    )
+    .fetch_one(&mut *read)
+    .await
+    .unwrap();
+    assert_eq!(diff, 0, "version 2's read model, in four slices, equals the log");
+    drop(read);
+    let status = four.status("versioned").unwrap();
+    assert_eq!(status.slices.len(), 4);
+    assert!(matches!(four.rebuild("versioned").await, Err(SupervisorError::InSlices(_))));
+    four.shutdown().await.unwrap();
+}

@@ -35,7 +35,7 @@ pub use memory::InMemoryStore;
 pub use metadata::Metadata;
 pub use new_event::{NewEvent, StreamAppend};
 pub use roles::{ConsumerStore, RetentionStore, SnapshotStore};
-pub use slice::{slice_count, stream_hash, Slice, MAX_SLICES};
+pub use slice::{slice_build, slice_count, stream_hash, Slice, MAX_SLICES};
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
 pub use types::{
     AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, RecordedEvent, Snapshot,

@@ -124,6 +124,27 @@ impl Slice {
     }
 }
 
+/// The build's consumer name in a slice's ([`Slice::consumer`]): the name without its
+/// `#index/count` suffix; the name itself when it has none.
+///
+/// ```
+/// use factum::store::slice_build;
+///
+/// assert_eq!(slice_build("order_summary@v2#3/12"), "order_summary@v2");
+/// assert_eq!(slice_build("order_summary"), "order_summary");
+/// ```
+pub fn slice_build(consumer: &str) -> &str {
+    let Some((build, suffix)) = consumer.rsplit_once('#') else { return consumer };
+    let slice = suffix.split_once('/').filter(|(i, n)| {
+        !i.is_empty() && !n.is_empty() && i.bytes().chain(n.bytes()).all(|b| b.is_ascii_digit())
+    });
+    if slice.is_some() {
+        build
+    } else {
+        consumer
+    }
+}
+
 impl fmt::Display for Slice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)

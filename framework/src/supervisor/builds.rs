@@ -89,6 +89,11 @@ impl Supervisor {
             }
             return Ok(ReplayReport { build: Some(build.clone()), ..ReplayReport::default() });
         }
+        if target.slices > 1 || shared.slice.count() > 1 {
+            // A build in slices is brought up to date by its slices' actors, wherever
+            // they run: switch to it once they have (above), or declare a new version.
+            return Err(SupervisorError::InSlices(projection.to_owned()));
+        }
         let Some(lease) = store.try_lease(&build.consumer()).await? else {
             return Err(SupervisorError::BuildInUse(build.clone()));
         };

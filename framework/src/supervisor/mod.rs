@@ -128,6 +128,7 @@ impl Supervisor {
                 return Err(SupervisorError::DuplicateProjection(p.name));
             }
             let invalid = |source| SupervisorError::InvalidProjection { name: p.name.clone(), source };
+            slices::check_layout(store.as_ref(), &p.name, p.version, p.slices).await.map_err(invalid)?;
             let sinks = slice_sinks(&store, p.sink, p.slices).map_err(invalid)?;
             if p.version > 1 && !sinks[0].1.keeps_builds_apart() {
                 // A new version would replay the log into the read model the live one fills.

@@ -80,3 +80,20 @@ pub(super) fn status(shared: &[Arc<ProjectionShared>]) -> ProjectionStatus {
     total.slices = slices;
     total
 }
+
+/// Refuses a slice count other than the one the registered builds of `version` run in
+/// (two layouts never mix in one version). A store that does not answer within a few
+/// seconds is not waited for: the projection's actor meets the same refusal when it
+/// registers its build, and reports it.
+pub(super) async fn check_layout(
+    store: &dyn EventStore,
+    name: &str,
+    version: u32,
+    slices: u16,
+) -> Result<(), crate::store::InvalidInput> {
+    let op = crate::store::op::RegisterBuild::new(name, version, false)?.slices(slices)?;
+    match tokio::time::timeout(std::time::Duration::from_secs(5), store.builds(name)).await {
+        Ok(Ok(builds)) => op.check_layout(&builds),
+        _ => Ok(()),
+    }
+}

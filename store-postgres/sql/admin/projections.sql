@@ -24,7 +24,8 @@ SELECT p.projection_name,
        p.stopped,
        b.state AS build_state
 FROM {schema}.{positions} p
-LEFT JOIN {schema}.{positions}_builds b ON b.consumer_name = p.projection_name
+LEFT JOIN {schema}.{positions}_builds b
+       ON b.consumer_name = regexp_replace(p.projection_name, '#[0-9]+/[0-9]+$', '')
 LEFT JOIN LATERAL (
     SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr
     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid

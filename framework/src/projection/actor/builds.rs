@@ -266,6 +266,10 @@ impl ProjectionActorState {
         };
         match target.state {
             BuildState::Live | BuildState::Retired => Ok(()),
+            _ if version == self.shared.version && (target.slices > 1 || self.shared.slice.count() > 1) => {
+                tracing::warn!(projection = %self.shared.name, version, build = number, "a build of this version in slices is not brought up to date on request: declare a new version");
+                Ok(())
+            }
             _ if version == self.shared.version => self.bring_live_in_background(target).await,
             _ => {
                 let switched = store.cut_over(&target.id).await?;
