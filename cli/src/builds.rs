@@ -156,14 +156,15 @@ pub(crate) async fn retire(
     }
 }
 
-/// The consumer name of `projection`'s live build, which operators' requests, failures
-/// and stops are kept under; the projection's own name when it has no builds (a store
-/// from before builds, or a consumer that is not a projection).
-pub(crate) async fn live_consumer(store: &PostgresStore, projection: &str) -> Result<String, CliError> {
+/// The consumer names of `projection`'s live build, which operators' requests, failures
+/// and stops are kept under: one per slice for a projection in slices; the projection's
+/// own name when it has no builds (a store from before builds, a consumer that is not a
+/// projection, or a slice's own consumer name).
+pub(crate) async fn live_consumers(store: &PostgresStore, projection: &str) -> Result<Vec<String>, CliError> {
     factum::store::validate::consumer_name(projection)?;
     let builds = store.builds(projection).await?;
     Ok(builds
         .iter()
         .find(|b| b.state == BuildState::Live)
-        .map_or_else(|| projection.to_owned(), |b| b.id.consumer()))
+        .map_or_else(|| vec![projection.to_owned()], |b| b.consumers()))
 }

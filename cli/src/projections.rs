@@ -10,7 +10,7 @@ use factum_postgres::PostgresStore;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::builds::live_consumer;
+use crate::builds::live_consumers;
 use crate::connect::Database;
 use crate::error::CliError;
 use crate::output::{self, Table};
@@ -92,116 +92,67 @@ pub(crate) enum ProjectionsCommand {
 
 pub(crate) async fn run(db: &Database, command: ProjectionsCommand, json: bool) -> Result<(), CliError> {
     let store = db.store().await?;
-    let command = match command {
-        // Requests, failures and stops are kept under the live build's consumer name.
-        ProjectionsCommand::Reset { name, to, wait } => {
-            ProjectionsCommand::Reset { name: live_consumer(&store, &name).await?, to, wait }
-        }
-        ProjectionsCommand::Resume { name, wait } => {
-            ProjectionsCommand::Resume { name: live_consumer(&store, &name).await?, wait }
-        }
-        ProjectionsCommand::Retry { name, wait } => {
-            ProjectionsCommand::Retry { name: live_consumer(&store, &name).await?, wait }
-        }
-        ProjectionsCommand::Failures { name } => {
-            ProjectionsCommand::Failures { name: live_consumer(&store, &name).await? }
-        }
-        ProjectionsCommand::Resolve { name, event_id } => {
-            ProjectionsCommand::Resolve { name: live_consumer(&store, &name).await?, event_id }
-        }
-        other => other,
-    };
+    // Requests, failures and stops are kept under the live build's consumer name, one per
+    // slice for a projection in slices: each request goes to every slice.
     match command {
         ProjectionsCommand::Reset { name, to, wait } => {
-            known(&store, &name).await?;
-            let request = match to {
-                None => ConsumerRequest::Reset { to: Checkpoint::START, clear: true },
-                Some(0) => ConsumerRequest::Reset { to: Checkpoint::START, clear: false },
-                Some(position) => {
-                    ConsumerRequest::Reset { to: checkpoint_at(&store, position).await?, clear: false }
-                }
-            };
-            let pending = store.request(&name, request).await?;
-            let what = match to {
-                None => "rebuild from the start".to_owned(),
-                Some(p) => format!("reset to after position {p}"),
-            };
-            report(&store, &name, &what, pending, wait, json).await
+            let consumers = live_consumers(&store, &name).await?;
+            if consumers.len() > 1 && to.is_none() {
+                return Err(CliError::Usage(format!(
+                    "{name} runs in {} slices: it is not cleared and rebuilt in place; declare a new version of it to rebuild it (or reset it with --to)",
+                    consumers.len()
+                )));
+            }
+            for name in consumers {
+                reset(&store, &name, to, wait, json).await?;
+            }
+            Ok(())
         }
         ProjectionsCommand::Resume { name, wait } => {
-            known(&store, &name).await?;
-            let Some(stop) = store.stopped(&name).await? else {
+            let consumers = live_consumers(&store, &name).await?;
+            let mut resumed = false;
+            for consumer in &consumers {
+                known(&store, consumer).await?;
+                let Some(stop) = store.stopped(consumer).await? else { continue };
+                // A stopped projection does not move: its checkpoint is where it stopped.
+                let at = store.load_checkpoint(consumer).await?.unwrap_or(Checkpoint::START);
+                let pending =
+                    store.request(consumer, ConsumerRequest::Reset { to: at, clear: false }).await?;
+                let what = format!("resume at event {} (position {})", stop.event_id, stop.position);
+                report(&store, consumer, &what, pending, wait, json).await?;
+                resumed = true;
+            }
+            if !resumed {
                 return Err(CliError::NotFound(format!(
                     "{name} is not stopped by its failure policy: nothing to resume (see `factum status`)"
                 )));
-            };
-            // A stopped projection does not move: its checkpoint is where it stopped.
-            let at = store.load_checkpoint(&name).await?.unwrap_or(Checkpoint::START);
-            let pending = store.request(&name, ConsumerRequest::Reset { to: at, clear: false }).await?;
-            let what = format!("resume at event {} (position {})", stop.event_id, stop.position);
-            report(&store, &name, &what, pending, wait, json).await
+            }
+            Ok(())
         }
         ProjectionsCommand::Retry { name, wait } => {
-            known(&store, &name).await?;
-            let n = store.failures(&name).await?.len();
-            let pending = store.request(&name, ConsumerRequest::RetryFailures).await?;
-            report(&store, &name, &format!("retry of {n} recorded failure(s)"), pending, wait, json).await
+            for name in live_consumers(&store, &name).await? {
+                known(&store, &name).await?;
+                let n = store.failures(&name).await?.len();
+                let pending = store.request(&name, ConsumerRequest::RetryFailures).await?;
+                report(&store, &name, &format!("retry of {n} recorded failure(s)"), pending, wait, json)
+                    .await?;
+            }
+            Ok(())
         }
         ProjectionsCommand::Failures { name } => {
-            let failures = store.failures(&name).await?;
-            if json {
-                for f in &failures {
-                    output::json_line(&json!({
-                        "projection": f.projection,
-                        "event_id": f.event_id,
-                        "aggregate_type": f.stream.aggregate_type(),
-                        "aggregate_id": f.stream.aggregate_id(),
-                        "version": f.version.0,
-                        "position": f.position.0,
-                        "event_type": f.event_type,
-                        "error": f.error,
-                        "attempts": f.attempts,
-                        "failed_at": f.failed_at,
-                    }))?;
-                }
-                return Ok(());
+            let mut failures = Vec::new();
+            for consumer in live_consumers(&store, &name).await? {
+                failures.extend(store.failures(&consumer).await?);
             }
-            if failures.is_empty() {
-                return output::print(&format!("{name}: no recorded failures\n"));
-            }
-            let mut table = Table::new(&[
-                "POSITION",
-                "EVENT ID",
-                "STREAM",
-                "VERSION",
-                "TYPE",
-                "ATTEMPTS",
-                "FAILED AT",
-                "ERROR",
-            ]);
-            for f in &failures {
-                table.row(vec![
-                    f.position.0.to_string(),
-                    f.event_id.to_string(),
-                    format!("{}/{}", f.stream.aggregate_type(), f.stream.aggregate_id()),
-                    f.version.0.to_string(),
-                    f.event_type.clone(),
-                    f.attempts.to_string(),
-                    f.failed_at.to_rfc3339(),
-                    f.error.replace('\n', " "),
-                ]);
-            }
-            table.print()
-        }
-        ProjectionsCommand::Builds { name } => crate::builds::list(&store, &name, json).await,
-        ProjectionsCommand::Switch { name, build, wait } => {
-            crate::builds::switch(&store, &name, &build, wait, json).await
-        }
-        ProjectionsCommand::Retire { name, build } => {
-            crate::builds::retire(&store, &name, &build, json).await
+            failures.sort_by_key(|f| f.checkpoint());
+            print_failures(&name, &failures, json)
         }
         ProjectionsCommand::Resolve { name, event_id } => {
-            if !store.resolve_failure(&name, event_id).await? {
+            let mut resolved = false;
+            for consumer in live_consumers(&store, &name).await? {
+                resolved |= store.resolve_failure(&consumer, event_id).await?;
+            }
+            if !resolved {
                 return Err(CliError::NotFound(format!(
                     "{name} has no recorded failure of event {event_id}"
                 )));
@@ -212,7 +163,79 @@ pub(crate) async fn run(db: &Database, command: ProjectionsCommand, json: bool) 
                 output::print(&format!("{name}: failure of {event_id} resolved\n"))
             }
         }
+        ProjectionsCommand::Builds { name } => crate::builds::list(&store, &name, json).await,
+        ProjectionsCommand::Switch { name, build, wait } => {
+            crate::builds::switch(&store, &name, &build, wait, json).await
+        }
+        ProjectionsCommand::Retire { name, build } => {
+            crate::builds::retire(&store, &name, &build, json).await
+        }
     }
+}
+
+/// Asks the running service to reset consumer `name` (see `ProjectionsCommand::Reset`).
+async fn reset(
+    store: &PostgresStore,
+    name: &str,
+    to: Option<u64>,
+    wait: Option<u64>,
+    json: bool,
+) -> Result<(), CliError> {
+    known(store, name).await?;
+    let request = match to {
+        None => ConsumerRequest::Reset { to: Checkpoint::START, clear: true },
+        Some(0) => ConsumerRequest::Reset { to: Checkpoint::START, clear: false },
+        Some(position) => ConsumerRequest::Reset { to: checkpoint_at(store, position).await?, clear: false },
+    };
+    let pending = store.request(name, request).await?;
+    let what = match to {
+        None => "rebuild from the start".to_owned(),
+        Some(p) => format!("reset to after position {p}"),
+    };
+    report(store, name, &what, pending, wait, json).await
+}
+
+/// Prints a projection's recorded failures.
+fn print_failures(
+    name: &str,
+    failures: &[factum::store::ProjectionFailure],
+    json: bool,
+) -> Result<(), CliError> {
+    if json {
+        for f in failures {
+            output::json_line(&json!({
+                "projection": f.projection,
+                "event_id": f.event_id,
+                "aggregate_type": f.stream.aggregate_type(),
+                "aggregate_id": f.stream.aggregate_id(),
+                "version": f.version.0,
+                "position": f.position.0,
+                "event_type": f.event_type,
+                "error": f.error,
+                "attempts": f.attempts,
+                "failed_at": f.failed_at,
+            }))?;
+        }
+        return Ok(());
+    }
+    if failures.is_empty() {
+        return output::print(&format!("{name}: no recorded failures\n"));
+    }
+    let mut table =
+        Table::new(&["POSITION", "EVENT ID", "STREAM", "VERSION", "TYPE", "ATTEMPTS", "FAILED AT", "ERROR"]);
+    for f in failures {
+        table.row(vec![
+            f.position.0.to_string(),
+            f.event_id.to_string(),
+            format!("{}/{}", f.stream.aggregate_type(), f.stream.aggregate_id()),
+            f.version.0.to_string(),
+            f.event_type.clone(),
+            f.attempts.to_string(),
+            f.failed_at.to_rfc3339(),
+            f.error.replace('\n', " "),
+        ]);
+    }
+    table.print()
 }
 
 /// Refuses a name that no projection has used in this store (a typo would otherwise wait

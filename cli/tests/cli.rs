@@ -458,3 +458,36 @@ async fn connection_errors_are_one_clear_line() {
     let usage = run(Some(&url), &["frobnicate"]).await;
     assert_eq!(usage.code, 2, "clap's usage error");
 }
+
+/// A projection in slices: `status` lists each slice with its build's state, and
+/// operators' requests go to every slice; a rebuild in place is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_reach_every_slice_of_a_projection_in_slices() {
+    let (_db, store, url) = seeded().await;
+    let urls = Some(url.as_str());
+    let build = store.register_build("sliced", 1, 3, false).await.unwrap();
+    let consumers = build.consumers();
+    assert_eq!(consumers, ["sliced#0/3", "sliced#1/3", "sliced#2/3"]);
+    for c in &consumers {
+        store.save_checkpoint(c, factum::store::Checkpoint::START).await.unwrap();
+    }
+
+    let status = run(urls, &["status", "--json"]).await.json_lines().remove(0);
+    let names: Vec<&str> =
+        status["projections"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["sliced#0/3", "sliced#1/3", "sliced#2/3"], "{status}");
+    assert!(status["projections"].as_array().unwrap().iter().all(|p| p["build"] == "live"), "{status}");
+
+    run(urls, &["projections", "retry", "sliced"]).await.ok();
+    for c in &consumers {
+        let pending = store.pending_request(c).await.unwrap();
+        assert_eq!(pending.map(|p| p.request), Some(factum::store::ConsumerRequest::RetryFailures), "{c}");
+    }
+    run(urls, &["projections", "reset", "sliced"]).await.fails(2, "runs in 3 slices");
+    run(urls, &["projections", "reset", "sliced", "--to", "0"]).await.ok();
+    for c in &consumers {
+        let pending = store.pending_request(c).await.unwrap().unwrap();
+        assert!(matches!(pending.request, factum::store::ConsumerRequest::Reset { clear: false, .. }), "{c}");
+    }
+    run(urls, &["projections", "resume", "sliced"]).await.fails(3, "not stopped");
+}

@@ -18,6 +18,10 @@ impl ProjectionActorState {
     }
 
     pub(super) async fn reset(&mut self, to: Checkpoint, clear: bool) -> Result<(), ProjectionError> {
+        if clear && self.shared.slice.count() > 1 {
+            // Clearing the read model would clear the other slices' rows too.
+            return Err(ProjectionError::InSlices);
+        }
         self.owned().await?;
         let result = self.shared.sink.lock().await.reset(&self.consumer, to, clear).await;
         match result {
@@ -66,6 +70,10 @@ impl ProjectionActorState {
             matches!(pending.request, ConsumerRequest::Reset { to: Checkpoint::START, clear: true })
                 && self.shared.sink.lock().await.keeps_builds_apart();
         match pending.request {
+            ConsumerRequest::Reset { clear: true, .. } if self.shared.slice.count() > 1 => {
+                // Not asked again every second: logged, and the request is done with.
+                tracing::error!(projection = %self.shared.name, slice = %self.shared.slice, "a projection in slices is not cleared and rebuilt on request: declare a new version");
+            }
             ConsumerRequest::Reset { .. } if fresh_copy => {
                 // A rebuild from the start: into a fresh copy, while this build serves.
                 // One that cannot start is not asked again every second: it is logged.
