@@ -16,6 +16,17 @@
 #        scripts/example.sh --help          this text (the service's own flags:
 #                                           scripts/example.sh serve --help)
 # Honours $CARGO, $CARGO_TARGET_DIR and $FACTUM_EXAMPLE_DB (the database name, default factum_example).
+#
+# Several instances on one database: the set-up steps change nothing when run again,
+# so while one instance runs, start another in a second terminal on another address:
+#     FACTUM_EXAMPLE_LISTEN=127.0.0.1:8081 scripts/example.sh serve
+# (`serve` only: the simulation checks the read models, so it needs every projection
+# running in its own instance). Each projection, or each slice of one, runs in one
+# instance at a time; the others stand by to take over.
+# FACTUM_EXAMPLE_SLICES (default 1, from 1 to 1024) runs the order and customer read
+# models in that many slices each, which spread over the instances by themselves. The
+# count is fixed per database: give every instance the same one, and to try another
+# count use another database, e.g. FACTUM_EXAMPLE_DB=factum_sliced.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

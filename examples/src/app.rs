@@ -80,6 +80,18 @@ impl App {
     /// exchange (a projection of its own), and consumes them from its queue, bound with
     /// `order.#`, logging each one.
     pub async fn start_with_bus(config: PostgresConfig, bus: Option<&Bus>) -> Result<App, StartError> {
+        Self::start_with(config, bus, 1).await
+    }
+
+    /// As [`start_with_bus`](Self::start_with_bus), with the order and customer read
+    /// models in `slices` slices each (see [`Tables::projections`]; the service's
+    /// `FACTUM_EXAMPLE_SLICES`). The count is fixed per database: the supervisor refuses
+    /// another one than the read models were built with ([`StartError::Supervisor`]).
+    pub async fn start_with(
+        config: PostgresConfig,
+        bus: Option<&Bus>,
+        slices: u16,
+    ) -> Result<App, StartError> {
         let store = PostgresStore::connect(config).await?;
         store.migrate().await?;
         let tables = Tables::new(&store);
@@ -90,7 +102,7 @@ impl App {
         let factum = Factum::with_config(Arc::new(store.clone()), FactumConfig::default(), metrics.clone());
         let mut supervisor =
             SupervisorConfig::default().metrics(metrics.clone()).retention(RetentionConfig::default());
-        for projection in tables.projections(&store) {
+        for projection in tables.projections(&store, slices) {
             supervisor = supervisor.projection(projection);
         }
         let mut subscriber = None;

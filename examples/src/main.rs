@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use factum::store::{InvalidInput, MAX_SLICES};
+use factum::supervisor::SupervisorError;
 use factum_example::simulate::{simulate, SimulateOptions};
-use factum_example::{http, App, Bus};
+use factum_example::{http, App, Bus, StartError};
 use factum_postgres::PostgresConfig;
 
 /// The order and customer domains on factum, as an HTTP service.
@@ -28,6 +30,16 @@ struct Cli {
     /// Log as JSON lines instead of text (the level comes from RUST_LOG, default info).
     #[arg(long, env = "FACTUM_EXAMPLE_LOG_JSON")]
     log_json: bool,
+    /// Run the order and customer read models in this many slices each (1 to 1024), which
+    /// spread over the instances sharing the database. The count is fixed per database:
+    /// to try another one, use a fresh database.
+    #[arg(
+        long,
+        env = "FACTUM_EXAMPLE_SLICES",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_SLICES))
+    )]
+    slices: u16,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -134,7 +146,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         exchange: cli.rabbitmq_exchange.clone(),
         queue: cli.rabbitmq_queue.clone(),
     });
-    let app = App::start_with_bus(config, bus.as_ref()).await?;
+    let app =
+        App::start_with(config, bus.as_ref(), cli.slices).await.map_err(|e| start_error(e, cli.slices))?;
     let result = match cli.command.unwrap_or(Command::Serve(Serve::parse_default())) {
         Command::Simulate(simulation) => run_simulation(&app, &simulation).await,
         Command::Setup(_) => Ok(()),
@@ -162,29 +175,65 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     result
 }
 
+/// Why the service could not start, saying what to do when the database's read models
+/// run in another number of slices than asked for.
+fn start_error(e: StartError, slices: u16) -> Box<dyn std::error::Error> {
+    match e {
+        StartError::Supervisor(SupervisorError::InvalidProjection {
+            source: InvalidInput::OutOfRange { field: "slices", .. },
+            ..
+        }) => format!(
+            "{e}\n(this database's read models run in another number of slices than {slices}, the \
+             count asked for with --slices or FACTUM_EXAMPLE_SLICES: start with their count, or use \
+             another database, e.g. FACTUM_EXAMPLE_DB=<name> with scripts/example.sh)"
+        )
+        .into(),
+        e => e.into(),
+    }
+}
+
 async fn run_simulation(app: &App, simulation: &Simulation) -> Result<(), Box<dyn std::error::Error>> {
+    use factum::projection::{ProjectionState, ProjectionStatus};
     // The simulation checks the read models, which only the holder of the projections'
-    // leases keeps: if another instance holds them, say so now rather than time out.
+    // leases keeps: if another instance holds them, say so now rather than time out. The
+    // slices of a projection in slices stand by until the instances' first heartbeats have
+    // shared them out (a second or so): those are waited for until the deadline.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let statuses = app.supervisor.statuses();
-        let standby: Vec<String> = statuses
-            .iter()
-            .filter(|s| s.state == factum::projection::ProjectionState::Standby)
-            .map(|s| s.name.clone())
-            .collect();
-        if !standby.is_empty() {
+        let timed_out = std::time::Instant::now() > deadline;
+        let standby = |s: &ProjectionStatus| s.state == ProjectionState::Standby;
+        let mut elsewhere = Vec::new();
+        let mut waiting = false;
+        for status in &statuses {
+            if status.slices.is_empty() {
+                if standby(status) {
+                    elsewhere.push(status.name.clone());
+                }
+                waiting |= status.state == ProjectionState::Starting;
+                continue;
+            }
+            let away: Vec<String> = status
+                .slices
+                .iter()
+                .filter(|s| standby(s))
+                .map(|s| s.slice.map_or_else(String::new, |slice| slice.index().to_string()))
+                .collect();
+            if !away.is_empty() && timed_out {
+                elsewhere.push(format!("{} (slices {})", status.name, away.join(", ")));
+            }
+            waiting |= !away.is_empty() || status.slices.iter().any(|s| s.state == ProjectionState::Starting);
+        }
+        if !elsewhere.is_empty() {
             return Err(format!(
                 "another instance holds the projections {} (is a second copy of the service running on this \
                  database?); the simulation needs them here: stop the other copy, or run `serve` without \
                  --simulate-first",
-                standby.join(", ")
+                elsewhere.join(", ")
             )
             .into());
         }
-        if statuses.iter().all(|s| s.state != factum::projection::ProjectionState::Starting)
-            || std::time::Instant::now() > deadline
-        {
+        if !waiting || timed_out {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

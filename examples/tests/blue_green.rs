@@ -89,7 +89,7 @@ async fn a_rebuild_fills_a_fresh_copy_while_readers_read_the_live_one() {
     println!("seeded {} events in {:.1} s", n * 4, seeded.elapsed().as_secs_f64());
 
     let tables = Tables::new(&store);
-    let projection = tables.projections(&store).into_iter().find(|p| p.name() == "order_summary").unwrap();
+    let projection = tables.projections(&store, 1).into_iter().find(|p| p.name() == "order_summary").unwrap();
     let config = SupervisorConfig::default().projection(projection.batch_size(1_000));
     let supervisor = Supervisor::start(Arc::new(store.clone()), config).await.unwrap();
     let end = store.latest_position().await.unwrap().unwrap();

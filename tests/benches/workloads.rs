@@ -57,6 +57,8 @@ mod memory;
 mod physical;
 #[path = "workloads/read_your_writes.rs"]
 mod read_your_writes;
+#[path = "workloads/slices.rs"]
+mod slices;
 
 use catch_up::*;
 use cold_load::*;
@@ -67,6 +69,7 @@ use figures::*;
 use live::*;
 use memory::*;
 use read_your_writes::*;
+use slices::*;
 
 // ---------------------------------------------------------------------------------------
 
@@ -236,6 +239,44 @@ async fn run(b: Bench, selected: Vec<String>) {
                     "{rate} commands/s for {W6_SECONDS} s (achieved {:.0}/s median) over {STREAMS} aggregates; \
                      W6 at the same rate just before: p99 {live_p99:.2} ms (goal: within 2 ms of it)",
                     median(&mut rates)
+                ),
+            };
+            emit(&o);
+            outcomes.push(o);
+        }
+    }
+    if want("w9") {
+        let mut one_slice = None;
+        for (slices, instances) in W9_LAYOUTS {
+            let mut reps_ = Vec::new();
+            for _ in 0..reps {
+                reps_.push(w9_at(&b, slices, instances).await);
+            }
+            let fw = figure(&reps_);
+            let single = *one_slice.get_or_insert(fw.median);
+            let linear = Figure {
+                median: single * f64::from(slices),
+                min: f64::NAN,
+                max: f64::NAN,
+                p50_ms: f64::NAN,
+                p99_ms: f64::NAN,
+                cpu: None,
+            };
+            let o = Outcome {
+                id: match (slices, instances) {
+                    (1, _) => "W9a",
+                    (4, _) => "W9b",
+                    (_, 1) => "W9c",
+                    _ => "W9d",
+                },
+                name: "projection in slices, 2 ms per event",
+                unit: "events/s",
+                framework: fw,
+                raw: (slices > 1).then_some(linear),
+                goal: if slices > 1 { Goal::RatioAtLeast(0.80) } else { Goal::Yardstick },
+                note: format!(
+                    "{slices} slice(s) over {instances} instance(s), {W9_EVENTS} events over 400 streams, \
+                     rate between 5% and 95% handled; raw = 1 slice's median rate x {slices} (linear)"
                 ),
             };
             emit(&o);

@@ -46,6 +46,30 @@ pub(super) struct StatusView {
     version: u32,
     /// The build this instance runs, once registered.
     build: Option<super::builds::BuildView>,
+    /// For a projection in slices, each slice (the projection's own checkpoint is then its
+    /// slowest slice's, and its lag the largest); empty otherwise.
+    slices: Vec<SliceView>,
+}
+
+/// One slice of a projection in slices.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct SliceView {
+    /// The slice's index, from 0.
+    #[schema(minimum = 0)]
+    index: u16,
+    /// How many slices the projection has.
+    #[schema(minimum = 1)]
+    of: u16,
+    /// As the projection's `state`; `standby` while another instance holds it.
+    state: String,
+    /// The global position of the last event the slice committed, as this instance saw it.
+    #[schema(minimum = 0)]
+    checkpoint: u64,
+    /// Events behind the head of the log, when last measured here.
+    #[schema(minimum = 0)]
+    lag: Option<u64>,
+    /// The instance holding the slice (host and process id), as last heard.
+    holder: Option<String>,
 }
 
 pub(super) fn state_name(state: &ProjectionState) -> String {
@@ -68,6 +92,21 @@ fn status_view(status: factum::projection::ProjectionStatus) -> StatusView {
         skipped: status.skipped,
         version: status.version,
         build: status.build.as_ref().map(super::builds::build_view),
+        slices: status
+            .slices
+            .iter()
+            .filter_map(|s| {
+                let slice = s.slice?;
+                Some(SliceView {
+                    index: slice.index(),
+                    of: slice.count(),
+                    state: state_name(&s.state),
+                    checkpoint: s.checkpoint.position.0,
+                    lag: s.lag,
+                    holder: s.holder.clone(),
+                })
+            })
+            .collect(),
     }
 }
 

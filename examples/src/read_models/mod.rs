@@ -9,6 +9,9 @@
 //!
 //! Each projection's writes and its checkpoint commit in one transaction
 //! ([`factum_postgres::ExactlyOnce`]), so a crash never applies an event twice or skips one.
+//! `order_summary` and `customer_history` may run in slices (the service's
+//! `FACTUM_EXAMPLE_SLICES`), which spread over the instances sharing the database;
+//! `audit_log` runs in one (see [`Tables::projections`]).
 
 use factum::Projection;
 use factum_postgres::{ExactlyOnce, PostgresStore, ReadModels};
@@ -65,19 +68,38 @@ impl Tables {
         Ok((read.builds().len() == projections.len()).then_some(read))
     }
 
-    /// The three projections, ready for [`factum::SupervisorConfig::projection`].
-    pub fn projections(&self, store: &PostgresStore) -> Vec<Projection> {
+    /// The three projections, ready for [`factum::SupervisorConfig::projection`]:
+    /// `order_summary` and `customer_history` in `slices` slices each (from 1 to
+    /// [`factum::store::MAX_SLICES`]; 1 is the same as [`Projection::new`]), with one
+    /// [`ExactlyOnce`] sink per slice, so that their slices run concurrently and spread
+    /// over the instances that share the database. Each stream belongs to one slice, and
+    /// each of their rows is written by one stream's events only (an order's or a
+    /// customer's), which a slice applies in order.
+    ///
+    /// `audit_log` stays in one slice: its rows follow the log's order across every
+    /// stream, which slices do not keep.
+    ///
+    /// The slice count of a projection's version is recorded in the database, and
+    /// [`factum::Supervisor::start`] refuses another one for the same version: changing it
+    /// takes a fresh database or a new projection version.
+    pub fn projections(&self, store: &PostgresStore, slices: u16) -> Vec<Projection> {
+        let order_summary = {
+            let (store, tables) = (store.clone(), self.clone());
+            Projection::sliced("order_summary", slices, move |_| {
+                ExactlyOnce::new(store.clone(), OrderSummary(tables.clone())).schema_per_build()
+            })
+            .aggregate_types(["Order"])
+        };
+        let customer_history = {
+            let (store, tables) = (store.clone(), self.clone());
+            Projection::sliced("customer_history", slices, move |_| {
+                ExactlyOnce::new(store.clone(), CustomerHistory(tables.clone())).schema_per_build()
+            })
+            .aggregate_types(["Customer", "Order"])
+        };
         vec![
-            Projection::new(
-                "order_summary",
-                ExactlyOnce::new(store.clone(), OrderSummary(self.clone())).schema_per_build(),
-            )
-            .aggregate_types(["Order"]),
-            Projection::new(
-                "customer_history",
-                ExactlyOnce::new(store.clone(), CustomerHistory(self.clone())).schema_per_build(),
-            )
-            .aggregate_types(["Customer", "Order"]),
+            order_summary,
+            customer_history,
             Projection::new(
                 "audit_log",
                 ExactlyOnce::new(store.clone(), AuditLog(self.clone())).schema_per_build(),

@@ -56,6 +56,9 @@ pub(crate) struct Allotment {
     build: Mutex<Option<String>>,
     /// The members last heard of.
     members: Mutex<Vec<Member>>,
+    /// Slices trying to take their lease now: they count against the share, so that
+    /// slices trying at once never take more than it.
+    taking: Mutex<u16>,
     /// Bounds the batches this instance applies at once across the slices.
     pub(crate) running: Semaphore,
     /// Serializes registering and preparing the build among the slices here.
@@ -72,6 +75,7 @@ impl Allotment {
             shed: Mutex::new(None),
             build: Mutex::new(None),
             members: Mutex::new(Vec::new()),
+            taking: Mutex::new(0),
             running: Semaphore::new(concurrency.max(1)),
             preparing: tokio::sync::Mutex::new(()),
         }
@@ -87,6 +91,19 @@ impl Allotment {
     pub(crate) fn may_take(&self, index: u16) -> bool {
         let shed = *self.shed.lock().unwrap_or_else(|p| p.into_inner());
         shed != Some(index) && (self.held().len() as u16) < self.share.load(Ordering::Acquire)
+    }
+
+    /// A place in the share for slice `index` while it tries to take its lease, if there
+    /// is one: held until dropped (after the lease is taken, or not).
+    pub(crate) fn reserve(self: &Arc<Self>, index: u16) -> Option<Reservation> {
+        let shed = *self.shed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taking = self.taking.lock().unwrap_or_else(|p| p.into_inner());
+        let used = self.held().len() as u16 + *taking;
+        if shed == Some(index) || used >= self.share.load(Ordering::Acquire) {
+            return None;
+        }
+        *taking += 1;
+        Some(Reservation(self.clone()))
     }
 
     /// Whether slice `index`, held here, should be given up.
@@ -124,6 +141,7 @@ impl Allotment {
         let count = self.seats.len() as u16;
         let share = count.div_ceil(n);
         self.share.store(share, Ordering::Release);
+        tracing::debug!(build, share, members = n, held = held.len(), "slice heartbeat");
         *self.members.lock().unwrap_or_else(|p| p.into_inner()) = members;
         let shed = (held.len() as u16 > share).then(|| held[held.len() - 1]);
         let before = std::mem::replace(&mut *self.shed.lock().unwrap_or_else(|p| p.into_inner()), shed);
@@ -161,6 +179,16 @@ impl Allotment {
                 tracing::debug!(build, error = %e, "could not leave the slices' members");
             }
         }
+    }
+}
+
+/// A slice's place in the share while it tries to take its lease ([`Allotment::reserve`]).
+pub(crate) struct Reservation(Arc<Allotment>);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut taking = self.0.taking.lock().unwrap_or_else(|p| p.into_inner());
+        *taking = taking.saturating_sub(1);
     }
 }
 

@@ -66,9 +66,12 @@ pub struct ProjectionStatus {
     pub slice: Option<Slice>,
     /// Which instance holds the slice's lease, as last heard (for one slice).
     pub holder: Option<String>,
-    /// For a projection in slices: each slice's status, by index. The projection's own
-    /// checkpoint is then its slowest slice's, its lag the largest, and its state the
-    /// least healthy among the slices that run (standing by when none runs here).
+    /// For a projection in slices: each slice's status, by index, as this instance sees
+    /// it (a slice another instance holds is standing by here, at the checkpoint this
+    /// instance last saw; `factum status` reads every slice's from the store). The
+    /// projection's own checkpoint is then the slowest of the slices that run here, its
+    /// lag the largest, and its state the least healthy of theirs (standing by when none
+    /// runs here).
     pub slices: Vec<ProjectionStatus>,
 }
 

@@ -68,11 +68,16 @@ pub(super) fn status(shared: &[Arc<ProjectionShared>]) -> ProjectionStatus {
     let mut total = slices[0].clone();
     total.slice = None;
     total.holder = None;
-    total.checkpoint = slices.iter().map(|s| s.checkpoint).min().unwrap_or_default();
-    total.lag = slices.iter().filter_map(|s| s.lag).max();
+    // What this instance knows of a slice another one holds is where it last saw it: the
+    // figures are the slices' that run here (all of them when none does).
+    let here: Vec<&ProjectionStatus> =
+        slices.iter().filter(|s| s.state != ProjectionState::Standby).collect();
+    let counted: Vec<&ProjectionStatus> = if here.is_empty() { slices.iter().collect() } else { here };
+    total.checkpoint = counted.iter().map(|s| s.checkpoint).min().unwrap_or_default();
+    total.lag = counted.iter().filter_map(|s| s.lag).max();
     total.handled = slices.iter().map(|s| s.handled).sum();
     total.skipped = slices.iter().map(|s| s.skipped).sum();
-    total.last_error = slices.iter().find_map(|s| s.last_error.clone());
+    total.last_error = counted.iter().find_map(|s| s.last_error.clone());
     total.updated_at = slices.iter().map(|s| s.updated_at).max().unwrap_or(total.updated_at);
     let running = slices.iter().filter(|s| s.state != ProjectionState::Standby);
     total.state =

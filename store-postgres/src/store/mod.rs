@@ -105,6 +105,9 @@ struct Inner {
     observer: OnceLock<Arc<dyn Observer>>,
     /// Where this store's recent appends landed (`checkpoint_of` without a round trip).
     recent: recent::Recent,
+    /// The presence lock of each instance that runs slices through this store: its
+    /// member row counts only while the lock is held (see `members`).
+    presence: Mutex<std::collections::HashMap<uuid::Uuid, factum::store::Lease>>,
 }
 
 const LEGACY_UNKNOWN: u8 = 0;
@@ -220,6 +223,7 @@ impl PostgresStore {
                 flush_counters: Arc::new(Counters::default()),
                 observer: OnceLock::new(),
                 recent: recent::Recent::default(),
+                presence: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }

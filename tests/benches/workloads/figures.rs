@@ -110,6 +110,8 @@ pub(super) enum Goal {
     P99AtMost(f64),
     /// The framework's value at most this.
     ValueAtMost(f64),
+    /// None: the figure is the yardstick of others.
+    Yardstick,
 }
 
 pub(super) struct Outcome {
@@ -133,6 +135,7 @@ impl Outcome {
             Goal::RatioAtMost(g) => self.ratio().is_some_and(|r| r <= g),
             Goal::P99AtMost(g) => self.framework.p99_ms <= g,
             Goal::ValueAtMost(g) => self.framework.median <= g,
+            Goal::Yardstick => true,
         }
     }
 
@@ -142,6 +145,7 @@ impl Outcome {
             Goal::RatioAtMost(g) => format!("<= {g:.2}x"),
             Goal::P99AtMost(g) => format!("p99 <= {g:.2} ms"),
             Goal::ValueAtMost(g) => format!("<= {g} {}", self.unit),
+            Goal::Yardstick => "(yardstick)".to_owned(),
         }
     }
 

@@ -31,21 +31,32 @@ impl ProjectionActorState {
         if self.build.is_none() {
             self.register().await?;
         }
+        if self.build.is_some() && self.shared.allot.as_ref().is_some_and(|a| !a.may_take(index)) {
+            // This instance runs its share of the slices already (asked before the
+            // registry, so that a slice standing by costs the store nothing).
+            return Ok(false);
+        }
         // The registry may have moved on while this instance stood by (a rebuild made
         // a newer build live): take up the build to run now.
         if self.build.is_none() || !self.follow_registry().await? {
             return Ok(false);
         }
-        if self.shared.allot.as_ref().is_some_and(|a| !a.may_take(index)) {
-            // This instance runs its share of the slices already.
-            return Ok(false);
-        }
+        // Slices trying at once take no more than the share between them.
+        let allot = self.shared.allot.clone();
+        let reservation = match &allot {
+            Some(a) => match a.reserve(index) {
+                Some(r) => Some(r),
+                None => return Ok(false),
+            },
+            None => None,
+        };
         let Some(lease) = self.shared.store.try_lease(self.consumer()).await? else {
             return Ok(false);
         };
         self.checkpoint =
             self.shared.store.load_checkpoint(self.consumer()).await?.unwrap_or(Checkpoint::START);
         self.set_lease(Some(lease));
+        drop(reservation);
         self.lease_gen += 1;
         let generation = self.lease_gen;
         self.myself.send_after(self.shared.lease_retry, move || ProjectionMsg::LeaseCheck(generation));
