@@ -43,7 +43,12 @@ pub(crate) async fn list(store: &PostgresStore, name: &str, json: bool) -> Resul
     let mut table =
         Table::new(&["BUILD", "CONSUMER", "STATE", "CHECKPOINT", "BEHIND", "CREATED", "LIVE SINCE"]);
     for b in &builds {
-        let checkpoint = store.load_checkpoint(&b.id.consumer()).await?.unwrap_or_default().position.0;
+        // A build in slices is as far as its slowest slice.
+        let mut checkpoint = u64::MAX;
+        for consumer in b.consumers() {
+            checkpoint =
+                checkpoint.min(store.load_checkpoint(&consumer).await?.unwrap_or_default().position.0);
+        }
         let behind = end.saturating_sub(checkpoint);
         if json {
             output::json_line(&json!({
@@ -99,8 +104,11 @@ pub(crate) async fn switch(
         let Some(live) = live else {
             return Err(CliError::NotFound(format!("{name} has no live build to ask")));
         };
+        // To the live build's holder: each of its slices' holders for a build in slices.
         let request = ConsumerRequest::Switch { version: target.version, build: target.build };
-        store.request(&live.id.consumer(), request).await?;
+        for consumer in live.consumers() {
+            store.request(&consumer, request).await?;
+        }
     }
     if let (false, Some(seconds)) = (done, wait) {
         let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -134,8 +142,11 @@ pub(crate) async fn retire(
     json: bool,
 ) -> Result<(), CliError> {
     let target = parse_build(name, spec)?;
-    // Holding its lease: no instance follows it while it goes.
-    let Some(_lease) = store.try_lease(&target.consumer()).await? else {
+    let Some(build) = store.builds(name).await?.into_iter().find(|b| b.id == target) else {
+        return Err(CliError::NotFound(format!("{name} has no build {spec}")));
+    };
+    // Holding its leases (each slice's): no instance follows it while it goes.
+    let Some(_leases) = factum::store::lease_build(store, &build).await? else {
         return Err(CliError::Usage(format!(
             "{name}: build {spec} is followed by a running instance; stop it, or switch away first"
         )));

@@ -490,4 +490,18 @@ async fn requests_reach_every_slice_of_a_projection_in_slices() {
         assert!(matches!(pending.request, factum::store::ConsumerRequest::Reset { clear: false, .. }), "{c}");
     }
     run(urls, &["projections", "resume", "sliced"]).await.fails(3, "not stopped");
+
+    // A switch to another version is asked of every slice's holder.
+    let v2 = store.register_build("sliced", 2, 2, false).await.unwrap();
+    run(urls, &["projections", "switch", "sliced", "2"]).await.ok();
+    for c in &consumers {
+        let pending = store.pending_request(c).await.unwrap().unwrap();
+        assert_eq!(pending.request, factum::store::ConsumerRequest::Switch { version: 2, build: 1 }, "{c}");
+    }
+    // A build one of whose slices is followed is not retired.
+    let followed = store.try_lease(&v2.consumers()[1]).await.unwrap().expect("the slice's lease");
+    run(urls, &["projections", "retire", "sliced", "2"]).await.fails(2, "followed by a running instance");
+    drop(followed);
+    let builds = run(urls, &["projections", "builds", "sliced", "--json"]).await.json_lines();
+    assert_eq!(builds.len(), 2, "{builds:?}");
 }

@@ -79,12 +79,16 @@ pub async fn projection_slices(store: Store) {
     for consumer in v1.consumers() {
         store.save_checkpoint(&consumer, cp(5)).await.unwrap();
     }
+    // The live build's fastest slice is the bar: readers of that slice must not go back.
+    store.save_checkpoint(&v1.consumers()[3], cp(8)).await.unwrap();
     for consumer in v2.consumers() {
         store.save_checkpoint(&consumer, cp(9)).await.unwrap();
     }
     store.save_checkpoint(&v2.consumers()[2], cp(3)).await.unwrap();
-    assert_eq!(store.cut_over(&v2.id).await.unwrap(), Switch::Behind { live: cp(5), build: cp(3) });
+    assert_eq!(store.cut_over(&v2.id).await.unwrap(), Switch::Behind { live: cp(8), build: cp(3) });
     store.save_checkpoint(&v2.consumers()[2], cp(5)).await.unwrap();
+    assert_eq!(store.cut_over(&v2.id).await.unwrap(), Switch::Behind { live: cp(8), build: cp(5) });
+    store.save_checkpoint(&v2.consumers()[2], cp(8)).await.unwrap();
     assert!(matches!(store.cut_over(&v2.id).await.unwrap(), Switch::Switched { .. }));
     // The replaced build's slices take no more batches.
     assert!(!store.advance_checkpoint(&v1.consumers()[1], cp(5), cp(6)).await.unwrap());

@@ -401,6 +401,13 @@ async fn the_slice_count_changes_only_with_a_new_version() {
     drop(read);
     let status = four.status("versioned").unwrap();
     assert_eq!(status.slices.len(), 4);
+    // An instance still on version 1 (a rolling deployment) stands down, and its waits
+    // follow the live build, in its four slices.
+    let old = start(versioned(&store, 1, 1)).await.unwrap();
+    append_one(&store, 260).await;
+    let at = store.latest_position().await.unwrap().unwrap();
+    old.wait_for(at, &["versioned"], Duration::from_secs(30)).await.expect("the old version's wait");
+    old.shutdown().await.unwrap();
     assert!(matches!(four.rebuild("versioned").await, Err(SupervisorError::InSlices(_))));
     four.shutdown().await.unwrap();
 }

@@ -127,6 +127,11 @@ impl Actor for ProjectionActor {
         myself: ActorRef<Self::Msg>,
         shared: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // A restarted actor (its predecessor panicked, skipping `post_stop`) holds no lease:
+        // its seat must not say otherwise, or the slice would never be taken again.
+        if let Some(seat) = shared.seat() {
+            seat.holding.store(false, Ordering::Release);
+        }
         let wake_pending = Arc::new(AtomicBool::new(true));
         let forwarder = AbortOnDrop::new(forward_wakes(myself.clone(), &shared, wake_pending.clone()));
         shared.set_state(ProjectionState::Starting);
@@ -189,7 +194,9 @@ impl Actor for ProjectionActor {
                         let every = state.shared.lease_retry;
                         myself.send_after(every, move || ProjectionMsg::LeaseCheck(generation));
                         let index = state.shared.slice.index();
-                        if state.shared.allot.as_ref().is_some_and(|a| a.should_release(index)) {
+                        if state.mode == Mode::Running
+                            && state.shared.allot.as_ref().is_some_and(|a| a.should_release(index))
+                        {
                             // Between two batches: the slice moves to another instance.
                             state.hand_over();
                             state.arm(&myself, state.shared.lease_retry);

@@ -133,7 +133,9 @@ impl Allotment {
         let members = match store.heartbeat(&build, &me, TTL).await {
             Ok(members) => members,
             Err(e) => {
-                tracing::debug!(build, error = %e, "slice heartbeat failed");
+                // Until the store answers, this instance takes no more slices (it keeps
+                // those it holds).
+                tracing::warn!(build, error = %e, "slice heartbeat failed; no more slices are taken until it succeeds");
                 return;
             }
         };

@@ -218,7 +218,8 @@ pub trait BuildStore:
     /// Makes `build` the live build of its projection, in one step that readers see
     /// whole: only if it has processed at least everything the live build has, checked
     /// inside the live build's batch fence, so that no reader ever sees a row older than
-    /// one it could see before. The build that was live becomes
+    /// one it could see before. For builds in slices: the new build's slowest slice must
+    /// have reached the live build's fastest one. The build that was live becomes
     /// [`Replaced`](BuildState::Replaced).
     async fn cut_over(&self, build: &BuildId) -> Result<Switch, StoreError> {
         self.execute(CutOver::new(build.clone())?).await
@@ -246,6 +247,22 @@ impl<T> BuildStore for T where
         + Execute<RetireBuild>
         + Execute<ReopenBuild>
 {
+}
+
+/// Takes the lease of every consumer of `build` (each slice's): all of them, held until
+/// dropped, or `None` (and none) when an instance follows any of them.
+pub async fn lease_build(
+    store: &(impl super::ConsumerStore + ?Sized),
+    build: &ProjectionBuild,
+) -> Result<Option<Vec<super::Lease>>, StoreError> {
+    let mut leases = Vec::new();
+    for consumer in build.consumers() {
+        match store.try_lease(&consumer).await? {
+            Some(lease) => leases.push(lease),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(leases))
 }
 
 /// Among `builds` (one projection's), the one an instance running `version` follows:

@@ -25,7 +25,9 @@ use futures_core::stream::BoxStream;
 use tokio::sync::watch;
 
 pub use backend::LogBackend;
-pub use builds::{build_to_run, BuildId, BuildState, BuildStore, ProjectionBuild, Retired, Switch};
+pub use builds::{
+    build_to_run, lease_build, BuildId, BuildState, BuildStore, ProjectionBuild, Retired, Switch,
+};
 pub use consumer::{ConsumerRequest, Lease, Member, PendingRequest, ProjectionFailure, RetentionGuard};
 pub use cursor::{Chase, LogPage, LogSelector};
 pub use error::{InvalidInput, StoreError};

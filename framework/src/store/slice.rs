@@ -6,8 +6,9 @@
 //! A stream belongs to slice `h mod N` of a projection of `N` slices, where `h` is the
 //! first four bytes, read as a big-endian unsigned integer, of the MD5 digest of the
 //! stream's UTF-8 name `aggregate_type/aggregate_id`. The hash is the same in every
-//! process, every version of factum and every backend. PostgreSQL computes it in SQL, so
-//! a slice's reader selects its events on the server:
+//! process, every version of factum and every backend. PostgreSQL computes it in SQL (on
+//! a database in UTF-8, which `md5()` then hashes byte for byte as Rust does), so a
+//! slice's reader selects its events on the server:
 //!
 //! ```sql
 //! ('x' || substr(md5(aggregate_type || '/' || aggregate_id), 1, 8))::bit(32)::bigint % N

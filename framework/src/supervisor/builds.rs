@@ -114,9 +114,15 @@ impl Supervisor {
             return Err(SupervisorError::UnknownBuild(build.clone()));
         }
         let store = &self.inner.store;
-        // Holding its lease: no instance follows it while it goes, nor after (an instance
-        // that takes the lease later finds it retired).
-        let Some(_lease) = store.try_lease(&build.consumer()).await? else {
+        let target = store
+            .builds(projection)
+            .await?
+            .into_iter()
+            .find(|b| &b.id == build)
+            .ok_or_else(|| SupervisorError::UnknownBuild(build.clone()))?;
+        // Holding its leases (each slice's): no instance follows it while it goes, nor
+        // after (an instance that takes a lease later finds it retired).
+        let Some(_leases) = crate::store::lease_build(store.as_ref(), &target).await? else {
             return Err(SupervisorError::BuildInUse(build.clone()));
         };
         match store.retire_build(build).await? {

@@ -42,12 +42,19 @@ impl Supervisor {
     }
 
     /// A projection's lag measured now: the events of the log after the checkpoint this
-    /// instance last committed (for an instance standing by, after the start); for a
-    /// projection in slices, its slowest slice's.
+    /// instance last committed (for an instance standing by, the checkpoint in the store);
+    /// for a projection in slices, its slowest slice's.
     pub async fn lag(&self, projection: &str) -> Result<u64, SupervisorError> {
         let mut lag = 0;
         for shared in self.group(projection)? {
-            let checkpoint = shared.status().checkpoint;
+            let status = shared.status();
+            let mut checkpoint = status.checkpoint;
+            if status.state == crate::projection::ProjectionState::Standby {
+                if let Some(build) = &status.build {
+                    let consumer = shared.consumer_of(build);
+                    checkpoint = self.inner.store.load_checkpoint(&consumer).await?.unwrap_or(checkpoint);
+                }
+            }
             lag = lag.max(self.inner.store.count_after(checkpoint, &shared.selector.aggregate_types).await?);
         }
         Ok(lag)

@@ -188,8 +188,19 @@ impl Supervisor {
         } else {
             let builds = self.inner.store.builds(&p.name).await?;
             let live = builds.iter().find(|b| b.state == BuildState::Live);
-            let consumer = live.map_or_else(|| p.slice.consumer(&p.name), |b| p.consumer_of(b));
-            self.inner.store.load_checkpoint(&consumer).await?.unwrap_or(Checkpoint::START)
+            // This slice's consumer of the live build; for a live build in another number
+            // of slices (another version), that build is as far as its slowest slice.
+            let consumers = match live {
+                Some(b) if b.slices == p.slice.count() => vec![p.consumer_of(b)],
+                Some(b) => b.consumers(),
+                None => vec![p.slice.consumer(&p.name)],
+            };
+            let mut at = None::<Checkpoint>;
+            for consumer in consumers {
+                let cp = self.inner.store.load_checkpoint(&consumer).await?.unwrap_or(Checkpoint::START);
+                at = Some(at.map_or(cp, |a| a.min(cp)));
+            }
+            at.unwrap_or(Checkpoint::START)
         };
         let category = p.selector.single_category();
         if let WaitTarget::Checkpoint(c) = target {

@@ -215,12 +215,13 @@ impl Execute<CutOver> for PostgresStore {
             let live = builds.iter().find(|b| b.state == BuildState::Live);
             if let Some(live) = live {
                 // Inside the live build's fences its checkpoints stand still until commit:
-                // the build must have processed at least as much. A build in slices is as
-                // far as its slowest slice.
+                // the build must have processed at least as much as every one of them (as
+                // its fastest slice, for a live build in slices), and a build in slices is
+                // as far as its slowest slice.
                 let mut live_at = None::<Checkpoint>;
                 for consumer in live.consumers() {
                     let at = self.fenced_checkpoint(&mut tx, &consumer).await?;
-                    live_at = Some(live_at.map_or(at, |m| m.min(at)));
+                    live_at = Some(live_at.map_or(at, |m| m.max(at)));
                 }
                 let mut build_at = None::<Checkpoint>;
                 for consumer in build.consumers() {

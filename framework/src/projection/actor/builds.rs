@@ -108,8 +108,11 @@ impl ProjectionActorState {
         match self.shared.store.cut_over(&build.id).await? {
             Switch::Switched { replaced } => {
                 tracing::info!(projection = %self.shared.name, build = %build.id, replaced = ?replaced, "new build is live");
-                let took = (chrono::Utc::now() - build.created_at).to_std().unwrap_or_default();
-                self.shared.metrics.projection_built(&self.shared.name, took);
+                if replaced.is_some() {
+                    // Counted once per build, not once per slice that saw the switch.
+                    let took = (chrono::Utc::now() - build.created_at).to_std().unwrap_or_default();
+                    self.shared.metrics.projection_built(&self.shared.name, took);
+                }
                 let mut live = build.clone();
                 live.state = BuildState::Live;
                 live.live_at = Some(chrono::Utc::now());
@@ -312,7 +315,7 @@ impl ProjectionActorState {
             return Ok(());
         }
         for replaced in builds.iter().filter(|b| b.state == BuildState::Replaced) {
-            let Some(_lease) = store.try_lease(&replaced.id.consumer()).await? else {
+            let Some(_leases) = crate::store::lease_build(store.as_ref(), replaced).await? else {
                 // Followed elsewhere: look again later.
                 self.schedule_retirement(grace.max(self.shared.lease_retry));
                 continue;

@@ -14,7 +14,10 @@ impl ProjectionActorState {
     pub(super) async fn ensure_lease(&mut self) -> Result<bool, StoreError> {
         let index = self.shared.slice.index();
         if self.lease.as_ref().is_some_and(Lease::is_held) {
-            if self.shared.allot.as_ref().is_some_and(|a| a.should_release(index)) {
+            // A paused slice stays where it is paused.
+            if self.mode == super::Mode::Running
+                && self.shared.allot.as_ref().is_some_and(|a| a.should_release(index))
+            {
                 self.hand_over();
                 return Ok(false);
             }

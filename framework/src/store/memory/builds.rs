@@ -70,14 +70,14 @@ impl Execute<CutOver> for InMemoryStore {
     async fn execute(&self, op: CutOver) -> Result<Switch, StoreError> {
         let target = op.build();
         let mut state = self.lock();
-        // A build in slices is as far as its slowest slice.
-        let checkpoint = |build: &ProjectionBuild| {
+        // A build in slices is as far as its slowest slice, and must have processed as much
+        // as the live build's fastest one.
+        let checkpoints = |build: &ProjectionBuild| -> Vec<Checkpoint> {
             build
                 .consumers()
                 .iter()
                 .map(|c| state.checkpoints.get(c).copied().unwrap_or(Checkpoint::START))
-                .min()
-                .unwrap_or(Checkpoint::START)
+                .collect()
         };
         let Some(builds) = state.builds.get(&target.projection) else {
             return Ok(Switch::Unknown);
@@ -91,7 +91,8 @@ impl Execute<CutOver> for InMemoryStore {
         }
         let live = builds.iter().position(|b| b.state == BuildState::Live);
         if let Some(live) = live {
-            let (live_at, build_at) = (checkpoint(&builds[live]), checkpoint(&builds[index]));
+            let live_at = checkpoints(&builds[live]).into_iter().max().unwrap_or(Checkpoint::START);
+            let build_at = checkpoints(&builds[index]).into_iter().min().unwrap_or(Checkpoint::START);
             if build_at < live_at {
                 return Ok(Switch::Behind { live: live_at, build: build_at });
             }
