@@ -1,6 +1,5 @@
 //! The conformance case of projections in slices: reads of one slice of the log, builds
-//! that run in slices, and the instances that share them (see
-//! [`Slice`](factum::store::Slice) and
+//! that run in slices, and the instances that share them (see [`Slice`] and
 //! [`ConsumerStore::heartbeat`](factum::store::ConsumerStore::heartbeat)).
 
 use std::collections::HashSet;

@@ -1,29 +1,6 @@
 //! Slices: a projection's streams split into a fixed number of parts, each with its own
 //! checkpoint, lease and fence, so that several tasks and instances share the work.
-//!
-//! # Which slice a stream belongs to
-//!
-//! A stream belongs to slice `h mod N` of a projection of `N` slices, where `h` is the
-//! first four bytes, read as a big-endian unsigned integer, of the MD5 digest of the
-//! stream's UTF-8 name `aggregate_type/aggregate_id`. The hash is the same in every
-//! process, every version of factum and every backend. PostgreSQL computes it in SQL (on
-//! a database in UTF-8, which `md5()` then hashes byte for byte as Rust does), so a
-//! slice's reader selects its events on the server:
-//!
-//! ```sql
-//! ('x' || substr(md5(aggregate_type || '/' || aggregate_id), 1, 8))::bit(32)::bigint % N
-//! ```
-//!
-//! ```
-//! use factum::store::{stream_hash, Slice};
-//! use factum::StreamId;
-//!
-//! // md5("Order/o-1") = d6e72fac…: 0xd6e72fac = 3605475244.
-//! assert_eq!(stream_hash("Order", "o-1"), 3_605_475_244);
-//! let stream = StreamId::new("Order", "o-1")?;
-//! assert_eq!(Slice::of(&stream, 12)?.index(), (3_605_475_244u32 % 12) as u16);
-//! # Ok::<(), factum::store::InvalidInput>(())
-//! ```
+//! See [`Slice`] for which slice a stream belongs to.
 
 use std::fmt;
 
@@ -35,7 +12,7 @@ use super::StreamId;
 /// The most slices a projection may have.
 pub const MAX_SLICES: u16 = 1024;
 
-/// The hash that places a stream in a slice (see the [module](self) documentation).
+/// The hash that places a stream in a slice (see [`Slice`]).
 pub fn stream_hash(aggregate_type: &str, aggregate_id: &str) -> u32 {
     let mut md5 = Md5::new();
     md5.update(aggregate_type.as_bytes());
@@ -57,6 +34,30 @@ pub fn slice_count(count: u16) -> Result<u16, InvalidInput> {
 }
 
 /// One slice of a projection's streams: slice `index` of `count`.
+///
+/// # Which slice a stream belongs to
+///
+/// A stream belongs to slice `h mod N` of a projection of `N` slices, where `h` is the
+/// first four bytes, read as a big-endian unsigned integer, of the MD5 digest of the
+/// stream's UTF-8 name `aggregate_type/aggregate_id`. The hash is the same in every
+/// process, every version of factum and every backend. PostgreSQL computes it in SQL (on
+/// a database in UTF-8, which `md5()` then hashes byte for byte as Rust does), so a
+/// slice's reader selects its events on the server:
+///
+/// ```sql
+/// ('x' || substr(md5(aggregate_type || '/' || aggregate_id), 1, 8))::bit(32)::bigint % N
+/// ```
+///
+/// ```
+/// use factum::store::{stream_hash, Slice};
+/// use factum::StreamId;
+///
+/// // md5("Order/o-1") = d6e72fac…: 0xd6e72fac = 3605475244.
+/// assert_eq!(stream_hash("Order", "o-1"), 3_605_475_244);
+/// let stream = StreamId::new("Order", "o-1")?;
+/// assert_eq!(Slice::of(&stream, 12)?.index(), (3_605_475_244u32 % 12) as u16);
+/// # Ok::<(), factum::store::InvalidInput>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Slice {
     index: u16,

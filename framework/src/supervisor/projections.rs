@@ -60,8 +60,8 @@ impl Supervisor {
         Ok(lag)
     }
 
-    /// The service's health: [`HealthStatus::Unavailable`] when the store does not answer
-    /// within the probe's timeout, [`HealthStatus::Degraded`] while a projection is not
+    /// The service's health: [`HealthStatus::Unavailable`](super::HealthStatus::Unavailable) when the store does not answer
+    /// within the probe's timeout, [`HealthStatus::Degraded`](super::HealthStatus::Degraded) while a projection is not
     /// live (or standing by for another instance) or lags beyond the bound, with one
     /// reason per cause. Answers within the probe's timeout whatever the store does.
     pub async fn health(&self) -> Health {
