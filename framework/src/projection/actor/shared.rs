@@ -118,7 +118,7 @@ impl ProjectionShared {
 
     fn runs(&self, consumer: &str) -> bool {
         let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        status.build.as_ref().is_some_and(|b| self.slice.consumer(&b.id.consumer()) == consumer)
+        status.build.as_ref().is_some_and(|b| self.consumer_of(b) == consumer)
     }
 
     /// Reads the next page after `after`: the events the projection selects among those
