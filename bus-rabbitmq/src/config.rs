@@ -15,6 +15,10 @@ pub const DEFAULT_PUBLISHER_NAME: &str = "rabbitmq_publisher";
 /// ([`PublisherConfig::max_in_flight`]).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 
+/// How long one attempt to connect may take unless told otherwise
+/// ([`PublisherConfig::connect_timeout`], [`SubscriberConfig::connect_timeout`](crate::SubscriberConfig::connect_timeout)).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How a [`Publisher`](crate::Publisher) connects, where it sends, and how it waits.
 ///
 /// ```
@@ -42,6 +46,7 @@ pub struct PublisherConfig {
     pub(crate) topics: Vec<String>,
     pub(crate) batch_size: usize,
     pub(crate) confirm_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_initial: Duration,
     pub(crate) reconnect_max: Duration,
     pub(crate) failure: FailurePolicy,
@@ -64,6 +69,7 @@ impl PublisherConfig {
             topics: Vec::new(),
             batch_size: 1000,
             confirm_timeout: Duration::from_secs(30),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             failure: FailurePolicy::default(),
@@ -138,6 +144,16 @@ impl PublisherConfig {
     #[must_use]
     pub fn confirm_timeout(mut self, timeout: Duration) -> Self {
         self.confirm_timeout = timeout;
+        self
+    }
+
+    /// How long connecting, declaring the exchange and turning confirms on may take
+    /// before the attempt is given up and tried again after the backoff (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]). A broker that is shutting down can accept a
+    /// connection and never answer it; this bounds how long that holds publishing up.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 

@@ -18,9 +18,6 @@ use crate::error::{is_precondition_failed, BusError};
 use crate::message::encode;
 use crate::publisher::Publisher;
 
-/// How long connecting and declaring may take before it is tried again.
-pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The target of the trace events that stamp each message's stages (read, published,
 /// confirmed), for the benchmark's breakdown; nothing is recorded unless a subscriber
 /// enables it.
@@ -96,14 +93,15 @@ impl Publisher {
         }
         self.drop_link().await;
         loop {
-            let opened = tokio::time::timeout(OPEN_TIMEOUT, Link::open(&self.config, &self.exchange))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(BusError::Unreachable {
-                        url: crate::error::redact(&self.config.url),
-                        reason: "connect timed out".into(),
-                    })
-                });
+            let opened =
+                tokio::time::timeout(self.config.connect_timeout, Link::open(&self.config, &self.exchange))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(BusError::Unreachable {
+                            url: crate::error::redact(&self.config.url),
+                            reason: "connect timed out".into(),
+                        })
+                    });
             match opened {
                 Ok(link) => {
                     tracing::info!(publisher = %self.config.name, "connected to the broker again");
@@ -144,7 +142,7 @@ impl Publisher {
         let link = self.link.as_ref().ok_or_else(|| Wait::Broken("no connection".into()))?;
         let options =
             BasicPublishOptions { mandatory: self.config.mandatory, ..BasicPublishOptions::default() };
-        let confirm = link
+        let publish = link
             .channel
             .basic_publish(
                 self.exchange.clone(),
@@ -153,8 +151,12 @@ impl Publisher {
                 &message.body,
                 message.properties,
             )
-            .instrument(span)
+            .instrument(span);
+        // A connection that died without lapin noticing can leave the send waiting:
+        // it is bounded like a confirm, and the connection is given up after it.
+        let confirm = tokio::time::timeout(self.config.confirm_timeout, publish)
             .await
+            .map_err(|_| Wait::Broken(format!("not sent within {:?}", self.config.confirm_timeout)))?
             .map_err(|e| Wait::Broken(e.to_string()))?;
         self.config.metrics.published.get_or_create(&self.config.metrics.publisher(&self.config.name)).inc();
         tracing::trace!(target: STAGES, stage = "published", position = event.position.0);

@@ -77,7 +77,9 @@ mod subscriber_config;
 #[doc = include_str!("../../docs/event-bus.md")]
 struct EventBusDocDoctests;
 
-pub use config::{PublisherConfig, DEFAULT_EXCHANGE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PUBLISHER_NAME};
+pub use config::{
+    PublisherConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EXCHANGE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PUBLISHER_NAME,
+};
 pub use dedup::{Deduplicated, PgMessageHandler, DEFAULT_DEDUP_TABLE};
 pub use error::BusError;
 pub use message::{headers, BusEvent, DecodeError};

@@ -198,7 +198,7 @@ async fn run<H: MessageHandler>(
             acks.forget();
             tokio::select! {
                 _ = stopped.changed() => return,
-                opened = tokio::time::timeout(crate::delivery::OPEN_TIMEOUT, Link::open(&config)) => match opened
+                opened = tokio::time::timeout(config.connect_timeout, Link::open(&config)) => match opened
                     .unwrap_or_else(|_| Err(BusError::Unreachable { url: crate::error::redact(&config.url), reason: "connect timed out".into() }))
                 {
                     Ok(l) => {

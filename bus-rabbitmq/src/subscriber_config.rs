@@ -33,6 +33,7 @@ pub struct SubscriberConfig {
     pub(crate) dead_letter_queue: String,
     pub(crate) reconnect_initial: Duration,
     pub(crate) reconnect_max: Duration,
+    pub(crate) connect_timeout: Duration,
     pub(crate) metrics: BusMetrics,
 }
 
@@ -56,6 +57,7 @@ impl SubscriberConfig {
             retry_max: Duration::from_secs(5),
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            connect_timeout: crate::config::DEFAULT_CONNECT_TIMEOUT,
             metrics: BusMetrics::unregistered(),
         }
     }
@@ -122,6 +124,15 @@ impl SubscriberConfig {
     pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.reconnect_initial = initial;
         self.reconnect_max = max.max(initial);
+        self
+    }
+
+    /// How long one attempt to connect and declare the queue may take before it is
+    /// given up and tried again after the backoff (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 

@@ -18,6 +18,10 @@ use uuid::Uuid;
 
 const OUTAGES: usize = 3;
 const OUTAGE: Duration = Duration::from_secs(3);
+/// A broker shutting down can accept a connection and never answer it: an attempt is
+/// given up well within the time between two outages, so that each outage finds the
+/// publisher connected and publishing.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_broker_outages_lose_nothing() {
@@ -35,6 +39,7 @@ async fn three_broker_outages_lose_nothing() {
         .quorum(true)
         .prefetch(200)
         .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .connect_timeout(CONNECT_TIMEOUT)
         .metrics(metrics.clone());
     let subscriber = Subscriber::start(sub_config, collector.clone()).await.unwrap();
 
@@ -46,6 +51,7 @@ async fn three_broker_outages_lose_nothing() {
         .batch_size(200)
         .confirm_timeout(Duration::from_secs(5))
         .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .connect_timeout(CONNECT_TIMEOUT)
         .metrics(metrics.clone());
     let publisher = Publisher::connect(store.clone(), config).await.unwrap();
     let supervisor =
