@@ -77,6 +77,7 @@
 //! | [`aggregate`] | [`Aggregate`], [`Command`], [`DomainEvent`] and their derives, [`CommandError`], snapshot policies |
 //! | [`store`] | the [`EventStore`] and its four roles ([`EventLog`](store::EventLog), [`SnapshotStore`](store::SnapshotStore), [`ConsumerStore`](store::ConsumerStore), [`RetentionStore`](store::RetentionStore)), each operation's type and the trait a backend executes it by ([`store::op`], [`store::backend`]), the values they exchange, filters, subscriptions, the log cursor, [`InMemoryStore`] |
 //! | [`projection`] | [`Projection`], [`EventHandler`], sinks, failure policies |
+//! | [`process`] | process managers: workflows across aggregates, exactly once, with durable timers |
 //! | [`supervisor`] | [`Supervisor`], health, replay, retention |
 //! | [`metrics`] | [`Metrics`], the Prometheus registry |
 //! | [`testing`] | given-when-then tests of aggregates |
@@ -109,6 +110,7 @@
 pub mod aggregate;
 pub mod backoff;
 pub mod metrics;
+pub mod process;
 pub mod projection;
 pub mod store;
 pub mod supervisor;
@@ -122,6 +124,7 @@ pub mod trace;
 pub mod prelude {
     pub use crate::store::{
         BuildStore, ConsumerStore, EventLog, EventStore, LogBackend, RetentionStore, SnapshotStore,
+        TimerStore,
     };
 }
 

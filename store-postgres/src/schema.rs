@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (10, "projection builds", include_str!("../sql/0010_projection_builds.sql")),
     (11, "trace context", include_str!("../sql/0011_trace_context.sql")),
     (12, "projection slices", include_str!("../sql/0012_projection_slices.sql")),
+    (13, "process timers", include_str!("../sql/0013_process_timers.sql")),
 ];
 
 /// The query indexes that migration 7 creates in place of `{query_indexes}`, unless the

@@ -15,7 +15,8 @@ use tracing::Instrument;
 use super::Shared;
 use super::{encode, Aggregate, CommandError, DomainEvent, Executed, SnapshotContext, SnapshotPolicy};
 use crate::backoff::Backoff;
-use crate::store::{ExpectedVersion, Metadata, Snapshot, StoreError, StreamId, Version};
+use crate::store::{EventFilter, ExpectedVersion, Metadata, Snapshot, StoreError, StreamId, Version};
+use uuid::Uuid;
 
 /// The messages an aggregate actor handles.
 pub(crate) enum AggregateMsg<A: Aggregate> {
@@ -23,6 +24,8 @@ pub(crate) enum AggregateMsg<A: Aggregate> {
     Execute {
         command: Arc<A::Command>,
         metadata: Arc<Metadata>,
+        /// Run at most once under this command id (`Factum::execute_once`).
+        once: Option<Once>,
         /// The caller's span: the command's span is its child, so that one trace runs
         /// from the caller through the append.
         caller: tracing::Span,
@@ -31,6 +34,26 @@ pub(crate) enum AggregateMsg<A: Aggregate> {
     /// Reply with the current state and version.
     State { reply: RpcReplyPort<Loaded<A>> },
 }
+
+/// A command run at most once: its events' ids derive from `id`, which is also their
+/// causation id, so that the store refuses a second landing of them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Once {
+    pub(crate) id: Uuid,
+    /// Whether the command may have run before (a retry after a crash): the store is
+    /// asked before deciding. A first dispatch need not ask: nothing can be stored
+    /// under its id yet, and a concurrent second landing is refused by the ids.
+    pub(crate) check_first: bool,
+}
+
+/// The id of the `index`th event a command run once records: the same for every run of
+/// the command, different for every command.
+pub(crate) fn event_id_of(command: Uuid, index: usize) -> Uuid {
+    Uuid::new_v5(&command, &(index as u64).to_be_bytes())
+}
+
+/// How many of a command's events [`ActorState::already_done`] reports.
+const MAX_EVENTS_PER_COMMAND: usize = 1000;
 
 /// An aggregate's state and version, or why it could not be had.
 pub(crate) type Loaded<A> = Result<(A, Version), CommandError<<A as Aggregate>::Error>>;
@@ -171,12 +194,19 @@ impl<A: Aggregate> ActorState<A> {
         &mut self,
         command: &A::Command,
         metadata: &Metadata,
+        once: Option<Once>,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         self.reload_if_stale().await?;
         let max_attempts = self.shared.config.max_conflict_retries + 1;
         let mut attempt = 0;
+        let mut check = once.is_some_and(|o| o.check_first);
         loop {
             attempt += 1;
+            if let (Some(once), true) = (once, check) {
+                if let Some(done) = self.already_done(once.id).await? {
+                    return Ok(done);
+                }
+            }
             let decided = catch_unwind(AssertUnwindSafe(|| self.state.handle(command)))
                 .map_err(|p| CommandError::Panicked { committed: false, message: panic_message(p) })?;
             let events = decided.map_err(CommandError::Domain)?;
@@ -186,9 +216,15 @@ impl<A: Aggregate> ActorState<A> {
                     version: self.version,
                     events,
                     checkpoint: None,
+                    repeated: false,
                 });
             }
-            let batch = events.iter().map(|e| encode(e, metadata)).collect::<Result<Vec<_>, _>>()?;
+            let mut batch = events.iter().map(|e| encode(e, metadata)).collect::<Result<Vec<_>, _>>()?;
+            if let Some(once) = once {
+                for (index, event) in batch.iter_mut().enumerate() {
+                    event.event_id = event_id_of(once.id, index);
+                }
+            }
             match self.shared.store.append(&self.stream, ExpectedVersion::Exact(self.version), batch).await {
                 Ok(result) => {
                     for event in &events {
@@ -202,6 +238,7 @@ impl<A: Aggregate> ActorState<A> {
                         version: self.version,
                         events,
                         checkpoint: result.checkpoint(),
+                        repeated: result.deduplicated,
                     });
                 }
                 Err(StoreError::Conflict { .. }) => {
@@ -215,6 +252,16 @@ impl<A: Aggregate> ActorState<A> {
                     tokio::time::sleep(self.backoff(attempt - 1)).await;
                     catch_up::<A>(&self.shared, &self.stream, &mut self.state, &mut self.version).await?;
                     self.shared.metrics.retry(A::TYPE);
+                    // What the stream gained may be this very command, run elsewhere.
+                    check = once.is_some();
+                }
+                Err(StoreError::DuplicateEvent { event_id }) if once.is_some() => {
+                    // Another run of this command landed first: report what it recorded.
+                    catch_up::<A>(&self.shared, &self.stream, &mut self.state, &mut self.version).await?;
+                    if let Some(done) = self.already_done(once.map(|o| o.id).unwrap_or_default()).await? {
+                        return Ok(done);
+                    }
+                    return Err(CommandError::Store(StoreError::DuplicateEvent { event_id }));
                 }
                 Err(e) => {
                     // The append may or may not have committed: the next command reloads.
@@ -223,6 +270,34 @@ impl<A: Aggregate> ActorState<A> {
                 }
             }
         }
+    }
+
+    /// What a command run once recorded, if it already ran: the events stored under its
+    /// id (as their causation), with the stream's state caught up past them.
+    async fn already_done(&mut self, id: Uuid) -> Result<Option<Executed<A>>, CommandError<A::Error>> {
+        let filter = EventFilter::new()
+            .aggregate_type(A::TYPE)
+            .aggregate_id(self.stream.aggregate_id())
+            .metadata(serde_json::json!({ "causation_id": id }))
+            .order_by(crate::store::OrderBy::GlobalPosition, true)
+            .limit(MAX_EVENTS_PER_COMMAND);
+        let stored = self.shared.store.query(&filter).await?;
+        let Some(last) = stored.last() else { return Ok(None) };
+        let (version, checkpoint) = (last.version, Some(last.checkpoint()));
+        let events = stored
+            .iter()
+            .map(|e| A::Event::from_stored(&e.event_type, e.schema_version, e.payload.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.version < version {
+            catch_up::<A>(&self.shared, &self.stream, &mut self.state, &mut self.version).await?;
+        }
+        Ok(Some(Executed {
+            aggregate_id: self.stream.aggregate_id().to_owned(),
+            version,
+            events,
+            checkpoint,
+            repeated: true,
+        }))
     }
 
     /// Saves a snapshot in the background when the policy asks for one. Never fails the
@@ -319,13 +394,13 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
     ) -> Result<(), ActorProcessingErr> {
         let fresh = std::mem::replace(&mut state.fresh, false);
         let panicked = match message {
-            AggregateMsg::Execute { command, metadata, caller, reply } => {
+            AggregateMsg::Execute { command, metadata, once, caller, reply } => {
                 let span = tracing::info_span!(parent: &caller, "factum.command", aggregate_type = A::TYPE,
                     aggregate_id = state.stream.aggregate_id(),
                     correlation_id = ?metadata.correlation_id, causation_id = ?metadata.causation_id);
                 let started = Instant::now();
                 let before = state.version;
-                let result = state.execute(&command, &metadata).instrument(span).await;
+                let result = state.execute(&command, &metadata, once).instrument(span).await;
                 state.shared.metrics.command(A::TYPE, outcome(&result), started.elapsed());
                 let panicked = matches!(result, Err(CommandError::Panicked { .. }));
                 let committed = state.version != before;

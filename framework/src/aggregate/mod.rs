@@ -17,6 +17,7 @@ use crate::store::{Checkpoint, NewEvent, Version};
 pub use error::{CommandError, EventCodecError};
 pub use factum_derive::{Aggregate, Command, DomainEvent};
 
+pub(crate) use actor::event_id_of;
 pub use config::FactumConfig;
 pub use runner::Factum;
 pub(crate) use runner::Shared;
@@ -150,6 +151,10 @@ pub struct Executed<A: Aggregate> {
     /// projection is past it. A command that recorded nothing decided on the log as it
     /// stood: wait for [`EventLog::latest_position`](crate::store::EventLog::latest_position).
     pub checkpoint: Option<Checkpoint>,
+    /// The command had already run: this is a retry of a command run with
+    /// [`Factum::execute_once`](crate::Factum::execute_once) (or an exact retry of an
+    /// append), and `events`, `version` and `checkpoint` are what the earlier run recorded.
+    pub repeated: bool,
 }
 
 /// Encodes a domain event as an event to append.

@@ -7,7 +7,7 @@ use ractor::rpc::CallResult;
 use ractor::RpcReplyPort;
 use uuid::Uuid;
 
-use super::actor::AggregateMsg;
+use super::actor::{AggregateMsg, Once};
 use super::registry::Registry;
 use super::{Aggregate, AggregateCommand, CommandError, Executed, FactumConfig};
 use crate::metrics::Metrics;
@@ -84,16 +84,85 @@ impl Factum {
         command: C,
         mut metadata: Metadata,
     ) -> Result<Executed<C::Aggregate>, CommandError<<C::Aggregate as Aggregate>::Error>> {
-        let stream = StreamId::new(<C::Aggregate as Aggregate>::TYPE, command.aggregate_id())
-            .map_err(CommandError::InvalidCommand)?;
         metadata.correlation_id.get_or_insert_with(Uuid::now_v7);
         metadata.causation_id.get_or_insert_with(Uuid::now_v7);
+        self.run(command, metadata, None).await
+    }
+
+    /// Runs a command at most once under `command_id`, however often it is sent: an
+    /// idempotency key. Sending it again (after a timeout, a crash, a lost reply)
+    /// returns what the first run recorded, with [`Executed::repeated`] set, and records
+    /// nothing; two runs racing each other land once.
+    ///
+    /// The command id is the causation id of the events it records, and their ids
+    /// derive from it, so the store's unique event ids refuse a second landing. Before
+    /// deciding, the stream is asked whether it holds events caused by the id (one
+    /// indexed query). A run that recorded nothing (a domain error, or no events) left
+    /// nothing to find: sending it again decides again, on the current state.
+    ///
+    /// ```
+    /// # use factum::{Aggregate, Command, DomainEvent, Factum, InMemoryStore};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Default, Clone, Serialize, Deserialize, Aggregate)]
+    /// # #[aggregate(command = Cmd, event = Ev, error = std::convert::Infallible)]
+    /// # struct Counter { n: u32 }
+    /// # #[derive(Debug, Command)]
+    /// # enum Cmd { Add { #[command(id)] id: String } }
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, DomainEvent)]
+    /// # enum Ev { Added }
+    /// # impl Counter {
+    /// #     fn handle(&self, _: &Cmd) -> Result<Vec<Ev>, std::convert::Infallible> { Ok(vec![Ev::Added]) }
+    /// #     fn apply(&mut self, _: &Ev) { self.n += 1 }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let factum = Factum::new(std::sync::Arc::new(InMemoryStore::new()));
+    /// let key = uuid::Uuid::now_v7(); // e.g. from the client's Idempotency-Key header
+    /// let first = factum.execute_once(Cmd::Add { id: "c-1".into() }, key, Default::default()).await?;
+    /// let again = factum.execute_once(Cmd::Add { id: "c-1".into() }, key, Default::default()).await?;
+    /// assert!(!first.repeated && again.repeated);
+    /// assert_eq!(again.version, first.version);
+    /// assert_eq!(factum.load::<Counter>("c-1").await?.0.n, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn execute_once<C: AggregateCommand>(
+        &self,
+        command: C,
+        command_id: Uuid,
+        metadata: Metadata,
+    ) -> Result<Executed<C::Aggregate>, CommandError<<C::Aggregate as Aggregate>::Error>> {
+        self.run_once(command, command_id, metadata, true).await
+    }
+
+    /// [`execute_once`](Self::execute_once), without asking the store first when the
+    /// caller knows the command cannot have run yet (`check_first` false).
+    pub(crate) async fn run_once<C: AggregateCommand>(
+        &self,
+        command: C,
+        command_id: Uuid,
+        mut metadata: Metadata,
+        check_first: bool,
+    ) -> Result<Executed<C::Aggregate>, CommandError<<C::Aggregate as Aggregate>::Error>> {
+        metadata.correlation_id.get_or_insert_with(Uuid::now_v7);
+        metadata.causation_id = Some(command_id);
+        self.run(command, metadata, Some(Once { id: command_id, check_first })).await
+    }
+
+    async fn run<C: AggregateCommand>(
+        &self,
+        command: C,
+        metadata: Metadata,
+        once: Option<Once>,
+    ) -> Result<Executed<C::Aggregate>, CommandError<<C::Aggregate as Aggregate>::Error>> {
+        let stream = StreamId::new(<C::Aggregate as Aggregate>::TYPE, command.aggregate_id())
+            .map_err(CommandError::InvalidCommand)?;
         let command = Arc::new(command);
         let metadata = Arc::new(metadata);
         let caller = tracing::Span::current();
         self.deliver(&stream, |reply| AggregateMsg::Execute {
             command: command.clone(),
             metadata: metadata.clone(),
+            once,
             caller: caller.clone(),
             reply,
         })

@@ -18,6 +18,7 @@ pub mod op;
 mod roles;
 mod slice;
 mod subscription;
+mod timers;
 mod types;
 pub mod validate;
 
@@ -39,6 +40,7 @@ pub use new_event::{NewEvent, StreamAppend};
 pub use roles::{ConsumerStore, RetentionStore, SnapshotStore};
 pub use slice::{slice_build, slice_count, stream_hash, Slice, MAX_SLICES};
 pub use subscription::{subscribe_all, subscribe_category, subscribe_stream, SubscriptionOptions};
+pub use timers::{Timer, TimerStore};
 pub use types::{
     AppendResult, Checkpoint, EventPayload, ExpectedVersion, GlobalPosition, RecordedEvent, Snapshot,
     StreamId, Version, VersionRange,
@@ -57,13 +59,13 @@ pub type WakeSignal = watch::Receiver<u64>;
 
 /// An event store: an append-only log of events, grouped in streams (one per aggregate),
 /// with snapshots of aggregate state, checkpoints of consumers and the registry of
-/// projection builds; the sum of five roles ([`EventLog`], [`SnapshotStore`],
-/// [`ConsumerStore`], [`RetentionStore`], [`BuildStore`]). Every type that implements the
-/// five is an `EventStore`, and `Arc<dyn EventStore>` is how the
+/// projection builds and durable timers; the sum of six roles ([`EventLog`],
+/// [`SnapshotStore`], [`ConsumerStore`], [`RetentionStore`], [`BuildStore`],
+/// [`TimerStore`]). Every type that implements the six is an `EventStore`, and `Arc<dyn EventStore>` is how the
 /// framework holds one.
 ///
 /// A backend executes the store's [operations](op) and implements [`LogBackend`], and gets
-/// the five roles from them, with every call's input checked before it reaches the
+/// the six roles from them, with every call's input checked before it reaches the
 /// backend. Backends behave
 /// identically on every operation; the conformance suite in `factum-tests` runs the same
 /// cases against each one.
@@ -71,6 +73,12 @@ pub type WakeSignal = watch::Receiver<u64>;
 /// The roles' methods are called through `EventStore` on a `dyn EventStore` or a generic
 /// `S: EventStore`; on a concrete store, bring the roles into scope with
 /// `use factum::prelude::*;`.
-pub trait EventStore: EventLog + SnapshotStore + ConsumerStore + RetentionStore + BuildStore {}
+pub trait EventStore:
+    EventLog + SnapshotStore + ConsumerStore + RetentionStore + BuildStore + TimerStore
+{
+}
 
-impl<T: EventLog + SnapshotStore + ConsumerStore + RetentionStore + BuildStore + ?Sized> EventStore for T {}
+impl<T: EventLog + SnapshotStore + ConsumerStore + RetentionStore + BuildStore + TimerStore + ?Sized>
+    EventStore for T
+{
+}

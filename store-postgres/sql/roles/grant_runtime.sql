@@ -24,6 +24,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{snapshots}, {schema}.{position
 GRANT SELECT, INSERT, UPDATE ON {schema}.{positions}_builds TO {runtime};
 -- The instances that run a projection's slices (schema version 12).
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{positions}_members TO {runtime};
+-- Process managers' durable timers (schema version 13).
+GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{positions}_timers TO {runtime};
 -- The append functions, the batch fence and retention (and what it would delete).
 GRANT EXECUTE ON FUNCTION
     {schema}.{events}_append(TEXT, TEXT, BIGINT, UUID[], TEXT[], INTEGER[], TEXT[], JSONB[], JSONB[], TIMESTAMPTZ[], UUID[], UUID[], TEXT),

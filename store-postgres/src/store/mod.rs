@@ -45,6 +45,7 @@ mod retention;
 mod snapshots;
 mod sql;
 mod streams;
+mod timers;
 
 use crate::rows::backend;
 pub use builds::build_schema;

@@ -68,6 +68,11 @@ pub(crate) struct Sql {
     pub(crate) insert_build: SqlStr,
     pub(crate) set_build_state: SqlStr,
     pub(crate) read_models: SqlStr,
+    /// Durable timers.
+    pub(crate) set_timer: SqlStr,
+    pub(crate) cancel_timers: SqlStr,
+    pub(crate) timers: SqlStr,
+    pub(crate) remove_timer: SqlStr,
     /// The members of a build's slices: a heartbeat, and one leaving.
     pub(crate) heartbeat: SqlStr,
     pub(crate) leave: SqlStr,
@@ -135,6 +140,10 @@ impl Sql {
             set_build_state: e(statement!("set_build_state")),
             read_models: e(statement!("read_models")),
             heartbeat: e(statement!("heartbeat")),
+            set_timer: e(statement!("set_timer")),
+            cancel_timers: e(statement!("cancel_timers")),
+            timers: e(statement!("timers")),
+            remove_timer: e(statement!("remove_timer")),
             leave: e(statement!("leave")),
             stopped: e(statement!("stopped")),
             resolve_failure: e(statement!("resolve_failure")),

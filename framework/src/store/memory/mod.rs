@@ -7,6 +7,7 @@ mod builds;
 mod log;
 mod members;
 mod roles;
+mod timers;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -73,6 +74,8 @@ struct State {
     builds: HashMap<String, Vec<super::builds::ProjectionBuild>>,
     /// The instances running each build's slices, by build consumer name.
     members: HashMap<String, HashMap<Uuid, (super::Member, std::time::Instant)>>,
+    /// Durable timers, by stream and name.
+    timers: BTreeMap<(StreamId, String), super::Timer>,
 }
 
 #[derive(Default)]

@@ -52,6 +52,7 @@ mod position;
 mod query;
 mod retention;
 mod snapshot;
+mod timers;
 
 use std::time::Duration;
 
@@ -73,6 +74,7 @@ pub use position::{CheckpointOf, Unread};
 pub use query::{Count, Query, StreamEvents};
 pub use retention::{DeleteBefore, DeleteBeforeGuarded, StorageBytes};
 pub use snapshot::{DeleteSnapshot, LoadSnapshot, SaveSnapshot};
+pub use timers::{CancelTimers, RemoveTimer, SetTimer, Timers};
 
 /// A store operation: its checked input is the value, its result is [`Output`](Self::Output).
 pub trait Operation: Send + Sized + 'static {

@@ -1,0 +1,272 @@
+//! [`ProcessManager`]: runs a [`Process`] as a projection of the log, records each step
+//! of an instance once, then sets its timers and sends its commands once.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::dispatch::{Dispatch, Sent, Typed};
+use super::input::{Input, Received, Refusal};
+use super::step::StepCommand;
+use super::{Process, Subscription};
+use crate::aggregate::{Aggregate, AggregateCommand, EventCodecError, Factum};
+use crate::projection::{EventHandler, FailurePolicy, HandlerError, Projection};
+use crate::store::{validate, EventStore, InvalidInput, Metadata, RecordedEvent, StreamId, Timer};
+use crate::task::AbortOnDrop;
+
+/// How often the timers' holder looks for due timers unless told otherwise
+/// ([`ProcessManager::timer_poll`]).
+pub const DEFAULT_TIMER_POLL: Duration = Duration::from_secs(1);
+
+/// How deep refusals may chain (a refusal's step sends a command that is refused, ...).
+const MAX_DEPTH: usize = 16;
+
+/// Why a process cannot be run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessConfigError {
+    /// The process's name is not a valid stream category or projection name.
+    #[error("invalid process name {name:?}: {source}")]
+    InvalidName {
+        /// The name.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: InvalidInput,
+    },
+}
+
+/// Runs a [`Process`]: a projection that follows the events the process subscribes to
+/// and steps each one's instance, and a timer service that fires its due timers (in one
+/// instance at a time, under a lease of its own).
+///
+/// Register every command type a decision may send with [`sends`](Self::sends): a step
+/// that names another is a failure of the process (recorded by its failure policy, its
+/// command never lost: resumed, it is sent).
+pub struct ProcessManager<P: Process> {
+    factum: Factum,
+    dispatch: HashMap<String, Arc<dyn Dispatch>>,
+    batch_size: usize,
+    failure: FailurePolicy,
+    timer_poll: Duration,
+    _process: PhantomData<fn() -> P>,
+}
+
+impl<P: Process> std::fmt::Debug for ProcessManager<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessManager")
+            .field("process", &P::NAME)
+            .field("sends", &self.dispatch.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the projection's handler and the timer service share.
+pub(crate) struct Core<P: Process> {
+    factum: Factum,
+    store: Arc<dyn EventStore>,
+    dispatch: HashMap<String, Arc<dyn Dispatch>>,
+    /// The namespace of the process's step ids.
+    namespace: Uuid,
+    _process: PhantomData<fn() -> P>,
+}
+
+impl<P: Process> ProcessManager<P> {
+    /// A manager that runs the process's instances through `factum` (its actors, its
+    /// live-actor cap, its store). Checks the process's name.
+    pub fn new(factum: &Factum) -> Result<Self, ProcessConfigError> {
+        let invalid = |source| ProcessConfigError::InvalidName { name: P::NAME, source };
+        StreamId::new(P::NAME, "x").map_err(invalid)?;
+        validate::consumer_name(P::NAME).map_err(invalid)?;
+        if P::NAME.contains('#') {
+            return Err(invalid(InvalidInput::OutOfRange {
+                field: "process name",
+                reason: "may not contain '#' (it separates a projection's slice)",
+            }));
+        }
+        Ok(ProcessManager {
+            factum: factum.clone(),
+            dispatch: HashMap::new(),
+            batch_size: 100,
+            failure: FailurePolicy::default(),
+            timer_poll: DEFAULT_TIMER_POLL,
+            _process: PhantomData,
+        })
+    }
+
+    /// Lets the process send commands of type `C` (to `C`'s aggregate).
+    #[must_use]
+    pub fn sends<C>(mut self) -> Self
+    where
+        C: AggregateCommand + DeserializeOwned,
+    {
+        let key = <C::Aggregate as Aggregate>::TYPE.to_owned();
+        self.dispatch.insert(key, Arc::new(Typed::<C>::new()));
+        self
+    }
+
+    /// Events per batch of the projection (default 100).
+    #[must_use]
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// What happens to an input whose step fails (default: the projections' default).
+    #[must_use]
+    pub fn on_failure(mut self, policy: FailurePolicy) -> Self {
+        self.failure = policy;
+        self
+    }
+
+    /// How often the timers' holder looks for due timers (default
+    /// [`DEFAULT_TIMER_POLL`]): a timer fires within about this long after its deadline.
+    #[must_use]
+    pub fn timer_poll(mut self, every: Duration) -> Self {
+        self.timer_poll = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The projection that runs the process, for
+    /// [`SupervisorConfig::projection`](crate::SupervisorConfig::projection), named
+    /// [`P::NAME`](Process::NAME). It starts the timer service, which stops when the
+    /// projection does. Needs a Tokio runtime.
+    pub fn into_projection(self) -> Projection {
+        let core = Arc::new(Core::<P> {
+            store: self.factum.store().clone(),
+            factum: self.factum,
+            dispatch: self.dispatch,
+            namespace: Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("factum.process/{}", P::NAME).as_bytes()),
+            _process: PhantomData,
+        });
+        let timers = AbortOnDrop::new(tokio::spawn(super::timers::serve(core.clone(), self.timer_poll)));
+        let Subscription { aggregate_types, event_types, topics } = P::subscription();
+        Projection::with_handler(P::NAME, Handler { core, _timers: timers })
+            .aggregate_types(aggregate_types)
+            .event_types(event_types)
+            .topics(topics)
+            .batch_size(self.batch_size)
+            .on_failure(self.failure)
+    }
+}
+
+/// The projection's handler: steps the instance each event belongs to.
+struct Handler<P: Process> {
+    core: Arc<Core<P>>,
+    _timers: AbortOnDrop<()>,
+}
+
+#[async_trait]
+impl<P: Process> EventHandler for Handler<P> {
+    async fn handle(&mut self, event: &RecordedEvent) -> Result<(), HandlerError> {
+        let received = match Received::<P::Event>::decode(event) {
+            Ok(received) => received,
+            // Selected, but not one the process knows: passed over.
+            Err(EventCodecError::UnknownEventType { .. }) => return Ok(()),
+            Err(e) => {
+                return Err(HandlerError::msg(format!("{} cannot decode {}: {e}", P::NAME, event.event_type)))
+            }
+        };
+        let correlation = match P::correlate(&received) {
+            Ok(Some(correlation)) => correlation,
+            Ok(None) => return Ok(()),
+            Err(reason) => {
+                return Err(HandlerError::msg(format!(
+                    "{} cannot take a correlation from {} {}: {reason}",
+                    P::NAME,
+                    event.event_type,
+                    event.event_id
+                )))
+            }
+        };
+        self.core.step(correlation, Input::Event(received), event.event_id, 0).await
+    }
+}
+
+impl<P: Process> Core<P> {
+    /// Records the instance's step for `input` (once, under an id derived from
+    /// `trigger`), then sets and cancels its timers and sends its commands (each once).
+    pub(crate) fn step(
+        &self,
+        correlation: String,
+        input: Input<P::Event>,
+        trigger: Uuid,
+        depth: usize,
+    ) -> BoxFuture<'_, Result<(), HandlerError>> {
+        Box::pin(async move {
+            if depth > MAX_DEPTH {
+                return Err(HandlerError::msg(format!(
+                    "{}/{correlation}: refusals chained more than {MAX_DEPTH} deep",
+                    P::NAME
+                )));
+            }
+            let stream = StreamId::new(P::NAME, correlation.as_str())
+                .map_err(|e| HandlerError::msg(format!("{} correlation {correlation:?}: {e}", P::NAME)))?;
+            let step_id = Uuid::new_v5(&self.namespace, trigger.as_bytes());
+            let correlation_id = match &input {
+                Input::Event(e) => e.metadata.correlation_id,
+                _ => None,
+            };
+            let metadata = Metadata { correlation_id, ..Metadata::default() };
+            let command = StepCommand::<P> { correlation: correlation.clone(), input, _process: PhantomData };
+            let executed = self
+                .factum
+                .run_once(command, step_id, metadata, true)
+                .await
+                .map_err(|e| HandlerError::msg(format!("{stream}: recording a step: {e}")))?;
+            let Some(step) = executed.events.first() else { return Ok(()) };
+            let step_event = crate::aggregate::event_id_of(step_id, 0);
+
+            if step.decision.ended {
+                self.store.cancel_timers(&stream, None).await?;
+            } else {
+                for name in &step.decision.timers_cancelled {
+                    self.store.cancel_timers(&stream, Some(name)).await?;
+                }
+                for set in &step.decision.timers_set {
+                    let id = Uuid::new_v5(&step_event, set.name.as_bytes());
+                    let timer =
+                        Timer { stream: stream.clone(), name: set.name.clone(), id, deadline: set.deadline };
+                    self.store.set_timer(&timer).await?;
+                }
+            }
+
+            for (index, sent) in step.decision.commands.iter().enumerate() {
+                let id = crate::aggregate::event_id_of(step_event, index);
+                let Some(dispatch) = self.dispatch.get(&sent.aggregate_type) else {
+                    return Err(HandlerError::msg(format!(
+                        "{stream} sends a command to {}, a type not registered with ProcessManager::sends",
+                        sent.aggregate_type
+                    )));
+                };
+                let metadata = Metadata { correlation_id, ..Metadata::default() };
+                match dispatch.send(&self.factum, sent, id, metadata, executed.repeated).await {
+                    Sent::Done => {}
+                    Sent::Failed(reason) => return Err(HandlerError::msg(reason)),
+                    Sent::Refused(reason) => {
+                        let refusal = Refusal {
+                            command_id: id,
+                            aggregate_type: sent.aggregate_type.clone(),
+                            aggregate_id: sent.aggregate_id.clone(),
+                            command: sent.command.clone(),
+                            reason,
+                            at: chrono::Utc::now(),
+                        };
+                        self.step(correlation.clone(), Input::Refused(refusal), id, depth + 1).await?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+}
