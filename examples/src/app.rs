@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use factum::aggregate::Executed;
+use factum::process::ProcessManager;
 use factum::supervisor::{RetentionConfig, SupervisorError};
 use factum::{CommandError, Factum, FactumConfig, Metadata, Metrics, Supervisor, SupervisorConfig};
 use factum_postgres::{PostgresConfig, PostgresStore};
@@ -13,6 +14,7 @@ use factum_rabbitmq::{
 
 use crate::customer::{Customer, CustomerCommand, CustomerError};
 use crate::order::{Order, OrderCommand, OrderError};
+use crate::processes::{CustomerOrders, ShipDeadline};
 use crate::read_models::Tables;
 
 /// Why the application could not start.
@@ -30,6 +32,9 @@ pub enum StartError {
     /// The RabbitMQ event bus could not start.
     #[error("event bus: {0}")]
     Bus(#[from] BusError),
+    /// A process manager refused its declaration.
+    #[error("process: {0}")]
+    Process(#[from] factum::process::ProcessConfigError),
 }
 
 /// Why a use case failed: the customer's or the order's command error.
@@ -71,7 +76,8 @@ impl std::fmt::Debug for App {
 
 impl App {
     /// Connects, migrates the store, creates the read-model tables, and starts the
-    /// command side and the supervisor with its three projections.
+    /// command side and the supervisor with its three projections and two processes
+    /// ([`crate::processes`]).
     pub async fn start(config: PostgresConfig) -> Result<App, StartError> {
         Self::start_with_bus(config, None).await
     }
@@ -105,6 +111,13 @@ impl App {
         for projection in tables.projections(&store, slices) {
             supervisor = supervisor.projection(projection);
         }
+        supervisor = supervisor
+            .projection(
+                ProcessManager::<CustomerOrders>::new(&factum)?.sends::<OrderCommand>().into_projection(),
+            )
+            .projection(
+                ProcessManager::<ShipDeadline>::new(&factum)?.sends::<OrderCommand>().into_projection(),
+            );
         let mut subscriber = None;
         if let Some(bus) = bus {
             // The queue first: the publisher's messages are mandatory, so each needs a route.

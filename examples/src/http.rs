@@ -41,6 +41,7 @@ pub use consistency::{MIN_POSITION_HEADER, POSITION_HEADER, READ_WAIT};
 pub(crate) use queries::MAX_POSITION;
 mod extract;
 mod ops;
+mod processes;
 mod queries;
 
 pub use extract::ApiJson;
@@ -84,6 +85,7 @@ pub(crate) fn routes(api: OpenApiRouter<App>) -> OpenApiRouter<App> {
         .routes(routes!(ops::projection))
         .routes(routes!(ops::rebuild))
         .routes(routes!(builds::builds))
+        .routes(routes!(processes::processes))
         .routes(routes!(ops::replay))
         .routes(routes!(ops::cleanup))
         .routes(routes!(health))

@@ -2,7 +2,8 @@
 //!
 //! The order and customer domains on factum, as a long-running HTTP service: two
 //! aggregates declared with the derive macros ([`customer`], [`order`]), three
-//! exactly-once projections into PostgreSQL ([`read_models`]), an axum JSON API
+//! exactly-once projections into PostgreSQL ([`read_models`]), two process managers
+//! ([`processes`]), an axum JSON API
 //! ([`http`]) described by an OpenAPI document generated from its handlers
 //! ([`openapi`]), and a load simulation ([`simulate`]). It uses only factum's public API.
 //!
@@ -14,6 +15,7 @@ pub mod customer;
 pub mod http;
 pub mod openapi;
 pub mod order;
+pub mod processes;
 pub mod read_models;
 pub mod simulate;
 pub mod telemetry;

@@ -40,6 +40,10 @@ struct Cli {
         value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_SLICES))
     )]
     slices: u16,
+    /// Cancel a confirmed order not shipped within this many seconds (the
+    /// `ship_deadline` process; its timers are kept in the database).
+    #[arg(long, env = "FACTUM_EXAMPLE_SHIP_DEADLINE", default_value_t = 86_400)]
+    ship_deadline: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -146,6 +150,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         exchange: cli.rabbitmq_exchange.clone(),
         queue: cli.rabbitmq_queue.clone(),
     });
+    factum_example::processes::set_ship_deadline(std::time::Duration::from_secs(cli.ship_deadline));
     let app =
         App::start_with(config, bus.as_ref(), cli.slices).await.map_err(|e| start_error(e, cli.slices))?;
     let result = match cli.command.unwrap_or(Command::Serve(Serve::parse_default())) {

@@ -66,7 +66,7 @@ impl Order {
 }
 
 /// What can be asked of an order.
-#[derive(Debug, Clone, Command)]
+#[derive(Debug, Clone, Serialize, Deserialize, Command)]
 #[command(id = order_id)]
 pub enum OrderCommand {
     /// Places a new order. The customer's standing is checked by

@@ -113,7 +113,9 @@ impl Decision {
         self
     }
 
-    /// Ends the process instance: its timers are cancelled, and later inputs are ignored.
+    /// Ends the process instance: its timers are cancelled, and later events and timers
+    /// are ignored (refusals of the commands it sent, this decision's included, still
+    /// reach it).
     pub fn end(mut self) -> Self {
         self.record = true;
         self.end = true;

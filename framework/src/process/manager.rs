@@ -17,7 +17,9 @@ use super::step::StepCommand;
 use super::{Process, Subscription};
 use crate::aggregate::{Aggregate, AggregateCommand, EventCodecError, Factum};
 use crate::projection::{EventHandler, FailurePolicy, HandlerError, Projection};
-use crate::store::{validate, EventStore, InvalidInput, Metadata, RecordedEvent, StreamId, Timer};
+use crate::store::{
+    validate, EventFilter, EventStore, InvalidInput, Metadata, RecordedEvent, StreamId, Timer,
+};
 use crate::task::AbortOnDrop;
 
 /// How often the timers' holder looks for due timers unless told otherwise
@@ -185,19 +187,22 @@ impl<P: Process> EventHandler for Handler<P> {
                 )))
             }
         };
-        self.core.step(correlation, Input::Event(received), event.event_id, 0).await
+        self.core.step(correlation, Input::Event(received), event.event_id, 0, None).await
     }
 }
 
 impl<P: Process> Core<P> {
     /// Records the instance's step for `input` (once, under an id derived from
-    /// `trigger`), then sets and cancels its timers and sends its commands (each once).
+    /// `trigger`), sends its commands (each once), sets and cancels its timers, then
+    /// steps the refusals its commands met, in order. `firing` is the timer being fired,
+    /// if any: its row stays until the whole step is done, so that a crash fires it again.
     pub(crate) fn step(
         &self,
         correlation: String,
         input: Input<P::Event>,
         trigger: Uuid,
         depth: usize,
+        firing: Option<Uuid>,
     ) -> BoxFuture<'_, Result<(), HandlerError>> {
         Box::pin(async move {
             if depth > MAX_DEPTH {
@@ -208,7 +213,7 @@ impl<P: Process> Core<P> {
             }
             let stream = StreamId::new(P::NAME, correlation.as_str())
                 .map_err(|e| HandlerError::msg(format!("{} correlation {correlation:?}: {e}", P::NAME)))?;
-            let step_id = Uuid::new_v5(&self.namespace, trigger.as_bytes());
+            let step_id = self.step_id(trigger);
             let correlation_id = match &input {
                 Input::Event(e) => e.metadata.correlation_id,
                 _ => None,
@@ -223,22 +228,24 @@ impl<P: Process> Core<P> {
             let Some(step) = executed.events.first() else { return Ok(()) };
             let step_event = crate::aggregate::event_id_of(step_id, 0);
 
-            if step.decision.ended {
-                self.store.cancel_timers(&stream, None).await?;
-            } else {
-                for name in &step.decision.timers_cancelled {
-                    self.store.cancel_timers(&stream, Some(name)).await?;
-                }
-                for set in &step.decision.timers_set {
-                    let id = Uuid::new_v5(&step_event, set.name.as_bytes());
-                    let timer =
-                        Timer { stream: stream.clone(), name: set.name.clone(), id, deadline: set.deadline };
-                    self.store.set_timer(&timer).await?;
-                }
-            }
-
+            // The commands, each once. A step found recorded may have sent them: each is
+            // sent again only if it neither landed nor came back refused.
+            let mut refusals = Vec::new();
             for (index, sent) in step.decision.commands.iter().enumerate() {
                 let id = crate::aggregate::event_id_of(step_event, index);
+                let refusal = |reason: String| Refusal {
+                    command_id: id,
+                    aggregate_type: sent.aggregate_type.clone(),
+                    aggregate_id: sent.aggregate_id.clone(),
+                    command: sent.command.clone(),
+                    reason,
+                    at: chrono::Utc::now(),
+                };
+                if executed.repeated && self.recorded(&stream, self.step_id(id)).await? {
+                    // Its refusal is recorded (stepped again below, found recorded).
+                    refusals.push(refusal(String::new()));
+                    continue;
+                }
                 let Some(dispatch) = self.dispatch.get(&sent.aggregate_type) else {
                     return Err(HandlerError::msg(format!(
                         "{stream} sends a command to {}, a type not registered with ProcessManager::sends",
@@ -249,21 +256,46 @@ impl<P: Process> Core<P> {
                 match dispatch.send(&self.factum, sent, id, metadata, executed.repeated).await {
                     Sent::Done => {}
                     Sent::Failed(reason) => return Err(HandlerError::msg(reason)),
-                    Sent::Refused(reason) => {
-                        let refusal = Refusal {
-                            command_id: id,
-                            aggregate_type: sent.aggregate_type.clone(),
-                            aggregate_id: sent.aggregate_id.clone(),
-                            command: sent.command.clone(),
-                            reason,
-                            at: chrono::Utc::now(),
-                        };
-                        self.step(correlation.clone(), Input::Refused(refusal), id, depth + 1).await?;
-                    }
+                    Sent::Refused(reason) => refusals.push(refusal(reason)),
                 }
+            }
+
+            // The timers (idempotent), sparing the one firing.
+            if step.decision.ended {
+                self.store.cancel_timers(&stream, None, firing).await?;
+            } else {
+                for name in &step.decision.timers_cancelled {
+                    self.store.cancel_timers(&stream, Some(name), firing).await?;
+                }
+                for set in &step.decision.timers_set {
+                    let id = Uuid::new_v5(&step_event, set.name.as_bytes());
+                    let timer =
+                        Timer { stream: stream.clone(), name: set.name.clone(), id, deadline: set.deadline };
+                    self.store.set_timer(&timer).await?;
+                }
+            }
+
+            for refusal in refusals {
+                let id = refusal.command_id;
+                self.step(correlation.clone(), Input::Refused(refusal), id, depth + 1, firing).await?;
             }
             Ok(())
         })
+    }
+
+    /// The id of the step an input with the id `trigger` records.
+    fn step_id(&self, trigger: Uuid) -> Uuid {
+        Uuid::new_v5(&self.namespace, trigger.as_bytes())
+    }
+
+    /// Whether the instance's stream holds the step recorded under `step_id`.
+    async fn recorded(&self, stream: &StreamId, step_id: Uuid) -> Result<bool, HandlerError> {
+        let filter = EventFilter::new()
+            .aggregate_type(stream.aggregate_type())
+            .aggregate_id(stream.aggregate_id())
+            .metadata(serde_json::json!({ "causation_id": step_id }))
+            .limit(1);
+        Ok(!self.store.query(&filter).await?.is_empty())
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn EventStore> {

@@ -25,7 +25,8 @@ pub struct ProcessInstance<P> {
     pub state: P,
     /// The timers set and not yet fired or cancelled, by name, with their deadlines.
     pub timers: BTreeMap<String, DateTime<Utc>>,
-    /// Whether the process has ended (later inputs are ignored).
+    /// Whether the process has ended: later events and timers are ignored; refusals of
+    /// the commands it sent still reach it.
     pub ended: bool,
 }
 
@@ -83,7 +84,7 @@ impl<P: Process> Aggregate for ProcessInstance<P> {
     type Error = ProcessError;
 
     fn handle(&self, command: &StepCommand<P>) -> Result<Vec<Step<P::Event>>, ProcessError> {
-        if self.ended {
+        if self.ended && !matches!(command.input, Input::Refused(_)) {
             return Ok(Vec::new());
         }
         let decision = self.state.handle(&command.input);

@@ -68,7 +68,7 @@ async fn fire_due<P: Process>(core: &Core<P>) -> Result<bool, ()> {
     for timer in &due {
         let fired = Fired { name: timer.name.clone(), timer_id: timer.id, deadline: timer.deadline };
         let correlation = timer.stream.aggregate_id().to_owned();
-        match core.step(correlation, Input::Timer(fired), timer.id, 0).await {
+        match core.step(correlation, Input::Timer(fired), timer.id, 0, Some(timer.id)).await {
             Ok(()) => {
                 if let Err(e) = core.store().remove_timer(&timer.stream, timer.id).await {
                     tracing::warn!(process = P::NAME, stream = %timer.stream, error = %e, "cannot remove a fired timer");

@@ -33,9 +33,16 @@ pub trait TimerStore:
         self.execute(SetTimer::new(timer.clone())?).await
     }
 
-    /// Cancels the stream's timer called `name`, or all its timers; returns how many went.
-    async fn cancel_timers(&self, stream: &StreamId, name: Option<&str>) -> Result<u64, StoreError> {
-        self.execute(CancelTimers::new(stream.clone(), name.map(str::to_owned))?).await
+    /// Cancels the stream's timer called `name`, or all its timers, except the one with
+    /// the id `except` (a timer firing, whose row goes only once its step is done); returns
+    /// how many went.
+    async fn cancel_timers(
+        &self,
+        stream: &StreamId,
+        name: Option<&str>,
+        except: Option<Uuid>,
+    ) -> Result<u64, StoreError> {
+        self.execute(CancelTimers::new(stream.clone(), name.map(str::to_owned), except)?).await
     }
 
     /// The timers of a category's streams, earliest deadline first, only those due before

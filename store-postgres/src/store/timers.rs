@@ -42,6 +42,7 @@ impl Execute<CancelTimers> for PostgresStore {
                 .bind(op.stream().aggregate_type())
                 .bind(op.stream().aggregate_id())
                 .bind(op.name())
+                .bind(op.except())
                 .execute(&mut *conn)
                 .await
                 .map_err(backend);

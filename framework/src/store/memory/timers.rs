@@ -20,8 +20,10 @@ impl Execute<CancelTimers> for InMemoryStore {
     async fn execute(&self, op: CancelTimers) -> Result<u64, StoreError> {
         let mut state = self.lock();
         let before = state.timers.len();
-        state.timers.retain(|(stream, name), _| {
-            stream != op.stream() || op.name().is_some_and(|wanted| wanted != name)
+        state.timers.retain(|(stream, name), timer| {
+            stream != op.stream()
+                || op.name().is_some_and(|wanted| wanted != name)
+                || op.except() == Some(timer.id)
         });
         Ok((before - state.timers.len()) as u64)
     }

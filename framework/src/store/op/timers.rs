@@ -40,15 +40,21 @@ impl Operation for SetTimer {
 pub struct CancelTimers {
     stream: StreamId,
     name: Option<String>,
+    except: Option<Uuid>,
 }
 
 impl CancelTimers {
     /// Checks the name, if one is given.
-    pub fn new(stream: StreamId, name: Option<String>) -> Result<Self, InvalidInput> {
+    pub fn new(stream: StreamId, name: Option<String>, except: Option<Uuid>) -> Result<Self, InvalidInput> {
         if let Some(name) = &name {
             timer_name(name)?;
         }
-        Ok(CancelTimers { stream, name })
+        Ok(CancelTimers { stream, name, except })
+    }
+
+    /// A timer kept whatever its name: the one firing, removed once its step is done.
+    pub fn except(&self) -> Option<Uuid> {
+        self.except
     }
 
     /// The stream whose timers go.
