@@ -23,6 +23,11 @@ struct ReadmeDoctests;
 #[doc = include_str!("../../docs/event-store.md")]
 struct EventStoreDocDoctests;
 
+/// Compiles the Rust snippets of `docs/processes.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/processes.md")]
+struct ProcessesDocDoctests;
+
 /// Compiles the Rust snippets of `docs/projections.md` as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/projections.md")]

@@ -24,6 +24,12 @@ pub enum Input<E> {
 }
 
 impl<E> Input<E> {
+    /// An event of `stream` as if just recorded, with fresh ids: for tests of a
+    /// process's decisions ([`ProcessTest`](crate::testing::ProcessTest)).
+    pub fn event(stream: StreamId, event: E) -> Self {
+        Input::Event(Received::new(stream, event))
+    }
+
     /// When the input happened: the event's recording, the refusal, the timer's deadline.
     /// A timer set "after" a duration counts from here, so a decision stays pure.
     pub fn time(&self) -> DateTime<Utc> {
@@ -35,7 +41,7 @@ impl<E> Input<E> {
     }
 
     /// The event, if the input is one.
-    pub fn event(&self) -> Option<&E> {
+    pub fn as_event(&self) -> Option<&E> {
         match self {
             Input::Event(e) => Some(&e.event),
             _ => None,
@@ -62,6 +68,23 @@ pub struct Received<E> {
     pub metadata: Metadata,
 }
 
+impl<E> Received<E> {}
+
+impl<E> Received<E> {
+    /// An event as if just recorded, with fresh ids: for tests of a process's decisions.
+    pub fn new(stream: StreamId, event: E) -> Self {
+        Received {
+            event,
+            event_id: Uuid::now_v7(),
+            stream,
+            version: Version(1),
+            position: GlobalPosition(0),
+            recorded_at: Utc::now(),
+            metadata: Metadata::default(),
+        }
+    }
+}
+
 impl<E: DomainEvent> Received<E> {
     /// Decodes a stored event as `E`, upcasting older schema versions.
     pub fn decode(event: &RecordedEvent) -> Result<Self, EventCodecError> {
@@ -74,19 +97,6 @@ impl<E: DomainEvent> Received<E> {
             recorded_at: event.recorded_at,
             metadata: event.metadata.clone(),
         })
-    }
-
-    /// An event as if just recorded, with fresh ids: for tests of a process's decisions.
-    pub fn new(stream: StreamId, event: E) -> Self {
-        Received {
-            event,
-            event_id: Uuid::now_v7(),
-            stream,
-            version: Version(1),
-            position: GlobalPosition(0),
-            recorded_at: Utc::now(),
-            metadata: Metadata::default(),
-        }
     }
 }
 

@@ -6,25 +6,27 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::dispatch::{Dispatch, Sent, Typed};
-use super::input::{Input, Received, Refusal};
+use super::input::{Input, Refusal};
+use super::sink::ProcessSink;
 use super::step::StepCommand;
 use super::{Process, Subscription};
-use crate::aggregate::{Aggregate, AggregateCommand, EventCodecError, Factum};
-use crate::projection::{EventHandler, FailurePolicy, HandlerError, Projection};
-use crate::store::{
-    validate, EventFilter, EventStore, InvalidInput, Metadata, RecordedEvent, StreamId, Timer,
-};
+use crate::aggregate::{Aggregate, AggregateCommand, Factum};
+use crate::projection::{FailurePolicy, HandlerError, Projection};
+use crate::store::{validate, EventFilter, EventStore, InvalidInput, Metadata, StreamId, Timer};
 use crate::task::AbortOnDrop;
 
 /// How often the timers' holder looks for due timers unless told otherwise
 /// ([`ProcessManager::timer_poll`]).
 pub const DEFAULT_TIMER_POLL: Duration = Duration::from_secs(1);
+
+/// How many instances step at once within a batch unless told otherwise
+/// ([`ProcessManager::concurrency`]).
+pub const DEFAULT_CONCURRENCY: usize = 16;
 
 /// How deep refusals may chain (a refusal's step sends a command that is refused, ...).
 const MAX_DEPTH: usize = 16;
@@ -57,6 +59,7 @@ pub struct ProcessManager<P: Process> {
     batch_size: usize,
     failure: FailurePolicy,
     timer_poll: Duration,
+    concurrency: usize,
     _process: PhantomData<fn() -> P>,
 }
 
@@ -98,6 +101,7 @@ impl<P: Process> ProcessManager<P> {
             batch_size: 100,
             failure: FailurePolicy::default(),
             timer_poll: DEFAULT_TIMER_POLL,
+            concurrency: DEFAULT_CONCURRENCY,
             _process: PhantomData,
         })
     }
@@ -110,6 +114,14 @@ impl<P: Process> ProcessManager<P> {
     {
         let key = <C::Aggregate as Aggregate>::TYPE.to_owned();
         self.dispatch.insert(key, Arc::new(Typed::<C>::new()));
+        self
+    }
+
+    /// How many instances step at once within a batch (default
+    /// [`DEFAULT_CONCURRENCY`]); each instance's events are stepped in log order.
+    #[must_use]
+    pub fn concurrency(mut self, instances: usize) -> Self {
+        self.concurrency = instances.max(1);
         self
     }
 
@@ -149,45 +161,13 @@ impl<P: Process> ProcessManager<P> {
         });
         let timers = AbortOnDrop::new(tokio::spawn(super::timers::serve(core.clone(), self.timer_poll)));
         let Subscription { aggregate_types, event_types, topics } = P::subscription();
-        Projection::with_handler(P::NAME, Handler { core, _timers: timers })
+        let sink = ProcessSink { core, concurrency: self.concurrency, _timers: timers };
+        Projection::new(P::NAME, sink)
             .aggregate_types(aggregate_types)
             .event_types(event_types)
             .topics(topics)
             .batch_size(self.batch_size)
             .on_failure(self.failure)
-    }
-}
-
-/// The projection's handler: steps the instance each event belongs to.
-struct Handler<P: Process> {
-    core: Arc<Core<P>>,
-    _timers: AbortOnDrop<()>,
-}
-
-#[async_trait]
-impl<P: Process> EventHandler for Handler<P> {
-    async fn handle(&mut self, event: &RecordedEvent) -> Result<(), HandlerError> {
-        let received = match Received::<P::Event>::decode(event) {
-            Ok(received) => received,
-            // Selected, but not one the process knows: passed over.
-            Err(EventCodecError::UnknownEventType { .. }) => return Ok(()),
-            Err(e) => {
-                return Err(HandlerError::msg(format!("{} cannot decode {}: {e}", P::NAME, event.event_type)))
-            }
-        };
-        let correlation = match P::correlate(&received) {
-            Ok(Some(correlation)) => correlation,
-            Ok(None) => return Ok(()),
-            Err(reason) => {
-                return Err(HandlerError::msg(format!(
-                    "{} cannot take a correlation from {} {}: {reason}",
-                    P::NAME,
-                    event.event_type,
-                    event.event_id
-                )))
-            }
-        };
-        self.core.step(correlation, Input::Event(received), event.event_id, 0, None).await
     }
 }
 

@@ -24,15 +24,18 @@
 //!    [`Factum::execute_once`](crate::Factum::execute_once), under an id derived from the
 //!    input (the event's id, the refused command's id, the timer's id). Handled again
 //!    after a crash, the input finds its step already recorded and decides nothing new.
-//! 2. The step's timers are set or cancelled in the store (idempotent).
-//! 3. Each command is sent with `execute_once`, under an id derived from the step's id and
+//! 2. Each command is sent with `execute_once`, under an id derived from the step's id and
 //!    the command's place in it. The target aggregate's events carry that id as their
 //!    causation and derive their own ids from it, so a command sent again lands at most
-//!    once; a step found already recorded asks the target's stream first.
-//! 4. Only then does the checkpoint move past the event (or the timer's row go).
+//!    once; for a step found already recorded, a command that landed or came back
+//!    refused is not sent again.
+//! 3. The step's timers are set or cancelled in the store (idempotent).
+//! 4. The refusals the commands met are stepped, in order.
+//! 5. Only then does the checkpoint move past the event (or the firing timer's row go).
 //!
-//! A crash anywhere repeats the steps from 1 for the inputs not yet passed, and each
-//! repetition finds what was done: no step twice, no command twice, none lost.
+//! A crash anywhere repeats the input from 1, and each repetition finds what was done:
+//! no step twice, no command twice, none lost. Within a batch, instances step
+//! concurrently ([`ProcessManager::concurrency`]), each one's events in log order.
 //!
 //! A command its aggregate refuses with a domain error (or as invalid) comes back as
 //! [`Input::Refused`], so the process can compensate; other failures (the store away, a
@@ -130,6 +133,7 @@ mod decision;
 mod dispatch;
 mod input;
 mod manager;
+mod sink;
 mod step;
 mod timers;
 
@@ -140,7 +144,7 @@ use crate::aggregate::{DomainEvent, DEFAULT_SNAPSHOT_EVERY};
 
 pub use decision::{Decision, Recorded, SentCommand, TimerSet};
 pub use input::{Fired, Input, Received, Refusal};
-pub use manager::{ProcessConfigError, ProcessManager, DEFAULT_TIMER_POLL};
+pub use manager::{ProcessConfigError, ProcessManager, DEFAULT_CONCURRENCY, DEFAULT_TIMER_POLL};
 pub use step::{ProcessError, ProcessInstance, Step, StepCommand};
 
 /// A process manager's declaration: which events it listens to, how an event finds its

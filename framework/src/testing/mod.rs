@@ -41,6 +41,10 @@
 //! # }
 //! ```
 
+mod process;
+
+pub use process::{ProcessOutcome, ProcessTest};
+
 use std::fmt::Debug;
 use std::sync::Arc;
 
