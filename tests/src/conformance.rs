@@ -22,6 +22,7 @@ use uuid::Uuid;
 pub use crate::builds::projection_builds;
 pub use crate::history::concurrent_history;
 pub use crate::slices::projection_slices;
+pub use crate::timers::{commands_run_once, durable_timers};
 
 /// A shared handle to the store under test.
 pub type Store = Arc<dyn EventStore>;
@@ -1099,7 +1100,8 @@ macro_rules! conformance_suite {
             event_fields_round_trip, read_payloads, count_streams, unread, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
             checkpoint_fencing, leases, recorded_failures, projection_stops, count_after, guarded_delete, category_wake_ups,
-            read_log_selects, consumer_requests, projection_builds, projection_slices, concurrent_history);
+            read_log_selects, consumer_requests, projection_builds, projection_slices, concurrent_history,
+            durable_timers, commands_run_once);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

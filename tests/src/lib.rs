@@ -12,6 +12,7 @@ pub mod faulty;
 pub mod history;
 pub mod recorder;
 pub mod slices;
+pub mod timers;
 
 /// Compiles the README's Rust snippets as doctests.
 #[cfg(doctest)]

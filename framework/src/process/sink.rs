@@ -26,25 +26,25 @@ pub(crate) struct ProcessSink<P: Process> {
     pub(crate) _timers: AbortOnDrop<()>,
 }
 
-/// What an event of a batch is for the process.
-enum Routed<E> {
-    /// Passed over (not one it knows, or of no instance).
-    Skip,
-    /// For this instance.
-    To(String, Received<E>),
-}
+/// An instance's events of a batch: its correlation, and each event's index and decoding.
+type Group<E> = (String, Vec<(usize, Received<E>)>);
 
-fn route<P: Process>(event: &RecordedEvent) -> Result<Routed<P::Event>, HandlerError> {
+/// An event for an instance: its correlation, and the event decoded.
+type Routed<E> = (String, Received<E>);
+
+/// The instance an event is for, with the event decoded; `None` when it is passed over
+/// (not one the process knows, or of no instance).
+fn route<P: Process>(event: &RecordedEvent) -> Result<Option<Routed<P::Event>>, HandlerError> {
     let received = match Received::<P::Event>::decode(event) {
         Ok(received) => received,
-        Err(EventCodecError::UnknownEventType { .. }) => return Ok(Routed::Skip),
+        Err(EventCodecError::UnknownEventType { .. }) => return Ok(None),
         Err(e) => {
             return Err(HandlerError::msg(format!("{} cannot decode {}: {e}", P::NAME, event.event_type)))
         }
     };
     match P::correlate(&received) {
-        Ok(Some(correlation)) => Ok(Routed::To(correlation, received)),
-        Ok(None) => Ok(Routed::Skip),
+        Ok(Some(correlation)) => Ok(Some((correlation, received))),
+        Ok(None) => Ok(None),
         Err(reason) => Err(HandlerError::msg(format!(
             "{} cannot take a correlation from {} {}: {reason}",
             P::NAME,
@@ -59,8 +59,8 @@ impl<P: Process> ProcessSink<P> {
     async fn one(core: &Core<P>, event: &RecordedEvent) -> Result<(), HandlerError> {
         catch_panic(async {
             match route::<P>(event)? {
-                Routed::Skip => Ok(()),
-                Routed::To(correlation, received) => {
+                None => Ok(()),
+                Some((correlation, received)) => {
                     core.step(correlation, Input::Event(received), event.event_id, 0, None).await
                 }
             }
@@ -71,13 +71,13 @@ impl<P: Process> ProcessSink<P> {
     /// Steps the events, instances concurrently; the first failure in log order.
     async fn run(&self, events: &[RecordedEvent]) -> Option<(usize, HandlerError)> {
         // Route first: an event that cannot be routed stops the batch there.
-        let mut groups: Vec<(String, Vec<(usize, Received<P::Event>)>)> = Vec::new();
+        let mut groups: Vec<Group<P::Event>> = Vec::new();
         let mut at = std::collections::HashMap::new();
         let mut stop = None;
         for (index, event) in events.iter().enumerate() {
             match catch_panic_sync(|| route::<P>(event)) {
-                Ok(Routed::Skip) => {}
-                Ok(Routed::To(correlation, received)) => {
+                Ok(None) => {}
+                Ok(Some((correlation, received))) => {
                     let slot = *at.entry(correlation.clone()).or_insert_with(|| {
                         groups.push((correlation, Vec::new()));
                         groups.len() - 1
