@@ -14,6 +14,7 @@ mod aggregate;
 mod attrs;
 mod command;
 mod event;
+mod process;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
@@ -51,4 +52,17 @@ pub fn derive_command(input: TokenStream) -> TokenStream {
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     aggregate::expand(&input).into()
+}
+
+/// Implements `factum::process::Process` for a process manager's state struct:
+/// `#[process(name = "ship_deadline", event = OrderEvent, aggregate_types = ["Order"],
+/// event_types = ["OrderConfirmed", "OrderShipped"], topics = [], snapshot_every = 50)]`
+/// (the lists select the events the process reads; empty or absent, all). The struct's
+/// inherent `fn correlate(&Received<Event>) -> Result<Option<String>, String>`,
+/// `fn handle(&self, &Input<Event>) -> Decision` and `fn apply(&mut self, &Input<Event>)`
+/// are the correlation, the decision and the fold.
+#[proc_macro_derive(Process, attributes(process))]
+pub fn derive_process(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    process::expand(&input).into()
 }

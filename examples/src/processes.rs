@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use factum::process::{Decision, Input, Process, Received, Subscription};
+use factum::process::{Decision, Input, Process, Received};
 use factum::DomainEvent;
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +55,8 @@ pub enum CustomerOrdersEvent {
 /// One customer's orders, and whether the customer was deactivated. Correlated by
 /// customer id; it never ends, since a deactivated customer's order placed late is still
 /// to be cancelled.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, Process)]
+#[process(name = "customer_orders", event = CustomerOrdersEvent, event_types = ["OrderPlaced", "CustomerDeactivated"])]
 pub struct CustomerOrders {
     /// The orders placed and not yet sent a cancellation.
     pub open: BTreeSet<String>,
@@ -65,15 +66,9 @@ pub struct CustomerOrders {
     pub refused: u64,
 }
 
-impl Process for CustomerOrders {
-    const NAME: &'static str = "customer_orders";
-    type Event = CustomerOrdersEvent;
-
-    fn subscription() -> Subscription {
-        Subscription::new().event_types(["OrderPlaced", "CustomerDeactivated"])
-    }
-
-    fn correlate(event: &Received<CustomerOrdersEvent>) -> Result<Option<String>, String> {
+impl CustomerOrders {
+    /// An order's customer, or the deactivated customer.
+    pub fn correlate(event: &Received<CustomerOrdersEvent>) -> Result<Option<String>, String> {
         let id = match &event.event {
             CustomerOrdersEvent::OrderPlaced { customer_id } => customer_id.clone(),
             CustomerOrdersEvent::Deactivated => event.stream.aggregate_id().to_owned(),
@@ -82,7 +77,8 @@ impl Process for CustomerOrders {
         Ok(Some(id))
     }
 
-    fn handle(&self, input: &Input<CustomerOrdersEvent>) -> Decision {
+    /// Cancels the open orders on deactivation, and an order placed after it.
+    pub fn handle(&self, input: &Input<CustomerOrdersEvent>) -> Decision {
         match input {
             Input::Event(e) => match &e.event {
                 CustomerOrdersEvent::OrderPlaced { .. } if self.deactivated => {
@@ -101,7 +97,8 @@ impl Process for CustomerOrders {
         }
     }
 
-    fn apply(&mut self, input: &Input<CustomerOrdersEvent>) {
+    /// Tracks the open orders and the deactivation.
+    pub fn apply(&mut self, input: &Input<CustomerOrdersEvent>) {
         match input {
             Input::Event(e) => match &e.event {
                 CustomerOrdersEvent::OrderPlaced { .. } if !self.deactivated => {
@@ -121,7 +118,13 @@ impl Process for CustomerOrders {
 
 /// One confirmed order's deadline to ship. Correlated by order id; it ends when the
 /// order ships, is cancelled, or is cancelled by it.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, Process)]
+#[process(
+    name = "ship_deadline",
+    event = OrderEvent,
+    aggregate_types = ["Order"],
+    event_types = ["OrderConfirmed", "OrderShipped", "OrderCancelled"]
+)]
 pub struct ShipDeadline {
     /// The order, once confirmed.
     pub order_id: Option<String>,
@@ -134,23 +137,15 @@ pub struct ShipDeadline {
 /// The timer's name.
 const SHIP_BY: &str = "ship_by";
 
-impl Process for ShipDeadline {
-    const NAME: &'static str = "ship_deadline";
-    type Event = OrderEvent;
-
-    fn subscription() -> Subscription {
-        Subscription::new().aggregate_types(["Order"]).event_types([
-            "OrderConfirmed",
-            "OrderShipped",
-            "OrderCancelled",
-        ])
-    }
-
-    fn correlate(event: &Received<OrderEvent>) -> Result<Option<String>, String> {
+impl ShipDeadline {
+    /// The order.
+    pub fn correlate(event: &Received<OrderEvent>) -> Result<Option<String>, String> {
         Ok(Some(event.stream.aggregate_id().to_owned()))
     }
 
-    fn handle(&self, input: &Input<OrderEvent>) -> Decision {
+    /// Sets the timer on confirmation, cancels the order when it fires, ends when the
+    /// order ships or is cancelled.
+    pub fn handle(&self, input: &Input<OrderEvent>) -> Decision {
         match input {
             Input::Event(e) => match &e.event {
                 OrderEvent::Confirmed { .. } => Decision::new().set_timer_after(SHIP_BY, ship_deadline()),
@@ -166,7 +161,8 @@ impl Process for ShipDeadline {
         }
     }
 
-    fn apply(&mut self, input: &Input<OrderEvent>) {
+    /// Keeps the order's id, and whether it went overdue or the cancellation was refused.
+    pub fn apply(&mut self, input: &Input<OrderEvent>) {
         match input {
             Input::Event(e) => {
                 if let OrderEvent::Confirmed { .. } = e.event {

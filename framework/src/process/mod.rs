@@ -143,6 +143,7 @@ use serde::Serialize;
 use crate::aggregate::{DomainEvent, DEFAULT_SNAPSHOT_EVERY};
 
 pub use decision::{Decision, Recorded, SentCommand, TimerSet};
+pub use factum_derive::Process;
 pub use input::{Fired, Input, Received, Refusal};
 pub use manager::{ProcessConfigError, ProcessManager, DEFAULT_CONCURRENCY, DEFAULT_TIMER_POLL};
 pub use step::{ProcessError, ProcessInstance, Step, StepCommand};
