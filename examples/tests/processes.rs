@@ -364,7 +364,7 @@ async fn sigkills_while_customers_are_deactivated_and_deadlines_pass() {
         let is_shipped = types.contains(&"OrderShipped");
         let confirmed = types.contains(&"OrderConfirmed");
         assert!(cancels.len() <= 1, "{order} cancelled {} times: {types:?}", cancels.len());
-        assert!(!(is_shipped && !cancels.is_empty()), "{order} shipped and cancelled: {types:?}");
+        assert!(!is_shipped || cancels.is_empty(), "{order} shipped and cancelled: {types:?}");
         let should_cancel = !is_shipped && (log.deactivated.contains(customer) || confirmed);
         assert_eq!(
             cancels.len(),
