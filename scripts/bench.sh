@@ -57,9 +57,9 @@ while (($#)); do
     --reps) REPS=${2:?--reps needs a number}; shift 2 ;;
     --reps=*) REPS=${1#--reps=}; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 0 ;;
-    w[1-9] | physical | ab | coalesce) WORKLOADS=${WORKLOADS:+$WORKLOADS,}$1; shift ;;
+    w[1-9] | w10 | physical | ab | coalesce) WORKLOADS=${WORKLOADS:+$WORKLOADS,}$1; shift ;;
     statements) STATEMENTS=1; shift ;;
-    *) die "unknown argument '$1' (expected --reps N, w1..w9, physical, ab or coalesce)" ;;
+    *) die "unknown argument '$1' (expected --reps N, w1..w10, physical, ab or coalesce)" ;;
     esac
 done
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive number, got '$REPS'"

@@ -55,6 +55,8 @@ mod live;
 mod memory;
 #[path = "workloads/physical.rs"]
 mod physical;
+#[path = "workloads/processes.rs"]
+mod processes;
 #[path = "workloads/read_your_writes.rs"]
 mod read_your_writes;
 #[path = "workloads/slices.rs"]
@@ -68,6 +70,7 @@ use environment::*;
 use figures::*;
 use live::*;
 use memory::*;
+use processes::*;
 use read_your_writes::*;
 use slices::*;
 
@@ -282,6 +285,44 @@ async fn run(b: Bench, selected: Vec<String>) {
             emit(&o);
             outcomes.push(o);
         }
+    }
+    if want("w10") {
+        let (mut steps, mut live, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..reps {
+            steps.push(w10_backlog(&b).await);
+            let (rep, rate) = w10_live(&b).await;
+            live.push(rep);
+            rates.push(rate);
+        }
+        let a = Outcome {
+            id: "W10a",
+            name: "process steps (trigger in, command acknowledged), catching up",
+            unit: "steps/s",
+            framework: figure(&steps),
+            raw: None,
+            goal: Goal::Yardstick,
+            note: format!(
+                "{W10_BACKLOG} triggers, each a new process instance that sends one command and ends; \
+                 single-active, 16 instances at once"
+            ),
+        };
+        emit(&a);
+        outcomes.push(a);
+        let b_ = Outcome {
+            id: "W10b",
+            name: "process latency (trigger's commit to its command's commit)",
+            unit: "ms p99",
+            framework: figure(&live),
+            raw: None,
+            goal: Goal::Yardstick,
+            note: format!(
+                "{W10_RATE} triggers/s for {W10_SECONDS} s (achieved {:.0}/s median), each a new process \
+                 instance; from the two events' recorded_at",
+                median(&mut rates)
+            ),
+        };
+        emit(&b_);
+        outcomes.push(b_);
     }
     if want("w7") {
         let mut reps_ = Vec::new();

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::Shared;
 use super::{encode, Aggregate, CommandError, DomainEvent, Executed, SnapshotContext, SnapshotPolicy};
 use crate::backoff::Backoff;
-use crate::store::{EventFilter, ExpectedVersion, Metadata, Snapshot, StoreError, StreamId, Version};
+use crate::store::{ExpectedVersion, Metadata, Snapshot, StoreError, StreamId, Version, VersionRange};
 use uuid::Uuid;
 
 /// The messages an aggregate actor handles.
@@ -51,9 +51,6 @@ pub(crate) struct Once {
 pub(crate) fn event_id_of(command: Uuid, index: usize) -> Uuid {
     Uuid::new_v5(&command, &(index as u64).to_be_bytes())
 }
-
-/// How many of a command's events [`ActorState::already_done`] reports.
-const MAX_EVENTS_PER_COMMAND: usize = 1000;
 
 /// An aggregate's state and version, or why it could not be had.
 pub(crate) type Loaded<A> = Result<(A, Version), CommandError<<A as Aggregate>::Error>>;
@@ -199,16 +196,20 @@ impl<A: Aggregate> ActorState<A> {
         self.reload_if_stale().await?;
         let max_attempts = self.shared.config.max_conflict_retries + 1;
         let mut attempt = 0;
+        // Whether the command may have run before: then a decision that records nothing
+        // (no events, or a domain error) first asks the stream. A decision with events
+        // needs no asking: their ids are the command's, and a second landing is refused.
         let mut check = once.is_some_and(|o| o.check_first);
         loop {
             attempt += 1;
-            if let (Some(once), true) = (once, check) {
+            let decided = catch_unwind(AssertUnwindSafe(|| self.state.handle(command)))
+                .map_err(|p| CommandError::Panicked { committed: false, message: panic_message(p) })?;
+            let records_nothing = !matches!(&decided, Ok(events) if !events.is_empty());
+            if let (Some(once), true, true) = (once, check, records_nothing) {
                 if let Some(done) = self.already_done(once.id).await? {
                     return Ok(done);
                 }
             }
-            let decided = catch_unwind(AssertUnwindSafe(|| self.state.handle(command)))
-                .map_err(|p| CommandError::Panicked { committed: false, message: panic_message(p) })?;
             let events = decided.map_err(CommandError::Domain)?;
             if events.is_empty() {
                 return Ok(Executed {
@@ -226,6 +227,17 @@ impl<A: Aggregate> ActorState<A> {
                 }
             }
             match self.shared.store.append(&self.stream, ExpectedVersion::Exact(self.version), batch).await {
+                Ok(result) if result.deduplicated => {
+                    // An exact retry of an append that landed: the stream is past it.
+                    catch_up::<A>(&self.shared, &self.stream, &mut self.state, &mut self.version).await?;
+                    return Ok(Executed {
+                        aggregate_id: self.stream.aggregate_id().to_owned(),
+                        version: result.to_version,
+                        events,
+                        checkpoint: result.checkpoint(),
+                        repeated: true,
+                    });
+                }
                 Ok(result) => {
                     for event in &events {
                         catch_unwind(AssertUnwindSafe(|| self.state.apply(event))).map_err(|p| {
@@ -238,7 +250,7 @@ impl<A: Aggregate> ActorState<A> {
                         version: self.version,
                         events,
                         checkpoint: result.checkpoint(),
-                        repeated: result.deduplicated,
+                        repeated: false,
                     });
                 }
                 Err(StoreError::Conflict { .. }) => {
@@ -272,25 +284,23 @@ impl<A: Aggregate> ActorState<A> {
         }
     }
 
-    /// What a command run once recorded, if it already ran: the events stored under its
-    /// id (as their causation), with the stream's state caught up past them.
+    /// What a command run once recorded, if it already ran: the events of the stream
+    /// caused by its id, with the actor's state caught up past them. Reads the stream
+    /// (through its index); asked only when a run may be a repeat and its decision would
+    /// record nothing, or when its events' ids are found taken.
     async fn already_done(&mut self, id: Uuid) -> Result<Option<Executed<A>>, CommandError<A::Error>> {
-        let filter = EventFilter::new()
-            .aggregate_type(A::TYPE)
-            .aggregate_id(self.stream.aggregate_id())
-            .metadata(serde_json::json!({ "causation_id": id }))
-            .order_by(crate::store::OrderBy::GlobalPosition, true)
-            .limit(MAX_EVENTS_PER_COMMAND);
-        let stored = self.shared.store.query(&filter).await?;
-        let Some(last) = stored.last() else { return Ok(None) };
-        let (version, checkpoint) = (last.version, Some(last.checkpoint()));
-        let events = stored
-            .iter()
-            .map(|e| A::Event::from_stored(&e.event_type, e.schema_version, e.payload.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
-        if self.version < version {
-            catch_up::<A>(&self.shared, &self.stream, &mut self.state, &mut self.version).await?;
+        catch_up::<A>(&self.shared, &self.stream, &mut self.state, &mut self.version).await?;
+        if self.version == Version::INITIAL {
+            return Ok(None);
         }
+        let stored = self.shared.store.read_stream(&self.stream, VersionRange::ALL).await?;
+        let caused: Vec<_> = stored.into_iter().filter(|e| e.metadata.causation_id == Some(id)).collect();
+        let Some(last) = caused.last() else { return Ok(None) };
+        let (version, checkpoint) = (last.version, Some(last.checkpoint()));
+        let events = caused
+            .into_iter()
+            .map(|e| A::Event::from_stored(&e.event_type, e.schema_version, e.payload))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(Executed {
             aggregate_id: self.stream.aggregate_id().to_owned(),
             version,

@@ -95,10 +95,11 @@ impl Factum {
     /// nothing; two runs racing each other land once.
     ///
     /// The command id is the causation id of the events it records, and their ids
-    /// derive from it, so the store's unique event ids refuse a second landing. Before
-    /// deciding, the stream is asked whether it holds events caused by the id (one
-    /// indexed query). A run that recorded nothing (a domain error, or no events) left
-    /// nothing to find: sending it again decides again, on the current state.
+    /// derive from it, so the store's unique event ids refuse a second landing: a repeat
+    /// that decides events finds them taken, and reports the first run's. A repeat whose
+    /// decision would record nothing (no events, or a domain error) first reads the
+    /// stream for events caused by the id. A run that recorded nothing left nothing to
+    /// find: sending it again decides again, on the current state.
     ///
     /// ```
     /// # use factum::{Aggregate, Command, DomainEvent, Factum, InMemoryStore};

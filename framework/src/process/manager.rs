@@ -17,7 +17,7 @@ use super::step::StepCommand;
 use super::{Process, Subscription};
 use crate::aggregate::{Aggregate, AggregateCommand, Factum};
 use crate::projection::{FailurePolicy, HandlerError, Projection};
-use crate::store::{validate, EventFilter, EventStore, InvalidInput, Metadata, StreamId, Timer};
+use crate::store::{validate, EventStore, InvalidInput, Metadata, StreamId, Timer, VersionRange};
 use crate::task::AbortOnDrop;
 
 /// How often the timers' holder looks for due timers unless told otherwise
@@ -268,14 +268,11 @@ impl<P: Process> Core<P> {
         Uuid::new_v5(&self.namespace, trigger.as_bytes())
     }
 
-    /// Whether the instance's stream holds the step recorded under `step_id`.
+    /// Whether the instance's stream holds the step recorded under `step_id` (asked only
+    /// for a step found already recorded, about each of its commands).
     async fn recorded(&self, stream: &StreamId, step_id: Uuid) -> Result<bool, HandlerError> {
-        let filter = EventFilter::new()
-            .aggregate_type(stream.aggregate_type())
-            .aggregate_id(stream.aggregate_id())
-            .metadata(serde_json::json!({ "causation_id": step_id }))
-            .limit(1);
-        Ok(!self.store.query(&filter).await?.is_empty())
+        let events = self.store.read_stream(stream, VersionRange::ALL).await?;
+        Ok(events.iter().any(|e| e.metadata.causation_id == Some(step_id)))
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn EventStore> {
