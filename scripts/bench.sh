@@ -6,7 +6,7 @@
 # runs every workload (each in fresh schemas) against it, and removes the cluster
 # on exit. Prints one JSON line per workload, then a table.
 #
-#   scripts/bench.sh [--reps N] [w1 w2 ... physical ab coalesce]
+#   scripts/bench.sh [--reps N] [w1 w2 ... w10 physical ab coalesce]
 #   scripts/bench.sh [--reps N] statements
 #
 # `physical` measures the physical limit: W1's one-event appends, W5's bulk appends

@@ -27,6 +27,8 @@
 # models in that many slices each, which spread over the instances by themselves. The
 # count is fixed per database: give every instance the same one, and to try another
 # count use another database, e.g. FACTUM_EXAMPLE_DB=factum_sliced.
+# FACTUM_EXAMPLE_SHIP_DEADLINE (seconds, default 86400): a confirmed order not shipped in
+# that time is cancelled by the ship_deadline process (GET /ops/processes shows its timers).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -139,7 +139,8 @@ pub(super) async fn w10_live(b: &Bench) -> (Rep, f64) {
     );
     let micros: Vec<f64> = sqlx::query_scalar(AssertSqlSafe(query)).fetch_all(store.pool()).await.unwrap();
     assert_eq!(micros.len(), total, "every trigger's command landed once");
-    let mut latencies: Vec<Duration> = micros.iter().map(|us| Duration::from_micros(us.max(0.0) as u64)).collect();
+    let mut latencies: Vec<Duration> =
+        micros.iter().map(|us| Duration::from_micros(us.max(0.0) as u64)).collect();
     latencies.sort();
     supervisor.shutdown().await.unwrap();
     factum.shutdown();
