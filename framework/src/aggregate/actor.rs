@@ -206,8 +206,13 @@ impl<A: Aggregate> ActorState<A> {
                 .map_err(|p| CommandError::Panicked { committed: false, message: panic_message(p) })?;
             let records_nothing = !matches!(&decided, Ok(events) if !events.is_empty());
             if let (Some(once), true, true) = (once, check, records_nothing) {
+                let before = self.version;
                 if let Some(done) = self.already_done(once.id).await? {
                     return Ok(done);
+                }
+                if self.version != before {
+                    // The stream had moved on (another instance wrote): decide again on it.
+                    continue;
                 }
             }
             let events = decided.map_err(CommandError::Domain)?;

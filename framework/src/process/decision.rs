@@ -159,13 +159,16 @@ pub struct SentCommand {
     pub command: Value,
 }
 
-/// A timer set by a step, with its deadline resolved.
+/// A timer set by a step, with its deadline resolved and its id: derived from the step's
+/// and the name, so that only this setting of the name fires as it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimerSet {
     /// Its name.
     pub name: String,
     /// When it is due.
     pub deadline: DateTime<Utc>,
+    /// Its id.
+    pub id: uuid::Uuid,
 }
 
 /// A decision as its step records it: what was sent, set, cancelled, and whether the
@@ -187,8 +190,9 @@ pub struct Recorded {
 }
 
 impl Decision {
-    /// The decision as recorded, with deadlines resolved against `now` (the input's time).
-    pub(crate) fn into_recorded(self, now: DateTime<Utc>) -> Result<Recorded, String> {
+    /// The decision as recorded, with deadlines resolved against `now` (the input's time)
+    /// and the timers' ids derived from the step's event id `step`.
+    pub(crate) fn into_recorded(self, now: DateTime<Utc>, step: uuid::Uuid) -> Result<Recorded, String> {
         if let Some(e) = self.encode_error {
             return Err(e);
         }
@@ -206,7 +210,8 @@ impl Decision {
                         .and_then(|d| now.checked_add_signed(d))
                         .unwrap_or(DateTime::<Utc>::MAX_UTC),
                 };
-                TimerSet { name, deadline }
+                let id = uuid::Uuid::new_v5(&step, name.as_bytes());
+                TimerSet { name, deadline, id }
             })
             .collect();
         Ok(Recorded { commands: self.commands, timers_set, timers_cancelled: self.cancel, ended: self.end })

@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::aggregate::{DomainEvent, EventCodecError};
-use crate::store::{GlobalPosition, Metadata, RecordedEvent, StreamId, Version};
+use crate::store::{Checkpoint, GlobalPosition, Metadata, RecordedEvent, StreamId, Version};
 
 /// One thing a process instance reacts to: [`Process::handle`](super::Process::handle)
 /// decides on it, and [`Process::apply`](super::Process::apply) folds it into the state once
@@ -62,13 +62,20 @@ pub struct Received<E> {
     pub version: Version,
     /// Its position in the log.
     pub position: GlobalPosition,
+    /// Its transaction's order in the log (with `position`, its [`Checkpoint`]).
+    pub transaction: u64,
     /// When it was recorded.
     pub recorded_at: DateTime<Utc>,
     /// Its metadata (correlation, causation, user, tenant, custom keys).
     pub metadata: Metadata,
 }
 
-impl<E> Received<E> {}
+impl<E> Received<E> {
+    /// Where the event stands in the log, in the order its readers get it.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint { transaction: self.transaction, position: self.position }
+    }
+}
 
 impl<E> Received<E> {
     /// An event as if just recorded, with fresh ids: for tests of a process's decisions.
@@ -79,6 +86,7 @@ impl<E> Received<E> {
             stream,
             version: Version(1),
             position: GlobalPosition(0),
+            transaction: 0,
             recorded_at: Utc::now(),
             metadata: Metadata::default(),
         }
@@ -94,6 +102,7 @@ impl<E: DomainEvent> Received<E> {
             stream: event.stream.clone(),
             version: event.version,
             position: event.position,
+            transaction: event.transaction,
             recorded_at: event.recorded_at,
             metadata: event.metadata.clone(),
         })
@@ -142,6 +151,8 @@ pub(crate) enum StoredInput {
         aggregate_id: String,
         version: u64,
         position: u64,
+        #[serde(default)]
+        transaction: u64,
         recorded_at: DateTime<Utc>,
         #[serde(default)]
         metadata: Value,
@@ -162,6 +173,7 @@ impl StoredInput {
                 aggregate_id: r.stream.aggregate_id().to_owned(),
                 version: r.version.0,
                 position: r.position.0,
+                transaction: r.transaction,
                 recorded_at: r.recorded_at,
                 metadata: r.metadata.to_json(),
             },
@@ -181,6 +193,7 @@ impl StoredInput {
                 aggregate_id,
                 version,
                 position,
+                transaction,
                 recorded_at,
                 metadata,
             } => Input::Event(Received {
@@ -191,6 +204,7 @@ impl StoredInput {
                 })?,
                 version: Version(version),
                 position: GlobalPosition(position),
+                transaction,
                 recorded_at,
                 metadata: Metadata::from_json(metadata),
             }),

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::dispatch::{Dispatch, Sent, Typed};
 use super::input::{Input, Refusal};
 use super::sink::ProcessSink;
-use super::step::StepCommand;
+use super::step::{ProcessInstance, StepCommand};
 use super::{Process, Subscription};
 use crate::aggregate::{Aggregate, AggregateCommand, Factum};
 use crate::projection::{FailurePolicy, HandlerError, Projection};
@@ -27,6 +27,17 @@ pub const DEFAULT_TIMER_POLL: Duration = Duration::from_secs(1);
 /// How many instances step at once within a batch unless told otherwise
 /// ([`ProcessManager::concurrency`]).
 pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// The stripes of the instances' locks.
+const LOCK_STRIPES: usize = 64;
+
+/// The stripe of an instance's lock.
+fn lock_of(correlation: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    correlation.hash(&mut hasher);
+    (hasher.finish() % LOCK_STRIPES as u64) as usize
+}
 
 /// How deep refusals may chain (a refusal's step sends a command that is refused, ...).
 const MAX_DEPTH: usize = 16;
@@ -75,6 +86,8 @@ impl<P: Process> std::fmt::Debug for ProcessManager<P> {
 /// What the projection's handler and the timer service share.
 pub(crate) struct Core<P: Process> {
     factum: Factum,
+    /// One lock per stripe of instances: an instance's steps run one at a time here.
+    locks: Vec<tokio::sync::Mutex<()>>,
     store: Arc<dyn EventStore>,
     dispatch: HashMap<String, Arc<dyn Dispatch>>,
     /// The namespace of the process's step ids.
@@ -153,6 +166,7 @@ impl<P: Process> ProcessManager<P> {
     /// projection does. Needs a Tokio runtime.
     pub fn into_projection(self) -> Projection {
         let core = Arc::new(Core::<P> {
+            locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             store: self.factum.store().clone(),
             factum: self.factum,
             dispatch: self.dispatch,
@@ -173,9 +187,10 @@ impl<P: Process> ProcessManager<P> {
 
 impl<P: Process> Core<P> {
     /// Records the instance's step for `input` (once, under an id derived from
-    /// `trigger`), sends its commands (each once), sets and cancels its timers, then
-    /// steps the refusals its commands met, in order. `firing` is the timer being fired,
-    /// if any: its row stays until the whole step is done, so that a crash fires it again.
+    /// `trigger`), sends its commands (each once), steps the refusals they met, in order,
+    /// and then makes the instance's timer rows match its state. `firing` is the timer
+    /// being fired, if any: its row stays until the whole step is done, so that a crash
+    /// fires it again. Steps of one instance run one at a time in this process.
     pub(crate) fn step(
         &self,
         correlation: String,
@@ -191,25 +206,34 @@ impl<P: Process> Core<P> {
                     P::NAME
                 )));
             }
+            let _serial = match depth {
+                0 => Some(self.locks[lock_of(&correlation)].lock().await),
+                _ => None,
+            };
             let stream = StreamId::new(P::NAME, correlation.as_str())
                 .map_err(|e| HandlerError::msg(format!("{} correlation {correlation:?}: {e}", P::NAME)))?;
             let step_id = self.step_id(trigger);
+            let step_event = crate::aggregate::event_id_of(step_id, 0);
             let correlation_id = match &input {
                 Input::Event(e) => e.metadata.correlation_id,
                 _ => None,
             };
             let metadata = Metadata { correlation_id, ..Metadata::default() };
-            let command = StepCommand::<P> { correlation: correlation.clone(), input, _process: PhantomData };
+            let command = StepCommand::<P> {
+                correlation: correlation.clone(),
+                input,
+                step_event,
+                _process: PhantomData,
+            };
             let executed = self
                 .factum
                 .run_once(command, step_id, metadata, true)
                 .await
                 .map_err(|e| HandlerError::msg(format!("{stream}: recording a step: {e}")))?;
             let Some(step) = executed.events.first() else { return Ok(()) };
-            let step_event = crate::aggregate::event_id_of(step_id, 0);
 
-            // The commands, each once. A step found recorded may have sent them: each is
-            // sent again only if it neither landed nor came back refused.
+            // The commands, each once: a command that landed (here or elsewhere, this
+            // time or before a crash) is found by its id before it can be refused.
             let mut refusals = Vec::new();
             for (index, sent) in step.decision.commands.iter().enumerate() {
                 let id = crate::aggregate::event_id_of(step_event, index);
@@ -233,31 +257,51 @@ impl<P: Process> Core<P> {
                     )));
                 };
                 let metadata = Metadata { correlation_id, ..Metadata::default() };
-                match dispatch.send(&self.factum, sent, id, metadata, executed.repeated).await {
+                match dispatch.send(&self.factum, sent, id, metadata, true).await {
                     Sent::Done => {}
                     Sent::Failed(reason) => return Err(HandlerError::msg(reason)),
                     Sent::Refused(reason) => refusals.push(refusal(reason)),
                 }
             }
-
-            // The timers (idempotent), sparing the one firing.
-            if step.decision.ended {
-                self.store.cancel_timers(&stream, None, firing).await?;
-            } else {
-                for name in &step.decision.timers_cancelled {
-                    self.store.cancel_timers(&stream, Some(name), firing).await?;
-                }
-                for set in &step.decision.timers_set {
-                    let id = Uuid::new_v5(&step_event, set.name.as_bytes());
-                    let timer =
-                        Timer { stream: stream.clone(), name: set.name.clone(), id, deadline: set.deadline };
-                    self.store.set_timer(&timer).await?;
-                }
-            }
-
             for refusal in refusals {
                 let id = refusal.command_id;
                 self.step(correlation.clone(), Input::Refused(refusal), id, depth + 1, firing).await?;
+            }
+
+            // The timers the step touched, as the instance now holds them (a repeat, or a
+            // refusal's step, may have changed them since): idempotent, and never older
+            // than the instance.
+            let touched: Vec<&str> = step
+                .decision
+                .timers_set
+                .iter()
+                .map(|t| t.name.as_str())
+                .chain(step.decision.timers_cancelled.iter().map(String::as_str))
+                .collect();
+            if step.decision.ended {
+                self.store.cancel_timers(&stream, None, firing).await?;
+            } else if !touched.is_empty() {
+                let (instance, _) = self
+                    .factum
+                    .load::<ProcessInstance<P>>(&correlation)
+                    .await
+                    .map_err(|e| HandlerError::msg(format!("{stream}: reading its timers: {e}")))?;
+                for name in touched {
+                    match instance.timers.get(name) {
+                        Some(t) => {
+                            let timer = Timer {
+                                stream: stream.clone(),
+                                name: t.name.clone(),
+                                id: t.id,
+                                deadline: t.deadline,
+                            };
+                            self.store.set_timer(&timer).await?;
+                        }
+                        None => {
+                            self.store.cancel_timers(&stream, Some(name), firing).await?;
+                        }
+                    }
+                }
             }
             Ok(())
         })

@@ -29,13 +29,17 @@
 //!    causation and derive their own ids from it, so a command sent again lands at most
 //!    once; for a step found already recorded, a command that landed or came back
 //!    refused is not sent again.
-//! 3. The step's timers are set or cancelled in the store (idempotent).
-//! 4. The refusals the commands met are stepped, in order.
+//! 3. The refusals the commands met are stepped, in order.
+//! 4. The timers the steps touched are made to match the instance's state in the store
+//!    (idempotent). A timer's id derives from the step that set it, and a firing whose id
+//!    the instance no longer holds (cancelled, set again, fired) decides nothing.
 //! 5. Only then does the checkpoint move past the event (or the firing timer's row go).
 //!
 //! A crash anywhere repeats the input from 1, and each repetition finds what was done:
-//! no step twice, no command twice, none lost. Within a batch, instances step
-//! concurrently ([`ProcessManager::concurrency`]), each one's events in log order.
+//! no step twice, no command twice, none lost. An event at or before the last one an
+//! instance recorded is not decided again. Within a batch, instances step concurrently
+//! ([`ProcessManager::concurrency`]), each one's events in log order; one instance's
+//! steps run one at a time in a process.
 //!
 //! A command its aggregate refuses with a domain error (or as invalid) comes back as
 //! [`Input::Refused`], so the process can compensate; other failures (the store away, a

@@ -7,14 +7,14 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::decision::Recorded;
+use super::decision::{Decision, Recorded, TimerSet};
 use super::input::{Input, StoredInput};
 use super::Process;
 use crate::aggregate::{Aggregate, AggregateCommand, Command, DomainEvent, EventCodecError};
+use crate::store::Checkpoint;
 
 /// A process instance: the process's state, the timers it has set, and whether it has
 /// ended. Its stream is `<Process::NAME>/<correlation>`;
@@ -23,11 +23,14 @@ use crate::aggregate::{Aggregate, AggregateCommand, Command, DomainEvent, EventC
 pub struct ProcessInstance<P> {
     /// The process's own state.
     pub state: P,
-    /// The timers set and not yet fired or cancelled, by name, with their deadlines.
-    pub timers: BTreeMap<String, DateTime<Utc>>,
+    /// The timers set and not yet fired or cancelled, by name.
+    pub timers: BTreeMap<String, TimerSet>,
     /// Whether the process has ended: later events and timers are ignored; refusals of
     /// the commands it sent still reach it.
     pub ended: bool,
+    /// The newest event of the log it recorded a step for: an event at or before it that
+    /// comes again (a batch repeated after a crash) is not decided again.
+    pub last_event: Option<Checkpoint>,
 }
 
 /// One step of a process instance, as its stream records it: the input it reacted to,
@@ -52,6 +55,8 @@ pub enum ProcessError {
 pub struct StepCommand<P: Process> {
     pub(crate) correlation: String,
     pub(crate) input: Input<P::Event>,
+    /// The id the step's event gets (the timers' ids derive from it).
+    pub(crate) step_event: uuid::Uuid,
     pub(crate) _process: PhantomData<fn() -> P>,
 }
 
@@ -84,27 +89,51 @@ impl<P: Process> Aggregate for ProcessInstance<P> {
     type Error = ProcessError;
 
     fn handle(&self, command: &StepCommand<P>) -> Result<Vec<Step<P::Event>>, ProcessError> {
-        if self.ended && !matches!(command.input, Input::Refused(_)) {
+        let passed = match &command.input {
+            // An event it already stepped past: decided before (a repeat finds the step).
+            Input::Event(e) => self.last_event.is_some_and(|last| e.checkpoint() <= last),
+            // A timer cancelled, set again since, or fired already.
+            Input::Timer(fired) => self.timers.get(&fired.name).is_none_or(|t| t.id != fired.timer_id),
+            Input::Refused(_) => false,
+        };
+        if passed || (self.ended && !matches!(command.input, Input::Refused(_))) {
             return Ok(Vec::new());
         }
-        let decision = self.state.handle(&command.input);
+        let mut decision = self.state.handle(&command.input);
         if !decision.record {
-            return Ok(Vec::new());
+            if !matches!(command.input, Input::Refused(_)) {
+                return Ok(Vec::new());
+            }
+            // A refusal is always recorded, so that a repeat never sends its command again.
+            decision = Decision::new();
         }
-        let decision = decision.into_recorded(command.input.time()).map_err(ProcessError::Unrecordable)?;
+        let mut decision = decision
+            .into_recorded(command.input.time(), command.step_event)
+            .map_err(ProcessError::Unrecordable)?;
+        if self.ended {
+            // An ended instance sets no timers (a refusal reaching it still counts).
+            decision.timers_set.clear();
+            decision.timers_cancelled.clear();
+        }
         Ok(vec![Step { input: command.input.clone(), decision }])
     }
 
     fn apply(&mut self, step: &Step<P::Event>) {
         self.state.apply(&step.input);
-        if let Input::Timer(fired) = &step.input {
-            self.timers.remove(&fired.name);
+        match &step.input {
+            Input::Event(e) => self.last_event = self.last_event.max(Some(e.checkpoint())),
+            Input::Timer(fired) => {
+                if self.timers.get(&fired.name).is_some_and(|t| t.id == fired.timer_id) {
+                    self.timers.remove(&fired.name);
+                }
+            }
+            Input::Refused(_) => {}
         }
         for name in &step.decision.timers_cancelled {
             self.timers.remove(name);
         }
         for set in &step.decision.timers_set {
-            self.timers.insert(set.name.clone(), set.deadline);
+            self.timers.insert(set.name.clone(), set.clone());
         }
         if step.decision.ended {
             self.ended = true;

@@ -29,7 +29,12 @@ fn decide<P: Process>(
     instance: &ProcessInstance<P>,
     input: Input<P::Event>,
 ) -> Result<Option<Step<P::Event>>, ProcessError> {
-    let command = StepCommand::<P> { correlation: "test".to_owned(), input, _process: PhantomData };
+    let command = StepCommand::<P> {
+        correlation: "test".to_owned(),
+        input,
+        step_event: Uuid::now_v7(),
+        _process: PhantomData,
+    };
     Ok(instance.handle(&command)?.into_iter().next())
 }
 
@@ -58,10 +63,14 @@ impl<P: Process> ProcessTest<P> {
         ProcessOutcome { step, instance }
     }
 
-    /// Fires the instance's timer `name` (at its deadline, if it is set; now otherwise).
+    /// Fires the instance's timer `name` (as set; a timer it does not hold is ignored).
     pub fn when_timer(self, name: &str) -> ProcessOutcome<P> {
-        let deadline = self.instance.timers.get(name).copied().unwrap_or_else(Utc::now);
-        let fired = Fired { name: name.to_owned(), timer_id: Uuid::now_v7(), deadline };
+        let (timer_id, deadline) = self
+            .instance
+            .timers
+            .get(name)
+            .map_or_else(|| (Uuid::now_v7(), Utc::now()), |t| (t.id, t.deadline));
+        let fired = Fired { name: name.to_owned(), timer_id, deadline };
         self.when(Input::Timer(fired))
     }
 }
