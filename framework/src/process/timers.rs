@@ -9,13 +9,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use chrono::Utc;
+use tokio::time::Instant;
+use uuid::Uuid;
 
 use super::input::{Fired, Input};
 use super::manager::Core;
 use super::Process;
 use crate::backoff::Backoff;
-use crate::store::Lease;
+use crate::store::{Lease, Timer};
 
 /// How many due timers one look fetches.
 const DUE_PAGE: usize = 100;
@@ -25,10 +29,29 @@ pub(crate) fn lease_name(process: &str) -> String {
     format!("{process}.timers")
 }
 
+/// Timers whose step failed, each left aside until its own backoff ends, so that they
+/// never hold up the timers due after them.
+#[derive(Default)]
+struct Failing(HashMap<Uuid, (Instant, Backoff)>);
+
+impl Failing {
+    fn failed(&mut self, id: Uuid, poll: Duration) {
+        let now = Instant::now();
+        let entry =
+            self.0.entry(id).or_insert_with(|| (now, Backoff::new(poll, Duration::from_secs(60).max(poll))));
+        entry.0 = now + entry.1.next_delay();
+    }
+
+    fn waiting(&self, id: Uuid) -> bool {
+        self.0.get(&id).is_some_and(|(at, _)| *at > Instant::now())
+    }
+}
+
 /// Runs until aborted (when the process's projection is dropped).
 pub(crate) async fn serve<P: Process>(core: Arc<Core<P>>, poll: Duration) {
     let mut lease: Option<Lease> = None;
     let mut backoff = Backoff::new(poll, Duration::from_secs(30).max(poll));
+    let mut failing = Failing::default();
     loop {
         let mut delay = poll;
         if !lease.as_ref().is_some_and(Lease::is_held) {
@@ -41,7 +64,7 @@ pub(crate) async fn serve<P: Process>(core: Arc<Core<P>>, poll: Duration) {
             };
         }
         if lease.as_ref().is_some_and(Lease::is_held) {
-            match fire_due(&core).await {
+            match fire_due(&core, &mut failing, poll).await {
                 Ok(full) => {
                     backoff.reset();
                     if full {
@@ -55,9 +78,11 @@ pub(crate) async fn serve<P: Process>(core: Arc<Core<P>>, poll: Duration) {
     }
 }
 
-/// Fires the due timers of one page; `Ok(true)` if the page was full (more may be due).
-async fn fire_due<P: Process>(core: &Core<P>) -> Result<bool, ()> {
-    let due = match core.store().timers(P::NAME, Some(Utc::now()), DUE_PAGE).await {
+/// Fires the due timers of one page (past those left aside); `Ok(true)` if the page was
+/// full (more may be due).
+async fn fire_due<P: Process>(core: &Core<P>, failing: &mut Failing, poll: Duration) -> Result<bool, ()> {
+    let limit = (DUE_PAGE + failing.0.len()).min(10_000);
+    let due = match core.store().timers(P::NAME, Some(Utc::now()), limit).await {
         Ok(due) => due,
         Err(e) => {
             tracing::warn!(process = P::NAME, error = %e, "cannot read the due timers");
@@ -65,11 +90,15 @@ async fn fire_due<P: Process>(core: &Core<P>) -> Result<bool, ()> {
         }
     };
     let mut failed = false;
-    for timer in &due {
+    let mut fired = 0;
+    let ready: Vec<&Timer> = due.iter().filter(|t| !failing.waiting(t.id)).collect();
+    for timer in ready {
+        fired += 1;
         let fired = Fired { name: timer.name.clone(), timer_id: timer.id, deadline: timer.deadline };
         let correlation = timer.stream.aggregate_id().to_owned();
         match core.step(correlation, Input::Timer(fired), timer.id, 0, Some(timer.id)).await {
             Ok(()) => {
+                failing.0.remove(&timer.id);
                 if let Err(e) = core.store().remove_timer(&timer.stream, timer.id).await {
                     tracing::warn!(process = P::NAME, stream = %timer.stream, error = %e, "cannot remove a fired timer");
                     failed = true;
@@ -77,14 +106,15 @@ async fn fire_due<P: Process>(core: &Core<P>) -> Result<bool, ()> {
             }
             Err(e) => {
                 tracing::warn!(process = P::NAME, stream = %timer.stream, timer = %timer.name, error = %e,
-                    "a due timer did not fire; it is tried again");
-                failed = true;
+                    "a due timer did not fire; it is tried again after a backoff");
+                failing.failed(timer.id, poll);
             }
         }
     }
+    failing.0.retain(|id, _| due.iter().any(|t| t.id == *id));
     if failed {
         Err(())
     } else {
-        Ok(due.len() == DUE_PAGE)
+        Ok(due.len() == limit && fired > 0)
     }
 }
