@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use factum::store::Timer;
-use factum::{CommandError, EventFilter, Factum, Metadata, StoreError, StreamId};
+use factum::{CommandError, EventFilter, Factum, Metadata, StoreError, StreamId, Version};
 use uuid::Uuid;
 
 use crate::conformance::Store;
@@ -17,8 +17,17 @@ fn at(second: i64) -> chrono::DateTime<Utc> {
 }
 
 fn timer(stream: &StreamId, name: &str, second: i64) -> Timer {
-    Timer { stream: stream.clone(), name: name.to_owned(), id: Uuid::now_v7(), deadline: at(second) }
+    Timer {
+        stream: stream.clone(),
+        name: name.to_owned(),
+        id: Uuid::now_v7(),
+        deadline: at(second),
+        version: V,
+    }
 }
+
+/// The version the timers of these cases are set at.
+const V: Version = Version(5);
 
 /// Timers: set (one per stream and name, replaced with its id), listed by category
 /// earliest first and by due time, cancelled by name or all but one, removed only by
@@ -57,18 +66,33 @@ pub async fn durable_timers(store: Store) {
     store.set_timer(&timer(&b, "expire", 50)).await.unwrap();
     let firing = timer(&b, "fire", 60);
     store.set_timer(&firing).await.unwrap();
-    assert_eq!(store.cancel_timers(&b, Some("remind"), None).await.unwrap(), 1);
-    assert_eq!(store.cancel_timers(&b, None, Some(firing.id)).await.unwrap(), 1);
+    assert_eq!(store.cancel_timers(&b, Some("remind"), None, V).await.unwrap(), 1);
+    assert_eq!(store.cancel_timers(&b, None, Some(firing.id), V).await.unwrap(), 1);
     let left: Vec<Uuid> = store.timers("proc", None, 100).await.unwrap().into_iter().map(|t| t.id).collect();
     assert!(left.contains(&firing.id) && left.len() == 2, "{left:?}");
-    assert_eq!(store.cancel_timers(&b, Some("fire"), Some(firing.id)).await.unwrap(), 0, "spared");
+    assert_eq!(store.cancel_timers(&b, Some("fire"), Some(firing.id), V).await.unwrap(), 0, "spared");
     assert_eq!(store.timers("other", None, 100).await.unwrap().len(), 1, "other categories untouched");
+
+    // Versions: a write from an older version neither replaces nor cancels a newer timer.
+    let c = StreamId::new("proc", "c").unwrap();
+    let newer = Timer { version: Version(9), ..timer(&c, "t", 70) };
+    store.set_timer(&newer).await.unwrap();
+    store.set_timer(&Timer { version: Version(8), ..timer(&c, "t", 80) }).await.unwrap();
+    assert_eq!(store.cancel_timers(&c, Some("t"), None, Version(8)).await.unwrap(), 0);
+    let held = store.timers("proc", None, 100).await.unwrap().into_iter().find(|t| t.stream == c).unwrap();
+    assert_eq!((held.id, held.version), (newer.id, Version(9)));
+    let newest = Timer { version: Version(10), ..timer(&c, "t", 90) };
+    store.set_timer(&newest).await.unwrap();
+    assert_eq!(store.cancel_timers(&c, None, None, Version(10)).await.unwrap(), 1);
 
     // Bad input is refused and changes nothing.
     for bad in ["", "a\u{0}b"] {
         let err = store.set_timer(&timer(&a, bad, 1)).await.unwrap_err();
         assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
-        assert!(matches!(store.cancel_timers(&a, Some(bad), None).await, Err(StoreError::InvalidInput(_))));
+        assert!(matches!(
+            store.cancel_timers(&a, Some(bad), None, V).await,
+            Err(StoreError::InvalidInput(_))
+        ));
     }
     assert!(matches!(store.timers("proc", None, 0).await, Err(StoreError::InvalidInput(_))));
     assert!(matches!(store.timers("", None, 10).await, Err(StoreError::InvalidInput(_))));

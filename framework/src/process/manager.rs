@@ -269,8 +269,9 @@ impl<P: Process> Core<P> {
             }
 
             // The timers the step touched, as the instance now holds them (a repeat, or a
-            // refusal's step, may have changed them since): idempotent, and never older
-            // than the instance.
+            // refusal's step, may have changed them since), written with the instance's
+            // version: idempotent, and a write from an older version (another process's
+            // step racing this one) never replaces a newer one.
             let touched: Vec<&str> = step
                 .decision
                 .timers_set
@@ -279,9 +280,9 @@ impl<P: Process> Core<P> {
                 .chain(step.decision.timers_cancelled.iter().map(String::as_str))
                 .collect();
             if step.decision.ended {
-                self.store.cancel_timers(&stream, None, firing).await?;
+                self.store.cancel_timers(&stream, None, firing, executed.version).await?;
             } else if !touched.is_empty() {
-                let (instance, _) = self
+                let (instance, version) = self
                     .factum
                     .load::<ProcessInstance<P>>(&correlation)
                     .await
@@ -294,11 +295,12 @@ impl<P: Process> Core<P> {
                                 name: t.name.clone(),
                                 id: t.id,
                                 deadline: t.deadline,
+                                version,
                             };
                             self.store.set_timer(&timer).await?;
                         }
                         None => {
-                            self.store.cancel_timers(&stream, Some(name), firing).await?;
+                            self.store.cancel_timers(&stream, Some(name), firing, version).await?;
                         }
                     }
                 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::op::{CancelTimers, Execute, RemoveTimer, SetTimer, Timers};
-use super::{StoreError, StreamId};
+use super::{StoreError, StreamId, Version};
 
 /// A deadline kept in the store for a stream: at most one per stream and name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +21,9 @@ pub struct Timer {
     pub id: Uuid,
     /// When it is due.
     pub deadline: DateTime<Utc>,
+    /// The stream's version that set it: a write of the timer from an older version never
+    /// replaces it, so two writers that race leave the newer one's.
+    pub version: Version,
 }
 
 /// Durable timers, kept beside the log.
@@ -28,21 +31,23 @@ pub struct Timer {
 pub trait TimerStore:
     Execute<SetTimer> + Execute<CancelTimers> + Execute<Timers> + Execute<RemoveTimer>
 {
-    /// Sets a timer, replacing the stream's timer of the same name (and id).
+    /// Sets a timer, replacing the stream's timer of the same name (and id) unless that one
+    /// was set at a newer version.
     async fn set_timer(&self, timer: &Timer) -> Result<(), StoreError> {
         self.execute(SetTimer::new(timer.clone())?).await
     }
 
-    /// Cancels the stream's timer called `name`, or all its timers, except the one with
-    /// the id `except` (a timer firing, whose row goes only once its step is done); returns
-    /// how many went.
+    /// Cancels the stream's timer called `name`, or all its timers, that were set at
+    /// `version` or before, except the one with the id `except` (a timer firing, whose row
+    /// goes only once its step is done); returns how many went.
     async fn cancel_timers(
         &self,
         stream: &StreamId,
         name: Option<&str>,
         except: Option<Uuid>,
+        version: Version,
     ) -> Result<u64, StoreError> {
-        self.execute(CancelTimers::new(stream.clone(), name.map(str::to_owned), except)?).await
+        self.execute(CancelTimers::new(stream.clone(), name.map(str::to_owned), except, version)?).await
     }
 
     /// The timers of a category's streams, earliest deadline first, only those due before

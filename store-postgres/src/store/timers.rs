@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factum::store::op::{CancelTimers, Execute, RemoveTimer, SetTimer, Timers};
 use factum::store::Timer;
-use factum::{StoreError, StreamId};
+use factum::{StoreError, StreamId, Version};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -23,6 +23,7 @@ impl Execute<SetTimer> for PostgresStore {
                 .bind(&t.name)
                 .bind(t.id)
                 .bind(t.deadline)
+                .bind(t.version.0 as i64)
                 .execute(&mut *conn)
                 .await
                 .map_err(backend);
@@ -43,6 +44,7 @@ impl Execute<CancelTimers> for PostgresStore {
                 .bind(op.stream().aggregate_id())
                 .bind(op.name())
                 .bind(op.except())
+                .bind(op.version().0 as i64)
                 .execute(&mut *conn)
                 .await
                 .map_err(backend);
@@ -97,5 +99,12 @@ fn timer(row: &sqlx::postgres::PgRow) -> Result<Timer, StoreError> {
     let stream = StreamId::new(aggregate_type, aggregate_id)?;
     let id: Uuid = row.try_get("timer_id").map_err(backend)?;
     let deadline: DateTime<Utc> = row.try_get("deadline").map_err(backend)?;
-    Ok(Timer { stream, name: row.try_get("name").map_err(backend)?, id, deadline })
+    let version: i64 = row.try_get("version").map_err(backend)?;
+    Ok(Timer {
+        stream,
+        name: row.try_get("name").map_err(backend)?,
+        id,
+        deadline,
+        version: Version(version as u64),
+    })
 }

@@ -10,7 +10,11 @@ use crate::store::{StoreError, Timer};
 impl Execute<SetTimer> for InMemoryStore {
     async fn execute(&self, op: SetTimer) -> Result<(), StoreError> {
         let timer = op.timer().clone();
-        self.lock().timers.insert((timer.stream.clone(), timer.name.clone()), timer);
+        let mut state = self.lock();
+        let key = (timer.stream.clone(), timer.name.clone());
+        if state.timers.get(&key).is_none_or(|set| set.version <= timer.version) {
+            state.timers.insert(key, timer);
+        }
         Ok(())
     }
 }
@@ -24,6 +28,7 @@ impl Execute<CancelTimers> for InMemoryStore {
             stream != op.stream()
                 || op.name().is_some_and(|wanted| wanted != name)
                 || op.except() == Some(timer.id)
+                || timer.version > op.version()
         });
         Ok((before - state.timers.len()) as u64)
     }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::store::error::InvalidInput;
-use crate::store::{validate, StreamId, Timer};
+use crate::store::{validate, StreamId, Timer, Version};
 
 use super::Operation;
 
@@ -41,15 +41,26 @@ pub struct CancelTimers {
     stream: StreamId,
     name: Option<String>,
     except: Option<Uuid>,
+    version: Version,
 }
 
 impl CancelTimers {
     /// Checks the name, if one is given.
-    pub fn new(stream: StreamId, name: Option<String>, except: Option<Uuid>) -> Result<Self, InvalidInput> {
+    pub fn new(
+        stream: StreamId,
+        name: Option<String>,
+        except: Option<Uuid>,
+        version: Version,
+    ) -> Result<Self, InvalidInput> {
         if let Some(name) = &name {
             timer_name(name)?;
         }
-        Ok(CancelTimers { stream, name, except })
+        Ok(CancelTimers { stream, name, except, version })
+    }
+
+    /// Only timers set at this version of the stream or before.
+    pub fn version(&self) -> Version {
+        self.version
     }
 
     /// A timer kept whatever its name: the one firing, removed once its step is done.
