@@ -152,12 +152,21 @@ impl Publisher {
                 message.properties,
             )
             .instrument(span);
-        // A connection that died without lapin noticing can leave the send waiting:
-        // it is bounded like a confirm, and the connection is given up after it.
-        let confirm = tokio::time::timeout(self.config.confirm_timeout, publish)
-            .await
-            .map_err(|_| Wait::Broken(format!("not sent within {:?}", self.config.confirm_timeout)))?
-            .map_err(|e| Wait::Broken(e.to_string()))?;
+        // A connection that died without lapin noticing can leave the send waiting: it is
+        // bounded like a confirm (and, like a confirm, not while the broker has blocked
+        // the connection), and the connection is given up after it.
+        let mut publish = std::pin::pin!(publish);
+        let confirm = loop {
+            match tokio::time::timeout(self.config.confirm_timeout, &mut publish).await {
+                Ok(sent) => break sent.map_err(|e| Wait::Broken(e.to_string()))?,
+                Err(_) if link.connection.status().blocked() => {
+                    tracing::warn!(publisher = %self.config.name, "connection blocked by the broker; waiting");
+                }
+                Err(_) => {
+                    return Err(Wait::Broken(format!("not sent within {:?}", self.config.confirm_timeout)));
+                }
+            }
+        };
         self.config.metrics.published.get_or_create(&self.config.metrics.publisher(&self.config.name)).inc();
         tracing::trace!(target: STAGES, stage = "published", position = event.position.0);
         Ok(confirm)

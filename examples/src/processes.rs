@@ -149,7 +149,10 @@ impl ShipDeadline {
         match input {
             Input::Event(e) => match &e.event {
                 OrderEvent::Confirmed { .. } => Decision::new().set_timer_after(SHIP_BY, ship_deadline()),
-                OrderEvent::Shipped | OrderEvent::Cancelled { .. } => Decision::new().end(),
+                // An order never confirmed has no deadline: no instance to end.
+                OrderEvent::Shipped | OrderEvent::Cancelled { .. } if self.order_id.is_some() => {
+                    Decision::new().end()
+                }
                 _ => Decision::ignore(),
             },
             Input::Timer(t) if t.name == SHIP_BY => match &self.order_id {

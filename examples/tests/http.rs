@@ -394,13 +394,23 @@ async fn end_to_end_over_http() {
         (bob["orders"][0]["total"].as_i64() == Some((0..20).map(|i| 100 + i).sum())).then_some(bob)
     })
     .await;
-    assert_eq!(bob["totals"]["open"], 1);
+    // Bob's deactivation cancelled his open order (the customer_orders process).
+    let bob = eventually(Duration::from_secs(20), "bob's open order cancelled", || async {
+        let (_, bob) = service.get("/customers/bob").await;
+        (bob["totals"]["cancelled"] == 1).then_some(bob)
+    })
+    .await;
+    assert_eq!(
+        (bob["totals"]["open"].as_i64(), bob["orders"][0]["status"].as_str()),
+        (Some(0), Some("cancelled"))
+    );
+    order_ok += 1; // the process's cancellation, an Order command too
 
     // The audit log has every event with its metadata.
-    let total_events = store.count(&EventFilter::new()).await.expect("count");
-    let audit = eventually(Duration::from_secs(20), "the audit log catches up", || async {
+    let (total_events, audit) = eventually(Duration::from_secs(20), "the audit log catches up", || async {
+        let total_events = store.count(&EventFilter::new()).await.expect("count");
         let (_, entries) = service.get("/audit?limit=1000").await;
-        (entries.as_array().map(Vec::len) == Some(total_events as usize)).then_some(entries)
+        (entries.as_array().map(Vec::len) == Some(total_events as usize)).then_some((total_events, entries))
     })
     .await;
     let all = store.read_all(Checkpoint::START, 1000).await.expect("read");
@@ -418,7 +428,11 @@ async fn end_to_end_over_http() {
 
     // Operations.
     let (_, statuses) = service.get("/ops/projections").await;
-    assert_eq!(statuses.as_array().map(Vec::len), Some(3), "{statuses}");
+    // The three read models and the two processes.
+    assert_eq!(statuses.as_array().map(Vec::len), Some(5), "{statuses}");
+    let (_, processes) = service.get("/ops/processes").await;
+    let names: Vec<&str> = processes.as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["customer_orders", "ship_deadline"], "{processes}");
     let status = accepted(service.get("/ops/projections/order_summary").await, StatusCode::OK);
     assert_eq!((status["state"].as_str(), status["lag"].as_u64()), (Some("live"), Some(0)), "{status}");
     let order_events = store.count(&EventFilter::new().aggregate_type("Order")).await.expect("count");
@@ -489,7 +503,7 @@ async fn end_to_end_over_http() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 21);
+    assert_eq!(operations, 22);
 
     // Graceful shutdown with commands in flight: every acknowledged command is stored,
     // and each read model is exactly its checkpoint's prefix of the log.
@@ -556,6 +570,12 @@ async fn bad_requests_get_4xx_and_write_nothing() {
         StatusCode::CREATED,
     );
     accepted(service.post("/orders", json!({"id": "o1", "customer_id": "c1"})).await, StatusCode::CREATED);
+    // The customer_orders process records the order's placement in a stream of its own.
+    let placement = EventFilter::new().aggregate_type("customer_orders");
+    eventually(Duration::from_secs(20), "the process to record the order", || async {
+        (store.count(&placement).await.ok()? == 1).then_some(())
+    })
+    .await;
     let before = store.count(&EventFilter::new()).await.expect("count");
 
     let raw = |method: Method, path: &str, content_type: Option<&str>, body: Vec<u8>| {

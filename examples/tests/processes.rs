@@ -289,37 +289,57 @@ async fn read_log(store: &PostgresStore) -> Log {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkills_while_customers_are_deactivated_and_deadlines_pass() {
     let kills: usize = std::env::var("FACTUM_FAULT_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let db = TestDb::new().await;
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn(&db.url(), port);
-    let http = reqwest::Client::new();
-    let healthy = |http: reqwest::Client, base: String| async move {
-        let started = Instant::now();
-        loop {
-            let ok = http.get(format!("{base}/health")).timeout(Duration::from_secs(1)).send().await;
-            if ok.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "the service did not come up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    sigkill_run(1, kills).await;
+}
+
+/// Two instances share the database; one of them at a time is killed and restarted, so
+/// that the process's lease, its timer lease and the instances' steps move between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkills_of_one_of_two_instances_while_deadlines_pass() {
+    sigkill_run(2, 10).await;
+}
+
+async fn healthy(http: &reqwest::Client, base: &str) {
+    let started = Instant::now();
+    loop {
+        let ok = http.get(format!("{base}/health")).timeout(Duration::from_secs(1)).send().await;
+        if ok.is_ok_and(|r| r.status().is_success()) {
+            return;
         }
-    };
-    healthy(http.clone(), base.clone()).await;
+        assert!(started.elapsed() < Duration::from_secs(60), "the service did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sigkill_run(instances: usize, kills: usize) {
+    let db = TestDb::new().await;
+    let ports: Vec<u16> = (0..instances)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
+        })
+        .collect();
+    let bases: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    let http = reqwest::Client::new();
+    let mut children = Vec::new();
+    for (port, base) in ports.iter().zip(&bases) {
+        children.push(spawn(&db.url(), *port));
+        healthy(&http, base).await;
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> =
-        (0..4).map(|w| tokio::spawn(drive(base.clone(), w, stop.clone(), sent.clone()))).collect();
+    let workers: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(drive(bases[w as usize % instances].clone(), w, stop.clone(), sent.clone())))
+        .collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let started = Instant::now();
-    for _ in 0..kills {
+    for k in 0..kills {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1500))).await;
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-        child = spawn(&db.url(), port);
-        healthy(http.clone(), base.clone()).await;
+        let i = k % instances;
+        children[i].kill().expect("SIGKILL");
+        children[i].wait().expect("reaped");
+        children[i] = spawn(&db.url(), ports[i]);
+        healthy(&http, &bases[i]).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Release);
@@ -333,7 +353,7 @@ async fn sigkills_while_customers_are_deactivated_and_deadlines_pass() {
     tokio::time::sleep(DEADLINE + Duration::from_secs(2)).await;
     let settle = Instant::now();
     loop {
-        let lags: Vec<u64> = process_lags(&http, &base).await;
+        let lags: Vec<u64> = process_lags(&http, &bases).await;
         let due = factum::store::TimerStore::timers(&store, ShipDeadline::NAME, Some(chrono::Utc::now()), 10)
             .await
             .unwrap();
@@ -347,13 +367,18 @@ async fn sigkills_while_customers_are_deactivated_and_deadlines_pass() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let log = read_log(&store).await;
-    let (status, ops) = get(&http, &base, "/ops/processes").await.expect("/ops/processes");
-    assert_eq!(status, 200);
-    let states: Vec<&str> = ops.as_array().unwrap().iter().filter_map(|p| p["state"].as_str()).collect();
-    assert_eq!(states.len(), 2, "{ops}");
-    assert!(states.iter().all(|s| *s == "live" || *s == "catching_up"), "{ops}");
-    let _ = child.kill();
-    let _ = child.wait();
+    for base in &bases {
+        let (status, ops) = get(&http, base, "/ops/processes").await.expect("/ops/processes");
+        assert_eq!(status, 200);
+        let states: Vec<&str> = ops.as_array().unwrap().iter().filter_map(|p| p["state"].as_str()).collect();
+        assert_eq!(states.len(), 2, "{ops}");
+        let fine = ["live", "catching_up", "standby"];
+        assert!(states.iter().all(|s| fine.contains(s)), "{ops}");
+    }
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     let mut expected_cancels = 0;
     let (mut by_deactivation, mut overdue, mut shipped) = (0, 0, 0);
@@ -411,7 +436,7 @@ async fn sigkills_while_customers_are_deactivated_and_deadlines_pass() {
         }
     }
     println!(
-        "processes: {kills} SIGKILLs over {:.1} s; {} orders, {} deactivated customers; \
+        "processes: {instances} instance(s), {kills} SIGKILLs over {:.1} s; {} orders, {} deactivated customers; \
          {expected_cancels} cancelled exactly once ({by_deactivation} for the deactivation, {overdue} overdue), \
          {shipped} shipped and never cancelled; {fired} timers fired once each; {} process instances, none mid-way",
         loaded.as_secs_f64(),
@@ -429,14 +454,18 @@ async fn get(http: &reqwest::Client, base: &str, path: &str) -> Option<(u16, Val
     Some((status, r.json().await.ok()?))
 }
 
-/// Both processes' lag, measured by the service.
-async fn process_lags(http: &reqwest::Client, base: &str) -> Vec<u64> {
+/// Both processes' lag, as the instance running each one measures it (the smallest any
+/// instance reports: one standing by may not know the checkpoint yet).
+async fn process_lags(http: &reqwest::Client, bases: &[String]) -> Vec<u64> {
     let mut lags = Vec::new();
     for name in [CustomerOrders::NAME, ShipDeadline::NAME] {
-        let lag = get(http, base, &format!("/ops/projections/{name}"))
-            .await
-            .and_then(|(_, v)| v["lag"].as_u64())
-            .unwrap_or(u64::MAX);
+        let mut lag = u64::MAX;
+        for base in bases {
+            let seen = get(http, base, &format!("/ops/projections/{name}"))
+                .await
+                .and_then(|(_, v)| v["lag"].as_u64());
+            lag = lag.min(seen.unwrap_or(u64::MAX));
+        }
         lags.push(lag);
     }
     lags

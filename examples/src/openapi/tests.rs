@@ -43,6 +43,7 @@ fn every_route_is_documented() {
         ("get", "/ops/projections/{name}"),
         ("post", "/ops/projections/{name}/rebuild"),
         ("get", "/ops/projections/{name}/builds"),
+        ("get", "/ops/processes"),
         ("post", "/ops/replay"),
         ("post", "/ops/retention/cleanup"),
         ("get", "/health"),
