@@ -13,8 +13,8 @@ use super::input::{Input, Received};
 use super::manager::Core;
 use super::Process;
 use crate::aggregate::EventCodecError;
-use crate::projection::{catch_panic, Batch, HandlerError, ProjectionSink, SinkError};
-use crate::store::{Checkpoint, EventStore, ProjectionFailure, RecordedEvent};
+use crate::projection::{advance, catch_panic, Batch, HandlerError, ProjectionSink, SinkError};
+use crate::store::{Checkpoint, ProjectionFailure, RecordedEvent};
 use crate::task::AbortOnDrop;
 
 /// Steps the instances a batch's events belong to.
@@ -114,19 +114,6 @@ fn catch_panic_sync<T>(f: impl FnOnce() -> Result<T, HandlerError>) -> Result<T,
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
         Err(HandlerError::msg(format!("panicked: {}", crate::task::panic_message(p.as_ref()))))
     })
-}
-
-async fn advance(
-    store: &dyn EventStore,
-    projection: &str,
-    from: Checkpoint,
-    to: Checkpoint,
-) -> Result<(), SinkError> {
-    if from == to || store.advance_checkpoint(projection, from, to).await? {
-        Ok(())
-    } else {
-        Err(SinkError::Fenced)
-    }
 }
 
 #[async_trait]

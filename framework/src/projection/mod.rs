@@ -32,6 +32,7 @@ pub use definition::{Projection, DEFAULT_BATCH_SIZE};
 pub(crate) use error::panic_error;
 pub use error::{catch_panic, HandlerError, ProjectionError, SinkError};
 pub use policy::{FailurePolicy, OnExhausted};
+pub(crate) use sink::advance;
 pub use sink::AtLeastOnce;
 pub use status::{ProjectionState, ProjectionStatus, RetryReport};
 

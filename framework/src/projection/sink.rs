@@ -28,7 +28,9 @@ impl AtLeastOnce {
     }
 }
 
-async fn advance(
+/// Moves a consumer's checkpoint from `from` to `to` (nothing to do when they are equal);
+/// [`SinkError::Fenced`] if it was not at `from`.
+pub(crate) async fn advance(
     store: &dyn EventStore,
     projection: &str,
     from: Checkpoint,
