@@ -1,17 +1,16 @@
 //! The actor that runs one live aggregate.
 
-use std::any::Any;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rand::Rng;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
+use super::load::{catch_up, panic_message};
 use super::Shared;
 use super::{encode, Aggregate, CommandError, DomainEvent, Executed, SnapshotContext, SnapshotPolicy};
 use crate::backoff::Backoff;
@@ -94,78 +93,6 @@ pub(crate) struct ActorState<A: Aggregate> {
     /// started the actor, so a state request need not catch up again.
     fresh: bool,
     _permit: OwnedSemaphorePermit,
-}
-
-fn panic_message(panic: Box<dyn Any + Send>) -> String {
-    crate::task::panic_message(panic.as_ref())
-}
-
-/// Folds stored events after `version` into `state`.
-async fn catch_up<A: Aggregate>(
-    shared: &Shared,
-    stream: &StreamId,
-    state: &mut A,
-    version: &mut Version,
-) -> Result<(), CommandError<A::Error>> {
-    // Each event is decoded and folded as it arrives, while the rest are still read.
-    let mut tail = shared.store.read_payloads(stream, *version);
-    while let Some(stored) = tail.try_next().await? {
-        let event = A::Event::from_json(&stored.event_type, stored.schema_version, &stored.payload)?;
-        catch_unwind(AssertUnwindSafe(|| state.apply(&event)))
-            .map_err(|p| CommandError::Panicked { committed: true, message: panic_message(p) })?;
-        *version = stored.version;
-    }
-    Ok(())
-}
-
-/// An aggregate as loaded: its state and version, and the version of the snapshot it was
-/// loaded from (0: none).
-pub(crate) struct Restored<A> {
-    pub(crate) state: A,
-    pub(crate) version: Version,
-    pub(crate) snapshot_version: Version,
-}
-
-/// Loads an aggregate: its latest snapshot if it still decodes, then the events after it.
-pub(crate) async fn load<A: Aggregate>(
-    shared: &Shared,
-    stream: &StreamId,
-) -> Result<Restored<A>, CommandError<A::Error>> {
-    let started = Instant::now();
-    let mut state = A::default();
-    let mut version = Version::INITIAL;
-    let mut snapshot_version = Version::INITIAL;
-    match shared.store.load_snapshot(stream).await? {
-        Some(snapshot) if snapshot.schema_version == A::SNAPSHOT_VERSION => {
-            match serde_json::from_value::<A>(snapshot.state) {
-                Ok(s) => {
-                    state = s;
-                    version = snapshot.version;
-                    snapshot_version = snapshot.version;
-                    shared.metrics.snapshot_load(A::TYPE, "hit");
-                }
-                Err(e) => {
-                    tracing::warn!(aggregate_type = A::TYPE, aggregate_id = stream.aggregate_id(), error = %e,
-                        "snapshot no longer decodes; replaying the full stream");
-                    shared.metrics.snapshot_load(A::TYPE, "fallback");
-                }
-            }
-        }
-        Some(snapshot) => {
-            tracing::warn!(
-                aggregate_type = A::TYPE,
-                aggregate_id = stream.aggregate_id(),
-                stored = snapshot.schema_version,
-                current = A::SNAPSHOT_VERSION,
-                "snapshot has another schema version; replaying the full stream"
-            );
-            shared.metrics.snapshot_load(A::TYPE, "fallback");
-        }
-        None => shared.metrics.snapshot_load(A::TYPE, "miss"),
-    }
-    catch_up::<A>(shared, stream, &mut state, &mut version).await?;
-    shared.metrics.load_time(A::TYPE, started.elapsed());
-    Ok(Restored { state, version, snapshot_version })
 }
 
 impl<A: Aggregate> ActorState<A> {

@@ -3,6 +3,7 @@
 pub(crate) mod actor;
 mod config;
 mod error;
+mod load;
 pub(crate) mod registry;
 mod runner;
 mod snapshot;

@@ -10,7 +10,8 @@ use dashmap::DashMap;
 use ractor::{Actor, ActorRef};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
-use super::actor::{load, AggregateActor, AggregateMsg, Args};
+use super::actor::{AggregateActor, AggregateMsg, Args};
+use super::load::load;
 use super::Shared;
 use super::{Aggregate, CommandError};
 use crate::store::StreamId;
