@@ -118,6 +118,10 @@ impl Publisher {
         };
         self.ahead.read(page.is_some());
         let Some(page) = page else { return };
+        // Nothing leaves before it is durable: a failover must not take back what was published.
+        if self.store.durable().await.is_err() {
+            return;
+        }
         tracing::trace!(
             target: STAGES,
             stage = "read_ahead",

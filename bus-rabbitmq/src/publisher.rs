@@ -148,6 +148,9 @@ impl ProjectionSink for Publisher {
             }
         }
         async move {
+            // Only what a failover cannot take back leaves the database (those published
+            // ahead were waited for when they were read).
+            self.store.durable().await?;
             match self.deliver(batch.events, batch.to, true).await {
                 Outcome::Confirmed => self.advance(batch.projection, batch.from, batch.to).await,
                 Outcome::Refused(index, reason) => {
@@ -171,6 +174,7 @@ impl ProjectionSink for Publisher {
     }
 
     async fn retry_failed(&mut self, projection: &str, event: &RecordedEvent) -> Result<(), SinkError> {
+        self.store.durable().await?;
         if let Outcome::Refused(_, reason) =
             self.deliver(std::slice::from_ref(event), event.checkpoint(), false).await
         {

@@ -163,7 +163,21 @@ impl App {
         command: CustomerCommand,
         metadata: Metadata,
     ) -> Result<Executed<Customer>, AppError> {
-        Ok(self.factum.execute_with(command, metadata).await?)
+        self.customer_once(command, metadata, None).await
+    }
+
+    /// Runs a customer command, at most once under `command_id` when there is one (an
+    /// idempotency key: see [`Factum::execute_once`]).
+    pub async fn customer_once(
+        &self,
+        command: CustomerCommand,
+        metadata: Metadata,
+        command_id: Option<uuid::Uuid>,
+    ) -> Result<Executed<Customer>, AppError> {
+        Ok(match command_id {
+            Some(id) => self.factum.execute_once(command, id, metadata).await?,
+            None => self.factum.execute_with(command, metadata).await?,
+        })
     }
 
     /// Runs an order command. Placing an order first checks that the customer is
@@ -174,11 +188,25 @@ impl App {
         command: OrderCommand,
         metadata: Metadata,
     ) -> Result<Executed<Order>, AppError> {
+        self.order_once(command, metadata, None).await
+    }
+
+    /// Runs an order command, at most once under `command_id` when there is one (see
+    /// [`order`](Self::order) and [`Factum::execute_once`]).
+    pub async fn order_once(
+        &self,
+        command: OrderCommand,
+        metadata: Metadata,
+        command_id: Option<uuid::Uuid>,
+    ) -> Result<Executed<Order>, AppError> {
         if let OrderCommand::Place { customer_id, .. } = &command {
             let (customer, _) = self.factum.load::<Customer>(customer_id).await?;
             customer.require_active(customer_id).map_err(CommandError::Domain)?;
         }
-        Ok(self.factum.execute_with(command, metadata).await?)
+        Ok(match command_id {
+            Some(id) => self.factum.execute_once(command, id, metadata).await?,
+            None => self.factum.execute_with(command, metadata).await?,
+        })
     }
 
     /// Stops the supervisor (each projection commits its batch in flight) and passivates

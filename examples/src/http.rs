@@ -53,6 +53,9 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 /// The request header naming the acting user (an id), stored in the events' metadata.
 pub const USER_HEADER: &str = "x-user-id";
+/// The request header that makes a command run at most once: the same key again
+/// answers what the first run recorded (`Idempotency-Key`).
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// The API's routes over `app`.
 pub fn router(app: App) -> Router {
@@ -209,6 +212,19 @@ fn command_error<E: Rejection + std::error::Error>(e: CommandError<E>) -> ApiErr
         }
         CommandError::InvalidCommand(_) => ApiError::bad_request("invalid_id", e.to_string()),
         CommandError::Store(e @ StoreError::Unavailable { .. }) => ApiError::store_unavailable(e),
+        CommandError::Store(e @ StoreError::OutcomeUnknown { .. }) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outcome_unknown",
+            format!(
+                "the command may or may not have been recorded ({e}); send it again with the same \
+                 {IDEMPOTENCY_HEADER} header to get its result"
+            ),
+        ),
+        CommandError::Store(StoreError::DuplicateEvent { .. }) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            format!("this {IDEMPOTENCY_HEADER} was used for another command"),
+        ),
         other => ApiError::internal(other),
     }
 }

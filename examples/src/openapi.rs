@@ -35,7 +35,7 @@ pub struct ErrorBody<'a> {
 /// (`unavailable`).
 #[derive(ToResponse)]
 #[response(
-    description = "The event store is unreachable (`store_unavailable`), or an actor did not answer (`unavailable`). Retry after `Retry-After` seconds.",
+    description = "The event store is unreachable (`store_unavailable`), an actor did not answer (`unavailable`), or a command's outcome could not be found out in time, during a database failover (`outcome_unknown`: send it again with the same `Idempotency-Key`). Retry after `Retry-After` seconds.",
     headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))
 )]
 pub struct Unavailable(pub ErrorBody<'static>);
@@ -86,7 +86,10 @@ impl Modify for Conventions {
             // the read models can be asked to wait for it.
             if path.starts_with("/customers") || path.starts_with("/orders") {
                 let commands = [item.put.as_mut(), item.post.as_mut(), item.delete.as_mut()];
-                commands.into_iter().flatten().for_each(position_header);
+                commands.into_iter().flatten().for_each(|op| {
+                    position_header(op);
+                    idempotency_key(op);
+                });
             }
             if let Some(get) = item.get.as_mut().filter(|_| {
                 path.starts_with("/customers/") || path.starts_with("/orders/") || path == "/audit"
@@ -95,6 +98,21 @@ impl Modify for Conventions {
             }
         }
     }
+}
+
+/// A command runs at most once per `Idempotency-Key`.
+fn idempotency_key(op: &mut Operation) {
+    op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(
+        ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some("Runs the command at most once under this key: sent again (after a timeout, a lost reply, or a 503 `outcome_unknown`), it answers what the first run recorded. 1 to 255 visible ASCII characters."))
+            .schema(Some(string("^[!-~]{1,255}$", 1, 255, "An idempotency key")))
+            .build(),
+    ));
+    add(op, "400", "A bad `Idempotency-Key` header (`invalid_idempotency_key`).");
+    add(op, "422", "The `Idempotency-Key` was used for another command (`idempotency_key_reused`).");
 }
 
 /// A command's successful replies carry `x-factum-position`.

@@ -13,13 +13,22 @@
 //!   waiting for a connection;
 //! - while open, the probe runs again every [`PROBE_EVERY`]; the first one that connects
 //!   closes the circuit, and operations go through again.
+//!
+//! With several servers (a replicated cluster, [`PostgresConfig::hosts`]), the probe asks
+//! them all which one accepts writes, and points the pool at it: a failover opens the
+//! circuit until a standby is promoted, and closes it on the new primary. Connections
+//! made before the move are not handed out again, and a new connection that lands on a
+//! standby is refused, so no operation runs on a server that has stopped being the
+//! primary for longer than one failed statement (which makes the store probe again).
+//!
+//! [`PostgresConfig::hosts`]: crate::PostgresConfig::hosts
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::BoxStream;
 use futures_util::Stream;
@@ -41,12 +50,57 @@ pub(crate) struct Availability {
     /// `Some(reason)` while the circuit is open.
     down: watch::Sender<Option<Arc<str>>>,
     probing: AtomicBool,
-    options: PgConnectOptions,
+    /// The server, or the servers of a replicated cluster.
+    targets: Vec<PgConnectOptions>,
+    /// The pool the probe points at the primary, with several servers.
+    pool: OnceLock<PgPool>,
+    /// When the pool was last pointed at another server.
+    moved_at: Mutex<Option<Instant>>,
 }
 
 impl Availability {
-    pub(crate) fn new(options: PgConnectOptions) -> Arc<Self> {
-        Arc::new(Availability { down: watch::Sender::new(None), probing: AtomicBool::new(false), options })
+    pub(crate) fn new(targets: Vec<PgConnectOptions>) -> Arc<Self> {
+        assert!(!targets.is_empty(), "a store has at least one server");
+        Arc::new(Availability {
+            down: watch::Sender::new(None),
+            probing: AtomicBool::new(false),
+            targets,
+            pool: OnceLock::new(),
+            moved_at: Mutex::new(None),
+        })
+    }
+
+    /// Whether the store follows the primary among several servers.
+    pub(crate) fn follows(&self) -> bool {
+        self.targets.len() > 1
+    }
+
+    /// Gives the probe the pool to point at the primary.
+    pub(crate) fn attach(&self, pool: &PgPool) {
+        let _ = self.pool.set(pool.clone());
+    }
+
+    /// Whether a connection `age` old was made before the pool last moved to another
+    /// server: it may be on the old primary, and is closed rather than handed out.
+    pub(crate) fn predates_move(&self, age: Duration) -> bool {
+        let moved = *self.moved_at.lock().unwrap_or_else(|p| p.into_inner());
+        moved.is_some_and(|at| Instant::now().checked_sub(age).is_none_or(|born| born < at))
+    }
+
+    /// Checks that a new connection is on a server that accepts writes, when following
+    /// a primary: one on a standby is refused with a connection-level error, which makes
+    /// the store look for the primary again.
+    pub(crate) async fn check_new(&self, conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+        if !self.follows() {
+            return Ok(());
+        }
+        let recovering: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut *conn).await?;
+        if recovering {
+            return Err(sqlx::Error::Io(std::io::Error::other(
+                "connected to a standby (in recovery), not the primary",
+            )));
+        }
+        Ok(())
     }
 
     /// `Err(Unavailable)` while the circuit is open.
@@ -204,8 +258,11 @@ impl Availability {
     }
 
     async fn probe(&self) -> Result<(), String> {
+        if self.follows() {
+            return self.follow().await;
+        }
         let attempt = async {
-            let mut conn = self.options.connect().await?;
+            let mut conn = self.targets[0].connect().await?;
             conn.ping().await?;
             conn.close().await
         };
@@ -217,6 +274,26 @@ impl Availability {
             Ok(Err(e)) => Err(describe(&e)),
             Err(_) => Err(format!("no answer from the database within {} ms", PROBE_TIMEOUT.as_millis())),
         }
+    }
+}
+
+impl Availability {
+    /// Finds the primary among the servers and points the pool at it.
+    async fn follow(&self) -> Result<(), String> {
+        let index = crate::hosts::find_primary(&self.targets, PROBE_TIMEOUT).await?;
+        let Some(pool) = self.pool.get() else { return Ok(()) };
+        let target = &self.targets[index];
+        let current = pool.connect_options();
+        if (current.get_host(), current.get_port()) != (target.get_host(), target.get_port()) {
+            pool.set_connect_options(target.clone());
+            *self.moved_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            tracing::warn!(
+                from = %crate::hosts::address(&current),
+                to = %crate::hosts::address(target),
+                "the primary moved; the store follows it"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -277,8 +354,22 @@ pub(crate) fn is_connection_error(e: &sqlx::Error) -> bool {
         }
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // connection_exception, admin/crash shutdown, cannot_connect_now, too_many_connections
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            // read_only_sql_transaction: a standby, or a primary that was demoted.
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "25006")
         }),
+        _ => false,
+    }
+}
+
+/// Whether a statement that failed with `e` may have committed: the connection broke
+/// after it was sent (or the server ended the session), so nobody saw its answer. A
+/// statement refused by the server, or a connection never made, did not commit.
+pub(crate) fn outcome_unknown(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02"))
+        }
         _ => false,
     }
 }
@@ -328,7 +419,7 @@ mod tests {
     async fn a_failed_probe_opens_the_circuit_and_operations_fail_at_once() {
         // Nothing listens on port 1: the probe is refused.
         let options: PgConnectOptions = "postgres://postgres@127.0.0.1:1/postgres".parse().unwrap();
-        let avail = Availability::new(options);
+        let avail = Availability::new(vec![options]);
         assert!(avail.check().is_ok());
         avail.suspect(&sqlx::Error::PoolTimedOut);
         let mut down = avail.down.subscribe();

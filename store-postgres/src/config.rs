@@ -190,6 +190,12 @@ pub struct PoolSettings {
     /// [`StoreError::Timeout`](factum::StoreError::Timeout): a stalled server or a lock
     /// held elsewhere never hangs a caller longer.
     pub operation_timeout: Duration,
+    /// How long an append whose connection was lost after it was sent may take to find
+    /// out whether it committed (default 10 s): it waits for a server that accepts
+    /// writes (during a failover, the promoted standby) and is resolved by its event ids;
+    /// after this long it fails with
+    /// [`StoreError::OutcomeUnknown`](factum::StoreError::OutcomeUnknown).
+    pub outcome_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -199,6 +205,7 @@ impl Default for PoolSettings {
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(10),
+            outcome_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -225,6 +232,13 @@ impl PoolSettings {
         self
     }
 
+    /// Sets how long an append of unknown outcome may take to be resolved.
+    #[must_use]
+    pub fn outcome_timeout(mut self, timeout: Duration) -> Self {
+        self.outcome_timeout = timeout;
+        self
+    }
+
     /// Sets the connect (acquire) timeout.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -246,8 +260,18 @@ impl PoolSettings {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct PostgresConfig {
-    /// How to reach the server.
+    /// How to reach the server: the user, database, TLS and other settings of every
+    /// connection. With [`hosts`](Self::hosts), its host and port are those of the
+    /// current primary.
     pub connect: PgConnectOptions,
+    /// The servers of a replicated cluster (a primary and its standbys), in order; empty
+    /// for one server, the one `connect` names. With several, the store connects to the
+    /// one that accepts writes (`pg_is_in_recovery()` is false) and, when a connection
+    /// breaks or a write meets a read-only server, asks them all again and follows the
+    /// new primary; while none accepts writes, operations fail at once with
+    /// [`StoreError::Unavailable`](factum::StoreError::Unavailable). See
+    /// `docs/operations.md` (Running on a replicated PostgreSQL).
+    pub hosts: Vec<(String, u16)>,
     /// Pool settings.
     pub pool: PoolSettings,
     /// Schema and table names.
@@ -263,17 +287,38 @@ pub struct PostgresConfig {
 
 impl PostgresConfig {
     /// Settings for the server at `url`, with defaults for the rest.
+    ///
+    /// `url` may name several servers, in libpq's multi-host form: the store then
+    /// follows whichever of them is the primary (see [`hosts`](Self::hosts)).
+    /// `target_session_attrs` may be given as `read-write` or `primary`; the store
+    /// always needs the read-write server.
+    ///
+    /// ```
+    /// # use factum_postgres::PostgresConfig;
+    /// let config = PostgresConfig::from_url(
+    ///     "postgresql://app@db1:5432,db2:5432,db3:5432/shop?target_session_attrs=read-write",
+    /// )?;
+    /// assert_eq!(config.hosts.len(), 3);
+    /// assert_eq!(config.connect.get_database(), Some("shop"));
+    /// // A malformed list names the part at fault.
+    /// let refused = PostgresConfig::from_url("postgresql://app@db1:5432,db2:54x2/shop");
+    /// assert!(refused.unwrap_err().to_string().contains("host 2 of 2"));
+    /// # Ok::<(), factum_postgres::ConfigError>(())
+    /// ```
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
-        let connect = url
+        let split = crate::hosts::split_url(url)?;
+        let connect = split
+            .url
             .parse::<PgConnectOptions>()
             .map_err(|e| ConfigError::InvalidSetting { name: "DATABASE_URL", reason: e.to_string() })?;
-        Ok(Self::from_options(connect))
+        Ok(Self::from_options(connect).with_hosts(split.hosts))
     }
 
     /// Settings from connect options, with defaults for the rest.
     pub fn from_options(connect: PgConnectOptions) -> Self {
         PostgresConfig {
             connect,
+            hosts: Vec::new(),
             pool: PoolSettings::default(),
             names: SchemaNames::default(),
             notify_channel: Some("factum_events".into()),
@@ -284,6 +329,8 @@ impl PostgresConfig {
 
     /// Settings from the environment: `DATABASE_URL`, else `DATABASE_HOST`,
     /// `DATABASE_NAME`, `DATABASE_USER`, `DATABASE_PASSWORD` and `DATABASE_PORT`.
+    /// `DATABASE_HOST` may list several servers (`db1,db2,db3`), and `DATABASE_PORT`
+    /// one port for all or one per host, as libpq takes them.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
@@ -295,20 +342,83 @@ impl PostgresConfig {
         let (Some(host), Some(name)) = (get("DATABASE_HOST"), get("DATABASE_NAME")) else {
             return Err(ConfigError::MissingUrl);
         };
-        let mut options = PgConnectOptions::new_without_pgpass().host(&host).database(&name);
+        let names: Vec<&str> = host.split(',').map(str::trim).collect();
+        if let Some(at) = names.iter().position(|h| h.is_empty()) {
+            return Err(ConfigError::InvalidSetting {
+                name: "DATABASE_HOST",
+                reason: format!("host {} of {} is empty", at + 1, names.len()),
+            });
+        }
+        let ports = match get("DATABASE_PORT") {
+            None => vec![5432; names.len()],
+            Some(ports) => {
+                let each = ports
+                    .split(',')
+                    .enumerate()
+                    .map(|(i, p)| {
+                        p.trim().parse::<u16>().map_err(|e| ConfigError::InvalidSetting {
+                            name: "DATABASE_PORT",
+                            reason: format!("port {} ({p:?}): {e}", i + 1),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                match each.len() {
+                    1 => vec![each[0]; names.len()],
+                    n if n == names.len() => each,
+                    n => {
+                        return Err(ConfigError::InvalidSetting {
+                            name: "DATABASE_PORT",
+                            reason: format!("{n} ports for {} hosts: give one, or one per host", names.len()),
+                        })
+                    }
+                }
+            }
+        };
+        let mut options =
+            PgConnectOptions::new_without_pgpass().host(names[0]).port(ports[0]).database(&name);
         if let Some(user) = get("DATABASE_USER") {
             options = options.username(&user);
         }
         if let Some(password) = get("DATABASE_PASSWORD") {
             options = options.password(&password);
         }
-        if let Some(port) = get("DATABASE_PORT") {
-            let port = port
-                .parse::<u16>()
-                .map_err(|e| ConfigError::InvalidSetting { name: "DATABASE_PORT", reason: e.to_string() })?;
-            options = options.port(port);
+        let hosts = if names.len() > 1 {
+            names.iter().map(|h| h.to_string()).zip(ports).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Self::from_options(options).with_hosts(hosts))
+    }
+
+    /// Uses the servers of a replicated cluster, in order, as `host:port` pairs: see
+    /// [`hosts`](Self::hosts). One pair or none means one server.
+    ///
+    /// ```
+    /// # use factum_postgres::PostgresConfig;
+    /// let config = PostgresConfig::from_url("postgres://app@db1/shop")?
+    ///     .with_hosts([("db1", 5432), ("db2", 5432)]);
+    /// assert_eq!(config.hosts[1], ("db2".to_owned(), 5432));
+    /// # Ok::<(), factum_postgres::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn with_hosts<H: Into<String>>(mut self, hosts: impl IntoIterator<Item = (H, u16)>) -> Self {
+        let hosts: Vec<(String, u16)> = hosts.into_iter().map(|(h, p)| (h.into(), p)).collect();
+        if let [(host, port)] = hosts.as_slice() {
+            self.connect = self.connect.host(host).port(*port);
+            self.hosts = Vec::new();
+        } else {
+            self.hosts = hosts;
         }
-        Ok(Self::from_options(options))
+        self
+    }
+
+    /// The connect options of each server to try: one per host, or `connect` alone.
+    pub(crate) fn targets(&self) -> Vec<PgConnectOptions> {
+        if self.hosts.is_empty() {
+            vec![self.connect.clone()]
+        } else {
+            crate::hosts::targets(&self.connect, &self.hosts)
+        }
     }
 
     /// Uses other schema and table names.
@@ -376,6 +486,22 @@ mod tests {
         assert_eq!(c.connect.get_host(), "db");
         assert_eq!(c.connect.get_port(), 55432);
         assert_eq!(c.connect.get_database(), Some("eventstore"));
+        let c = PostgresConfig::from_lookup(vars(&[
+            ("DATABASE_HOST", "db1, db2,db3"),
+            ("DATABASE_NAME", "eventstore"),
+            ("DATABASE_PORT", "5432,5433,5434"),
+        ]))
+        .unwrap();
+        assert_eq!(c.hosts[2], ("db3".to_owned(), 5434));
+        assert_eq!((c.connect.get_host(), c.connect.get_port()), ("db1", 5432));
+        for (hosts, ports) in [("a,,b", "1"), ("a,b", "1,2,3"), ("a,b", "1,x")] {
+            assert!(PostgresConfig::from_lookup(vars(Box::leak(Box::new([
+                ("DATABASE_HOST", hosts),
+                ("DATABASE_NAME", "n"),
+                ("DATABASE_PORT", ports),
+            ]))))
+            .is_err());
+        }
         assert!(matches!(
             PostgresConfig::from_lookup(vars(&[
                 ("DATABASE_HOST", "h"),

@@ -41,6 +41,7 @@ mod availability;
 mod config;
 mod conns;
 mod filter;
+mod hosts;
 mod lease;
 mod listener;
 mod projection;
@@ -56,7 +57,7 @@ pub use projection::{ExactlyOnce, PgProjection};
 pub use read_models::ReadModels;
 pub use roles::{create_roles, Roles};
 pub use schema::{migrations, Migration, MigrationStatus};
-pub use store::{build_schema, Coalescing, FlushStats, PostgresStore, STREAM_BUFFER};
+pub use store::{build_schema, Coalescing, FlushStats, OutcomeStats, PostgresStore, STREAM_BUFFER};
 
 /// The `sqlx` this crate is built on. A [`PgProjection`] writes through its
 /// `sqlx::PgConnection`; use this one (`use factum_postgres::sqlx;`) rather than adding

@@ -382,6 +382,15 @@ pub async fn count_streams(store: Store) {
     assert!(matches!(store.count_streams(Some("")).await, Err(StoreError::InvalidInput(_))));
 }
 
+/// Waiting for durability returns on a store without synchronous standbys, before and
+/// after appends, and changes nothing in the log.
+pub async fn durable(store: Store) {
+    store.durable().await.unwrap();
+    store.append(&sid("Order", "o-1"), ExpectedVersion::NoStream, vec![ev("X")]).await.unwrap();
+    store.durable().await.unwrap();
+    assert_eq!(store.read_all(Checkpoint::START, 10).await.unwrap().len(), 1);
+}
+
 /// What a reader at a checkpoint has yet to read up to a position, in its category or in
 /// the whole log.
 pub async fn unread(store: Store) {
@@ -1097,7 +1106,7 @@ macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
             append_and_read_stream, expected_version_modes, idempotent_append, json_text_payloads, append_many_is_atomic,
-            event_fields_round_trip, read_payloads, count_streams, unread, read_all_and_category, query_filters, query_default_limit,
+            event_fields_round_trip, read_payloads, count_streams, durable, unread, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
             checkpoint_fencing, leases, recorded_failures, projection_stops, count_after, guarded_delete, category_wake_ups,
             read_log_selects, consumer_requests, projection_builds, projection_slices, concurrent_history,

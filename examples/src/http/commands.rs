@@ -101,7 +101,10 @@ pub(super) async fn register_customer(
 ) -> Result<(StatusCode, Committed<Done>), ApiError> {
     let customer_id = new_or_checked_id(body.id, "cus")?;
     let command = CustomerCommand::Register { customer_id, name: body.name, email: body.email };
-    Ok((StatusCode::CREATED, done(&app, app.customer(command, ctx.metadata()).await?, &ctx).await?))
+    Ok((
+        StatusCode::CREATED,
+        done(&app, app.customer_once(command, ctx.metadata(), ctx.command_id).await?, &ctx).await?,
+    ))
 }
 
 /// A customer's new email.
@@ -130,7 +133,7 @@ pub(super) async fn change_email(
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Committed<Done>, ApiError> {
     let command = CustomerCommand::ChangeEmail { customer_id, email: body.email };
-    done(&app, app.customer(command, ctx.metadata()).await?, &ctx).await
+    done(&app, app.customer_once(command, ctx.metadata(), ctx.command_id).await?, &ctx).await
 }
 
 /// Deactivates a customer: no new orders (deactivating twice changes nothing).
@@ -147,7 +150,13 @@ pub(super) async fn deactivate(
     Id(customer_id): Id,
     Extension(ctx): Extension<Context>,
 ) -> Result<Committed<Done>, ApiError> {
-    done(&app, app.customer(CustomerCommand::Deactivate { customer_id }, ctx.metadata()).await?, &ctx).await
+    done(
+        &app,
+        app.customer_once(CustomerCommand::Deactivate { customer_id }, ctx.metadata(), ctx.command_id)
+            .await?,
+        &ctx,
+    )
+    .await
 }
 
 /// An order to place.
@@ -194,7 +203,10 @@ pub(super) async fn place_order(
         )
     })?;
     let command = OrderCommand::Place { order_id, customer_id: body.customer_id };
-    Ok((StatusCode::CREATED, done(&app, app.order(command, ctx.metadata()).await?, &ctx).await?))
+    Ok((
+        StatusCode::CREATED,
+        done(&app, app.order_once(command, ctx.metadata(), ctx.command_id).await?, &ctx).await?,
+    ))
 }
 
 /// Items to add to an order.
@@ -246,7 +258,7 @@ pub(super) async fn add_item(
         quantity: body.quantity,
         unit_price: body.unit_price,
     };
-    done(&app, app.order(command, ctx.metadata()).await?, &ctx).await
+    done(&app, app.order_once(command, ctx.metadata(), ctx.command_id).await?, &ctx).await
 }
 
 /// Removes a line from an open order.
@@ -271,7 +283,12 @@ pub(super) async fn remove_item(
         .map_err(|why| ApiError::bad_request("invalid_id", format!("invalid id {order_id:?}: {why}")))?;
     check_id(&sku)
         .map_err(|why| ApiError::bad_request("invalid_sku", format!("invalid sku {sku:?}: {why}")))?;
-    done(&app, app.order(OrderCommand::RemoveItem { order_id, sku }, ctx.metadata()).await?, &ctx).await
+    done(
+        &app,
+        app.order_once(OrderCommand::RemoveItem { order_id, sku }, ctx.metadata(), ctx.command_id).await?,
+        &ctx,
+    )
+    .await
 }
 
 /// Confirms a non-empty open order (confirming twice changes nothing).
@@ -291,7 +308,12 @@ pub(super) async fn confirm(
     Id(order_id): Id,
     Extension(ctx): Extension<Context>,
 ) -> Result<Committed<Done>, ApiError> {
-    done(&app, app.order(OrderCommand::Confirm { order_id }, ctx.metadata()).await?, &ctx).await
+    done(
+        &app,
+        app.order_once(OrderCommand::Confirm { order_id }, ctx.metadata(), ctx.command_id).await?,
+        &ctx,
+    )
+    .await
 }
 
 /// Ships a confirmed order.
@@ -308,7 +330,8 @@ pub(super) async fn ship(
     Id(order_id): Id,
     Extension(ctx): Extension<Context>,
 ) -> Result<Committed<Done>, ApiError> {
-    done(&app, app.order(OrderCommand::Ship { order_id }, ctx.metadata()).await?, &ctx).await
+    done(&app, app.order_once(OrderCommand::Ship { order_id }, ctx.metadata(), ctx.command_id).await?, &ctx)
+        .await
 }
 
 /// Why an order is cancelled.
@@ -336,6 +359,15 @@ pub(super) async fn cancel(
     Extension(ctx): Extension<Context>,
     ApiJson(body): ApiJson<CancelBody>,
 ) -> Result<Committed<Done>, ApiError> {
-    done(&app, app.order(OrderCommand::Cancel { order_id, reason: body.reason }, ctx.metadata()).await?, &ctx)
-        .await
+    done(
+        &app,
+        app.order_once(
+            OrderCommand::Cancel { order_id, reason: body.reason },
+            ctx.metadata(),
+            ctx.command_id,
+        )
+        .await?,
+        &ctx,
+    )
+    .await
 }

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{ApiError, CORRELATION_HEADER, USER_HEADER};
+use super::{ApiError, CORRELATION_HEADER, IDEMPOTENCY_HEADER, USER_HEADER};
 use crate::validate::check_id;
 
 /// A JSON object body; malformed JSON is 400, a wrong shape (not an object, missing or
@@ -135,6 +135,9 @@ pub(super) fn query_error(e: QueryRejection) -> ApiError {
 pub(super) struct Context {
     pub(super) correlation_id: Uuid,
     user_id: Option<String>,
+    /// The command's id, from the request's `Idempotency-Key`: a command sent again
+    /// with the same key runs once, and the repeat answers what the first run did.
+    pub(super) command_id: Option<Uuid>,
 }
 
 impl Context {
@@ -150,6 +153,19 @@ impl Context {
         metadata.custom.insert("source".into(), Value::from("http"));
         metadata
     }
+}
+
+/// The command id of an `Idempotency-Key`: the key itself if it is a UUID, else a
+/// name-based UUID of it; `None` for a key that is empty, too long or not visible ASCII.
+fn command_id(key: &[u8]) -> Option<Uuid> {
+    /// The namespace of command ids made from idempotency keys.
+    const KEYS: Uuid = Uuid::from_u128(0x0d1c_9a5e_8f3b_4c61_a2f4_5b7e_3c90_d148);
+    let visible = (1..=255).contains(&key.len()) && key.iter().all(|b| (0x21..=0x7e).contains(b));
+    if !visible {
+        return None;
+    }
+    let text = std::str::from_utf8(key).ok()?;
+    Some(text.parse().unwrap_or_else(|_| Uuid::new_v5(&KEYS, key)))
 }
 
 /// Takes (or makes) the correlation id, runs the request in a span carrying it (continuing
@@ -179,7 +195,18 @@ pub(super) async fn request_context(mut req: Request, next: Next) -> Response {
                     .into_response();
             }
         };
-    req.extensions_mut().insert(Context { correlation_id, user_id });
+    let command_id = match req.headers().get(IDEMPOTENCY_HEADER).map(|v| command_id(v.as_bytes())) {
+        None => None,
+        Some(Some(id)) => Some(id),
+        Some(None) => {
+            return ApiError::bad_request(
+                "invalid_idempotency_key",
+                format!("{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters"),
+            )
+            .into_response();
+        }
+    };
+    req.extensions_mut().insert(Context { correlation_id, user_id, command_id });
     let span = tracing::info_span!(
         "request",
         otel.kind = "server",

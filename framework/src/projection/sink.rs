@@ -10,6 +10,9 @@ use crate::store::{Checkpoint, EventStore, ProjectionFailure, RecordedEvent};
 
 /// An at-least-once sink: the handler gets each event, then the checkpoint moves in the
 /// store. An event handled just before a crash comes again after it.
+///
+/// The handler writes outside the store, where a failover of the database cannot take
+/// it back: it gets a batch only once the batch is [durable](crate::store::EventLog::durable).
 pub struct AtLeastOnce {
     store: Arc<dyn EventStore>,
     handler: Box<dyn EventHandler>,
@@ -46,6 +49,7 @@ pub(crate) async fn advance(
 #[async_trait]
 impl ProjectionSink for AtLeastOnce {
     async fn apply(&mut self, batch: Batch<'_>) -> Result<(), SinkError> {
+        self.store.durable().await?;
         for (index, event) in batch.events.iter().enumerate() {
             let span = crate::trace::handling_span(event);
             if let Err(error) = catch_panic(self.handler.handle(event)).instrument(span).await {
@@ -72,6 +76,7 @@ impl ProjectionSink for AtLeastOnce {
     }
 
     async fn retry_failed(&mut self, projection: &str, event: &RecordedEvent) -> Result<(), SinkError> {
+        self.store.durable().await?;
         catch_panic(self.handler.handle(event)).await.map_err(|error| SinkError::Handler {
             index: 0,
             error,

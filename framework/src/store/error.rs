@@ -151,6 +151,19 @@ pub enum StoreError {
         /// The timeout.
         after: std::time::Duration,
     },
+    /// An append was sent, the connection was lost before its answer came, and the store
+    /// could not find out in time whether it committed (no server accepted writes within
+    /// the backend's resolution window, during a failover say). It may have committed or
+    /// not. Sending the same append again (the same event ids) is safe: it is stored once,
+    /// and a retry of a stored append returns the original result. A command run with
+    /// [`execute_once`](crate::Factum::execute_once) may be sent again under the same id.
+    #[error("the outcome of the append to {stream} is unknown: {reason}")]
+    OutcomeUnknown {
+        /// The stream appended to.
+        stream: StreamId,
+        /// Why it could not be found out.
+        reason: String,
+    },
     /// A stored row could not be read back (for instance a column outside its range).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -175,6 +188,11 @@ impl StoreError {
     /// Whether the store did not answer in time ([`StoreError::Timeout`]).
     pub fn is_timeout(&self) -> bool {
         matches!(self, StoreError::Timeout { .. })
+    }
+
+    /// Whether an append's outcome is unknown ([`StoreError::OutcomeUnknown`]).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, StoreError::OutcomeUnknown { .. })
     }
 
     /// Whether this is an optimistic concurrency conflict.

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::backend::LogBackend;
 use super::op::{
-    Append, AppendMany, CheckpointOf, Count, CountStreams, Execute, LatestPosition, Query, ReadAll,
+    Append, AppendMany, CheckpointOf, Count, CountStreams, Durable, Execute, LatestPosition, Query, ReadAll,
     ReadCategory, ReadLog, ReadStream, StreamEvents, StreamVersion, Unread,
 };
 use super::{
@@ -43,6 +43,7 @@ pub trait EventLog:
     + Execute<CountStreams>
     + Execute<Unread>
     + Execute<CheckpointOf>
+    + Execute<Durable>
 {
     /// Appends `events` to `stream` atomically, if the stream's version satisfies
     /// `expected`; the store assigns consecutive versions and global positions.
@@ -167,6 +168,17 @@ pub trait EventLog:
         self.execute(CheckpointOf::new(position)?).await
     }
 
+    /// Returns once every event this store has shown a reader so far is durable: on a
+    /// replicated database with synchronous standbys, once it is on the standbys the
+    /// primary waits for (so that a failover cannot lose it); on one server, or a store
+    /// in memory, at once. A reader that hands events to something outside the store (a
+    /// message broker, another service) calls it after reading and before handing them
+    /// on, so that nothing leaves that a failover could take back; the framework's
+    /// [`AtLeastOnce`](crate::projection::AtLeastOnce) sinks do.
+    async fn durable(&self) -> Result<(), StoreError> {
+        self.execute(Durable).await
+    }
+
     /// The events matching `filter`, yielded through a bounded buffer: the store reads
     /// ahead only as far as the consumer keeps up. Without a limit, every match.
     fn stream(&self, filter: EventFilter) -> EventStream {
@@ -192,5 +204,6 @@ impl<T> EventLog for T where
         + Execute<CountStreams>
         + Execute<Unread>
         + Execute<CheckpointOf>
+        + Execute<Durable>
 {
 }

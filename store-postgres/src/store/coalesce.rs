@@ -20,7 +20,8 @@
 //! an exact retry). A flush that fails as a whole (a duplicate id, a version taken by a
 //! writer elsewhere, a lost connection) has its appends tried alone, each with its own
 //! outcome; an append whose flush committed before the connection was lost is found by
-//! its event ids and answered with its result.
+//! its event ids and answered with its result (see `outcome.rs`: it waits for a server
+//! that accepts writes to find out).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -275,7 +276,7 @@ impl PostgresStore {
             Route::Alone(events) => {
                 let _slot = Slot { store: self };
                 self.inner.flush_counters.flushed(std::iter::once(Duration::ZERO));
-                self.append_alone(stream, expected, &events).await
+                self.append_resolved(stream, expected, &events, false).await
             }
         }
     }
@@ -321,17 +322,36 @@ impl PostgresStore {
         counters.flushed(batch.iter().map(|p| now.duration_since(p.queued)));
         if batch.len() == 1 {
             let p = batch.remove(0);
-            let result = self.append_alone(&p.stream, p.expected, &p.events).await;
+            let result = self.append_resolved(&p.stream, p.expected, &p.events, false).await;
             let _ = p.reply.send(result);
             return;
         }
+        // Whether the flush was sent and its connection lost: its appends may have
+        // committed, and are resolved by their ids.
+        let mut sent = false;
         let outcome = match self.inner.conns.get().await {
             Ok(mut conn) => {
                 let parts: Vec<Part<'_>> = batch
                     .iter()
                     .map(|p| Part { stream: &p.stream, expected: p.expected, events: &p.events })
                     .collect();
-                let outcome = self.append_streams_on(&mut conn, &parts, false).await;
+                let outcome = match tokio::time::timeout(
+                    self.inner.timeout,
+                    self.append_streams_on(&mut conn, &parts, false),
+                )
+                .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        self.inner.avail.suspect_stall();
+                        Err(AppendFailure::Other(StoreError::Timeout {
+                            operation: "append",
+                            after: self.inner.timeout,
+                        }))
+                    }
+                };
+                sent =
+                    matches!(&outcome, Err(AppendFailure::Other(e)) if super::outcome::may_have_committed(e));
                 // A statement refused (a stored id, a version taken) leaves the
                 // connection sound; any other failure may not.
                 let sound = matches!(
@@ -359,7 +379,7 @@ impl PostgresStore {
                 }
                 None => {
                     counters.retried_alone.fetch_add(1, Ordering::Relaxed);
-                    self.append_alone(&p.stream, p.expected, &p.events).await
+                    self.append_resolved(&p.stream, p.expected, &p.events, sent).await
                 }
             };
             let _ = p.reply.send(result);

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factum::store::backend::{read_log_in_memory, LogBackend};
 use factum::store::op::{
-    Append, AppendMany, CheckpointOf, Count, CountStreams, Execute, LatestPosition, Observer, Query, ReadAll,
-    ReadCategory, ReadLog, ReadStream, StreamEvents, StreamVersion, Unread,
+    Append, AppendMany, CheckpointOf, Count, CountStreams, Durable, Execute, LatestPosition, Observer, Query,
+    ReadAll, ReadCategory, ReadLog, ReadStream, StreamEvents, StreamVersion, Unread,
 };
 use factum::store::{
     AppendResult, Checkpoint, EventStream, GlobalPosition, Limits, LogPage, OrderBy, PayloadStream,
@@ -29,10 +29,12 @@ impl Execute<Append> for PostgresStore {
         let (stream, expected, events) = op.into_parts();
         let stream = &stream;
         let known = matches!(expected, ExpectedVersion::Exact(_) | ExpectedVersion::NoStream);
+        // Each attempt is bounded by the operation timeout; an append whose outcome is
+        // unknown is resolved before it is answered (see `outcome.rs`).
         let result = if known && self.inner.coalescing.enabled {
-            self.bounded("append", self.append_coalesced(stream, expected, events)).await
+            self.append_coalesced(stream, expected, events).await
         } else {
-            self.bounded("append", self.append_alone(stream, expected, &events)).await
+            self.append_resolved(stream, expected, &events, false).await
         };
         if let Ok(result) = &result {
             self.inner.recent.remember(result);
@@ -151,6 +153,23 @@ impl Execute<ReadCategory> for PostgresStore {
             conn.release(&rows);
             let rows = rows?;
             decode_all(&rows)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Execute<Durable> for PostgresStore {
+    async fn execute(&self, _: Durable) -> Result<(), StoreError> {
+        self.bounded("durable", async {
+            let mut conn = self.inner.conns.get().await?;
+            let result = sqlx::query_scalar::<_, Option<bool>>(self.inner.sql.durable.clone())
+                .fetch_one(&mut *conn)
+                .await
+                .map(drop)
+                .map_err(backend);
+            conn.release(&result);
+            result
         })
         .await
     }
@@ -308,6 +327,7 @@ impl LogBackend for PostgresStore {
         // Every component instruments its store: the counters join the registry once.
         if self.inner.observer.set(observer).is_ok() {
             self.inner.flush_counters.register(registry);
+            self.inner.outcomes.register(registry);
         }
     }
 }

@@ -37,6 +37,7 @@ mod coalesce;
 mod consumers;
 mod log;
 mod members;
+mod outcome;
 mod payloads;
 mod read_log;
 mod recent;
@@ -51,6 +52,7 @@ use crate::rows::backend;
 pub use builds::build_schema;
 use coalesce::{Coalescer, Counters};
 pub use coalesce::{Coalescing, FlushStats};
+pub use outcome::OutcomeStats;
 use sql::Sql;
 
 /// How many events [`EventStore::stream`](factum::store::EventLog::stream) reads ahead of its consumer (a buffer of 100).
@@ -83,6 +85,9 @@ struct Inner {
     avail: Arc<Availability>,
     /// The most an [`EventStore`] operation may take.
     timeout: std::time::Duration,
+    /// How long an append of unknown outcome may take to be resolved, and how each was.
+    outcome_timeout: std::time::Duration,
+    outcomes: outcome::Outcomes,
     /// Connections for one-statement operations, kept out of the pool between them.
     conns: Arc<Connections>,
     names: SchemaNames,
@@ -147,8 +152,16 @@ fn validate_config(config: &PostgresConfig) -> Result<(), StoreError> {
 impl PostgresStore {
     /// Connects a pool with the configured settings. Does not touch the schema: call
     /// [`migrate`](Self::migrate) at start-up to create or upgrade it.
-    pub async fn connect(config: PostgresConfig) -> Result<Self, StoreError> {
+    pub async fn connect(mut config: PostgresConfig) -> Result<Self, StoreError> {
         validate_config(&config)?;
+        let targets = config.targets();
+        if targets.len() > 1 {
+            // A replicated cluster: start on the server that accepts writes.
+            let index = crate::hosts::find_primary(&targets, config.pool.connect_timeout)
+                .await
+                .map_err(|reason| StoreError::Unavailable { reason })?;
+            config.connect = targets[index].clone();
+        }
         // One direct connection first: a refused connection, a missing database or a
         // failed login is answered at once with the server's reason, where the pool would
         // retry until its acquire timeout.
@@ -173,12 +186,25 @@ impl PostgresStore {
                 })
             }
         }
-        let pool = PgPoolOptions::new()
+        let avail = Availability::new(targets);
+        let mut options = PgPoolOptions::new()
             .max_connections(config.pool.max_connections)
             .idle_timeout(config.pool.idle_timeout)
-            .acquire_timeout(config.pool.connect_timeout)
-            .connect_with(config.connect.clone())
-            .await;
+            .acquire_timeout(config.pool.connect_timeout);
+        if avail.follows() {
+            // Only connections to the current primary are handed out (see availability.rs).
+            let (fresh, idle) = (avail.clone(), avail.clone());
+            options = options
+                .after_connect(move |conn, _| {
+                    let avail = fresh.clone();
+                    Box::pin(async move { avail.check_new(conn).await })
+                })
+                .before_acquire(move |_, meta| {
+                    let stale = idle.predates_move(meta.age);
+                    Box::pin(async move { Ok(!stale) })
+                });
+        }
+        let pool = options.connect_with(config.connect.clone()).await;
         let pool = match pool {
             Ok(pool) => pool,
             // The pool may say only that it timed out: ask the server once for the reason
@@ -192,7 +218,7 @@ impl PostgresStore {
             }
             Err(e) => return Err(backend(e)),
         };
-        Self::from_pool(pool, config)
+        Self::assemble(pool, config, avail)
     }
 
     /// Uses an existing pool; its connection settings win over the config's.
@@ -200,14 +226,29 @@ impl PostgresStore {
     /// The store's one-statement operations keep a connection out of the pool for up to
     /// 100 ms between uses, so the pool's `before_acquire` and `after_release` hooks run
     /// only when a connection passes through the pool (see the operations guide).
+    ///
+    /// With [`PostgresConfig::hosts`], the store points this pool at whichever server
+    /// is the primary (with the pool's own user, database and TLS settings); the checks
+    /// that [`connect`](Self::connect) adds to its own pool, so that no connection made
+    /// to the old primary is handed out after a failover, are the application's to add.
     pub fn from_pool(pool: PgPool, config: PostgresConfig) -> Result<Self, StoreError> {
         validate_config(&config)?;
-        let avail = Availability::new((*pool.connect_options()).clone());
+        let base = (*pool.connect_options()).clone();
+        let targets =
+            if config.hosts.is_empty() { vec![base] } else { crate::hosts::targets(&base, &config.hosts) };
+        let avail = Availability::new(targets);
+        Self::assemble(pool, config, avail)
+    }
+
+    fn assemble(pool: PgPool, config: PostgresConfig, avail: Arc<Availability>) -> Result<Self, StoreError> {
+        avail.attach(&pool);
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 conns: Arc::new(Connections::new(pool.clone(), avail.clone())),
                 avail,
                 timeout: config.pool.operation_timeout,
+                outcome_timeout: config.pool.outcome_timeout,
+                outcomes: outcome::Outcomes::default(),
                 pool,
                 sql: Sql::new(&config.names),
                 names: config.names,
@@ -283,6 +324,12 @@ impl PostgresStore {
 
     pub(crate) fn sql(&self) -> &Sql {
         &self.inner.sql
+    }
+
+    /// How appends whose connection was lost after they were sent were resolved, so far
+    /// (see [`PoolSettings::outcome_timeout`](crate::PoolSettings::outcome_timeout)).
+    pub fn outcome_stats(&self) -> OutcomeStats {
+        self.inner.outcomes.snapshot()
     }
 
     /// The coalescing writer's figures so far (see [`Coalescing`]).

@@ -40,6 +40,8 @@ pub(crate) struct Sql {
     pub(crate) read_category: SqlStr,
     /// A page of the log with a reader's selector applied (see `read_log.rs`).
     pub(crate) read_log: SqlStr,
+    /// Waits for the synchronous standbys (see `durable.sql`).
+    pub(crate) durable: SqlStr,
     pub(crate) latest_position: SqlStr,
     pub(crate) by_ids: SqlStr,
     pub(crate) select: SqlStr,
@@ -117,6 +119,7 @@ impl Sql {
             read_category: e(statement!("read_category")),
             read_log: e(statement!("read_log")),
             latest_position: e(statement!("latest_position")),
+            durable: e(statement!("durable")),
             by_ids: e(statement!("by_ids")),
             select: e(statement!("select")),
             count: e(statement!("count")),

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use super::{collect, relock, InMemoryStore};
 use crate::store::backend::{deduplicated_result, payloads_from_read_stream, read_log_in_memory, LogBackend};
 use crate::store::op::{
-    Append, AppendMany, CheckpointOf, Count, CountStreams, Execute, LatestPosition, Query, ReadAll,
+    Append, AppendMany, CheckpointOf, Count, CountStreams, Durable, Execute, LatestPosition, Query, ReadAll,
     ReadCategory, ReadLog, ReadStream, StreamEvents, StreamVersion, Unread,
 };
 use crate::store::{
@@ -127,6 +127,14 @@ impl Execute<ReadCategory> for InMemoryStore {
 impl Execute<ReadLog> for InMemoryStore {
     async fn execute(&self, op: ReadLog) -> Result<Option<LogPage>, StoreError> {
         read_log_in_memory(self, op).await
+    }
+}
+
+#[async_trait]
+impl Execute<Durable> for InMemoryStore {
+    /// Every stored event is as durable as the store: at once.
+    async fn execute(&self, _: Durable) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

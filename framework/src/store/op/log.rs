@@ -329,6 +329,15 @@ impl Operation for CountStreams {
     type Output = u64;
 }
 
+/// [`EventLog::durable`](crate::store::EventLog::durable).
+#[derive(Debug, Default)]
+pub struct Durable;
+
+impl Operation for Durable {
+    const NAME: &'static str = "durable";
+    type Output = ();
+}
+
 /// [`EventLog::latest_position`](crate::store::EventLog::latest_position).
 #[derive(Debug, Default)]
 pub struct LatestPosition;

@@ -66,7 +66,7 @@ pub use consumer::{
     RecordFailure, RecordStop, ResolveFailure, SaveCheckpoint, Stopped, TryLease,
 };
 pub use log::{
-    Append, AppendMany, CountStreams, LatestPosition, ReadAll, ReadCategory, ReadLog, ReadStream,
+    Append, AppendMany, CountStreams, Durable, LatestPosition, ReadAll, ReadCategory, ReadLog, ReadStream,
     StreamVersion,
 };
 pub use members::{Heartbeat, Leave};
