@@ -170,15 +170,17 @@ async fn primary_killed_loses_nothing_acknowledged_and_publishes_nothing_lost() 
     ];
     let mut child = spawn_with(&url, port, &env);
     until_healthy(&http, &base, Duration::from_secs(120)).await;
-    let load = Load::start_with(&http, &[&base], &Down::default(), true);
+    // Two more workers that only write, so that appends are in flight when the primary dies.
+    let load = Load::start_with(&http, &[&base], &Down::default(), true, 2);
     let mut rng = rand::thread_rng();
     let mut rows = Vec::new();
     let mut before = unknown_outcomes(&http, &base).await;
     for round in 1..=kills {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1_000..3_000))).await;
         let old = cluster(&["leader"]).expect("a leader");
-        let killed = Instant::now();
         cluster(&["kill", &old]).expect("kill the primary");
+        // The kill returns once the postmaster and its backends are gone.
+        let killed = Instant::now();
         let (leader, promoted) = tokio::task::spawn_blocking({
             let old = old.clone();
             move || new_leader(&old, Duration::from_secs(120))
@@ -196,6 +198,9 @@ async fn primary_killed_loses_nothing_acknowledged_and_publishes_nothing_lost() 
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         let live = until_live(&http, &base, Duration::from_secs(60)).await;
+        // No server accepted writes in between: nothing can have been acknowledged.
+        let early = load.acks_between(killed, promoted);
+        assert!(early.is_empty(), "writes acknowledged with no primary: {early:?}");
         let after = unknown_outcomes(&http, &base).await;
         let resolved: Vec<String> = after
             .iter()
@@ -206,7 +211,7 @@ async fn primary_killed_loses_nothing_acknowledged_and_publishes_nothing_lost() 
         before = after;
         let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
         let row = format!(
-            "failover {round}: {old} killed, {leader} promoted after {:.1} s (detection); first command \
+            "failover {round}: {old} killed, {leader} promoted after {:.1} s (detection); first write \
              acknowledged {:.1} s after the kill ({:.1} s after the promotion); projections live {:.2} s after \
              that; unknown outcomes: {}",
             secs(killed, promoted),

@@ -66,8 +66,9 @@ pub(crate) struct Ledger {
     pub(crate) outcome_unknown: usize,
     /// Requests sent again (with their idempotency key) after a 5xx or no answer.
     pub(crate) resent: usize,
-    /// When each acknowledged command was answered.
+    /// When each acknowledged command that recorded events was answered.
     pub(crate) acked_at: Vec<Instant>,
+    pub(crate) acked_log: Vec<(Instant, String)>,
 }
 
 /// When the database went down, while it is (set by the database-restart run).
@@ -86,9 +87,11 @@ pub(crate) async fn drive(
     let mut n = 0u64;
     while !stop.load(Ordering::Acquire) {
         n += 1;
-        let customer = format!("c{worker}-{}", rng.gen_range(0..5));
+        let customer = format!("c{}-{}", worker % 6, rng.gen_range(0..5));
         let order = format!("o{worker}-{}", rng.gen_range(0..20));
-        let (path, body) = match rng.gen_range(0..9) {
+        // Workers past the sixth only change emails: commands that always write.
+        let kind = if worker >= 6 { 8 } else { rng.gen_range(0..9) };
+        let (path, body) = match kind {
             0 => (
                 "/customers".to_owned(),
                 json!({ "id": customer, "name": "Ada", "email": format!("{customer}@example.com") }),
@@ -156,7 +159,10 @@ pub(crate) async fn drive(
                         .and_then(|body| body["events"].as_array().map(Vec::len))
                         .unwrap_or(1);
                     ledger.events.insert(correlation, reported);
-                    ledger.acked_at.push(Instant::now());
+                    if reported > 0 {
+                        ledger.acked_at.push(Instant::now());
+                        ledger.acked_log.push((Instant::now(), what.clone()));
+                    }
                     ledger.what.insert(correlation, what);
                     ledger.acked.insert(correlation)
                 }
@@ -328,15 +334,22 @@ pub(crate) struct Load {
 
 impl Load {
     pub(crate) fn start(http: &reqwest::Client, bases: &[&str], down: &Down) -> Load {
-        Self::start_with(http, bases, down, false)
+        Self::start_with(http, bases, down, false, 0)
     }
 
-    /// Six workers that send each command with an idempotency key, and send it again
-    /// after a 5xx or no answer (`resend`), as a careful client does.
-    pub(crate) fn start_with(http: &reqwest::Client, bases: &[&str], down: &Down, resend: bool) -> Load {
+    /// Six workers, plus `writers` that only send commands that write, each sending its
+    /// commands with an idempotency key and sending them again after a 5xx or no answer
+    /// (`resend`), as a careful client does.
+    pub(crate) fn start_with(
+        http: &reqwest::Client,
+        bases: &[&str],
+        down: &Down,
+        resend: bool,
+        writers: u64,
+    ) -> Load {
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..6)
+        let workers = (0..6 + writers)
             .map(|w| {
                 tokio::spawn(drive(
                     http.clone(),
@@ -356,7 +369,13 @@ impl Load {
         self.ledger.lock().unwrap().acked.len()
     }
 
-    /// When the first command after `since` was acknowledged, if one was.
+    /// What was acknowledged, with events, between `from` and `to`.
+    pub(crate) fn acks_between(&self, from: Instant, to: Instant) -> Vec<String> {
+        let ledger = self.ledger.lock().unwrap();
+        ledger.acked_log.iter().filter(|(t, _)| *t > from && *t < to).map(|(_, w)| w.clone()).collect()
+    }
+
+    /// When the first command that recorded events was acknowledged after `since`.
     pub(crate) fn first_ack_after(&self, since: Instant) -> Option<Instant> {
         self.ledger.lock().unwrap().acked_at.iter().copied().filter(|t| *t > since).min()
     }
