@@ -388,7 +388,7 @@ pub async fn durable(store: Store) {
     store.durable().await.unwrap();
     store.append(&sid("Order", "o-1"), ExpectedVersion::NoStream, vec![ev("X")]).await.unwrap();
     store.durable().await.unwrap();
-    assert_eq!(store.read_all(Checkpoint::START, 10).await.unwrap().len(), 1);
+    assert_eq!(store.read_stream(&sid("Order", "o-1"), VersionRange::ALL).await.unwrap().len(), 1);
 }
 
 /// What a reader at a checkpoint has yet to read up to a position, in its category or in

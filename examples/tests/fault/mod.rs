@@ -60,6 +60,8 @@ pub(crate) struct Ledger {
     pub(crate) events: HashMap<Uuid, usize>,
     /// The slowest answer to a request sent while the database was known to be down.
     pub(crate) slowest_while_down: Duration,
+    /// How long each request sent while the database was known to be down took.
+    pub(crate) while_down: Vec<Duration>,
     pub(crate) refused: HashSet<Uuid>,
     pub(crate) unknown: HashSet<Uuid>,
     /// Answers that said the command's outcome was unknown (503 `outcome_unknown`).
@@ -149,6 +151,7 @@ pub(crate) async fn drive(
             let mut ledger = ledger.lock().unwrap();
             if known_down && sent.is_ok() {
                 ledger.slowest_while_down = ledger.slowest_while_down.max(sent_at.elapsed());
+                ledger.while_down.push(sent_at.elapsed());
             }
             match sent.map(|(s, text)| (s, format!("{path} -> {s} {text}"))) {
                 Ok((s, what)) if s.is_success() => {

@@ -35,6 +35,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
 use super::append::AppendFailure;
+use super::outcome::may_have_committed;
 use super::streams::Part;
 use super::PostgresStore;
 
@@ -274,9 +275,19 @@ impl PostgresStore {
                 })
             }),
             Route::Alone(events) => {
-                let _slot = Slot { store: self };
-                self.inner.flush_counters.flushed(std::iter::once(Duration::ZERO));
-                self.append_resolved(stream, expected, &events, false).await
+                let first = {
+                    let _slot = Slot { store: self };
+                    self.inner.flush_counters.flushed(std::iter::once(Duration::ZERO));
+                    self.bounded("append", self.append_alone(stream, expected, &events)).await
+                };
+                // Resolved without the flush slot: the appends queued behind it go on
+                // (failing fast while no server accepts writes) instead of waiting.
+                match first {
+                    Err(e) if may_have_committed(&e) => {
+                        self.append_resolved(stream, expected, &events, true).await
+                    }
+                    other => other,
+                }
             }
         }
     }
@@ -322,8 +333,13 @@ impl PostgresStore {
         counters.flushed(batch.iter().map(|p| now.duration_since(p.queued)));
         if batch.len() == 1 {
             let p = batch.remove(0);
-            let result = self.append_resolved(&p.stream, p.expected, &p.events, false).await;
-            let _ = p.reply.send(result);
+            let result = self.bounded("append", self.append_alone(&p.stream, p.expected, &p.events)).await;
+            match result {
+                Err(e) if may_have_committed(&e) => self.resolve_apart(p),
+                result => {
+                    let _ = p.reply.send(result);
+                }
+            }
             return;
         }
         // Whether the flush was sent and its connection lost: its appends may have
@@ -377,13 +393,28 @@ impl PostgresStore {
                     self.committed(p.stream.aggregate_type());
                     Ok(result)
                 }
+                None if sent => {
+                    counters.retried_alone.fetch_add(1, Ordering::Relaxed);
+                    self.resolve_apart(p);
+                    continue;
+                }
                 None => {
                     counters.retried_alone.fetch_add(1, Ordering::Relaxed);
-                    self.append_resolved(&p.stream, p.expected, &p.events, sent).await
+                    self.append_resolved(&p.stream, p.expected, &p.events, false).await
                 }
             };
             let _ = p.reply.send(result);
         }
+    }
+
+    /// Resolves an append of unknown outcome in a task of its own and answers it from
+    /// there, so that the flushing task goes on with the appends queued behind it.
+    fn resolve_apart(&self, p: Pending) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let result = store.append_resolved(&p.stream, p.expected, &p.events, true).await;
+            let _ = p.reply.send(result);
+        });
     }
 }
 
