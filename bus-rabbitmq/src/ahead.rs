@@ -119,7 +119,8 @@ impl Publisher {
         self.ahead.read(page.is_some());
         let Some(page) = page else { return };
         // Nothing leaves before it is durable: a failover must not take back what was published.
-        if self.store.durable().await.is_err() {
+        let ids: Vec<_> = page.events.iter().map(|e| e.event_id).collect();
+        if self.store.durable(&ids).await.is_err() {
             return;
         }
         tracing::trace!(

@@ -150,7 +150,8 @@ impl ProjectionSink for Publisher {
         async move {
             // Only what a failover cannot take back leaves the database (those published
             // ahead were waited for when they were read).
-            self.store.durable().await?;
+            let ids: Vec<_> = batch.events.iter().map(|e| e.event_id).collect();
+            self.store.durable(&ids).await?;
             match self.deliver(batch.events, batch.to, true).await {
                 Outcome::Confirmed => self.advance(batch.projection, batch.from, batch.to).await,
                 Outcome::Refused(index, reason) => {
@@ -174,7 +175,7 @@ impl ProjectionSink for Publisher {
     }
 
     async fn retry_failed(&mut self, projection: &str, event: &RecordedEvent) -> Result<(), SinkError> {
-        self.store.durable().await?;
+        self.store.durable(&[event.event_id]).await?;
         if let Outcome::Refused(_, reason) =
             self.deliver(std::slice::from_ref(event), event.checkpoint(), false).await
         {

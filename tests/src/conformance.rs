@@ -382,12 +382,16 @@ pub async fn count_streams(store: Store) {
     assert!(matches!(store.count_streams(Some("")).await, Err(StoreError::InvalidInput(_))));
 }
 
-/// Waiting for durability returns on a store without synchronous standbys, before and
-/// after appends, and changes nothing in the log.
+/// Waiting for durability returns at once on a store without synchronous standbys, for
+/// events that are stored; one not in the log is refused; nothing changes in the log.
 pub async fn durable(store: Store) {
-    store.durable().await.unwrap();
-    store.append(&sid("Order", "o-1"), ExpectedVersion::NoStream, vec![ev("X")]).await.unwrap();
-    store.durable().await.unwrap();
+    store.durable(&[]).await.unwrap();
+    let event = ev("X");
+    let id = event.event_id;
+    store.append(&sid("Order", "o-1"), ExpectedVersion::NoStream, vec![event]).await.unwrap();
+    store.durable(&[id, id]).await.unwrap();
+    let gone = store.durable(&[id, Uuid::new_v4()]).await;
+    assert!(matches!(gone, Err(StoreError::Unavailable { .. })), "{gone:?}");
     assert_eq!(store.read_stream(&sid("Order", "o-1"), VersionRange::ALL).await.unwrap().len(), 1);
 }
 

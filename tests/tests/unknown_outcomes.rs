@@ -154,14 +154,14 @@ async fn an_outcome_still_unknown_at_the_end_of_the_window_says_so() {
 async fn durable_waits_for_the_synchronous_standbys() {
     let Some(cluster) = Cluster::start() else { return };
     let admin = admin(&cluster).await;
-    store(&cluster, true).await.durable().await.expect("no synchronous standbys: at once");
+    store(&cluster, true).await.durable(&[]).await.expect("no synchronous standbys: at once");
     set_sync_standbys(&admin, "nobody").await;
     // A fresh store: a session applies a configuration reload only after its next statement.
     let store = store(&cluster, true).await;
-    let waited = store.durable().await;
+    let waited = store.durable(&[]).await;
     assert!(matches!(waited, Err(StoreError::Timeout { operation: "durable", .. })), "{waited:?}");
     set_sync_standbys(&admin, "").await;
-    store.durable().await.expect("the standbys are not waited for any more");
+    store.durable(&[]).await.expect("the standbys are not waited for any more");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

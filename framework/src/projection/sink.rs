@@ -49,7 +49,8 @@ pub(crate) async fn advance(
 #[async_trait]
 impl ProjectionSink for AtLeastOnce {
     async fn apply(&mut self, batch: Batch<'_>) -> Result<(), SinkError> {
-        self.store.durable().await?;
+        let ids: Vec<_> = batch.events.iter().map(|e| e.event_id).collect();
+        self.store.durable(&ids).await?;
         for (index, event) in batch.events.iter().enumerate() {
             let span = crate::trace::handling_span(event);
             if let Err(error) = catch_panic(self.handler.handle(event)).instrument(span).await {
@@ -76,7 +77,7 @@ impl ProjectionSink for AtLeastOnce {
     }
 
     async fn retry_failed(&mut self, projection: &str, event: &RecordedEvent) -> Result<(), SinkError> {
-        self.store.durable().await?;
+        self.store.durable(&[event.event_id]).await?;
         catch_panic(self.handler.handle(event)).await.map_err(|error| SinkError::Handler {
             index: 0,
             error,

@@ -168,15 +168,18 @@ pub trait EventLog:
         self.execute(CheckpointOf::new(position)?).await
     }
 
-    /// Returns once every event this store has shown a reader so far is durable: on a
-    /// replicated database with synchronous standbys, once it is on the standbys the
-    /// primary waits for (so that a failover cannot lose it); on one server, or a store
-    /// in memory, at once. A reader that hands events to something outside the store (a
+    /// Returns once the events a reader read (by id) are durable: on a replicated
+    /// database with synchronous standbys, once they are on the standbys the primary
+    /// waits for, so that a failover cannot take them back; on one server, or a store in
+    /// memory, at once. A reader that hands events to something outside the store (a
     /// message broker, another service) calls it after reading and before handing them
-    /// on, so that nothing leaves that a failover could take back; the framework's
-    /// [`AtLeastOnce`](crate::projection::AtLeastOnce) sinks do.
-    async fn durable(&self) -> Result<(), StoreError> {
-        self.execute(Durable).await
+    /// on; the framework's [`AtLeastOnce`](crate::projection::AtLeastOnce) sinks do.
+    ///
+    /// Fails with [`StoreError::Unavailable`] when one of them is not in the log any
+    /// more, as after a failover that lost it (the page was read from the old primary):
+    /// read again, and hand on nothing of what was read.
+    async fn durable(&self, event_ids: &[uuid::Uuid]) -> Result<(), StoreError> {
+        self.execute(Durable::new(event_ids.to_vec())).await
     }
 
     /// The events matching `filter`, yielded through a bounded buffer: the store reads

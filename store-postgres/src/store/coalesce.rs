@@ -400,7 +400,13 @@ impl PostgresStore {
                 }
                 None => {
                     counters.retried_alone.fetch_add(1, Ordering::Relaxed);
-                    self.append_resolved(&p.stream, p.expected, &p.events, false).await
+                    match self.bounded("append", self.append_alone(&p.stream, p.expected, &p.events)).await {
+                        Err(e) if may_have_committed(&e) => {
+                            self.resolve_apart(p);
+                            continue;
+                        }
+                        result => result,
+                    }
                 }
             };
             let _ = p.reply.send(result);

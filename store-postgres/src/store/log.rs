@@ -160,16 +160,28 @@ impl Execute<ReadCategory> for PostgresStore {
 
 #[async_trait]
 impl Execute<Durable> for PostgresStore {
-    async fn execute(&self, _: Durable) -> Result<(), StoreError> {
+    async fn execute(&self, op: Durable) -> Result<(), StoreError> {
+        let ids = op.event_ids();
         self.bounded("durable", async {
             let mut conn = self.inner.conns.get().await?;
-            let result = sqlx::query_scalar::<_, Option<bool>>(self.inner.sql.durable.clone())
+            let result = sqlx::query_as::<_, (Option<bool>, i64)>(self.inner.sql.durable.clone())
+                .bind(ids)
                 .fetch_one(&mut *conn)
                 .await
-                .map(drop)
                 .map_err(backend);
             conn.release(&result);
-            result
+            let (_, found) = result?;
+            let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len();
+            if usize::try_from(found).unwrap_or(0) < distinct {
+                // Read from a server that has stopped being the primary, and lost since.
+                return Err(StoreError::Unavailable {
+                    reason: format!(
+                        "{} of the {distinct} events read are not in the log any more (a failover took them back); read again",
+                        distinct - usize::try_from(found).unwrap_or(0)
+                    ),
+                });
+            }
+            Ok(())
         })
         .await
     }

@@ -129,8 +129,10 @@ impl PostgresStore {
                     self.inner.outcomes.count("conflicted");
                     return Err(e);
                 }
-                Err(e) if may_have_committed(&e) || e.is_unavailable() => e.to_string(),
-                Err(e) => return Err(e),
+                // Anything else leaves the outcome unknown (a lock or statement timeout
+                // behind the first attempt, a read-only server, a stored batch that does
+                // not read back equal): try again until the window ends.
+                Err(e) => e.to_string(),
             };
             let left = self.inner.outcome_timeout.saturating_sub(since.elapsed());
             if left.is_zero() {

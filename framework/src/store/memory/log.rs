@@ -132,9 +132,15 @@ impl Execute<ReadLog> for InMemoryStore {
 
 #[async_trait]
 impl Execute<Durable> for InMemoryStore {
-    /// Every stored event is as durable as the store: at once.
-    async fn execute(&self, _: Durable) -> Result<(), StoreError> {
-        Ok(())
+    /// Every stored event is as durable as the store: at once, if they are stored.
+    async fn execute(&self, op: Durable) -> Result<(), StoreError> {
+        let state = self.lock();
+        match op.event_ids().iter().find(|id| !state.ids.contains_key(id)) {
+            None => Ok(()),
+            Some(id) => {
+                Err(StoreError::Unavailable { reason: format!("event {id} is not in the log any more") })
+            }
+        }
     }
 }
 

@@ -6,6 +6,8 @@ use crate::store::{
     NewEvent, RecordedEvent, StreamAppend, StreamId, Version, VersionRange,
 };
 
+use uuid::Uuid;
+
 use super::Operation;
 
 /// [`EventLog::append`](crate::store::EventLog::append): a valid batch for one stream.
@@ -331,7 +333,21 @@ impl Operation for CountStreams {
 
 /// [`EventLog::durable`](crate::store::EventLog::durable).
 #[derive(Debug, Default)]
-pub struct Durable;
+pub struct Durable {
+    event_ids: Vec<Uuid>,
+}
+
+impl Durable {
+    /// Waits for the durability of the events with these ids, which a reader read.
+    pub fn new(event_ids: Vec<Uuid>) -> Self {
+        Durable { event_ids }
+    }
+
+    /// The ids of the events read.
+    pub fn event_ids(&self) -> &[Uuid] {
+        &self.event_ids
+    }
+}
 
 impl Operation for Durable {
     const NAME: &'static str = "durable";
