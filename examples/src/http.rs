@@ -53,8 +53,8 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 /// The request header naming the acting user (an id), stored in the events' metadata.
 pub const USER_HEADER: &str = "x-user-id";
-/// The request header that makes a command run at most once: the same key again
-/// answers what the first run recorded (`Idempotency-Key`).
+/// The request header that makes a command run at most once: the same request sent
+/// again with the same key answers what the first run recorded (`Idempotency-Key`).
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// The API's routes over `app`.
@@ -221,7 +221,7 @@ fn command_error<E: Rejection + std::error::Error>(e: CommandError<E>) -> ApiErr
             ),
         ),
         CommandError::Store(StoreError::DuplicateEvent { .. }) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::CONFLICT,
             "idempotency_key_reused",
             format!("this {IDEMPOTENCY_HEADER} was used for another command"),
         ),

@@ -107,12 +107,16 @@ fn idempotency_key(op: &mut Operation) {
             .name("Idempotency-Key")
             .parameter_in(ParameterIn::Header)
             .required(Required::False)
-            .description(Some("Runs the command at most once under this key: sent again (after a timeout, a lost reply, or a 503 `outcome_unknown`), it answers what the first run recorded. 1 to 255 visible ASCII characters."))
+            .description(Some("Runs the command at most once under this key: the same request sent again with it (after a timeout, a lost reply, or a 503 `outcome_unknown`) answers what the first run recorded; the key with another request is another command. 1 to 255 visible ASCII characters."))
             .schema(Some(string("^[!-~]{1,255}$", 1, 255, "An idempotency key")))
             .build(),
     ));
     add(op, "400", "A bad `Idempotency-Key` header (`invalid_idempotency_key`).");
-    add(op, "422", "The `Idempotency-Key` was used for another command (`idempotency_key_reused`).");
+    add(
+        op,
+        "409",
+        "The command's events were recorded under another command's id (`idempotency_key_reused`).",
+    );
 }
 
 /// A command's successful replies carry `x-factum-position`.

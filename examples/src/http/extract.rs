@@ -155,17 +155,22 @@ impl Context {
     }
 }
 
-/// The command id of an `Idempotency-Key`: the key itself if it is a UUID, else a
-/// name-based UUID of it; `None` for a key that is empty, too long or not visible ASCII.
-fn command_id(key: &[u8]) -> Option<Uuid> {
+/// Whether an `Idempotency-Key` is 1 to 255 visible ASCII characters.
+fn valid_key(key: &[u8]) -> bool {
+    (1..=255).contains(&key.len()) && key.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// The command id of an `Idempotency-Key` sent with a request: a name-based UUID of the
+/// key, the method, the path and the body.
+fn command_id(key: &[u8], method: &str, path: &str, body: &[u8]) -> Uuid {
     /// The namespace of command ids made from idempotency keys.
     const KEYS: Uuid = Uuid::from_u128(0x0d1c_9a5e_8f3b_4c61_a2f4_5b7e_3c90_d148);
-    let visible = (1..=255).contains(&key.len()) && key.iter().all(|b| (0x21..=0x7e).contains(b));
-    if !visible {
-        return None;
+    let mut name = Vec::with_capacity(key.len() + method.len() + path.len() + body.len() + 3);
+    for part in [key, method.as_bytes(), path.as_bytes(), body] {
+        name.extend_from_slice(part);
+        name.push(0);
     }
-    let text = std::str::from_utf8(key).ok()?;
-    Some(text.parse().unwrap_or_else(|_| Uuid::new_v5(&KEYS, key)))
+    Uuid::new_v5(&KEYS, &name)
 }
 
 /// Takes (or makes) the correlation id, runs the request in a span carrying it (continuing
@@ -195,15 +200,31 @@ pub(super) async fn request_context(mut req: Request, next: Next) -> Response {
                     .into_response();
             }
         };
-    let command_id = match req.headers().get(IDEMPOTENCY_HEADER).map(|v| command_id(v.as_bytes())) {
+    let key = req.headers().get(IDEMPOTENCY_HEADER).map(|v| v.as_bytes().to_vec());
+    let command_id = match key {
         None => None,
-        Some(Some(id)) => Some(id),
-        Some(None) => {
+        Some(key) if !valid_key(&key) => {
             return ApiError::bad_request(
                 "invalid_idempotency_key",
                 format!("{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters"),
             )
             .into_response();
+        }
+        Some(key) => {
+            // The command is the key with the request it came with: the same request
+            // sent again runs once; the key sent with another request is another command.
+            let (parts, body) = req.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, super::MAX_BODY).await else {
+                return ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the body is larger than {} KiB", super::MAX_BODY / 1024),
+                )
+                .into_response();
+            };
+            let id = command_id(&key, parts.method.as_str(), parts.uri.path(), &bytes);
+            req = Request::from_parts(parts, axum::body::Body::from(bytes));
+            Some(id)
         }
     };
     req.extensions_mut().insert(Context { correlation_id, user_id, command_id });
@@ -247,6 +268,22 @@ mod tests {
         quantity: i64,
         #[serde(default, deserialize_with = "present")]
         id: Option<String>,
+    }
+
+    #[test]
+    fn an_idempotency_key_names_the_request_it_came_with() {
+        let id =
+            |key: &str, path: &str, body: &str| command_id(key.as_bytes(), "POST", path, body.as_bytes());
+        assert_eq!(id("k-1", "/orders", "{}"), id("k-1", "/orders", "{}"));
+        assert_ne!(id("k-1", "/orders", "{}"), id("k-2", "/orders", "{}"));
+        assert_ne!(id("k-1", "/orders", "{}"), id("k-1", "/customers", "{}"));
+        assert_ne!(id("k-1", "/orders", r#"{"id":"a"}"#), id("k-1", "/orders", r#"{"id":"b"}"#));
+        // The parts are kept apart: moving a byte from one to the next is another command.
+        assert_ne!(id("k-1", "/orders", "x"), id("k-1", "/ordersx", ""));
+        assert!(valid_key(b"0") && valid_key(&[b'a'; 255]));
+        assert!(
+            !valid_key(b"") && !valid_key(&[b'a'; 256]) && !valid_key(b"a b") && !valid_key("é".as_bytes())
+        );
     }
 
     fn item(json: &str) -> Result<Item, serde_json::Error> {
