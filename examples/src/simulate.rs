@@ -311,15 +311,22 @@ pub async fn simulate(app: &App, options: &SimulateOptions) -> Result<Simulation
     let elapsed = started.elapsed();
     bar.finish_with_message("done");
 
-    // Wait for every projection to reach the end of the log.
+    // Wait for every projection to reach the end of the log, again while the process
+    // managers record their reactions to the last commands (the log must stand still).
     let caught_up = Instant::now();
-    for name in PROJECTIONS {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while app.supervisor.lag(name).await? > 0 {
-            if Instant::now() > deadline {
-                return Err(SimulateError::Lagging(name.to_owned()));
+    loop {
+        let before = app.store.latest_position().await?;
+        for name in PROJECTIONS {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while app.supervisor.lag(name).await? > 0 {
+                if Instant::now() > deadline {
+                    return Err(SimulateError::Lagging(name.to_owned()));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if app.store.latest_position().await? == before {
+            break;
         }
     }
     let catch_up = caught_up.elapsed();

@@ -38,12 +38,14 @@
 
 mod admin;
 mod availability;
+mod classify;
 mod config;
 mod conns;
 mod filter;
 mod hosts;
 mod lease;
 mod listener;
+mod names;
 mod projection;
 mod read_models;
 mod roles;

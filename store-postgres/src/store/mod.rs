@@ -34,6 +34,7 @@ mod append;
 mod append_in;
 mod builds;
 mod coalesce;
+mod coalescing;
 mod consumers;
 mod log;
 mod members;
@@ -50,8 +51,9 @@ mod timers;
 
 use crate::rows::backend;
 pub use builds::build_schema;
-use coalesce::{Coalescer, Counters};
-pub use coalesce::{Coalescing, FlushStats};
+use coalesce::Coalescer;
+use coalescing::Counters;
+pub use coalescing::{Coalescing, FlushStats};
 pub use outcome::OutcomeStats;
 use sql::Sql;
 
