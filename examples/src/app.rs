@@ -174,10 +174,20 @@ impl App {
         metadata: Metadata,
         command_id: Option<uuid::Uuid>,
     ) -> Result<Executed<Customer>, AppError> {
-        Ok(match command_id {
-            Some(id) => self.factum.execute_once(command, id, metadata).await?,
-            None => self.factum.execute_with(command, metadata).await?,
-        })
+        Ok(self.run(command, metadata, command_id).await?)
+    }
+
+    /// Runs a command, at most once under `command_id` when there is one.
+    async fn run<C: factum::aggregate::AggregateCommand>(
+        &self,
+        command: C,
+        metadata: Metadata,
+        command_id: Option<uuid::Uuid>,
+    ) -> Result<Executed<C::Aggregate>, CommandError<<C::Aggregate as factum::Aggregate>::Error>> {
+        match command_id {
+            Some(id) => self.factum.execute_once(command, id, metadata).await,
+            None => self.factum.execute_with(command, metadata).await,
+        }
     }
 
     /// Runs an order command. Placing an order first checks that the customer is
@@ -203,10 +213,7 @@ impl App {
             let (customer, _) = self.factum.load::<Customer>(customer_id).await?;
             customer.require_active(customer_id).map_err(CommandError::Domain)?;
         }
-        Ok(match command_id {
-            Some(id) => self.factum.execute_once(command, id, metadata).await?,
-            None => self.factum.execute_with(command, metadata).await?,
-        })
+        Ok(self.run(command, metadata, command_id).await?)
     }
 
     /// Stops the supervisor (each projection commits its batch in flight) and passivates
