@@ -11,11 +11,16 @@
 //! matched against the next batch by event id; anything else (a failure, a reset, a batch
 //! that does not start where reading ahead did) discards it, and the batch publishes its
 //! events itself.
+//!
+//! What was read ahead is also the projection's next batch
+//! ([`ProjectionSink::read_ahead`](factum::projection::ProjectionSink::read_ahead)), so
+//! each event is read from PostgreSQL once, and it was made durable when it was read.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use factum::store::{Chase, Checkpoint, WakeSignal};
+use factum::store::{Chase, Checkpoint, LogPage, WakeSignal};
+use factum::RecordedEvent;
 use tokio::time::Instant;
 
 use crate::delivery::{abandon, InFlight, STAGES};
@@ -32,6 +37,8 @@ pub(crate) struct Ahead {
     pub(crate) sent: VecDeque<InFlight>,
     /// Where reading ahead goes on from; `None` until the next batch says.
     pub(crate) after: Option<Checkpoint>,
+    /// Where what was read ahead (`sent`) begins: the end of the last batch.
+    pub(crate) from: Option<Checkpoint>,
     /// Changes when the log grows.
     pub(crate) signal: WakeSignal,
     /// Whether the signal still works (the store behind it may be gone).
@@ -50,6 +57,7 @@ impl Ahead {
         Ahead {
             sent: VecDeque::new(),
             after: None,
+            from: None,
             signal,
             listening: true,
             last_read: Instant::now(),
@@ -92,6 +100,26 @@ impl Ahead {
     pub(crate) fn discard(&mut self, from: Option<Checkpoint>) {
         abandon(std::mem::take(&mut self.sent).into_iter().map(|f| f.confirm));
         self.after = from;
+        self.from = from;
+    }
+
+    /// What was read ahead after `after` as the projection's next page, at most `limit`
+    /// events: `None` unless reading ahead began there and went past it.
+    pub(crate) fn page(&self, after: Checkpoint, limit: usize) -> Option<LogPage> {
+        let read_to = self.after?;
+        if self.from != Some(after) || read_to <= after || limit == 0 {
+            return None;
+        }
+        let events: Vec<RecordedEvent> = self.sent.iter().take(limit).map(|f| f.event.clone()).collect();
+        let to = if self.sent.len() > limit { events[limit - 1].checkpoint() } else { read_to };
+        let n = events.len();
+        Some(LogPage::new(events, to, n, limit))
+    }
+
+    /// How many of `events` lead with what was published ahead (those were made durable
+    /// when they were read).
+    pub(crate) fn leading(&self, events: &[RecordedEvent]) -> usize {
+        self.sent.iter().zip(events).take_while(|(f, e)| f.event.event_id == e.event_id).count()
     }
 }
 
@@ -130,12 +158,13 @@ impl Publisher {
             took_us = (self.ahead.last_read - started).as_micros() as u64
         );
         for event in page.events {
+            let checkpoint = event.checkpoint();
             match self.publish(&event).await {
-                Ok(confirm) => self.ahead.sent.push_back(InFlight { event_id: event.event_id, confirm }),
+                Ok(confirm) => self.ahead.sent.push_back(InFlight { event, confirm }),
                 // Left for its batch, which handles the failure.
                 Err(_) => return,
             }
-            self.ahead.after = Some(event.checkpoint());
+            self.ahead.after = Some(checkpoint);
         }
         // Past the events read but not selected, too.
         self.ahead.after = Some(page.to);

@@ -10,7 +10,6 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareO
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Confirmation, Connection, ExchangeKind, PublisherConfirm};
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::config::PublisherConfig;
 use crate::connect::{connect, is_transient};
@@ -50,9 +49,10 @@ impl Link {
     }
 }
 
-/// A message sent and not yet confirmed.
+/// A message sent ahead of its batch and not yet confirmed, with its event: the batch
+/// that takes it is the event as read ahead, not read again.
 pub(crate) struct InFlight {
-    pub(crate) event_id: Uuid,
+    pub(crate) event: RecordedEvent,
     pub(crate) confirm: PublisherConfirm,
 }
 
@@ -237,7 +237,7 @@ impl Publisher {
         let mut next = 0;
         if pipelined {
             while next < events.len()
-                && self.ahead.sent.front().is_some_and(|f| f.event_id == events[next].event_id)
+                && self.ahead.sent.front().is_some_and(|f| f.event.event_id == events[next].event_id)
             {
                 let Some(sent) = self.ahead.sent.pop_front() else { break };
                 pending.push_back((next, sent.confirm));
@@ -247,6 +247,8 @@ impl Publisher {
                 // What was read ahead is not what the batch holds: start over after it.
                 self.ahead.discard(Some(to));
             }
+            // What is left of it was read from the batch's end on.
+            self.ahead.from = Some(to);
         }
         // The first event not yet confirmed: on a lost connection, everything from it on
         // is published again.
@@ -304,7 +306,7 @@ impl Publisher {
                     self.drop_link().await;
                     next = first_unconfirmed;
                     if pipelined {
-                        self.ahead.after = Some(to);
+                        self.ahead.discard(Some(to));
                     }
                 }
             }

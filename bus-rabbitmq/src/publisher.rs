@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factum::backoff::Backoff;
 use factum::projection::{Batch, ProjectionSink, SinkError};
-use factum::store::{Checkpoint, LogSelector, ProjectionFailure, TopicPattern};
+use factum::store::{Checkpoint, LogPage, LogSelector, ProjectionFailure, TopicPattern};
 use factum::task::AbortOnDrop;
 use factum::{EventStore, HandlerError, Projection, RecordedEvent};
 use lapin::types::ShortString;
@@ -150,8 +150,11 @@ impl ProjectionSink for Publisher {
         async move {
             // Only what a failover cannot take back leaves the database (those published
             // ahead were waited for when they were read).
-            let ids: Vec<_> = batch.events.iter().map(|e| e.event_id).collect();
-            self.store.durable(&ids).await?;
+            let ahead = self.ahead.leading(batch.events);
+            let ids: Vec<_> = batch.events[ahead..].iter().map(|e| e.event_id).collect();
+            if !ids.is_empty() {
+                self.store.durable(&ids).await?;
+            }
             match self.deliver(batch.events, batch.to, true).await {
                 Outcome::Confirmed => self.advance(batch.projection, batch.from, batch.to).await,
                 Outcome::Refused(index, reason) => {
@@ -187,6 +190,10 @@ impl ProjectionSink for Publisher {
         }
         self.store.resolve_failure(projection, event.event_id).await?;
         Ok(())
+    }
+
+    fn read_ahead(&mut self, after: Checkpoint, limit: usize) -> Option<LogPage> {
+        self.ahead.page(after, limit)
     }
 
     async fn reset(&mut self, projection: &str, to: Checkpoint, _clear: bool) -> Result<(), SinkError> {

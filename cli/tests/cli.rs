@@ -63,7 +63,7 @@ async fn migrate_applies_reports_and_writes_sql_that_factum_accepts() {
     let url = Some(url.as_str());
 
     let status = run(url, &["migrate", "--status", "--json"]).await.json_lines();
-    assert_eq!(status.len(), 13);
+    assert_eq!(status.len(), 14);
     assert!(status.iter().all(|m| m["applied_at"].is_null()), "all pending: {status:?}");
     // Commands that need the store say what to do.
     run(url, &["status"]).await.fails(3, "run `factum migrate`");
@@ -72,7 +72,7 @@ async fn migrate_applies_reports_and_writes_sql_that_factum_accepts() {
     // factum then finds everything applied.
     let dir = std::env::temp_dir().join(format!("factum-cli-{}", db.name()));
     let wrote = run(None, &["migrate", "--out", dir.to_str().unwrap()]).await;
-    assert!(wrote.ok().starts_with("wrote 13 file(s)"), "{}", wrote.stdout);
+    assert!(wrote.ok().starts_with("wrote 14 file(s)"), "{}", wrote.stdout);
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert_eq!(files[0].file_name().unwrap(), "0001_init.sql");
@@ -84,7 +84,7 @@ async fn migrate_applies_reports_and_writes_sql_that_factum_accepts() {
             .unwrap();
     }
     std::fs::remove_dir_all(&dir).ok();
-    assert_eq!(run(url, &["migrate"]).await.ok(), "nothing to apply: the schema is at version 13\n");
+    assert_eq!(run(url, &["migrate"]).await.ok(), "nothing to apply: the schema is at version 14\n");
     let status = run(url, &["migrate", "--status"]).await;
     assert!(!status.ok().contains("pending"), "{}", status.stdout);
 
@@ -106,9 +106,9 @@ async fn migrate_applies_once_and_sets_up_the_roles() {
     let url = db.url();
     let url = Some(url.as_str());
     let first = run(url, &["migrate", "--json"]).await.json_lines();
-    assert_eq!(first[0]["applied"], json!([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]));
+    assert_eq!(first[0]["applied"], json!([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]));
     let again = run(url, &["migrate"]).await;
-    assert_eq!(again.ok(), "nothing to apply: the schema is at version 13\n");
+    assert_eq!(again.ok(), "nothing to apply: the schema is at version 14\n");
 
     let role = format!("cli_app_{}", &db.name()[db.name().len() - 6..]);
     let out = run(url, &["migrate", "--create-roles", &format!("cli_owner_x,{role}")]).await;

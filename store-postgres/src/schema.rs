@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (11, "trace context", include_str!("../sql/0011_trace_context.sql")),
     (12, "projection slices", include_str!("../sql/0012_projection_slices.sql")),
     (13, "process timers", include_str!("../sql/0013_process_timers.sql")),
+    (14, "version checks", include_str!("../sql/0014_version_checks.sql")),
 ];
 
 /// The query indexes that migration 7 creates in place of `{query_indexes}`, unless the

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 pub use crate::builds::projection_builds;
 pub use crate::history::concurrent_history;
+pub use crate::loads::load_aggregate;
 pub use crate::slices::projection_slices;
 pub use crate::timers::{commands_run_once, durable_timers};
 
@@ -1110,7 +1111,7 @@ macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
             append_and_read_stream, expected_version_modes, idempotent_append, json_text_payloads, append_many_is_atomic,
-            event_fields_round_trip, read_payloads, count_streams, durable, unread, read_all_and_category, query_filters, query_default_limit,
+            event_fields_round_trip, read_payloads, load_aggregate, count_streams, durable, unread, read_all_and_category, query_filters, query_default_limit,
             stream_query, delete_before, snapshots, checkpoints, subscriptions, bad_input,
             checkpoint_fencing, leases, recorded_failures, projection_stops, count_after, guarded_delete, category_wake_ups,
             read_log_selects, consumer_requests, projection_builds, projection_slices, concurrent_history,

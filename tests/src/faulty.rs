@@ -1,12 +1,13 @@
 //! A store wrapper that injects faults into a real store: lost append replies, failing
-//! snapshot writes, failing reads of the log. One generic impl wraps every operation.
+//! snapshot writes, failing reads of the log. One generic impl wraps every operation. It
+//! also counts the events the log's reads (`read_log`) returned.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use factum::store::op::{Execute, Operation, StreamEvents};
-use factum::store::{EventStream, Limits, LogBackend, PayloadStream, WakeSignal};
+use factum::store::{EventStream, Limits, LogBackend, LogPage, PayloadStream, WakeSignal};
 use factum::{StoreError, StreamId, Version};
 
 /// The error a fault reports.
@@ -27,6 +28,8 @@ pub struct Faulty<S> {
     /// The next this-many reads of the log panic (a bug in a backend: a crash, not an
     /// outage).
     pub panic_reads: AtomicU32,
+    /// Events returned by `read_log` so far (selected ones: what its readers were handed).
+    pub events_read: AtomicU64,
 }
 
 impl<S> Faulty<S> {
@@ -38,6 +41,7 @@ impl<S> Faulty<S> {
             fail_snapshots: AtomicBool::new(false),
             fail_reads: AtomicU32::new(0),
             panic_reads: AtomicU32::new(0),
+            events_read: AtomicU64::new(0),
         })
     }
 
@@ -68,6 +72,11 @@ where
             _ => {}
         }
         let result = self.inner.execute(op).await;
+        if let Ok(output) = &result {
+            if let Some(Some(page)) = (output as &dyn std::any::Any).downcast_ref::<Option<LogPage>>() {
+                self.events_read.fetch_add(page.events.len() as u64, Ordering::SeqCst);
+            }
+        }
         if Op::NAME == "append" && self.lose_next_append_reply.swap(false, Ordering::SeqCst) {
             return Err(StoreError::backend(Injected("connection lost after commit")));
         }

@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod counter;
 pub mod faulty;
 pub mod history;
+pub mod loads;
 pub mod recorder;
 pub mod slices;
 pub mod timers;

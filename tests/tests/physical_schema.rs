@@ -240,7 +240,7 @@ async fn a_version_6_database_with_events_upgrades() {
             .await
             .unwrap();
 
-    assert_eq!(pg.migrate().await.unwrap(), vec![7, 8, 9, 10, 11, 12, 13]);
+    assert_eq!(pg.migrate().await.unwrap(), vec![7, 8, 9, 10, 11, 12, 13, 14]);
     let after: String =
         sqlx::query_scalar("SELECT md5(string_agg(e::text, '|' ORDER BY global_position)) FROM events e")
             .fetch_one(&mut conn)

@@ -78,7 +78,7 @@ async fn the_runtime_role_works_and_cannot_rewrite_history() {
     let owner = PostgresStore::connect(PostgresConfig::from_options(db.options().username(&roles.owner)))
         .await
         .unwrap();
-    assert_eq!(owner.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+    assert_eq!(owner.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
     owner.grant_runtime(&roles.runtime).await.unwrap();
     owner.grant_runtime(&roles.runtime).await.unwrap();
     Recorder::create(owner.pool(), "rm_priv").await;

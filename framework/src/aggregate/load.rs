@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures_util::TryStreamExt;
 
 use super::{Aggregate, CommandError, DomainEvent, Shared};
-use crate::store::{StreamId, Version};
+use crate::store::{PayloadStream, StreamId, Version};
 
 pub(crate) fn panic_message(panic: Box<dyn Any + Send>) -> String {
     crate::task::panic_message(panic.as_ref())
@@ -21,9 +21,17 @@ pub(crate) async fn catch_up<A: Aggregate>(
     state: &mut A,
     version: &mut Version,
 ) -> Result<(), CommandError<A::Error>> {
-    // Each event is decoded and folded as it arrives, while the rest are still read.
-    let mut tail = shared.store.read_payloads(stream, *version);
-    while let Some(stored) = tail.try_next().await? {
+    fold(shared.store.read_payloads(stream, *version), state, version).await
+}
+
+/// Folds `events` into `state`: each event is decoded and folded as it arrives, while
+/// the rest are still read.
+async fn fold<A: Aggregate>(
+    mut events: PayloadStream<'_>,
+    state: &mut A,
+    version: &mut Version,
+) -> Result<(), CommandError<A::Error>> {
+    while let Some(stored) = events.try_next().await? {
         let event = A::Event::from_json(&stored.event_type, stored.schema_version, &stored.payload)?;
         catch_unwind(AssertUnwindSafe(|| state.apply(&event)))
             .map_err(|p| CommandError::Panicked { committed: true, message: panic_message(p) })?;
@@ -40,16 +48,25 @@ pub(crate) struct Restored<A> {
     pub(crate) snapshot_version: Version,
 }
 
-/// Loads an aggregate: its latest snapshot if it still decodes, then the events after it.
+/// Loads an aggregate: its latest snapshot if it still decodes, then the events after it;
+/// in one read where the store can (a snapshot and the first events after it in one
+/// round trip), else the snapshot first.
 pub(crate) async fn load<A: Aggregate>(
     shared: &Shared,
     stream: &StreamId,
 ) -> Result<Restored<A>, CommandError<A::Error>> {
     let started = Instant::now();
+    let (snapshot, mut events) = match shared.store.load_aggregate(stream, A::SNAPSHOT_VERSION) {
+        Some(load) => {
+            let loaded = load.await?;
+            (loaded.snapshot, Some(loaded.events))
+        }
+        None => (shared.store.load_snapshot(stream).await?, None),
+    };
     let mut state = A::default();
     let mut version = Version::INITIAL;
     let mut snapshot_version = Version::INITIAL;
-    match shared.store.load_snapshot(stream).await? {
+    match snapshot {
         Some(snapshot) if snapshot.schema_version == A::SNAPSHOT_VERSION => {
             match serde_json::from_value::<A>(snapshot.state) {
                 Ok(s) => {
@@ -62,6 +79,8 @@ pub(crate) async fn load<A: Aggregate>(
                     tracing::warn!(aggregate_type = A::TYPE, aggregate_id = stream.aggregate_id(), error = %e,
                         "snapshot no longer decodes; replaying the full stream");
                     shared.metrics.snapshot_load(A::TYPE, "fallback");
+                    // What was read came after the snapshot: read from the start.
+                    events = None;
                 }
             }
         }
@@ -77,7 +96,10 @@ pub(crate) async fn load<A: Aggregate>(
         }
         None => shared.metrics.snapshot_load(A::TYPE, "miss"),
     }
-    catch_up::<A>(shared, stream, &mut state, &mut version).await?;
+    match events {
+        Some(events) => fold(events, &mut state, &mut version).await?,
+        None => catch_up::<A>(shared, stream, &mut state, &mut version).await?,
+    }
     shared.metrics.load_time(A::TYPE, started.elapsed());
     Ok(Restored { state, version, snapshot_version })
 }

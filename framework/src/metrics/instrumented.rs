@@ -14,7 +14,8 @@ use crate::metrics::Metrics;
 use crate::store::backend::LogBackend;
 use crate::store::op::{self, Execute, Observer, Operation};
 use crate::store::{
-    AppendResult, EventStore, EventStream, Limits, PayloadStream, StoreError, StreamId, Version, WakeSignal,
+    AggregateLoad, AggregateLoadFuture, AppendResult, EventStore, EventStream, Limits, PayloadStream,
+    StoreError, StreamId, Version, WakeSignal,
 };
 
 pub(crate) struct Instrumented {
@@ -49,6 +50,32 @@ impl LogBackend for Instrumented {
             None
         });
         Box::pin(self.store.read_payloads(stream, after).map(Some).chain(done).filter_map(std::future::ready))
+    }
+
+    fn load_aggregate<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        snapshot_schema: u32,
+    ) -> Option<AggregateLoadFuture<'a>> {
+        // Timed from the call to the end of its events, like a read_payloads.
+        let load = self.store.load_aggregate(stream, snapshot_schema)?;
+        let started = Instant::now();
+        Some(Box::pin(async move {
+            let loaded = load.await;
+            let loaded = match loaded {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    self.metrics.executed("load_aggregate", started.elapsed());
+                    return Err(e);
+                }
+            };
+            let done = futures_util::stream::once(async move {
+                self.metrics.executed("load_aggregate", started.elapsed());
+                None
+            });
+            let events = loaded.events.map(Some).chain(done).filter_map(std::future::ready);
+            Ok(AggregateLoad::new(loaded.snapshot, Box::pin(events)))
+        }))
     }
 
     fn stream_events(&self, filter: op::StreamEvents) -> EventStream {

@@ -25,7 +25,7 @@ mod status;
 
 use async_trait::async_trait;
 
-use crate::store::{Checkpoint, ProjectionBuild, ProjectionFailure, RecordedEvent};
+use crate::store::{Checkpoint, LogPage, ProjectionBuild, ProjectionFailure, RecordedEvent};
 
 pub(crate) use definition::slice_sinks;
 pub use definition::{Projection, DEFAULT_BATCH_SIZE};
@@ -124,5 +124,18 @@ pub trait ProjectionSink: Send + 'static {
     /// not: every build writes to the same place).
     fn keeps_builds_apart(&self) -> bool {
         false
+    }
+
+    /// The page of the log after `after` (at most `limit` selected events), if the sink
+    /// has already read it itself: a sink that reads the log ahead of its batches (the
+    /// RabbitMQ publisher does, while it waits for the broker's confirms) hands over what
+    /// it read, and the projection applies it as its next batch instead of reading the
+    /// same events again. The page must be what
+    /// [`read_log`](crate::store::EventLog::read_log) with the projection's selector
+    /// would return from `after`: every selected event after it, up to `to`, in log
+    /// order. `None` (the default) when it has not; the projection then reads the page.
+    fn read_ahead(&mut self, after: Checkpoint, limit: usize) -> Option<LogPage> {
+        let _ = (after, limit);
+        None
     }
 }

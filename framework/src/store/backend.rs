@@ -21,10 +21,10 @@ use prometheus_client::registry::Registry;
 
 pub use super::cursor::read_log_in_memory;
 pub use super::filter::json_contains;
-use super::op::{Execute, Observer, ReadStream, StreamEvents};
+use super::op::{Execute, LoadSnapshot, Observer, ReadStream, StreamEvents};
 use super::{
-    AppendResult, EventPayload, EventStream, Limits, NewEvent, PayloadStream, RecordedEvent, StreamId,
-    Version, VersionRange, WakeSignal,
+    AggregateLoad, AggregateLoadFuture, AppendResult, EventPayload, EventStream, Limits, NewEvent,
+    PayloadStream, RecordedEvent, StreamId, Version, VersionRange, WakeSignal,
 };
 
 /// The part of an event log that is not an [operation](super::op): its limits, the
@@ -40,6 +40,24 @@ pub trait LogBackend: Send + Sync + 'static {
     /// A backend may read less at a time and yield events while it still reads the rest;
     /// [`payloads_from_read_stream`] reads them all at once.
     fn read_payloads<'a>(&'a self, stream: &'a StreamId, after: Version) -> PayloadStream<'a>;
+
+    /// An aggregate's cold load in one read, for a backend that can do it: the stream's
+    /// snapshot (of any schema version), and its events after the snapshot's version if
+    /// the snapshot's schema version is `snapshot_schema`, else from the stream's start,
+    /// as [`read_payloads`](Self::read_payloads) yields them.
+    ///
+    /// `None` (the default) when the backend has no such read: the aggregate actors then
+    /// load the snapshot ([`SnapshotStore::load_snapshot`](super::SnapshotStore::load_snapshot))
+    /// and read the events after it, two reads. [`load_in_two_reads`] answers it for a
+    /// backend that wants a wrapper to forward it.
+    fn load_aggregate<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        snapshot_schema: u32,
+    ) -> Option<AggregateLoadFuture<'a>> {
+        let _ = (stream, snapshot_schema);
+        None
+    }
 
     /// The events matching a checked filter, yielded through a bounded buffer:
     /// [`EventLog::stream`](super::EventLog::stream).
@@ -83,6 +101,25 @@ where
             })
             .try_flatten(),
     )
+}
+
+/// [`LogBackend::load_aggregate`] in two reads: the snapshot, then the events after it.
+pub fn load_in_two_reads<'a, B>(
+    backend: &'a B,
+    stream: &'a StreamId,
+    snapshot_schema: u32,
+) -> AggregateLoadFuture<'a>
+where
+    B: LogBackend + Execute<LoadSnapshot>,
+{
+    Box::pin(async move {
+        let snapshot = backend.execute(LoadSnapshot::new(stream.clone())).await?;
+        let after = snapshot
+            .as_ref()
+            .filter(|s| s.schema_version == snapshot_schema)
+            .map_or(Version::INITIAL, |s| s.version);
+        Ok(AggregateLoad::new(snapshot, backend.read_payloads(stream, after)))
+    })
 }
 
 /// If `stored` (the events already stored under the batch's ids, in version order) is

@@ -53,6 +53,33 @@ pub type EventStream = BoxStream<'static, Result<RecordedEvent, StoreError>>;
 /// One aggregate's stored events as [`LogBackend::read_payloads`] yields them.
 pub type PayloadStream<'a> = BoxStream<'a, Result<EventPayload, StoreError>>;
 
+/// An aggregate's cold load as [`LogBackend::load_aggregate`] reads it: its snapshot and
+/// the events after it.
+#[non_exhaustive]
+pub struct AggregateLoad<'a> {
+    /// The stream's snapshot, whatever its schema version; `None` if it has none.
+    pub snapshot: Option<Snapshot>,
+    /// The stream's events in version order: after the snapshot's version when the
+    /// snapshot has the schema version asked for, else from the stream's start.
+    pub events: PayloadStream<'a>,
+}
+
+impl<'a> AggregateLoad<'a> {
+    /// A load of `snapshot` and `events`, as a backend read them.
+    pub fn new(snapshot: Option<Snapshot>, events: PayloadStream<'a>) -> Self {
+        AggregateLoad { snapshot, events }
+    }
+}
+
+impl std::fmt::Debug for AggregateLoad<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregateLoad").field("snapshot", &self.snapshot).finish_non_exhaustive()
+    }
+}
+
+/// [`LogBackend::load_aggregate`]'s answer: the load, once read.
+pub type AggregateLoadFuture<'a> = futures_util::future::BoxFuture<'a, Result<AggregateLoad<'a>, StoreError>>;
+
 /// A signal that the log may have grown: the value changes after appends commit. It is
 /// only a wake-up; the log is the source of truth.
 pub type WakeSignal = watch::Receiver<u64>;

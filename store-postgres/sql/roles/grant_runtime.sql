@@ -41,7 +41,10 @@ GRANT EXECUTE ON FUNCTION
     {schema}.{events}_stream(TEXT, TEXT, BIGINT, BIGINT),
     {schema}.{events}_payloads(TEXT, TEXT, BIGINT, INTEGER),
     {schema}.{snapshots}_load(TEXT, TEXT),
-    {schema}.{snapshots}_delete(TEXT, TEXT)
+    {schema}.{snapshots}_delete(TEXT, TEXT),
+    {schema}.{events}_at(TEXT[], TEXT[], BIGINT[], BOOLEAN),
+    {schema}.{events}_held(UUID[]),
+    {schema}.{events}_by_ids(UUID[], TEXT, TEXT)
     TO {runtime};
 -- What query filters enumerate along the indexes (schema version 7).
 GRANT EXECUTE ON FUNCTION {schema}.{events}_aggregate_types(), {schema}.{events}_topic_pairs() TO {runtime};

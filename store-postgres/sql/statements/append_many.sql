@@ -6,6 +6,6 @@ FROM unnest($4::uuid[], $5::text[], $6::int4[], $7::text[], $8::jsonb[], $9::jso
     $10::timestamptz[], $11::uuid[], $12::uuid[])
     WITH ORDINALITY AS b(event_id, event_type, event_version, topic, data, metadata, occurred_at,
         correlation_id, causation_id, ord)
-WHERE {schema}.{events}_head($1, $2, $13) = $3
+WHERE ({schema}.{events}_at(ARRAY[$1::text], ARRAY[$2::text], ARRAY[$3::int8], $13))[1]
 ORDER BY b.ord
 RETURNING version, global_position, transaction_id

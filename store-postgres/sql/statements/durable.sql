@@ -13,7 +13,8 @@
 --
 -- It also counts how many of the events read ($1, their ids) this server holds: a page
 -- read from the old primary just before a failover may hold events the promoted standby
--- never received, and the barrier on the new primary says nothing about them.
+-- never received, and the barrier on the new primary says nothing about them. The count
+-- goes through the event-id index whatever the statistics ({events}_held).
 SELECT CASE
     WHEN current_setting('synchronous_standby_names') = ''
          AND NOT EXISTS (SELECT FROM pg_stat_replication) THEN false
@@ -23,4 +24,4 @@ SELECT CASE
                     true) IS NOT NULL
          AND pg_logical_emit_message(true, 'factum.durable', '') IS NOT NULL
 END AS waited,
-(SELECT count(*) FROM {schema}.{events} WHERE event_id = ANY($1::uuid[])) AS found
+{schema}.{events}_held($1::uuid[]) AS found

@@ -10,8 +10,8 @@ use factum::store::op::{
     ReadAll, ReadCategory, ReadLog, ReadStream, StreamEvents, StreamVersion, Unread,
 };
 use factum::store::{
-    AppendResult, Checkpoint, EventStream, GlobalPosition, Limits, LogPage, OrderBy, PayloadStream,
-    ValidFilter, WakeSignal, DEFAULT_QUERY_LIMIT,
+    AggregateLoad, AggregateLoadFuture, AppendResult, Checkpoint, EventStream, GlobalPosition, Limits,
+    LogPage, OrderBy, PayloadStream, ValidFilter, WakeSignal, DEFAULT_QUERY_LIMIT,
 };
 use factum::{EventFilter, ExpectedVersion, RecordedEvent, StoreError, StreamId, Version};
 use futures_util::{StreamExt, TryStreamExt};
@@ -288,6 +288,19 @@ impl LogBackend for PostgresStore {
 
     fn read_payloads<'a>(&'a self, stream: &'a StreamId, after: Version) -> PayloadStream<'a> {
         self.inner.avail.guard("read_payloads", self.inner.timeout, self.payloads(stream, after))
+    }
+
+    fn load_aggregate<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        snapshot_schema: u32,
+    ) -> Option<AggregateLoadFuture<'a>> {
+        Some(Box::pin(async move {
+            let (snapshot, events) =
+                self.bounded("load_aggregate", self.load_first(stream, snapshot_schema)).await?;
+            let events = self.inner.avail.guard("read_payloads", self.inner.timeout, events);
+            Ok(AggregateLoad::new(snapshot, events))
+        }))
     }
 
     fn stream_events(&self, filter: StreamEvents) -> EventStream {

@@ -8,7 +8,7 @@
 //! (`stream_index_only.sql`), and sent as it is read: a task of its own reads it and
 //! hands it over in chunks, while the caller folds.
 
-use factum::store::{EventPayload, PayloadStream};
+use factum::store::{EventPayload, PayloadStream, Snapshot};
 use factum::{StoreError, StreamId, Version};
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -34,20 +34,52 @@ impl PostgresStore {
             (store, stream, page)
         });
         Box::pin(first.flat_map(|(store, stream, page)| -> PayloadStream<'static> {
-            let page = match page {
-                Ok(page) => page,
-                Err(e) => return Box::pin(futures_util::stream::iter([Err(e)])),
-            };
-            let rest = match page.last() {
-                Some(last) if page.len() >= PAGE => Some(store.rest(stream, last.version)),
-                _ => None,
-            };
-            let page = futures_util::stream::iter(page.into_iter().map(Ok));
-            match rest {
-                Some(rest) => Box::pin(page.chain(rest)),
-                None => Box::pin(page),
+            match page {
+                Ok(page) => store.page_then_rest(stream, page),
+                Err(e) => Box::pin(futures_util::stream::iter([Err(e)])),
             }
         }))
+    }
+
+    /// An aggregate's cold load in one statement (`load_aggregate.sql`): its snapshot and
+    /// the first page of its events after it; the rest, if the page was full, as
+    /// [`payloads`](Self::payloads) reads it.
+    pub(crate) async fn load_first(
+        &self,
+        stream: &StreamId,
+        snapshot_schema: u32,
+    ) -> Result<(Option<Snapshot>, PayloadStream<'static>), StoreError> {
+        let mut conn = self.inner.conns.get().await?;
+        let rows = sqlx::query(self.inner.sql.load_aggregate.clone())
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(i32::try_from(snapshot_schema).unwrap_or(i32::MAX))
+            .bind(PAGE as i32)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend);
+        conn.release(&rows);
+        let mut rows = rows?.into_iter().peekable();
+        // The snapshot's row, if any, is the first: the one with no event type.
+        let snapshot = match rows.next_if(|r| matches!(r.try_get::<Option<String>, _>(1), Ok(None))) {
+            Some(row) => Some(snapshot(stream, &row)?),
+            None => None,
+        };
+        let page = rows.map(|row| payload(&row)).collect::<Result<Vec<_>, _>>()?;
+        Ok((snapshot, self.clone().page_then_rest(stream.clone(), page)))
+    }
+
+    /// A first page of a stream's events, then, if it was full, the rest after it.
+    fn page_then_rest(self, stream: StreamId, page: Vec<EventPayload>) -> PayloadStream<'static> {
+        let rest = match page.last() {
+            Some(last) if page.len() >= PAGE => Some(self.rest(stream, last.version)),
+            _ => None,
+        };
+        let page = futures_util::stream::iter(page.into_iter().map(Ok));
+        match rest {
+            Some(rest) => Box::pin(page.chain(rest)),
+            None => Box::pin(page),
+        }
     }
 
     /// A long stream's rest after `after`, read by a task of its own and handed over in
@@ -136,6 +168,23 @@ fn rows_after<'c>(
         .bind(stream.aggregate_id())
         .bind(to_i64(after.0))
         .fetch(conn)
+}
+
+/// The snapshot row of `load_aggregate.sql`: version, no event type, schema version, the
+/// state as JSON text, and when it was written.
+fn snapshot(stream: &StreamId, row: &PgRow) -> Result<Snapshot, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let schema_version: i32 = row.try_get(2).map_err(corrupt)?;
+    let state: String = row.try_get(3).map_err(corrupt)?;
+    Ok(Snapshot {
+        stream: stream.clone(),
+        version: Version(to_u64("snapshot version", row.try_get(0).map_err(corrupt)?)?),
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| StoreError::Corrupt(format!("snapshot schema_version {schema_version}")))?,
+        state: serde_json::from_str(&state)
+            .map_err(|e| StoreError::Corrupt(format!("snapshot state: {e}")))?,
+        created_at: row.try_get(4).map_err(corrupt)?,
+    })
 }
 
 fn payload(row: &PgRow) -> Result<EventPayload, StoreError> {

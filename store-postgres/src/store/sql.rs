@@ -31,8 +31,9 @@ pub(crate) struct Sql {
     pub(crate) legacy_heads: SqlStr,
     pub(crate) head: SqlStr,
     pub(crate) read_stream: SqlStr,
-    /// An aggregate's load: its first page, then the rest in a transaction under the
-    /// stream-index settings (`payloads.rs`).
+    /// An aggregate's load: its first page (with its snapshot in `load_aggregate`), then
+    /// the rest in a transaction under the stream-index settings (`payloads.rs`).
+    pub(crate) load_aggregate: SqlStr,
     pub(crate) read_payloads: SqlStr,
     pub(crate) read_payloads_rest: SqlStr,
     pub(crate) stream_index_only: SqlStr,
@@ -107,11 +108,12 @@ impl Sql {
             fence: e(statement!("fence")),
             append_one: e(statement!("append_one")),
             append_many: e(statement!("append_many")),
-            append_streams: streams("true"),
-            append_atomic: streams("(SELECT count(*) FROM ok) = cardinality($1::text[])"),
+            append_streams: streams("c.ok[b.idx]"),
+            append_atomic: streams("false <> ALL (c.ok)"),
             legacy_heads: e(statement!("legacy_heads")),
             head: e(statement!("head")),
             read_stream: e(statement!("read_stream")),
+            load_aggregate: e(statement!("load_aggregate")),
             read_payloads: e(statement!("read_payloads")),
             read_payloads_rest: e(statement!("read_payloads_rest")),
             stream_index_only: e(statement!("stream_index_only")),

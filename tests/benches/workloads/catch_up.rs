@@ -219,9 +219,11 @@ pub(super) const W5_EVENTS: usize = 200_000;
 pub(super) async fn w5_framework(b: &Bench) -> Rep {
     let (store, schema) = b.fresh_store("w5fw").await;
     b.settle().await;
+    let cpu = cpu_ticks();
     let began = Instant::now();
     let lat = bulk(&store, W5_EVENTS, "bulk").await;
-    let rep = Rep { value: W5_EVENTS as f64 / began.elapsed().as_secs_f64(), latencies: lat, cpu: None };
+    let value = W5_EVENTS as f64 / began.elapsed().as_secs_f64();
+    let rep = Rep { value, latencies: lat, cpu: cpu_per_op(cpu, W5_EVENTS) };
     b.drop_schema(&schema).await;
     rep
 }
@@ -231,9 +233,11 @@ pub(super) async fn w5_raw(b: &Bench) -> Rep {
     drop(store);
     let pool = b.raw_pool().await;
     b.settle().await;
+    let cpu = cpu_ticks();
     let began = Instant::now();
     let lat = super::physical::raw_bulk(&pool, &schema, W5_EVENTS).await;
-    let rep = Rep { value: W5_EVENTS as f64 / began.elapsed().as_secs_f64(), latencies: lat, cpu: None };
+    let value = W5_EVENTS as f64 / began.elapsed().as_secs_f64();
+    let rep = Rep { value, latencies: lat, cpu: cpu_per_op(cpu, W5_EVENTS) };
     b.drop_schema(&schema).await;
     rep
 }

@@ -29,13 +29,18 @@ const ONE_CALLER_OPS: usize = 2_000;
 /// W6's second rate, commands/s.
 const HIGH_RATE: u64 = 5_000;
 
-/// What a case drives: commands through actors, `store.append`, or W6 at a rate.
+/// What a case drives: commands through actors, `store.append`, W6 at a rate, or W5's
+/// bulk appends (the yardstick of CPU per event: a row of an append of 1,000).
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
     Commands,
     Appends,
     Live(u64),
+    Bulk,
 }
+
+/// Events of the bulk case, in appends of 1,000.
+const BULK_EVENTS: usize = 100_000;
 
 /// A phase: the raw baseline, or the store with coalescing on, off, or on in one of the
 /// diagnostics (the lean schema; a filled, analyzed table). The index of each phase's figures.
@@ -71,6 +76,7 @@ impl Case {
         match self.path {
             Path::Commands => "commands/s",
             Path::Appends => "appends/s",
+            Path::Bulk => "events/s",
             Path::Live(_) => "ms p99",
         }
     }
@@ -81,7 +87,7 @@ const fn case(id: &'static str, name: &'static str, path: Path, callers: usize, 
     Case { id, name, path, callers, streams, ops, variants: &[Raw, On, Off, Lean, Filled] }
 }
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 7] = [
     case("C1a", "commands, 64 callers over 10,000 aggregates", Path::Commands, 64, 10_000),
     case("C1b", "commands, 16 callers over 200 aggregates", Path::Commands, 16, 200),
     Case {
@@ -93,6 +99,11 @@ const CASES: [Case; 6] = [
     Case {
         variants: &[On],
         ..case("C3b", "W6 live latency, 5,000 commands/s", Path::Live(HIGH_RATE), 1, 200)
+    },
+    Case {
+        variants: &[On],
+        ops: BULK_EVENTS,
+        ..case("C4", "W5 bulk appends of 1,000 events", Path::Bulk, 1, STREAMS)
     },
 ];
 
@@ -216,7 +227,7 @@ async fn seq_rows(b: &Bench, store: &PostgresStore, schema: &str, events: usize)
 async fn framework(b: &Bench, case: &Case, v: Variant) -> Phase {
     let (store, schema) = store(b, v).await;
     let before = store.flush_stats();
-    let (callers, streams, ops) = (case.callers, case.streams, case.ops);
+    let (callers, streams, ops) = (case.callers, case.streams, scaled(case.ops));
     let rep = if case.path == Path::Commands {
         let factum = factum_on(&store, 2 * streams);
         warm_n(&factum, streams).await;
@@ -268,7 +279,7 @@ async fn raw(b: &Bench, case: &Case) -> Phase {
     let sql: &'static str = Box::leak(raw_insert_sql(&schema).into_boxed_str());
     b.settle().await;
     let c = conns.clone();
-    let rep = concurrent_n(case.callers, case.streams, case.ops, move |t, stream, version| {
+    let rep = concurrent_n(case.callers, case.streams, scaled(case.ops), move |t, stream, version| {
         let conns = c.clone();
         async move {
             let id = format!("acc-{stream}");
@@ -291,6 +302,18 @@ async fn raw(b: &Bench, case: &Case) -> Phase {
 async fn phase(b: &Bench, case: &Case, v: Variant) -> Phase {
     match (v, case.path) {
         (Raw, _) => raw(b, case).await,
+        (_, Path::Bulk) => {
+            let (store, schema) = store(b, v).await;
+            b.settle().await;
+            let events = scaled(case.ops);
+            let cpu = cpu_ticks();
+            let began = Instant::now();
+            let latencies = super::catch_up::bulk(&store, events, "bulk").await;
+            let value = events as f64 / began.elapsed().as_secs_f64();
+            let rep = Rep { value, latencies, cpu: cpu_per_op(cpu, events) };
+            b.drop_schema(&schema).await;
+            Phase { rep, flush: None, seq_rows: None, achieved: None }
+        }
         (_, Path::Live(rate)) => {
             let (store, schema) = store(b, v).await;
             let (rep, achieved) = w6_at(b, store.clone(), &schema, rate).await;
@@ -332,6 +355,23 @@ fn loadavg() -> String {
     l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
+/// A phase's operations, times `FACTUM_BENCH_SCALE` (default 1): a longer phase, for a
+/// profile in which it outweighs the set-up around it.
+fn scaled(ops: usize) -> usize {
+    ops * std::env::var("FACTUM_BENCH_SCALE").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(1).max(1)
+}
+
+/// Whether the phase runs: every one, unless `FACTUM_BENCH_CASES` (case ids, such as
+/// `C1a,C2`) or `FACTUM_BENCH_VARIANTS` (`raw`, `on`, `off`, `lean`, `filled`) name
+/// others; for a profile of one phase (`perf record` beside it).
+fn selected(case: &Case, v: Variant) -> bool {
+    let named = |var: &str, item: &str| {
+        std::env::var(var).map_or(true, |list| list.split(',').any(|x| x.trim().eq_ignore_ascii_case(item)))
+    };
+    let variant = ["raw", "on", "off", "lean", "filled"][v as usize];
+    named("FACTUM_BENCH_CASES", case.id) && named("FACTUM_BENCH_VARIANTS", variant)
+}
+
 /// Runs the cases, their phases in an order that rotates with each repetition (so that
 /// none always runs on another's leftovers), and prints the JSON lines and the tables.
 pub(super) async fn run(b: &Bench) {
@@ -342,8 +382,21 @@ pub(super) async fn run(b: &Bench) {
             let n = c.variants.len();
             for k in 0..n {
                 let v = c.variants[(rep + k) % n];
+                if !selected(c, v) {
+                    continue;
+                }
                 let p = phase(b, c, v).await;
                 let i = v as usize;
+                eprintln!(
+                    "coalesce: {} {} rep {}: {:.0} {}, CPU client / server µs per op {:?}, {:.1} appends per flush",
+                    c.id,
+                    ["raw", "on", "off", "lean", "filled"][i],
+                    rep + 1,
+                    p.rep.value,
+                    c.unit(),
+                    p.rep.cpu.map(|(a, b)| (a.round(), b.round())),
+                    p.flush.map_or(0.0, |f| f.mean())
+                );
                 m.reps[i].push(p.rep);
                 m.seq_rows[i].extend(p.seq_rows);
                 m.achieved[i].extend(p.achieved);
@@ -356,6 +409,7 @@ pub(super) async fn run(b: &Bench) {
     let rows: Vec<_> = CASES
         .iter()
         .zip(measured)
+        .filter(|(c, _)| c.variants.iter().all(|&v| selected(c, v)))
         .map(|(c, m)| {
             let g = goals(c, &m);
             (c, m, g)

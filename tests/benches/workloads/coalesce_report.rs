@@ -12,6 +12,7 @@ pub(super) fn goals(c: &Case, m: &Measured) -> Goals {
     match c.id {
         "C1a" => vec![at_least(2.5), ("on p99 <= 10 ms".into(), on.p99_ms <= 10.0)],
         "C1b" | "C2" => vec![at_least(1.2)],
+        "C4" => vec![],
         "C1c" => {
             let off = off.expect("C1c runs off");
             vec![within("p50", on.p50_ms, off.p50_ms), within("p99", on.p99_ms, off.p99_ms)]
@@ -110,6 +111,7 @@ pub(super) fn print_tables(rows: &[Row<'_>], reps: usize, load: (String, String)
         let fl = flushes(&m.flushes[On as usize]);
         line(&[name(c, m, On), cpu(m, &all, |c| c.1), cpu(m, &all, |c| c.0), fl, seqs]);
     }
+    print_cost(rows);
     println!();
     println!("Diagnostics, coalescing on, in the same run: lean schema = `SchemaNames::query_indexes(false)`, the log's own indexes only; filled = the table holds {FILL} events on other streams and was analyzed before the phase:");
     println!();
@@ -123,5 +125,43 @@ pub(super) fn print_tables(rows: &[Row<'_>], reps: usize, load: (String, String)
             let cells = [fig(&f), lat(&f), x(&f, &raw), x(&f, &on), cpu, fl, seq(m, v)];
             line(&[&[name(c, m, v), what.into()][..], &cells[..]].concat());
         }
+    }
+}
+
+/// The cost of an event against its yardsticks, in the same run: the server CPU per
+/// coalesced append against the server CPU per row of the bulk append (C4), and the
+/// whole command path's CPU (client and server) against raw's per single-row INSERT.
+fn print_cost(rows: &[Row<'_>]) {
+    let server = |m: &Measured, v: Variant| m.figure(v).and_then(|f| f.cpu).map(|c| c.1);
+    let both = |m: &Measured, v: Variant| m.figure(v).and_then(|f| f.cpu).map(|c| c.0 + c.1);
+    let Some(bulk) = rows.iter().find(|(c, _, _)| c.id == "C4").and_then(|(_, m, _)| server(m, On)) else {
+        return;
+    };
+    println!();
+    println!("The cost of an event, in this run: server CPU per coalesced append ÷ server CPU per row of the bulk append (C4: {bulk:.0} µs), and the command path's client + server CPU ÷ raw's per single-row INSERT:");
+    println!();
+    println!("| case | server µs per event | ÷ bulk row | goal | client + server µs | raw client + server µs | ÷ raw | goal |");
+    println!("{}|", "| --- ".repeat(8));
+    let goals = [("C1a", Some(1.5), Some(0.5)), ("C1b", Some(2.5), None), ("C2", None, None)];
+    for (id, bulk_goal, raw_goal) in goals {
+        let Some((c, m, _)) = rows.iter().find(|(c, _, _)| c.id == id) else { continue };
+        let (Some(on), Some(on_both)) = (server(m, On), both(m, On)) else { continue };
+        let raw_both = both(m, Raw);
+        let to_bulk = on / bulk;
+        let to_raw = raw_both.map(|r| on_both / r);
+        let goal = |g: Option<f64>, r: Option<f64>| match (g, r) {
+            (Some(g), Some(r)) => format!("<= {g:.2}x: {}", if r <= g { "yes" } else { "**no**" }),
+            _ => "—".into(),
+        };
+        line(&[
+            format!("{} {}", c.id, c.name),
+            format!("{on:.0}"),
+            format!("{to_bulk:.2}x"),
+            goal(bulk_goal, Some(to_bulk)),
+            format!("{on_both:.0}"),
+            raw_both.map_or("—".into(), |r| format!("{r:.0}")),
+            to_raw.map_or("—".into(), |r| format!("{r:.2}x")),
+            goal(raw_goal, to_raw),
+        ]);
     }
 }

@@ -1,6 +1,7 @@
 //! One step of the projection's loop: read the next page after the checkpoint (or take
 //! the one read ahead), apply it through the sink, and move the checkpoint.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use ractor::ActorRef;
@@ -28,9 +29,24 @@ impl ProjectionActorState {
         Ok(())
     }
 
-    /// The page after the checkpoint: the one prefetched if it was read from there, else
-    /// read now.
-    async fn next_page(&mut self) -> Result<Option<LogPage>, StoreError> {
+    /// The page after the checkpoint: the one the sink read ahead, or the one prefetched
+    /// if it was read from there, else read now. With whether the sink read it.
+    async fn next_page(&mut self) -> Result<(Option<LogPage>, bool), StoreError> {
+        let (after, limit) = (self.checkpoint, self.shared.page_size);
+        let mut sink = self.shared.sink.lock().await;
+        // A panic there only means the page is read from the store.
+        let ahead = catch_unwind(AssertUnwindSafe(|| sink.read_ahead(after, limit))).ok().flatten();
+        drop(sink);
+        if let Some(page) = ahead {
+            if page.to > self.checkpoint {
+                self.prefetch = None;
+                return Ok((Some(page), true));
+            }
+        }
+        Ok((self.read_page().await?, false))
+    }
+
+    async fn read_page(&mut self) -> Result<Option<LogPage>, StoreError> {
         if let Some((after, mut read)) = self.prefetch.take() {
             if after == self.checkpoint {
                 match read.handle().await {
@@ -47,7 +63,7 @@ impl ProjectionActorState {
     pub(super) async fn step(&mut self, myself: &ActorRef<ProjectionMsg>) -> Result<bool, StoreError> {
         let shared = self.shared.clone();
         let started = Instant::now();
-        let page = self.next_page().await?;
+        let (page, read_by_sink) = self.next_page().await?;
         tracing::trace!(
             target: STAGES,
             projection = %self.shared.name,
@@ -66,8 +82,9 @@ impl ProjectionActorState {
             return Ok(false);
         };
         self.chase.progressed();
-        if full {
-            // Catching up: fetch the next page while this one is applied.
+        if full && !read_by_sink {
+            // Catching up: fetch the next page while this one is applied (a sink that
+            // reads ahead reads it itself).
             let reader = shared.clone();
             let read = tokio::spawn(async move { reader.read_batch(to).await });
             self.prefetch = Some((to, AbortOnDrop::new(read)));

@@ -5,14 +5,17 @@ use chrono::{SubsecRound, Utc};
 use tokio::sync::watch;
 
 use super::{collect, relock, InMemoryStore};
-use crate::store::backend::{deduplicated_result, payloads_from_read_stream, read_log_in_memory, LogBackend};
+use crate::store::backend::{
+    deduplicated_result, load_in_two_reads, payloads_from_read_stream, read_log_in_memory, LogBackend,
+};
 use crate::store::op::{
     Append, AppendMany, CheckpointOf, Count, CountStreams, Durable, Execute, LatestPosition, Query, ReadAll,
     ReadCategory, ReadLog, ReadStream, StreamEvents, StreamVersion, Unread,
 };
 use crate::store::{
-    AppendResult, Checkpoint, EventStream, GlobalPosition, Limits, LogPage, PayloadStream, RecordedEvent,
-    StoreError, StreamAppend, StreamId, Version, WakeSignal, DEFAULT_QUERY_LIMIT,
+    AggregateLoadFuture, AppendResult, Checkpoint, EventStream, GlobalPosition, Limits, LogPage,
+    PayloadStream, RecordedEvent, StoreError, StreamAppend, StreamId, Version, WakeSignal,
+    DEFAULT_QUERY_LIMIT,
 };
 
 impl InMemoryStore {
@@ -209,6 +212,14 @@ impl LogBackend for InMemoryStore {
 
     fn read_payloads<'a>(&'a self, stream: &'a StreamId, after: Version) -> PayloadStream<'a> {
         payloads_from_read_stream(self, stream, after)
+    }
+
+    fn load_aggregate<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        snapshot_schema: u32,
+    ) -> Option<AggregateLoadFuture<'a>> {
+        Some(load_in_two_reads(self, stream, snapshot_schema))
     }
 
     fn stream_events(&self, filter: StreamEvents) -> EventStream {
