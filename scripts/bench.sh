@@ -22,8 +22,11 @@
 # store's coalescing writer, on and off, against one autocommit INSERT per event into the
 # minimal raw table on dedicated connections: commands through warm aggregate actors (64
 # callers over 10,000 aggregates, 16 over 200, 1 over 200), W1's appends, and W6's live
-# latency at 2,000 and 5,000 commands/s; with CPU per event, appends per flush, rows read
-# by sequential scans, and two diagnostics (custom plans; a filled, analyzed table).
+# latency at 2,000 and 5,000 commands/s, and W5's bulk appends as the yardstick of CPU per
+# event; with CPU per event, appends per flush, rows read by sequential scans, and two
+# diagnostics (the lean schema; a filled, analyzed table). For a profile of one phase:
+# FACTUM_BENCH_CASES (C1a,...), FACTUM_BENCH_VARIANTS (raw,on,off,lean,filled) and
+# FACTUM_BENCH_SCALE (multiplies the phase's operations).
 #
 # `statements` runs no Rust: it puts the framework's schema on the cluster and
 # compares, with pgbench (16 clients, prepared statements, 12 s each, alternating), the

@@ -314,3 +314,34 @@ async fn command_metadata_reaches_the_events() {
     assert!(stored[1].metadata.correlation_id.is_some(), "a correlation id is generated");
     assert_ne!(stored[1].metadata.correlation_id, meta.correlation_id);
 }
+
+/// A cold load on PostgreSQL is one round trip: the snapshot and the events after it come
+/// from one statement (`load_aggregate`), with no separate snapshot read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_load_is_one_round_trip() {
+    let db = TestDb::new().await;
+    let writer = pg_facade(&db, FactumConfig::default()).await;
+    for _ in 0..12 {
+        writer.execute(inc("c-1", 2)).await.unwrap();
+    }
+    // Snapshots are written after the acknowledgment: wait for the one at version 10.
+    let stream = StreamId::new("Counter", "c-1").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while writer.store().load_snapshot(&stream).await.unwrap().map(|s| s.version) != Some(Version(10)) {
+        assert!(tokio::time::Instant::now() < deadline, "the snapshot at version 10 was not written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let cold = pg_facade(&db, FactumConfig::default()).await;
+    let (state, version) = cold.load::<Counter>("c-1").await.unwrap();
+    assert_eq!((state.value, version), (24, Version(12)));
+    assert_eq!(cold.metrics().snapshot_loads("Counter", "hit"), 1);
+    let text = cold.metrics().encode();
+    let count = |operation: &str| {
+        let prefix = format!("factum_query_duration_seconds_count{{operation=\"{operation}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map_or(0.0, |v| v.parse::<f64>().unwrap())
+    };
+    assert_eq!(count("load_aggregate"), 1.0, "one statement loaded it:\n{text}");
+    assert_eq!(count("load_snapshot"), 0.0, "no separate snapshot read:\n{text}");
+    assert_eq!(count("read_stream"), 0.0, "no separate read of the events:\n{text}");
+}
