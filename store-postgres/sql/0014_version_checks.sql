@@ -39,6 +39,9 @@ BEGIN
 END
 $fn$;
 
+-- Superseded by {events}_at: the flush's version check read each head through it.
+DROP FUNCTION {schema}.{events}_heads(TEXT[], TEXT[], BOOLEAN);
+
 -- Events found by their ids, through the event-id index whatever the statistics. A plan
 -- of `event_id = ANY(...)` cached while the table was small (a sequential scan) would
 -- otherwise stay with the connection: durable.sql, which a publisher runs for every page

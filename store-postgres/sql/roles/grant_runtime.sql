@@ -37,7 +37,6 @@ GRANT EXECUTE ON FUNCTION
 -- A stream's head and events through the stream index (schema version 9).
 GRANT EXECUTE ON FUNCTION
     {schema}.{events}_head(TEXT, TEXT, BOOLEAN),
-    {schema}.{events}_heads(TEXT[], TEXT[], BOOLEAN),
     {schema}.{events}_stream(TEXT, TEXT, BIGINT, BIGINT),
     {schema}.{events}_payloads(TEXT, TEXT, BIGINT, INTEGER),
     {schema}.{snapshots}_load(TEXT, TEXT),
