@@ -8,7 +8,9 @@
 # the migrations) and factum_app (the service runs as it; it owns nothing and
 # cannot change or delete events). Then builds the example and runs it: a short
 # simulation first (so you see the framework working), then the HTTP API on
-# ${FACTUM_EXAMPLE_LISTEN:-127.0.0.1:8080} until Ctrl-C.
+# ${FACTUM_EXAMPLE_LISTEN:-127.0.0.1:8080} until Ctrl-C, with the operator console at
+# /console (FACTUM_CONSOLE_TOKEN and FACTUM_CONSOLE_READONLY_TOKEN, or a token generated
+# for the run and printed).
 #
 # Usage: scripts/example.sh                 simulate briefly, then serve
 #        scripts/example.sh serve [flags]   serve only (see --help)
@@ -102,5 +104,11 @@ if [[ -n ${OWNER_URL:-} ]]; then
 fi
 if (($# == 0)); then
     set -- serve --simulate-first --customers 20 --orders 200
+fi
+# The operator console at /console: an operator token for this run unless one is given.
+if [[ -z ${FACTUM_CONSOLE_TOKEN:-} && -z ${FACTUM_CONSOLE_READONLY_TOKEN:-} ]]; then
+    FACTUM_CONSOLE_TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+    export FACTUM_CONSOLE_TOKEN
+    log "console: http://${FACTUM_EXAMPLE_LISTEN:-127.0.0.1:8080}/console/ (log in with this run's token $FACTUM_CONSOLE_TOKEN)"
 fi
 exec "${CARGO_TARGET_DIR:-target}/debug/factum-example" "$@"

@@ -16,7 +16,8 @@
 # the test command(s), e.g. `scripts/test.sh -p factum-postgres append`;
 # with -p/--package, --workspace is left out; with a target selection such as
 # --test NAME, the doctests are left out. On whole-suite runs (no arguments)
-# it then runs scripts/schemathesis.sh and scripts/outside-crate.sh (a crate
+# it then runs scripts/schemathesis.sh, scripts/console-e2e.sh (the console in a
+# headless browser) and scripts/outside-crate.sh (a crate
 # outside the workspace, on the packaged crates). Honours $CARGO.
 set -euo pipefail
 
@@ -144,6 +145,17 @@ if (($# == 0)); then
     bash scripts/schemathesis.sh || st=$?
     ((st == 0 || st == 77)) || failed=1
     ((st != 77)) || skipped=" (schemathesis SKIPPED, not run)"
+fi
+
+# The operator console in a real browser (headless Chromium through playwright-core), on
+# whole-suite runs (exit 77: Chromium or the npm packages could not be installed, and it
+# says SKIPPED: never a pass).
+if (($# == 0)); then
+    log "scripts/console-e2e.sh"
+    st=0
+    bash scripts/console-e2e.sh || st=$?
+    ((st == 0 || st == 77)) || failed=1
+    ((st != 77)) || skipped="${skipped:-} (console browser tests SKIPPED, not run)"
 fi
 
 # A new user's crate outside the workspace, on the crates as packaged (not on paths), on

@@ -4,41 +4,17 @@
 use std::time::{Duration, Instant};
 
 use factum::prelude::*;
-use factum::store::{BuildId, BuildState, ConsumerRequest, ProjectionBuild, Retired};
+use factum::store::operator;
+use factum::store::BuildState;
 use factum_postgres::PostgresStore;
 use serde_json::json;
 
 use crate::error::CliError;
 use crate::output::{self, Table};
 
-/// A build as the command line names it: `VERSION` (its first build) or `VERSION.BUILD`.
-pub(crate) fn parse_build(projection: &str, spec: &str) -> Result<BuildId, CliError> {
-    let bad = || {
-        CliError::Usage(format!("{spec:?} is not a build: give VERSION or VERSION.BUILD, such as 2 or 1.3"))
-    };
-    let (version, build) = match spec.split_once('.') {
-        Some((v, b)) => (v.parse::<u32>().map_err(|_| bad())?, b.parse::<u32>().map_err(|_| bad())?),
-        None => (spec.parse::<u32>().map_err(|_| bad())?, 1),
-    };
-    if version == 0 || build == 0 {
-        return Err(bad());
-    }
-    Ok(BuildId::new(projection, version, build))
-}
-
-async fn builds_of(store: &PostgresStore, name: &str) -> Result<Vec<ProjectionBuild>, CliError> {
-    let builds = store.builds(name).await?;
-    if builds.is_empty() {
-        return Err(CliError::NotFound(format!(
-            "projection {name:?} has no builds in this store (see `factum status`)"
-        )));
-    }
-    Ok(builds)
-}
-
 /// Lists a projection's builds: state, checkpoint and what is left to build.
 pub(crate) async fn list(store: &PostgresStore, name: &str, json: bool) -> Result<(), CliError> {
-    let builds = builds_of(store, name).await?;
+    let builds = operator::builds(store, name).await?;
     let end = store.latest_position().await?.map_or(0, |p| p.0);
     let mut table =
         Table::new(&["BUILD", "CONSUMER", "STATE", "CHECKPOINT", "BEHIND", "CREATED", "LIVE SINCE"]);
@@ -91,25 +67,8 @@ pub(crate) async fn switch(
     wait: Option<u64>,
     json: bool,
 ) -> Result<(), CliError> {
-    let target = parse_build(name, spec)?;
-    let builds = builds_of(store, name).await?;
-    let Some(found) = builds.iter().find(|b| b.id == target && b.state != BuildState::Retired) else {
-        return Err(CliError::NotFound(format!(
-            "{name} has no build {spec} to switch to (see `factum projections builds {name}`)"
-        )));
-    };
-    let live = builds.iter().find(|b| b.state == BuildState::Live);
-    let mut done = found.state == BuildState::Live;
-    if !done {
-        let Some(live) = live else {
-            return Err(CliError::NotFound(format!("{name} has no live build to ask")));
-        };
-        // To the live build's holder: each of its slices' holders for a build in slices.
-        let request = ConsumerRequest::Switch { version: target.version, build: target.build };
-        for consumer in live.consumers() {
-            store.request(&consumer, request).await?;
-        }
-    }
+    let target = operator::parse_build(name, spec)?;
+    let mut done = operator::switch(store, &target).await?;
     if let (false, Some(seconds)) = (done, wait) {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         while !done && Instant::now() < deadline {
@@ -141,41 +100,10 @@ pub(crate) async fn retire(
     spec: &str,
     json: bool,
 ) -> Result<(), CliError> {
-    let target = parse_build(name, spec)?;
-    let Some(build) = store.builds(name).await?.into_iter().find(|b| b.id == target) else {
-        return Err(CliError::NotFound(format!("{name} has no build {spec}")));
-    };
-    // Holding its leases (each slice's): no instance follows it while it goes.
-    let Some(_leases) = factum::store::lease_build(store, &build).await? else {
-        return Err(CliError::Usage(format!(
-            "{name}: build {spec} is followed by a running instance; stop it, or switch away first"
-        )));
-    };
-    match store.retire_build(&target).await? {
-        Retired::Retired => {}
-        Retired::Live => {
-            return Err(CliError::Usage(format!(
-                "{name}: build {spec} is live; switch to another build first"
-            )));
-        }
-        _ => return Err(CliError::NotFound(format!("{name} has no build {spec}"))),
-    }
+    operator::retire(store, &operator::parse_build(name, spec)?).await?;
     if json {
         output::json_line(&json!({ "projection": name, "build": spec, "retired": true }))
     } else {
         output::print(&format!("{name}: build {spec} retired, its read model dropped\n"))
     }
-}
-
-/// The consumer names of `projection`'s live build, which operators' requests, failures
-/// and stops are kept under: one per slice for a projection in slices; the projection's
-/// own name when it has no builds (a store from before builds, a consumer that is not a
-/// projection, or a slice's own consumer name).
-pub(crate) async fn live_consumers(store: &PostgresStore, projection: &str) -> Result<Vec<String>, CliError> {
-    factum::store::validate::consumer_name(projection)?;
-    let builds = store.builds(projection).await?;
-    Ok(builds
-        .iter()
-        .find(|b| b.state == BuildState::Live)
-        .map_or_else(|| vec![projection.to_owned()], |b| b.consumers()))
 }

@@ -48,6 +48,19 @@ impl CliError {
     }
 }
 
+impl From<factum::store::operator::OperatorError> for CliError {
+    fn from(e: factum::store::operator::OperatorError) -> Self {
+        use factum::store::operator::OperatorError;
+        match e {
+            OperatorError::NotFound(why) => CliError::NotFound(format!("{why} (see `factum status`)")),
+            OperatorError::Refused(why) => CliError::Usage(why),
+            OperatorError::Invalid(e) => CliError::Input(e),
+            OperatorError::Store(e) => CliError::Store(e),
+            other => CliError::Usage(other.to_string()),
+        }
+    }
+}
+
 impl From<factum_postgres::sqlx::Error> for CliError {
     fn from(e: factum_postgres::sqlx::Error) -> Self {
         // The store's own mapping says what happened (refused, no such database, ...).

@@ -4,13 +4,12 @@
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
-use factum::prelude::*;
-use factum::store::{Checkpoint, ConsumerRequest, GlobalPosition, PendingRequest};
+use factum::store::operator::{self, Requested};
+use factum::store::ConsumerStore;
 use factum_postgres::PostgresStore;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::builds::live_consumers;
 use crate::connect::Database;
 use crate::error::CliError;
 use crate::output::{self, Table};
@@ -92,71 +91,39 @@ pub(crate) enum ProjectionsCommand {
 
 pub(crate) async fn run(db: &Database, command: ProjectionsCommand, json: bool) -> Result<(), CliError> {
     let store = db.store().await?;
-    // Requests, failures and stops are kept under the live build's consumer name, one per
-    // slice for a projection in slices: each request goes to every slice.
+    // The requests are the console's too: `factum::store::operator` makes them.
     match command {
         ProjectionsCommand::Reset { name, to, wait } => {
-            let consumers = live_consumers(&store, &name).await?;
-            if consumers.len() > 1 && to.is_none() {
-                return Err(CliError::Usage(format!(
-                    "{name} runs in {} slices: it is not cleared and rebuilt in place; declare a new version of it to rebuild it (or reset it with --to)",
-                    consumers.len()
-                )));
-            }
-            for name in consumers {
-                reset(&store, &name, to, wait, json).await?;
-            }
-            Ok(())
+            let (made, what) = match to {
+                None => (operator::rebuild(&store, &name).await?, "rebuild from the start".to_owned()),
+                Some(p) => {
+                    (operator::reset_to(&store, &name, p).await?, format!("reset to after position {p}"))
+                }
+            };
+            report(&store, &made, &what, wait, json).await
         }
         ProjectionsCommand::Resume { name, wait } => {
-            let consumers = live_consumers(&store, &name).await?;
-            let mut resumed = false;
-            for consumer in &consumers {
-                known(&store, consumer).await?;
-                let Some(stop) = store.stopped(consumer).await? else { continue };
-                // A stopped projection does not move: its checkpoint is where it stopped.
-                let at = store.load_checkpoint(consumer).await?.unwrap_or(Checkpoint::START);
-                let pending =
-                    store.request(consumer, ConsumerRequest::Reset { to: at, clear: false }).await?;
-                let what = format!("resume at event {} (position {})", stop.event_id, stop.position);
-                report(&store, consumer, &what, pending, wait, json).await?;
-                resumed = true;
+            let mut stops = Vec::new();
+            for consumer in operator::live_consumers(&store, &name).await? {
+                stops.extend(store.stopped(&consumer).await?);
             }
-            if !resumed {
-                return Err(CliError::NotFound(format!(
-                    "{name} is not stopped by its failure policy: nothing to resume (see `factum status`)"
-                )));
-            }
-            Ok(())
+            let made = operator::resume(&store, &name).await?;
+            let what = match stops.first() {
+                Some(stop) => format!("resume at event {} (position {})", stop.event_id, stop.position),
+                None => "resume".to_owned(),
+            };
+            report(&store, &made, &what, wait, json).await
         }
         ProjectionsCommand::Retry { name, wait } => {
-            for name in live_consumers(&store, &name).await? {
-                known(&store, &name).await?;
-                let n = store.failures(&name).await?.len();
-                let pending = store.request(&name, ConsumerRequest::RetryFailures).await?;
-                report(&store, &name, &format!("retry of {n} recorded failure(s)"), pending, wait, json)
-                    .await?;
-            }
-            Ok(())
+            let n = operator::failures(&store, &name).await?.len();
+            let made = operator::retry(&store, &name).await?;
+            report(&store, &made, &format!("retry of {n} recorded failure(s)"), wait, json).await
         }
         ProjectionsCommand::Failures { name } => {
-            let mut failures = Vec::new();
-            for consumer in live_consumers(&store, &name).await? {
-                failures.extend(store.failures(&consumer).await?);
-            }
-            failures.sort_by_key(|f| f.checkpoint());
-            print_failures(&name, &failures, json)
+            print_failures(&name, &operator::failures(&store, &name).await?, json)
         }
         ProjectionsCommand::Resolve { name, event_id } => {
-            let mut resolved = false;
-            for consumer in live_consumers(&store, &name).await? {
-                resolved |= store.resolve_failure(&consumer, event_id).await?;
-            }
-            if !resolved {
-                return Err(CliError::NotFound(format!(
-                    "{name} has no recorded failure of event {event_id}"
-                )));
-            }
+            operator::skip(&store, &name, event_id).await?;
             if json {
                 output::json_line(&json!({ "resolved": event_id, "projection": name }))
             } else {
@@ -171,28 +138,6 @@ pub(crate) async fn run(db: &Database, command: ProjectionsCommand, json: bool) 
             crate::builds::retire(&store, &name, &build, json).await
         }
     }
-}
-
-/// Asks the running service to reset consumer `name` (see `ProjectionsCommand::Reset`).
-async fn reset(
-    store: &PostgresStore,
-    name: &str,
-    to: Option<u64>,
-    wait: Option<u64>,
-    json: bool,
-) -> Result<(), CliError> {
-    known(store, name).await?;
-    let request = match to {
-        None => ConsumerRequest::Reset { to: Checkpoint::START, clear: true },
-        Some(0) => ConsumerRequest::Reset { to: Checkpoint::START, clear: false },
-        Some(position) => ConsumerRequest::Reset { to: checkpoint_at(store, position).await?, clear: false },
-    };
-    let pending = store.request(name, request).await?;
-    let what = match to {
-        None => "rebuild from the start".to_owned(),
-        Some(p) => format!("reset to after position {p}"),
-    };
-    report(store, name, &what, pending, wait, json).await
 }
 
 /// Prints a projection's recorded failures.
@@ -238,61 +183,45 @@ fn print_failures(
     table.print()
 }
 
-/// Refuses a name that no projection has used in this store (a typo would otherwise wait
-/// for a projection that never comes).
-async fn known(store: &PostgresStore, name: &str) -> Result<(), CliError> {
-    factum::store::validate::consumer_name(name)?;
-    if store.load_checkpoint(name).await?.is_none() {
-        return Err(CliError::NotFound(format!(
-            "no projection named {name:?} has a checkpoint in this store (see `factum status`)"
-        )));
-    }
-    Ok(())
-}
-
-/// The checkpoint just after the event at `position`.
-async fn checkpoint_at(store: &PostgresStore, position: u64) -> Result<Checkpoint, CliError> {
-    store
-        .checkpoint_at(GlobalPosition(position))
-        .await?
-        .ok_or_else(|| CliError::NotFound(format!("no event at position {position}")))
-}
-
+/// Says what was requested, and with `wait`, waits until every request was carried out.
 async fn report(
     store: &PostgresStore,
-    name: &str,
+    made: &[Requested],
     what: &str,
-    pending: PendingRequest,
     wait: Option<u64>,
     json: bool,
 ) -> Result<(), CliError> {
-    let mut done = false;
-    if let Some(seconds) = wait {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        while Instant::now() < deadline {
-            if store.pending_request(name).await?.is_none_or(|p| p.requested_at != pending.requested_at) {
-                done = true;
-                break;
+    for requested in made {
+        let name = &requested.consumer;
+        let mut done = false;
+        if let Some(seconds) = wait {
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            while Instant::now() < deadline {
+                if operator::carried_out(store, requested).await? {
+                    done = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            if !done {
+                return Err(CliError::Sql(format!(
+                    "{name}: the {what} was requested but not carried out within {seconds} s: is an instance of the service running it? (see `factum status`)"
+                )));
+            }
         }
-        if !done {
-            return Err(CliError::Sql(format!(
-                "{name}: the {what} was requested but not carried out within {seconds} s: is an instance of the service running it? (see `factum status`)"
-            )));
+        if json {
+            output::json_line(&json!({
+                "projection": name,
+                "requested_at": requested.pending.requested_at,
+                "done": done,
+            }))?;
+            continue;
         }
+        output::print(&if done {
+            format!("{name}: {what} carried out by the running service\n")
+        } else {
+            format!("{name}: {what} requested; the instance running it carries it out within about a second (--wait to wait for it)\n")
+        })?;
     }
-    if json {
-        return output::json_line(&json!({
-            "projection": name,
-            "requested_at": pending.requested_at,
-            "done": done,
-        }));
-    }
-    let text = if done {
-        format!("{name}: {what} carried out by the running service\n")
-    } else {
-        format!("{name}: {what} requested; the instance running it carries it out within about a second (--wait to wait for it)\n")
-    };
-    output::print(&text)
+    Ok(())
 }

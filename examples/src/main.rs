@@ -261,9 +261,33 @@ async fn serve_http(app: &App, listener: tokio::net::TcpListener) -> Result<(), 
     let address = listener.local_addr()?;
     println!("listening on http://{address}");
     tracing::info!(%address, "serving; stop with Ctrl-C or SIGTERM");
-    axum::serve(listener, http::router(app.clone())).with_graceful_shutdown(shutdown_signal()).await?;
+    let mut router = http::router(app.clone());
+    if let Some(console) = console(app)? {
+        println!("console at http://{address}/console/");
+        router = router.merge(console.router());
+    }
+    // The peer's address reaches the handlers (the console's audit lines name it).
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("no longer accepting; in-flight requests finished");
     Ok(())
+}
+
+/// The operator console at `/console`, with the tokens of `FACTUM_CONSOLE_TOKEN` (may act)
+/// and `FACTUM_CONSOLE_READONLY_TOKEN` (may look); off when neither is set.
+fn console(app: &App) -> Result<Option<factum_console::Console>, Box<dyn std::error::Error>> {
+    use factum::process::Process;
+    use factum_console::{Console, ConsoleConfig, ConsoleError};
+    use factum_example::processes::{CustomerOrders, ShipDeadline};
+    let config = ConsoleConfig::from_env().processes([CustomerOrders::NAME, ShipDeadline::NAME]);
+    match Console::new(app.store.clone(), app.supervisor.clone(), config) {
+        Ok(console) => Ok(Some(console)),
+        Err(ConsoleError::NoCredentials) => {
+            tracing::info!("console off: set FACTUM_CONSOLE_TOKEN (and FACTUM_CONSOLE_READONLY_TOKEN) to serve it at /console");
+            Ok(None)
+        }
+        Err(e) => Err(format!("console: {e}").into()),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

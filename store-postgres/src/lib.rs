@@ -42,6 +42,7 @@ mod classify;
 mod config;
 mod conns;
 mod filter;
+mod glance;
 mod hosts;
 mod lease;
 mod listener;
@@ -55,6 +56,7 @@ mod store;
 
 pub use admin::{Horizon, OldestTransaction, ProjectionReport, SessionInfo, StoreReport};
 pub use config::{ConfigError, PoolSettings, PostgresConfig, SchemaNames};
+pub use glance::StoreEstimate;
 pub use projection::{ExactlyOnce, PgProjection};
 pub use read_models::ReadModels;
 pub use roles::{create_roles, Roles};

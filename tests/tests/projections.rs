@@ -343,6 +343,13 @@ async fn failure_policies_stop_or_skip_and_record() {
     assert_eq!((skip_status.skipped, skip_status.handled), (2, 28));
     assert_eq!(Recorded::read(store.pool(), "rm_skip").await.rows, 28);
 
+    // Still broken: a retry fails again, and the records say so (one attempt more each).
+    let report = supervisor.retry_failures("skip").await.unwrap();
+    assert_eq!((report.resolved, report.still_failing, report.missing), (0, 2, 0));
+    let again = supervisor.failures("skip").await.unwrap();
+    assert_eq!(again.iter().map(|f| f.attempts).collect::<Vec<_>>(), [4, 4], "{again:?}");
+    assert!(again[0].failed_at >= failures[0].failed_at);
+
     // Fixed: replaying the recorded failures completes the read model; resuming the
     // stopped projection finishes it.
     broken.store(false, Ordering::SeqCst);

@@ -12,7 +12,15 @@
 //! `order_summary` and `customer_history` may run in slices (the service's
 //! `FACTUM_EXAMPLE_SLICES`), which spread over the instances sharing the database;
 //! `audit_log` runs in one (see [`Tables::projections`]).
+//!
+//! An event the order or customer read model cannot take (one that does not decode, say)
+//! is tried three times, then recorded as a failure and skipped, rather than holding every
+//! order behind it: operators see it in `factum projections failures` or the console, and
+//! retry it once the cause is fixed.
 
+use std::time::Duration;
+
+use factum::projection::FailurePolicy;
 use factum::Projection;
 use factum_postgres::{ExactlyOnce, PostgresStore, ReadModels};
 use sqlx::{AssertSqlSafe, PgPool, Row};
@@ -24,6 +32,11 @@ mod views;
 
 use projections::{AuditLog, CustomerHistory, OrderSummary};
 pub use views::{AuditEntry, AuditQuery, CustomerOrder, CustomerTotals, CustomerView, OrderView};
+
+/// Three attempts 100 ms and 200 ms apart, then the event is recorded and skipped.
+fn skip_after_retries() -> FailurePolicy {
+    FailurePolicy::retry_then_skip(3).backoff(Duration::from_millis(100), Duration::from_secs(1))
+}
 
 /// The projections' names (their checkpoints' names in `projection_positions`).
 pub const PROJECTIONS: [&str; 3] = ["order_summary", "customer_history", "audit_log"];
@@ -89,6 +102,7 @@ impl Tables {
                 ExactlyOnce::new(store.clone(), OrderSummary(tables.clone())).schema_per_build()
             })
             .aggregate_types(["Order"])
+            .on_failure(skip_after_retries())
         };
         let customer_history = {
             let (store, tables) = (store.clone(), self.clone());
@@ -96,6 +110,7 @@ impl Tables {
                 ExactlyOnce::new(store.clone(), CustomerHistory(tables.clone())).schema_per_build()
             })
             .aggregate_types(["Customer", "Order"])
+            .on_failure(skip_after_retries())
         };
         vec![
             order_summary,

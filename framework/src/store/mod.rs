@@ -15,6 +15,7 @@ pub(crate) mod memory;
 mod metadata;
 mod new_event;
 pub mod op;
+pub mod operator;
 mod roles;
 mod slice;
 mod subscription;

@@ -45,7 +45,7 @@ mod recent;
 mod requests;
 mod retention;
 mod snapshots;
-mod sql;
+pub(crate) mod sql;
 mod streams;
 mod timers;
 

@@ -5,7 +5,7 @@ use ractor::ActorRef;
 
 use super::{Mode, ProjectionActorState, ProjectionMsg, REQUEST_LOOK};
 use crate::projection::{ProjectionError, ProjectionState, RetryReport, SinkError};
-use crate::store::{Checkpoint, ConsumerRequest, VersionRange};
+use crate::store::{Checkpoint, ConsumerRequest, ProjectionFailure, VersionRange};
 
 impl ProjectionActorState {
     /// The lease, for an operation that needs this instance to own the projection.
@@ -125,6 +125,14 @@ impl ProjectionActorState {
                 Err(SinkError::Store(e)) => return Err(e.into()),
                 Err(e) => {
                     tracing::warn!(projection = %self.shared.name, event_id = %event.event_id, error = %e, "recorded failure failed again");
+                    // The record says so: one attempt more, this error, now.
+                    let again = ProjectionFailure::new(
+                        &self.consumer,
+                        &event,
+                        &e,
+                        failure.attempts.saturating_add(1),
+                    );
+                    store.record_failure(&again).await?;
                     report.still_failing += 1;
                 }
             }

@@ -1,0 +1,139 @@
+//! # factum-console
+//!
+//! A browser console for a [`factum`] service on PostgreSQL, mounted in the service's own
+//! `axum` router: the store at a glance, a stream browser, a live tail of the log,
+//! projections with their builds, slices and recorded failures (and the operators'
+//! actions on them), and the process managers' timers.
+//!
+//! The pages are rendered on the server; the only script is the live tail's, served by
+//! the console itself (no CDN, no inline script: the pages send a Content-Security-Policy
+//! that forbids it). Every value from the store is escaped, so a payload holding
+//! `<script>` renders as text.
+//!
+//! ```no_run
+//! use factum_console::{Console, ConsoleConfig};
+//! # async fn run(store: factum_postgres::PostgresStore, supervisor: factum::Supervisor) -> Result<(), Box<dyn std::error::Error>> {
+//! // FACTUM_CONSOLE_TOKEN may act; FACTUM_CONSOLE_READONLY_TOKEN may only look.
+//! let console = Console::new(store, supervisor, ConsoleConfig::from_env())?;
+//! let app = axum::Router::new().merge(console.router()); // served under /console
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Security
+//!
+//! The console shows the whole event log, so nothing is served without credentials:
+//! [`ConsoleConfig::operator_token`] (may act) and [`ConsoleConfig::readonly_token`] (may
+//! look), each sent as `Authorization: Bearer …` or typed once into the login form,
+//! which sets a session cookie (`HttpOnly`, `SameSite=Strict`). There is no default
+//! token: [`Console::new`] refuses a configuration without one, unless it is explicitly
+//! [read-only on localhost](ConsoleConfig::read_only_on_localhost). Actions are `POST`s
+//! that carry the session's CSRF token, and each is written to the service's log (target
+//! `factum_console::audit`) and, as an event, to the store's own log (the audit trail).
+//! Serve the console behind TLS when it is reached over a network.
+
+mod actions;
+mod assets;
+mod auth;
+mod config;
+mod overview;
+mod page;
+mod processes;
+mod projections;
+mod sampler;
+mod streams;
+mod tail;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use factum::Supervisor;
+use factum_postgres::PostgresStore;
+
+pub use auth::Access;
+pub use config::{ConsoleConfig, ConsoleError, MIN_TOKEN_LEN};
+
+/// The console: build it once at start-up, then mount [`Console::router`].
+#[derive(Clone)]
+pub struct Console {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").field("path", &self.shared.config.path).finish_non_exhaustive()
+    }
+}
+
+/// What every handler reads.
+pub(crate) struct Shared {
+    pub(crate) store: PostgresStore,
+    pub(crate) supervisor: Supervisor,
+    pub(crate) config: ConsoleConfig,
+    pub(crate) sessions: auth::Sessions,
+    pub(crate) samples: sampler::Samples,
+    pub(crate) tails: Arc<tokio::sync::Semaphore>,
+}
+
+impl Console {
+    /// A console over `store` and `supervisor`. Starts a task that samples the store
+    /// and the projections (for the overview's rates and sparklines), so call it inside
+    /// a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsoleError`] when the configuration has no credentials (and is not read-only
+    /// on localhost), a token is too short or both are the same, or the path is not one.
+    pub fn new(
+        store: PostgresStore,
+        supervisor: Supervisor,
+        config: ConsoleConfig,
+    ) -> Result<Self, ConsoleError> {
+        config.check()?;
+        let shared = Arc::new(Shared {
+            store,
+            supervisor,
+            sessions: auth::Sessions::default(),
+            samples: sampler::Samples::default(),
+            tails: Arc::new(tokio::sync::Semaphore::new(config.max_tails)),
+            config,
+        });
+        sampler::start(&shared);
+        Ok(Console { shared })
+    }
+
+    /// The console's routes, all under its [path](ConsoleConfig::path): merge them into
+    /// the application's router.
+    pub fn router(&self) -> Router {
+        let base = self.shared.config.path.clone();
+        let at = |p: &str| format!("{base}{p}");
+        let pages = Router::new()
+            .route(&at("/"), get(overview::page))
+            .route(&at("/streams"), get(streams::browse))
+            .route(&at("/events/{id}"), get(streams::event))
+            .route(&at("/tail"), get(tail::page))
+            .route(&at("/tail/events"), get(tail::events))
+            .route(&at("/projections"), get(projections::list))
+            .route(&at("/projections/{name}"), get(projections::detail))
+            .route(&at("/projections/{name}/{action}"), post(actions::projection))
+            .route(&at("/projections/{name}/failures/{event_id}/skip"), post(actions::skip))
+            .route(&at("/processes"), get(processes::page))
+            .route(&at("/logout"), post(auth::logout))
+            .layer(axum::middleware::from_fn_with_state(self.shared.clone(), auth::require));
+        let open = Router::new()
+            .route(&at("/login"), get(auth::login_page).post(auth::login))
+            .route(&at("/assets/{file}"), get(assets::serve));
+        let mut router = pages.merge(open);
+        if !base.is_empty() {
+            // `/console` itself: to the overview.
+            let overview = at("/");
+            router = router.route(&base, get(move || async move { axum::response::Redirect::to(&overview) }));
+        }
+        router
+            .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+            .layer(axum::middleware::map_response(page::security_headers))
+            .with_state(self.shared.clone())
+    }
+}

@@ -1,0 +1,160 @@
+//! The overview's figures, sampled in the background so that a view reads memory only,
+//! however large the store: the head of the log and the events since the last sample by
+//! aggregate type, each projection's checkpoint, and (less often) the store's report.
+//!
+//! A ring keeps the last [`RING`] samples for the rates and sparklines; every figure
+//! shown carries the time it was measured.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use factum::store::EventLog;
+use factum::store::GlobalPosition;
+use factum_postgres::{Horizon, ProjectionReport, StoreEstimate, StoreReport};
+
+use crate::Shared;
+
+/// Samples kept: five minutes at the default interval of 2 s.
+pub(crate) const RING: usize = 150;
+/// A range of new events longer than this is not counted by type (the sample would read
+/// too much): its rates by type are left out.
+const MAX_COUNTED: u64 = 200_000;
+/// Projection reports (each counts what lies after a checkpoint) every this many samples.
+const REPORTS_EVERY: u64 = 3;
+/// The whole-table store report at most this often.
+const STORE_REPORT_EVERY: Duration = Duration::from_secs(300);
+
+/// One sample.
+#[derive(Clone, Debug)]
+pub(crate) struct Sample {
+    pub(crate) taken: Instant,
+    /// Seconds since the previous sample (0 for the first).
+    pub(crate) interval: f64,
+    /// The head of the log.
+    pub(crate) latest: u64,
+    /// Events appended since the previous sample, by aggregate type; `None` when not
+    /// counted (the first sample, or too many).
+    pub(crate) by_type: Option<Vec<(String, u64)>>,
+    /// Each projection: its name, checkpoint and events behind the head.
+    pub(crate) projections: Vec<(String, u64, u64)>,
+}
+
+impl Sample {
+    /// Events per second since the previous sample.
+    pub(crate) fn rate(&self, previous: &Sample) -> f64 {
+        if self.interval <= 0.0 {
+            return 0.0;
+        }
+        self.latest.saturating_sub(previous.latest) as f64 / self.interval
+    }
+}
+
+/// A figure and when it was measured.
+#[derive(Clone, Debug)]
+pub(crate) struct Measured<T> {
+    pub(crate) value: T,
+    pub(crate) at: Instant,
+}
+
+/// What the sampler last measured.
+#[derive(Default)]
+pub(crate) struct Samples {
+    ring: Mutex<VecDeque<Sample>>,
+    pub(crate) reports: Mutex<Option<Measured<Vec<ProjectionReport>>>>,
+    pub(crate) horizon: Mutex<Option<Measured<Horizon>>>,
+    pub(crate) estimate: Mutex<Option<Measured<StoreEstimate>>>,
+    pub(crate) store: Mutex<Option<Measured<StoreReport>>>,
+    /// The last sampling error, if the last sample failed.
+    pub(crate) error: Mutex<Option<String>>,
+}
+
+impl Samples {
+    /// The ring, oldest first.
+    pub(crate) fn ring(&self) -> Vec<Sample> {
+        self.ring.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    fn push(&self, sample: Sample) {
+        if let Ok(mut ring) = self.ring.lock() {
+            if ring.len() == RING {
+                ring.pop_front();
+            }
+            ring.push_back(sample);
+        }
+    }
+}
+
+/// Reads a measured figure.
+pub(crate) fn read<T: Clone>(slot: &Mutex<Option<Measured<T>>>) -> Option<Measured<T>> {
+    slot.lock().ok().and_then(|m| m.clone())
+}
+
+fn set<T>(slot: &Mutex<Option<Measured<T>>>, value: T) {
+    if let Ok(mut m) = slot.lock() {
+        *m = Some(Measured { value, at: Instant::now() });
+    }
+}
+
+/// Starts the sampler; it stops when the console is dropped.
+pub(crate) fn start(shared: &Arc<Shared>) {
+    let weak = Arc::downgrade(shared);
+    let every = shared.config.sample_every;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
+        let mut store_report_at: Option<Instant> = None;
+        loop {
+            tick.tick().await;
+            let Some(shared) = Weak::upgrade(&weak) else { return };
+            let error = sample(&shared, n, &mut store_report_at).await.err().map(|e| e.to_string());
+            if let Some(e) = &error {
+                tracing::debug!(error = %e, "console sample failed");
+            }
+            if let Ok(mut slot) = shared.samples.error.lock() {
+                *slot = error;
+            }
+            n += 1;
+        }
+    });
+}
+
+async fn sample(
+    shared: &Shared,
+    n: u64,
+    store_report_at: &mut Option<Instant>,
+) -> Result<(), factum::StoreError> {
+    let store = &shared.store;
+    let samples = &shared.samples;
+    let latest = store.latest_position().await?.map_or(0, |p| p.0);
+    let previous = samples.ring.lock().ok().and_then(|r| r.back().cloned());
+    let by_type = match &previous {
+        Some(p) if latest.saturating_sub(p.latest) <= MAX_COUNTED => {
+            Some(store.counts_by_type(GlobalPosition(p.latest), GlobalPosition(latest)).await?)
+        }
+        _ => None,
+    };
+    let projections = shared
+        .supervisor
+        .statuses()
+        .into_iter()
+        .map(|s| {
+            let checkpoint = s.checkpoint.position.0;
+            (s.name, checkpoint, latest.saturating_sub(checkpoint))
+        })
+        .collect();
+    let taken = Instant::now();
+    let interval = previous.map_or(0.0, |p| taken.duration_since(p.taken).as_secs_f64());
+    samples.push(Sample { taken, interval, latest, by_type, projections });
+    set(&samples.horizon, store.horizon().await?);
+    if n.is_multiple_of(REPORTS_EVERY) {
+        set(&samples.reports, store.projection_reports(None).await?);
+        set(&samples.estimate, store.estimate().await?);
+    }
+    if store_report_at.is_none_or(|at| at.elapsed() >= STORE_REPORT_EVERY) {
+        *store_report_at = Some(Instant::now());
+        set(&samples.store, store.store_report().await?);
+    }
+    Ok(())
+}
