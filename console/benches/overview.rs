@@ -99,7 +99,7 @@ async fn run(url: &str, events: u64) -> Result<(), Box<dyn std::error::Error>> {
     store.estimate().await?;
     println!("a sample's statements (reports, horizon, estimate): {}", ms(started.elapsed()));
 
-    let config = SupervisorConfig::default().projection(Projection::new("catching_up", Count));
+    let config = SupervisorConfig::default().projection(Projection::with_handler("catching_up", Count));
     let supervisor = Supervisor::start(Arc::new(store.clone()), config).await?;
     let console = Console::new(
         store.clone(),
