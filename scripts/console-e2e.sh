@@ -108,6 +108,12 @@ sed -e 's/{owner}/factum_owner/g' -e 's/{runtime}/factum_app/g' -e 's/{schema}/p
 log "building the example"
 "$CARGO" build -p factum-example --quiet
 "$TARGET/debug/factum-example" --database-url "$(with_user factum_owner)" setup --grant-to factum_app >/dev/null
+if [[ -n ${FACTUM_CONSOLE_E2E_SIMULATE:-} ]]; then
+    # Before the hostile event: the simulation checks the read models against the log.
+    log "simulating (FACTUM_CONSOLE_E2E_SIMULATE)"
+    DATABASE_URL=$(with_user factum_app) RUST_LOG=warn "$TARGET/debug/factum-example" simulate \
+        --customers 20 --orders 200 >/dev/null
+fi
 
 # One hostile event, written past the API as only the owner can: an OrderPlaced without a
 # customer_id (so order_summary and customer_history record a failure for it), its
@@ -141,7 +147,6 @@ RO_TOKEN=$(random_hex 24)
 : >"$WORK/service.out" # before the service starts: never read an earlier run's address
 FACTUM_CONSOLE_TOKEN=$OP_TOKEN FACTUM_CONSOLE_READONLY_TOKEN=$RO_TOKEN \
     DATABASE_URL=$(with_user factum_app) RUST_LOG=warn "$TARGET/debug/factum-example" serve --listen 127.0.0.1:0 \
-    ${FACTUM_CONSOLE_E2E_SIMULATE:+--simulate-first --customers 20 --orders 200} \
     >"$WORK/service.out" 2>"$WORK/service.log" &
 SERVICE_PID=$!
 BASE=""

@@ -19,6 +19,8 @@ use crate::Shared;
 
 /// The session cookie's name.
 const COOKIE_NAME: &str = "factum_console";
+/// How long a refused login waits before it answers.
+const FAILED_LOGIN_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
 /// The most sessions kept; the oldest go first beyond it.
 const MAX_SESSIONS: usize = 10_000;
 
@@ -214,6 +216,8 @@ pub(crate) async fn login(
     }
     let Some(access) = access_of(&shared, form.token.trim()) else {
         tracing::warn!(target: "factum_console::audit", "console login refused: unknown token");
+        // Guessing costs time (the tokens are long and random: this only slows a script).
+        tokio::time::sleep(FAILED_LOGIN_DELAY).await;
         let mut response =
             page::login(&shared, Some("That token is not one of the console's.")).into_response();
         *response.status_mut() = StatusCode::UNAUTHORIZED;

@@ -15,9 +15,10 @@
 //! # async fn run(store: factum_postgres::PostgresStore, supervisor: factum::Supervisor) -> Result<(), Box<dyn std::error::Error>> {
 //! // FACTUM_CONSOLE_TOKEN may act; FACTUM_CONSOLE_READONLY_TOKEN may only look.
 //! let console = Console::new(store, supervisor, ConsoleConfig::from_env())?;
-//! let app = axum::Router::new().merge(console.router()); // served under /console
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! let app: axum::Router = axum::Router::new().merge(console.router()); // under /console
+//! // Serve `app` as usual; with `into_make_service_with_connect_info::<SocketAddr>()` the
+//! // audit lines name each caller's address.
+//! # let _ = app;
 //! # Ok(()) }
 //! ```
 //!
