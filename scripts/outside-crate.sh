@@ -2,8 +2,8 @@
 # scripts/outside-crate.sh — a new user's crate, outside the workspace, built on the
 # crates as `cargo package` makes them (what crates.io would serve), not on paths.
 #
-#  1. `cargo package --no-verify` the five publishable crates (factum, factum-derive,
-#     factum-postgres, factum-rabbitmq, factum-cli) into $CARGO_TARGET_DIR/package.
+#  1. `cargo package --no-verify` the six publishable crates (factum, factum-derive,
+#     factum-postgres, factum-rabbitmq, factum-cli, factum-console) into $CARGO_TARGET_DIR/package.
 #  2. Unpack factum, factum-derive and factum-postgres from their .crate files into a
 #     temporary directory.
 #  3. Create a crate `shop` in that directory (its own workspace, outside this one) that
@@ -63,7 +63,7 @@ trap cleanup EXIT
 # 1. Package. --allow-dirty: this checks the working tree as it is, committed or not.
 log "packaging the crates ($VERSION) into $TARGET/package"
 CARGO_TARGET_DIR=$TARGET "$CARGO" package --no-verify --allow-dirty \
-    -p factum -p factum-derive -p factum-postgres -p factum-rabbitmq -p factum-cli
+    -p factum -p factum-derive -p factum-postgres -p factum-rabbitmq -p factum-cli -p factum-console
 
 # 2. Unpack what the user's crate needs.
 mkdir -p "$WORK/crates"

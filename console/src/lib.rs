@@ -138,3 +138,8 @@ impl Console {
             .with_state(self.shared.clone())
     }
 }
+
+/// Compiles the Rust snippets of `docs/console.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/console.md")]
+struct ConsoleGuideDoctests;

@@ -17,8 +17,8 @@ use crate::projections::state_name;
 use crate::streams::encode;
 use crate::Shared;
 
-/// The most timers listed per process.
-const TIMERS_LISTED: usize = 100;
+/// The most timers listed per process (the earliest).
+const TIMERS_LISTED: usize = 20;
 
 pub(crate) async fn page(
     State(shared): State<Arc<Shared>>,
@@ -51,6 +51,7 @@ pub(crate) async fn page(
                         Err(e) => p.error { (e) },
                         Ok(timers) if timers.is_empty() => p.note { "No pending timer." },
                         Ok(timers) => table.timers {
+                            caption { "The " (timers.len()) " earliest pending timers" @if timers.len() == TIMERS_LISTED { " (more are pending)" } }
                             thead { tr { th { "Instance" } th { "Timer" } th { "Fires at (UTC)" } } }
                             tbody { @for t in timers {
                                 tr {
