@@ -6,6 +6,7 @@
 //! shown carries the time it was measured.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -20,9 +21,11 @@ pub(crate) const RING: usize = 150;
 /// A range of new events longer than this is not counted by type (the sample would read
 /// too much): its rates by type are left out.
 const MAX_COUNTED: u64 = 200_000;
-/// Projection reports (each counts what lies after a checkpoint) every this many samples.
-const REPORTS_EVERY: u64 = 3;
-/// The whole-table store report at most this often.
+/// Projection reports (each counts what lies after a checkpoint) at most every this many
+/// sample intervals.
+const REPORTS_EVERY: u32 = 3;
+/// The whole-table store report at most this often (and at least [`BACKOFF`] times as
+/// long as it took apart).
 const STORE_REPORT_EVERY: Duration = Duration::from_secs(300);
 
 /// One sample.
@@ -67,6 +70,10 @@ pub(crate) struct Samples {
     pub(crate) store: Mutex<Option<Measured<StoreReport>>>,
     /// The last sampling error, if the last sample failed.
     pub(crate) error: Mutex<Option<String>>,
+    /// When the whole-table report is next due (`None`: now).
+    store_due: Mutex<Option<Instant>>,
+    /// Whether it runs.
+    store_running: AtomicBool,
 }
 
 impl Samples {
@@ -96,6 +103,21 @@ fn set<T>(slot: &Mutex<Option<Measured<T>>>, value: T) {
     }
 }
 
+/// When the slow statements are next due: each waits at least [`BACKOFF`] times as long
+/// as it last took, so that the console's share of the database stays small however
+/// large the store grows.
+#[derive(Default)]
+struct Due {
+    reports: Option<Instant>,
+}
+
+/// A slow statement waits this many times its own duration before it runs again.
+const BACKOFF: u32 = 20;
+
+fn next(at: Instant, took: Duration, floor: Duration) -> Option<Instant> {
+    Some(at + floor.max(took * BACKOFF))
+}
+
 /// Starts the sampler; it stops when the console is dropped.
 pub(crate) fn start(shared: &Arc<Shared>) {
     let weak = Arc::downgrade(shared);
@@ -103,28 +125,22 @@ pub(crate) fn start(shared: &Arc<Shared>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut n: u64 = 0;
-        let mut store_report_at: Option<Instant> = None;
+        let mut due = Due::default();
         loop {
             tick.tick().await;
             let Some(shared) = Weak::upgrade(&weak) else { return };
-            let error = sample(&shared, n, &mut store_report_at).await.err().map(|e| e.to_string());
+            let error = sample(&shared, &mut due).await.err().map(|e| e.to_string());
             if let Some(e) = &error {
                 tracing::debug!(error = %e, "console sample failed");
             }
             if let Ok(mut slot) = shared.samples.error.lock() {
                 *slot = error;
-            }
-            n += 1;
+            };
         }
     });
 }
 
-async fn sample(
-    shared: &Shared,
-    n: u64,
-    store_report_at: &mut Option<Instant>,
-) -> Result<(), factum::StoreError> {
+async fn sample(shared: &Arc<Shared>, due: &mut Due) -> Result<(), factum::StoreError> {
     let store = &shared.store;
     let samples = &shared.samples;
     let latest = store.latest_position().await?.map_or(0, |p| p.0);
@@ -148,13 +164,28 @@ async fn sample(
     let interval = previous.map_or(0.0, |p| taken.duration_since(p.taken).as_secs_f64());
     samples.push(Sample { taken, interval, latest, by_type, projections });
     set(&samples.horizon, store.horizon().await?);
-    if n.is_multiple_of(REPORTS_EVERY) {
+    let now = Instant::now();
+    if due.reports.is_none_or(|at| now >= at) {
+        // Each projection's report counts what lies after its checkpoint.
         set(&samples.reports, store.projection_reports(None).await?);
         set(&samples.estimate, store.estimate().await?);
+        due.reports = next(now, now.elapsed(), shared.config.sample_every * REPORTS_EVERY);
     }
-    if store_report_at.is_none_or(|at| at.elapsed() >= STORE_REPORT_EVERY) {
-        *store_report_at = Some(Instant::now());
-        set(&samples.store, store.store_report().await?);
+    let due_store = samples.store_due.lock().map(|d| d.is_none_or(|at| now >= at)).unwrap_or(false);
+    if due_store && !samples.store_running.swap(true, Ordering::AcqRel) {
+        // The whole table: in a task of its own, so the samples go on meanwhile.
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match shared.store.store_report().await {
+                Ok(report) => set(&shared.samples.store, report),
+                Err(e) => tracing::debug!(error = %e, "the console's store report failed"),
+            }
+            if let Ok(mut at) = shared.samples.store_due.lock() {
+                *at = next(started, started.elapsed(), STORE_REPORT_EVERY);
+            }
+            shared.samples.store_running.store(false, Ordering::Release);
+        });
     }
     Ok(())
 }
