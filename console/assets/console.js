@@ -18,7 +18,11 @@
     return td;
   };
   source.onopen = () => { status.textContent = "live"; };
-  source.onerror = () => { status.textContent = "reconnecting (events in between are not shown)"; };
+  source.onerror = () => {
+    status.textContent = source.readyState === EventSource.CLOSED
+      ? "closed: reload the page"
+      : "reconnecting (events in between are not shown)";
+  };
   source.addEventListener("failure", (m) => { status.textContent = "the store failed: " + m.data; });
   source.addEventListener("event", (m) => {
     const e = JSON.parse(m.data);

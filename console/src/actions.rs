@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::auth::{may_act, Principal};
 use crate::page;
+use crate::streams::encode;
 use crate::Shared;
 
 /// The aggregate type of the audit trail's streams (one per day).
@@ -57,7 +58,10 @@ pub(crate) async fn projection(
             let to = form.to.as_deref().unwrap_or("").trim().to_owned();
             let outcome = match to.parse::<u64>() {
                 Ok(p) => operator::reset_to(store, &name, p).await.map(drop),
-                Err(_) => Err(OperatorError::Refused(format!("{to:?} is not a position"))),
+                Err(_) => Err(OperatorError::Invalid(factum::store::InvalidInput::OutOfRange {
+                    field: "position",
+                    reason: "a position is a whole number (0: the start)",
+                })),
             };
             (outcome, Some(to), "reset")
         }
@@ -108,13 +112,14 @@ async fn finish(
     match outcome {
         Ok(()) => {
             audit(shared, principal, action, name, detail, Ok(())).await;
-            let to = format!("{}/projections/{name}?done={done}", shared.config.path);
+            let to = format!("{}/projections/{}?done={done}", shared.config.path, encode(name));
             (StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response()
         }
         Err(e) => {
             let status = match &e {
                 OperatorError::NotFound(_) => StatusCode::NOT_FOUND,
-                OperatorError::Refused(_) | OperatorError::Invalid(_) => StatusCode::CONFLICT,
+                OperatorError::Invalid(_) => StatusCode::BAD_REQUEST,
+                OperatorError::Refused(_) => StatusCode::CONFLICT,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };
             audit(shared, principal, action, name, detail, Err("failed")).await;

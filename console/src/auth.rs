@@ -1,31 +1,30 @@
 //! Who may use the console: bearer tokens, the login form's session cookie, the CSRF
-//! token every action carries, and the refusals.
+//! token every action carries, the origin of a form, and the refusals.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
-use dashmap::DashMap;
 use serde::Deserialize;
 
 use crate::page;
+use crate::session::Session;
 use crate::Shared;
 
 /// The session cookie's name.
 const COOKIE_NAME: &str = "factum_console";
-/// How long a refused login waits before it answers.
-const FAILED_LOGIN_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
-/// The most sessions kept; the oldest go first beyond it.
-const MAX_SESSIONS: usize = 10_000;
+/// How long a refused token waits before it is answered.
+const REFUSAL_DELAY: Duration = Duration::from_millis(300);
 
 /// What a caller may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Access {
     /// Look at every page; no action.
@@ -35,52 +34,33 @@ pub enum Access {
 }
 
 /// The caller of a request that passed [`require`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Principal {
     pub(crate) access: Access,
     /// The session's CSRF token; `None` for a bearer token (which a browser never sends
     /// by itself, so it needs none) or an anonymous read-only caller.
     pub(crate) csrf: Option<String>,
-    /// Who it is, for the audit: `session <first 8 of its id>`, `bearer` or `localhost`.
+    /// Who it is, for the audit: `session <first 8 of its nonce>`, `bearer` or `localhost`.
     pub(crate) who: String,
     /// The peer's address, when the server passes it on.
     pub(crate) peer: Option<SocketAddr>,
+    pub(crate) session: Option<Session>,
 }
 
-struct Session {
-    access: Access,
-    csrf: String,
-    expires: Instant,
-}
-
-/// The login form's sessions, by cookie value.
-#[derive(Default)]
-pub(crate) struct Sessions(DashMap<String, Session>);
-
-impl Sessions {
-    fn open(&self, access: Access, ttl: std::time::Duration) -> String {
-        let now = Instant::now();
-        self.0.retain(|_, s| s.expires > now);
-        if self.0.len() >= MAX_SESSIONS {
-            let oldest = self.0.iter().min_by_key(|s| s.expires).map(|s| s.key().clone());
-            if let Some(key) = oldest {
-                self.0.remove(&key);
-            }
-        }
-        let id = random_token();
-        self.0.insert(id.clone(), Session { access, csrf: random_token(), expires: now + ttl });
-        id
-    }
-
-    fn find(&self, id: &str) -> Option<(Access, String)> {
-        let session = self.0.get(id)?;
-        (session.expires > Instant::now()).then(|| (session.access, session.csrf.clone()))
+impl std::fmt::Debug for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the CSRF token.
+        f.debug_struct("Principal")
+            .field("access", &self.access)
+            .field("who", &self.who)
+            .finish_non_exhaustive()
     }
 }
 
-/// 256 random bits, as hex (UUID v4 takes its bits from the operating system's generator).
-fn random_token() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+impl Principal {
+    pub(crate) fn may_act(&self) -> bool {
+        self.access == Access::Operator
+    }
 }
 
 /// Compares in time that depends on the lengths only.
@@ -100,28 +80,56 @@ fn access_of(shared: &Shared, token: &str) -> Option<Access> {
     }
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// Every value of the cookie `name` (a site may plant others beside ours).
+fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
+        .filter_map(move |pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
-/// Whether a request's `Origin`, when it sends one, is the host it was sent to: a form
-/// posted from another site is refused before its CSRF token is even looked at.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// The host a request was sent to: its `Host` header, or the URI's authority (HTTP/2).
+fn host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> &'a str {
+    headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+/// Whether a request's `Origin`, when it sends one, is the host it was sent to or one the
+/// configuration allows (the public address in front of a proxy): a form posted from
+/// another site is refused before its CSRF token is even looked at.
+fn same_origin(shared: &Shared, headers: &HeaderMap, uri: &Uri) -> bool {
     let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) else { return true };
-    let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    origin.split_once("://").is_some_and(|(_, authority)| authority == host)
+    if shared.config.allowed_origins.iter().any(|o| o == origin) {
+        return true;
+    }
+    origin.split_once("://").is_some_and(|(_, authority)| authority == host(headers, uri))
+}
+
+/// Whether a request may have the anonymous read-only access of
+/// [`ConsoleConfig::read_only_on_localhost`](crate::ConsoleConfig::read_only_on_localhost):
+/// from the loopback interface, to a loopback name (not a name that a rebinding DNS made
+/// point here), and not relayed by a proxy (to which every caller is local).
+fn localhost(headers: &HeaderMap, uri: &Uri, peer: Option<SocketAddr>) -> bool {
+    let relayed = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| headers.contains_key(*h));
+    let name = host(headers, uri);
+    let name = match name.rsplit_once(':') {
+        Some((n, port)) if !n.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => name,
+    };
+    let loopback_name = matches!(name, "localhost" | "127.0.0.1" | "[::1]");
+    peer.is_some_and(|p| p.ip().is_loopback()) && loopback_name && !relayed
 }
 
 /// Lets a request through with its [`Principal`], or answers 401 (the login form).
 pub(crate) async fn require(State(shared): State<Arc<Shared>>, mut request: Request, next: Next) -> Response {
     let headers = request.headers();
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    if request.method() == Method::POST && !same_origin(headers) {
+    if request.method() == Method::POST && !same_origin(&shared, headers, request.uri()) {
         return page::refusal(&shared, StatusCode::FORBIDDEN, "This form was posted from another site.");
     }
     let bearer = headers
@@ -129,32 +137,32 @@ pub(crate) async fn require(State(shared): State<Arc<Shared>>, mut request: Requ
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    let session = cookies(headers, COOKIE_NAME).find_map(|value| shared.sessions.check(value));
     let principal = if let Some(token) = bearer {
-        match access_of(&shared, token) {
-            Some(access) => Some(Principal { access, csrf: None, who: "bearer".into(), peer }),
-            None => {
-                return page::refusal(&shared, StatusCode::UNAUTHORIZED, "That bearer token is not valid.")
-            }
+        let Some(access) = access_of(&shared, token) else {
+            tokio::time::sleep(REFUSAL_DELAY).await;
+            return page::refusal(&shared, StatusCode::UNAUTHORIZED, "That bearer token is not valid.");
+        };
+        Principal { access, csrf: None, who: "bearer".into(), peer, session: None }
+    } else if let Some(session) = session {
+        let who = format!("session {}", &session.nonce[..8]);
+        Principal {
+            access: session.access,
+            csrf: Some(session.csrf.clone()),
+            who,
+            peer,
+            session: Some(session),
         }
-    } else if let Some((access, csrf)) = cookie(headers, COOKIE_NAME).and_then(|id| shared.sessions.find(id))
-    {
-        let id = cookie(headers, COOKIE_NAME).unwrap_or_default();
-        Some(Principal { access, csrf: Some(csrf), who: format!("session {}", &id[..8.min(id.len())]), peer })
-    } else if shared.config.localhost_read_only && peer.is_some_and(|p| p.ip().is_loopback()) {
-        Some(Principal { access: Access::ReadOnly, csrf: None, who: "localhost".into(), peer })
+    } else if shared.config.localhost_read_only && localhost(headers, request.uri(), peer) {
+        Principal { access: Access::ReadOnly, csrf: None, who: "localhost".into(), peer, session: None }
     } else {
-        None
-    };
-    let Some(principal) = principal else {
         let mut response = page::login(&shared, None).into_response();
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return response;
     };
     // Read-only callers post nothing but their logout: refused before any form is read.
-    if request.method() == Method::POST
-        && principal.access < Access::Operator
-        && !request.uri().path().ends_with("/logout")
-    {
+    let logout = request.uri().path() == format!("{}/logout", shared.config.path);
+    if request.method() == Method::POST && !principal.may_act() && !logout {
         tracing::info!(target: "factum_console::audit", who = %principal.who, path = request.uri().path(), "console action refused: read-only");
         return page::refusal(
             &shared,
@@ -162,34 +170,31 @@ pub(crate) async fn require(State(shared): State<Arc<Shared>>, mut request: Requ
             "These credentials are read-only: actions need the operator token.",
         );
     }
+    shared.samples.viewed();
     request.extensions_mut().insert(principal);
     next.run(request).await
 }
 
 /// The CSRF token of a form.
-#[derive(Debug, Deserialize)]
+#[derive(Default, Deserialize)]
 pub(crate) struct CsrfForm {
     #[serde(default)]
     pub(crate) csrf: String,
 }
 
+fn csrf_ok(principal: &Principal, csrf: &str) -> bool {
+    principal.csrf.as_ref().is_none_or(|expected| same(expected.as_bytes(), csrf.as_bytes()))
+}
+
 /// Refuses an action by a read-only caller, or a session's form without its CSRF token.
 pub(crate) fn may_act(shared: &Shared, principal: &Principal, csrf: &str) -> Result<(), Box<Response>> {
-    if let Some(expected) = &principal.csrf {
-        if !same(expected.as_bytes(), csrf.as_bytes()) {
-            return Err(Box::new(page::refusal(
-                shared,
-                StatusCode::FORBIDDEN,
-                "This form's CSRF token is missing or stale: reload the page and try again.",
-            )));
-        }
+    if !csrf_ok(principal, csrf) {
+        let why = "This form's CSRF token is missing or stale: reload the page and try again.";
+        return Err(Box::new(page::refusal(shared, StatusCode::FORBIDDEN, why)));
     }
-    if principal.access < Access::Operator {
-        return Err(Box::new(page::refusal(
-            shared,
-            StatusCode::FORBIDDEN,
-            "These credentials are read-only: actions need the operator token.",
-        )));
+    if !principal.may_act() {
+        let why = "These credentials are read-only: actions need the operator token.";
+        return Err(Box::new(page::refusal(shared, StatusCode::FORBIDDEN, why)));
     }
     Ok(())
 }
@@ -199,7 +204,7 @@ pub(crate) async fn login_page(State(shared): State<Arc<Shared>>) -> Response {
     page::login(&shared, None).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 pub(crate) struct LoginForm {
     #[serde(default)]
     token: String,
@@ -208,58 +213,53 @@ pub(crate) struct LoginForm {
 /// Checks the token and opens a session.
 pub(crate) async fn login(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    request_headers: HeaderMap,
+    uri: Uri,
+    form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    if !same_origin(&headers) {
+    if !same_origin(&shared, &request_headers, &uri) {
         return page::refusal(&shared, StatusCode::FORBIDDEN, "This form was posted from another site.");
     }
+    let form = form.map(|f| f.0).unwrap_or_default();
     let Some(access) = access_of(&shared, form.token.trim()) else {
         tracing::warn!(target: "factum_console::audit", "console login refused: unknown token");
         // Guessing costs time (the tokens are long and random: this only slows a script).
-        tokio::time::sleep(FAILED_LOGIN_DELAY).await;
+        tokio::time::sleep(REFUSAL_DELAY).await;
         let mut response =
             page::login(&shared, Some("That token is not one of the console's.")).into_response();
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return response;
     };
-    let id = shared.sessions.open(access, shared.config.session_ttl);
-    tracing::info!(target: "factum_console::audit", access = ?access, session = &id[..8], "console login");
-    let path = cookie_path(&shared);
-    let cookie = format!("{COOKIE_NAME}={id}; Path={path}; HttpOnly; SameSite=Strict");
+    let value = shared.sessions.open(access);
+    tracing::info!(target: "factum_console::audit", access = ?access, "console login");
+    let cookie = format!("{COOKIE_NAME}={value}; {}", cookie_attributes(&shared));
     (StatusCode::SEE_OTHER, [(SET_COOKIE, cookie), (LOCATION, format!("{}/", shared.config.path))])
         .into_response()
 }
 
-fn cookie_path(shared: &Shared) -> &str {
-    match shared.config.path.as_str() {
+fn cookie_attributes(shared: &Shared) -> String {
+    let path = match shared.config.path.as_str() {
         "" => "/",
         path => path,
-    }
+    };
+    let secure = if shared.config.secure_cookie { "; Secure" } else { "" };
+    format!("Path={path}; HttpOnly; SameSite=Strict{secure}")
 }
 
 /// Closes the session.
 pub(crate) async fn logout(
     State(shared): State<Arc<Shared>>,
     Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+    form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let form = form.map(|f| f.0).unwrap_or(CsrfForm { csrf: String::new() });
-    if let Some(expected) = &principal.csrf {
-        if !same(expected.as_bytes(), form.csrf.as_bytes()) {
-            return page::refusal(
-                &shared,
-                StatusCode::FORBIDDEN,
-                "This form's CSRF token is missing or stale.",
-            );
-        }
+    let form = form.map(|f| f.0).unwrap_or_default();
+    if !csrf_ok(&principal, &form.csrf) {
+        return page::refusal(&shared, StatusCode::FORBIDDEN, "This form's CSRF token is missing or stale.");
     }
-    if let Some(id) = cookie(&headers, COOKIE_NAME) {
-        shared.sessions.0.remove(id);
+    if let Some(session) = &principal.session {
+        shared.sessions.revoke(session);
     }
-    let clear =
-        format!("{COOKIE_NAME}=; Path={}; HttpOnly; SameSite=Strict; Max-Age=0", cookie_path(&shared));
+    let clear = format!("{COOKIE_NAME}=; Max-Age=0; {}", cookie_attributes(&shared));
     (StatusCode::SEE_OTHER, [(SET_COOKIE, clear), (LOCATION, format!("{}/login", shared.config.path))])
         .into_response()
 }
@@ -277,24 +277,33 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_cookie_among_others() {
+    fn finds_every_cookie_of_the_name() {
         let mut headers = HeaderMap::new();
-        headers.insert(COOKIE, "a=1; factum_console=xyz; b=2".parse().unwrap());
-        assert_eq!(cookie(&headers, COOKIE_NAME), Some("xyz"));
+        headers.insert(COOKIE, "a=1; factum_console=xyz; factum_console=abc; b=2".parse().unwrap());
+        assert_eq!(cookies(&headers, COOKIE_NAME).collect::<Vec<_>>(), ["xyz", "abc"]);
         headers.insert(COOKIE, "factum_console_other=1".parse().unwrap());
-        assert_eq!(cookie(&headers, COOKIE_NAME), None);
+        assert_eq!(cookies(&headers, COOKIE_NAME).count(), 0);
     }
 
     #[test]
-    fn refuses_a_form_from_another_origin() {
-        let mut headers = HeaderMap::new();
-        headers.insert(HOST, "127.0.0.1:8080".parse().unwrap());
-        assert!(same_origin(&headers), "no Origin: a same-origin navigation or a tool");
-        headers.insert(ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
-        assert!(same_origin(&headers));
-        headers.insert(ORIGIN, "https://evil.example".parse().unwrap());
-        assert!(!same_origin(&headers));
-        headers.insert(ORIGIN, "null".parse().unwrap());
-        assert!(!same_origin(&headers));
+    fn localhost_means_a_loopback_peer_and_name_without_a_proxy() {
+        let peer: Option<SocketAddr> = Some("127.0.0.1:5000".parse().unwrap());
+        let uri = Uri::from_static("/console/");
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        assert!(localhost(&with(&[("host", "127.0.0.1:8080")]), &uri, peer));
+        assert!(localhost(&with(&[("host", "localhost")]), &uri, peer));
+        assert!(localhost(&with(&[("host", "[::1]:8080")]), &uri, peer));
+        assert!(!localhost(&with(&[("host", "rebind.evil:8080")]), &uri, peer), "DNS rebinding");
+        let proxied = with(&[("host", "127.0.0.1:8080"), ("x-forwarded-for", "203.0.113.9")]);
+        assert!(!localhost(&proxied, &uri, peer), "behind a proxy everyone is local");
+        let remote: Option<SocketAddr> = Some("203.0.113.9:5000".parse().unwrap());
+        assert!(!localhost(&with(&[("host", "127.0.0.1:8080")]), &uri, remote));
+        assert!(!localhost(&with(&[("host", "127.0.0.1:8080")]), &uri, None), "no peer known");
     }
 }

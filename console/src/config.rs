@@ -19,6 +19,9 @@ pub enum ConsoleError {
     /// A token shorter than [`MIN_TOKEN_LEN`] characters.
     #[error("a console token must be at least {MIN_TOKEN_LEN} characters long")]
     WeakToken,
+    /// A token starts or ends with whitespace, which a login form's value never does.
+    #[error("a console token must not start or end with whitespace")]
+    PaddedToken,
     /// The operator and read-only tokens are the same: the second level would mean nothing.
     #[error("the operator and read-only console tokens must differ")]
     SameTokens,
@@ -39,6 +42,8 @@ pub struct ConsoleConfig {
     pub(crate) audit_in_log: bool,
     pub(crate) max_tails: usize,
     pub(crate) session_ttl: Duration,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) secure_cookie: bool,
 }
 
 impl std::fmt::Debug for ConsoleConfig {
@@ -66,6 +71,8 @@ impl Default for ConsoleConfig {
             audit_in_log: true,
             max_tails: 16,
             session_ttl: Duration::from_secs(8 * 3600),
+            allowed_origins: Vec::new(),
+            secure_cookie: false,
         }
     }
 }
@@ -78,9 +85,10 @@ impl ConsoleConfig {
     }
 
     /// The tokens from `FACTUM_CONSOLE_TOKEN` (may act) and `FACTUM_CONSOLE_READONLY_TOKEN`
-    /// (may look); an unset or empty variable sets nothing.
+    /// (may look), without surrounding whitespace; an unset or empty variable sets nothing.
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let var =
+            |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         ConsoleConfig {
             operator_token: var("FACTUM_CONSOLE_TOKEN"),
             readonly_token: var("FACTUM_CONSOLE_READONLY_TOKEN"),
@@ -110,9 +118,12 @@ impl ConsoleConfig {
     }
 
     /// Serves requests from the loopback interface without credentials, read-only: for a
-    /// service on a developer's machine. Requests from elsewhere still need a token, and
-    /// the application must serve with
-    /// `into_make_service_with_connect_info::<SocketAddr>()` so the console sees the peer.
+    /// service on a developer's machine. Only requests from a loopback address, to
+    /// `localhost`, `127.0.0.1` or `[::1]` (not to a name a rebinding DNS points here), and
+    /// without a proxy's `Forwarded` or `X-Forwarded-For` header (behind a proxy every
+    /// caller is local) qualify; the others still need a token. The application must serve
+    /// with `into_make_service_with_connect_info::<SocketAddr>()` so the console sees the
+    /// peer. Never behind a reverse proxy that strips those headers.
     #[must_use]
     pub fn read_only_on_localhost(mut self) -> Self {
         self.localhost_read_only = true;
@@ -141,6 +152,37 @@ impl ConsoleConfig {
         self
     }
 
+    /// An origin the console's forms may also be posted from, such as
+    /// `https://ops.example.com` when a proxy in front of the service sends its own `Host`.
+    /// Forms from the host a request was sent to are always accepted.
+    #[must_use]
+    pub fn allowed_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allowed_origins.push(origin.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Marks the session cookie `Secure` (off by default, so that the console works on
+    /// `http://127.0.0.1`): turn it on wherever the console is reached over TLS.
+    #[must_use]
+    pub fn secure_cookie(mut self, on: bool) -> Self {
+        self.secure_cookie = on;
+        self
+    }
+
+    /// How long a login lasts (eight hours by default; at least a minute).
+    #[must_use]
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl.max(Duration::from_secs(60));
+        self
+    }
+
+    /// How many live tails may be open at once (16 by default; at least 1).
+    #[must_use]
+    pub fn max_tails(mut self, n: usize) -> Self {
+        self.max_tails = n.max(1);
+        self
+    }
+
     pub(crate) fn check(&self) -> Result<(), ConsoleError> {
         let path_ok = self.path.is_empty()
             || (self.path.starts_with('/')
@@ -150,8 +192,11 @@ impl ConsoleConfig {
             return Err(ConsoleError::BadPath(self.path.clone()));
         }
         let tokens = [&self.operator_token, &self.readonly_token];
-        if tokens.iter().any(|t| t.as_ref().is_some_and(|t| t.chars().count() < MIN_TOKEN_LEN)) {
+        if tokens.iter().any(|t| t.as_ref().is_some_and(|t| t.trim().chars().count() < MIN_TOKEN_LEN)) {
             return Err(ConsoleError::WeakToken);
+        }
+        if tokens.iter().any(|t| t.as_ref().is_some_and(|t| t.trim() != t)) {
+            return Err(ConsoleError::PaddedToken);
         }
         if self.operator_token.is_some() && self.operator_token == self.readonly_token {
             return Err(ConsoleError::SameTokens);
@@ -178,6 +223,8 @@ mod tests {
         let bad = ConsoleConfig::new().operator_token("0123456789abcdef").path("con sole");
         assert!(matches!(bad.check(), Err(ConsoleError::BadPath(_))));
         assert_eq!(ConsoleConfig::new().path("/ops/console/").path, "/ops/console");
+        let padded = ConsoleConfig::new().operator_token("0123456789abcdef\n");
+        assert_eq!(padded.check(), Err(ConsoleError::PaddedToken));
     }
 
     #[test]

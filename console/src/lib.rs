@@ -43,6 +43,7 @@ mod page;
 mod processes;
 mod projections;
 mod sampler;
+mod session;
 mod streams;
 mod tail;
 
@@ -73,15 +74,21 @@ pub(crate) struct Shared {
     pub(crate) store: PostgresStore,
     pub(crate) supervisor: Supervisor,
     pub(crate) config: ConsoleConfig,
-    pub(crate) sessions: auth::Sessions,
+    pub(crate) sessions: session::Sessions,
     pub(crate) samples: sampler::Samples,
     pub(crate) tails: Arc<tokio::sync::Semaphore>,
+    /// Set by [`Console::close`]: the live tails end.
+    pub(crate) closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Console {
     /// A console over `store` and `supervisor`. Starts a task that samples the store
-    /// and the projections (for the overview's rates and sparklines), so call it inside
-    /// a Tokio runtime.
+    /// and the projections (for the overview's rates and sparklines) while someone looks
+    /// at the console, and pauses after ten minutes without a view.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (it spawns the sampler).
     ///
     /// # Errors
     ///
@@ -96,18 +103,28 @@ impl Console {
         let shared = Arc::new(Shared {
             store,
             supervisor,
-            sessions: auth::Sessions::default(),
+            sessions: session::Sessions::new(&config),
             samples: sampler::Samples::default(),
             tails: Arc::new(tokio::sync::Semaphore::new(config.max_tails)),
+            closed: tokio::sync::watch::Sender::new(false),
             config,
         });
         sampler::start(&shared);
         Ok(Console { shared })
     }
 
+    /// Ends the live tails (their streams of server-sent events never end by themselves):
+    /// call it when the service starts shutting down, or a graceful shutdown waits for the
+    /// browsers that have a tail open. The console serves on; a browser that reconnects
+    /// gets a tail that ends at once.
+    pub fn close(&self) {
+        self.shared.closed.send_replace(true);
+    }
+
     /// The console's routes, all under its [path](ConsoleConfig::path): merge them into
-    /// the application's router.
-    pub fn router(&self) -> Router {
+    /// the application's router, whatever its state. Mount them with `merge`, not `nest`:
+    /// the pages link to the path they were configured with.
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         let base = self.shared.config.path.clone();
         let at = |p: &str| format!("{base}{p}");
         let pages = Router::new()
@@ -122,7 +139,7 @@ impl Console {
             .route(&at("/projections/{name}/failures/{event_id}/skip"), post(actions::skip))
             .route(&at("/processes"), get(processes::page))
             .route(&at("/logout"), post(auth::logout))
-            .layer(axum::middleware::from_fn_with_state(self.shared.clone(), auth::require));
+            .route_layer(axum::middleware::from_fn_with_state(self.shared.clone(), auth::require));
         let open = Router::new()
             .route(&at("/login"), get(auth::login_page).post(auth::login))
             .route(&at("/assets/{file}"), get(assets::serve));
@@ -132,9 +149,10 @@ impl Console {
             let overview = at("/");
             router = router.route(&base, get(move || async move { axum::response::Redirect::to(&overview) }));
         }
+        // Route layers: the application's own fallback is left alone.
         router
-            .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
-            .layer(axum::middleware::map_response(page::security_headers))
+            .route_layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+            .route_layer(axum::middleware::map_response(page::security_headers))
             .with_state(self.shared.clone())
     }
 }

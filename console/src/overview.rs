@@ -13,7 +13,8 @@ use maud::{html, Markup};
 use crate::auth::Principal;
 use crate::page::{self, bytes, number, seconds, sparkline, state_badge};
 use crate::projections::state_name;
-use crate::sampler::{read, Sample};
+use crate::sampler::{checkpoint_of, read, reports_of, Sample};
+use crate::streams::encode;
 use crate::Shared;
 
 /// How old a figure is, in words.
@@ -32,6 +33,14 @@ fn recent_rate(ring: &[Sample], span: usize) -> Option<f64> {
     let first = &ring[ring.len().saturating_sub(span + 1)];
     let secs = last.taken.duration_since(first.taken).as_secs_f64();
     (secs > 0.0).then(|| last.latest.saturating_sub(first.latest) as f64 / secs)
+}
+
+/// The time the last `span` samples' intervals cover, in seconds.
+fn span(ring: &[Sample], span: usize) -> f64 {
+    match (ring.last(), ring.get(ring.len().saturating_sub(span + 1))) {
+        (Some(last), Some(first)) => last.taken.duration_since(first.taken).as_secs_f64(),
+        _ => 0.0,
+    }
 }
 
 /// Events by aggregate type over the ring (the samples that counted them), per second.
@@ -82,7 +91,7 @@ pub(crate) async fn page(
             section.cards {
                 (throughput(&ring))
                 (store(&shared))
-                (horizon(&shared))
+                (horizon(&shared, principal.may_act()))
             }
             h2 { "Projections" }
             (projections(&shared, &ring, reports.as_ref().map(|r| &r.value[..])))
@@ -102,7 +111,7 @@ fn throughput(ring: &[Sample]) -> Markup {
             @match (recent_rate(ring, 5), ring.last()) {
                 (Some(rate), Some(last)) => {
                     p.figure { (format!("{rate:.1}")) " events/s" }
-                    p.note { "over the last " (seconds(5.0 * last.interval.max(0.1))) "; head of the log at position " (number(last.latest)) ", " (age(last.taken)) }
+                    p.note { "over the last " (seconds(span(ring, 5))) "; head of the log at position " (number(last.latest)) ", " (age(last.taken)) }
                 }
                 _ => { p.note { "Measuring: the first figures come within a few seconds." } }
             }
@@ -145,7 +154,7 @@ fn store(shared: &Shared) -> Markup {
     }
 }
 
-fn horizon(shared: &Shared) -> Markup {
+fn horizon(shared: &Shared, operator: bool) -> Markup {
     let horizon = read(&shared.samples.horizon);
     html! {
         div.card #horizon {
@@ -158,8 +167,9 @@ fn horizon(shared: &Shared) -> Markup {
                         "Held back by pid " (t.session.pid) " ("
                         (t.database.as_deref().unwrap_or("?")) ", " (t.user.as_deref().unwrap_or("?")) ", "
                         (t.session.application_name.as_deref().unwrap_or("")) "), open for "
-                        (seconds(t.open_for_seconds.unwrap_or(0.0))) ": "
-                        code { (t.query.as_deref().unwrap_or("")) }
+                        (seconds(t.open_for_seconds.unwrap_or(0.0)))
+                        // Its statement may hold other sessions' literals: operators only.
+                        @if operator { ": " code { (t.query.as_deref().unwrap_or("")) } }
                     }
                 }
             } @else {
@@ -185,17 +195,19 @@ fn projections(
             tbody {
                 @for s in &statuses {
                     @let (lag, rate) = projection_series(ring, &s.name);
-                    @let behind = ring.last().map(|l| l.latest.saturating_sub(s.checkpoint.position.0));
-                    @let report = reports.and_then(|r| r.iter().find(|p| p.name == s.name || s.build.as_ref().is_some_and(|b| b.id.consumer() == p.name)));
+                    @let mine = reports_of(s, reports.unwrap_or_default());
+                    @let checkpoint = checkpoint_of(s, &mine);
+                    @let behind = ring.last().map(|l| l.latest.saturating_sub(checkpoint));
+                    @let behind_for = mine.iter().filter_map(|r| r.behind_seconds).reduce(f64::max);
                     tr data-projection=(s.name) {
-                        td { a href={ (base) "/projections/" (s.name) } { (s.name) } }
+                        td { a href={ (base) "/projections/" (encode(&s.name)) } { (s.name) } }
                         td.state { (state_badge(&state_name(&s.state))) }
-                        td.num { (number(s.checkpoint.position.0)) }
+                        td.num { (number(checkpoint)) }
                         td.num { (behind.map_or_else(|| "-".to_owned(), number)) }
-                        td.num { (report.and_then(|r| r.behind_seconds).map_or_else(|| "-".to_owned(), seconds)) }
+                        td.num { (behind_for.map_or_else(|| "-".to_owned(), seconds)) }
                         td { (sparkline(&lag, "events behind, last five minutes")) }
                         td { (sparkline(&rate, "events handled per second, last five minutes")) }
-                        td.num { (report.map_or(0, |r| r.failures)) }
+                        td.num { (mine.iter().map(|r| r.failures).sum::<u64>()) }
                     }
                 }
             }

@@ -39,7 +39,7 @@ pub(crate) async fn page(
             }
             @for (name, status, timers) in &sections {
                 section.process data-process=(name) {
-                    h2 { a href={ (base) "/projections/" (name) } { (name) } }
+                    h2 { a href={ (base) "/projections/" (encode(name)) } { (name) } }
                     @match status {
                         Some(s) => p {
                             (state_badge(&state_name(&s.state))) " checkpoint " (number(s.checkpoint.position.0))

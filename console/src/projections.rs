@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::auth::Principal;
 use crate::page::{self, csrf_field, number, seconds, state_badge};
 use crate::sampler::read;
+use crate::streams::encode;
 use crate::Shared;
 
 /// A projection's state as one word.
@@ -41,7 +42,7 @@ pub(crate) async fn list(
                 tbody {
                     @for s in shared.supervisor.statuses() {
                         tr data-projection=(s.name) {
-                            td { a href={ (base) "/projections/" (s.name) } { (s.name) } }
+                            td { a href={ (base) "/projections/" (encode(&s.name)) } { (s.name) } }
                             td.state { (state_badge(&state_name(&s.state))) }
                             td.num { (s.version) }
                             td.num { (number(s.checkpoint.position.0)) }
@@ -114,15 +115,14 @@ pub(crate) async fn detail(
         Ok(c) => c,
         Err(e) => return page::refusal(&shared, StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let known = status.is_some() || !store.builds(&name).await.unwrap_or_default().is_empty();
-    if !known {
+    let builds = store.builds(&name).await.unwrap_or_default();
+    if status.is_none() && builds.is_empty() {
         return page::refusal(
             &shared,
             StatusCode::NOT_FOUND,
             "No projection of that name runs here or has builds in this store.",
         );
     }
-    let builds = store.builds(&name).await.unwrap_or_default();
     let failures = operator::failures(store, &name).await.unwrap_or_default();
     let mut stops = Vec::new();
     for consumer in &consumers {
@@ -130,9 +130,13 @@ pub(crate) async fn detail(
             stops.push(stop);
         }
     }
-    let latest = shared.samples.ring().last().map(|s| s.latest);
+    let latest = shared.samples.latest().map(|s| s.latest);
+    // Another instance's slices: their checkpoints and holders as the store last said.
+    let reports = read(&shared.samples.reports).map(|r| r.value).unwrap_or_default();
+    let stored = |consumer: Option<&String>| consumer.and_then(|c| reports.iter().find(|r| &r.name == c));
     let base = &shared.config.path;
-    let action = |what: &str| format!("{base}/projections/{name}/{what}");
+    let segment = encode(&name);
+    let action = |what: &str| format!("{base}/projections/{segment}/{what}");
     let body = html! {
         main #projection data-name=(name) {
             h1 { "Projection " (name) }
@@ -154,12 +158,15 @@ pub(crate) async fn detail(
                 h2 { "Slices" }
                 table #slices {
                     thead { tr { th { "Slice" } th { "State" } th { "Checkpoint" } th { "Lag" } th { "Holder" } } }
-                    tbody { @for sl in &s.slices {
+                    tbody { @for (i, sl) in s.slices.iter().enumerate() {
+                        // A slice another instance holds: as the store last reported it.
+                        @let report = stored(consumers.get(i)).filter(|_| sl.state == ProjectionState::Standby);
+                        @let checkpoint = report.map_or(sl.checkpoint.position.0, |r| r.checkpoint.position.0);
                         tr {
                             td { (sl.slice.map_or_else(|| "-".to_owned(), |x| format!("{} of {}", x.index(), x.count()))) }
                             td { (state_badge(&state_name(&sl.state))) }
-                            td.num { (number(sl.checkpoint.position.0)) }
-                            td.num { (sl.lag.map_or_else(|| "-".to_owned(), number)) }
+                            td.num { (number(checkpoint)) }
+                            td.num { (latest.map(|l| l.saturating_sub(checkpoint)).or(sl.lag).map_or_else(|| "-".to_owned(), number)) }
                             td { (sl.holder.as_deref().unwrap_or("-")) }
                         }
                     } }
@@ -172,8 +179,8 @@ pub(crate) async fn detail(
             }
             h2 { "Actions" }
             div.actions {
-                (form(&principal, &action("rebuild"), "rebuild", "Rebuild", html! {},
-                    "From the start: into a fresh build beside the live one where builds are kept apart (readers switch once it has caught up), otherwise in place."))
+                @if consumers.len() == 1 { (form(&principal, &action("rebuild"), "rebuild", "Rebuild", html! {},
+                    "From the start: into a fresh build beside the live one where builds are kept apart (readers switch once it has caught up), otherwise in place.")) }
                 (form(&principal, &action("reset"), "reset", "Reset to position", html! { input type="number" name="to" min="0" required placeholder="position"; },
                     "Go on after the event at this position, without clearing the read model."))
                 @if !stops.is_empty() {
@@ -221,7 +228,7 @@ pub(crate) async fn detail(
                             td.attempts { (f.attempts) }
                             td.failed-at { (f.failed_at.to_rfc3339()) }
                             td.error-text { (f.error) }
-                            td { (form(&principal, &format!("{base}/projections/{name}/failures/{}/skip", f.event_id), "skip", "Forget", html! {}, "")) }
+                            td { (form(&principal, &format!("{base}/projections/{segment}/failures/{}/skip", f.event_id), "skip", "Forget", html! {}, "")) }
                         }
                     } }
                 }

@@ -70,6 +70,8 @@ pub(crate) struct Samples {
     pub(crate) store: Mutex<Option<Measured<StoreReport>>>,
     /// The last sampling error, if the last sample failed.
     pub(crate) error: Mutex<Option<String>>,
+    /// When a page was last viewed: the sampler pauses after [`IDLE`] without one.
+    last_view: Mutex<Option<Instant>>,
     /// When the whole-table report is next due (`None`: now).
     store_due: Mutex<Option<Instant>>,
     /// Whether it runs.
@@ -77,6 +79,22 @@ pub(crate) struct Samples {
 }
 
 impl Samples {
+    /// Notes a view: the sampler samples while the console is looked at.
+    pub(crate) fn viewed(&self) {
+        if let Ok(mut at) = self.last_view.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.last_view.lock().map_or(true, |at| at.is_none_or(|at| at.elapsed() > IDLE))
+    }
+
+    /// The newest sample.
+    pub(crate) fn latest(&self) -> Option<Sample> {
+        self.ring.lock().ok().and_then(|r| r.back().cloned())
+    }
+
     /// The ring, oldest first.
     pub(crate) fn ring(&self) -> Vec<Sample> {
         self.ring.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
@@ -89,6 +107,30 @@ impl Samples {
             }
             ring.push_back(sample);
         }
+    }
+}
+
+/// The store's reports of `status`'s live build: one per slice (the projection's own name
+/// before it has a build).
+pub(crate) fn reports_of<'a>(
+    status: &factum::projection::ProjectionStatus,
+    reports: &'a [ProjectionReport],
+) -> Vec<&'a ProjectionReport> {
+    let consumers = status.build.as_ref().map_or_else(|| vec![status.name.clone()], |b| b.consumers());
+    reports.iter().filter(|r| consumers.contains(&r.name)).collect()
+}
+
+/// A projection's checkpoint: this instance's where it runs the projection (and all its
+/// slices), else the slowest of the store's reports (another instance runs it).
+pub(crate) fn checkpoint_of(
+    status: &factum::projection::ProjectionStatus,
+    reports: &[&ProjectionReport],
+) -> u64 {
+    use factum::projection::ProjectionState::Standby;
+    let elsewhere = status.state == Standby || status.slices.iter().any(|s| s.state == Standby);
+    match reports.iter().map(|r| r.checkpoint.position.0).min() {
+        Some(stored) if elsewhere => stored,
+        _ => status.checkpoint.position.0,
     }
 }
 
@@ -111,6 +153,9 @@ struct Due {
     reports: Option<Instant>,
 }
 
+/// The sampler pauses after this long without a view of the console.
+const IDLE: Duration = Duration::from_secs(600);
+
 /// A slow statement waits this many times its own duration before it runs again.
 const BACKOFF: u32 = 20;
 
@@ -129,6 +174,9 @@ pub(crate) fn start(shared: &Arc<Shared>) {
         loop {
             tick.tick().await;
             let Some(shared) = Weak::upgrade(&weak) else { return };
+            if shared.samples.idle() {
+                continue;
+            }
             let error = sample(&shared, &mut due).await.err().map(|e| e.to_string());
             if let Some(e) = &error {
                 tracing::debug!(error = %e, "console sample failed");
@@ -151,12 +199,13 @@ async fn sample(shared: &Arc<Shared>, due: &mut Due) -> Result<(), factum::Store
         }
         _ => None,
     };
+    let reports = read(&samples.reports).map(|r| r.value).unwrap_or_default();
     let projections = shared
         .supervisor
         .statuses()
         .into_iter()
         .map(|s| {
-            let checkpoint = s.checkpoint.position.0;
+            let checkpoint = checkpoint_of(&s, &reports_of(&s, &reports));
             (s.name, checkpoint, latest.saturating_sub(checkpoint))
         })
         .collect();
@@ -166,10 +215,12 @@ async fn sample(shared: &Arc<Shared>, due: &mut Due) -> Result<(), factum::Store
     set(&samples.horizon, store.horizon().await?);
     let now = Instant::now();
     if due.reports.is_none_or(|at| now >= at) {
-        // Each projection's report counts what lies after its checkpoint.
-        set(&samples.reports, store.projection_reports(None).await?);
-        set(&samples.estimate, store.estimate().await?);
+        // Each projection's report counts what lies after its checkpoint. Due again later
+        // whether it succeeds or not (a statement that timed out is not sent every tick).
+        let reports = store.projection_reports(None).await;
         due.reports = next(now, now.elapsed(), shared.config.sample_every * REPORTS_EVERY);
+        set(&samples.reports, reports?);
+        set(&samples.estimate, store.estimate().await?);
     }
     let due_store = samples.store_due.lock().map(|d| d.is_none_or(|at| now >= at)).unwrap_or(false);
     if due_store && !samples.store_running.swap(true, Ordering::AcqRel) {

@@ -21,6 +21,9 @@ use crate::page;
 use crate::streams::{filter_form, Filters};
 use crate::Shared;
 
+/// The longest a live tail lasts before the browser reconnects.
+const MAX_TAIL: Duration = Duration::from_secs(3600);
+
 pub(crate) async fn page(
     State(shared): State<Arc<Shared>>,
     Extension(principal): Extension<Principal>,
@@ -97,6 +100,13 @@ pub(crate) async fn events(State(shared): State<Arc<Shared>>, Query(filters): Qu
         Ok(log) => log,
         Err(e) => return page::refusal(&shared, StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
+    // A tail ends when the console closes (the service shuts down) or after an hour (the
+    // browser then reconnects, and its credentials are checked again).
+    let mut closed = shared.closed.subscribe();
+    let end = async move {
+        let closing = closed.wait_for(|closed| *closed);
+        let _ = tokio::time::timeout(MAX_TAIL, closing).await;
+    };
     let stream = log
         .filter_map(move |next| {
             let _held = &permit; // one live tail less once the browser goes
@@ -109,8 +119,12 @@ pub(crate) async fn events(State(shared): State<Arc<Shared>>, Query(filters): Qu
             };
             std::future::ready(sent.map(Ok::<_, Infallible>))
         })
-        .take_while(|_| std::future::ready(true));
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+        .take_until(Box::pin(end));
+    let mut response =
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response();
+    // A proxy must pass each event on as it comes.
+    response.headers_mut().insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+    response
 }
 
 fn row(e: &RecordedEvent) -> serde_json::Value {

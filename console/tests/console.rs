@@ -33,6 +33,11 @@ impl EventHandler for Tally {
 }
 
 async fn console(store: &PostgresStore) -> (Supervisor, Router) {
+    let (supervisor, console) = console_of(store).await;
+    (supervisor, console.router())
+}
+
+async fn console_of(store: &PostgresStore) -> (Supervisor, Console) {
     let config = factum::SupervisorConfig::default().projection(Projection::with_handler("tally", Tally));
     let supervisor = Supervisor::start(Arc::new(store.clone()), config).await.unwrap();
     let console = Console::new(
@@ -49,7 +54,12 @@ async fn console(store: &PostgresStore) -> (Supervisor, Router) {
         store.load_checkpoint(&consumers[0]).await.ok().flatten()
     })
     .await;
-    (supervisor, console.router())
+    (supervisor, console)
+}
+
+fn another_instance(store: &PostgresStore, supervisor: &Supervisor) -> Router {
+    let config = ConsoleConfig::new().operator_token(OPERATOR).readonly_token(READONLY);
+    Console::new(store.clone(), supervisor.clone(), config).unwrap().router()
 }
 
 struct Answer {
@@ -157,8 +167,8 @@ async fn nothing_without_credentials_and_no_action_read_only() {
             .unwrap(),
     )
     .await;
-    assert_eq!(bad.status, StatusCode::CONFLICT);
-    assert!(bad.body.contains("&lt;script&gt;") && !bad.body.contains("<script>"), "{}", bad.body);
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("position") && !bad.body.contains("<script>"), "{}", bad.body);
     supervisor.shutdown().await.unwrap();
 }
 
@@ -269,5 +279,47 @@ async fn stored_markup_renders_as_text() {
     assert!(refused.body.contains("&lt;script&gt;") && !refused.body.contains("<script>"));
     let missing = call(&router, get("/console/events/not-an-id", Some(READONLY))).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    supervisor.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_login_holds_on_every_instance_and_a_tail_ends_when_the_console_closes() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let (supervisor, console) = console_of(&store).await;
+    let router: Router = console.router();
+    let login =
+        call(&router, post("/console/login").body(Body::from(format!("token={READONLY}"))).unwrap()).await;
+    let session = login.headers[SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    // Behind a load balancer the next request may land on another instance.
+    let elsewhere = another_instance(&store, &supervisor);
+    let page = call(
+        &elsewhere,
+        Request::get("/console/streams").header(COOKIE, &session).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("read-only"), "the session's access travels with it");
+    // A cookie signed with other tokens opens nothing.
+    let other = Console::new(
+        store.clone(),
+        supervisor.clone(),
+        ConsoleConfig::new().operator_token("some-other-operator-token"),
+    )
+    .unwrap()
+    .router::<()>();
+    let refused =
+        call(&other, Request::get("/console/").header(COOKIE, &session).body(Body::empty()).unwrap()).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+
+    // A live tail's stream never ends by itself; closing the console ends it.
+    let response = router.clone().oneshot(get("/console/tail/events", Some(READONLY))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "text/event-stream");
+    let body = tokio::spawn(axum::body::to_bytes(response.into_body(), usize::MAX));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!body.is_finished(), "a tail follows the log until it is ended");
+    console.close();
+    tokio::time::timeout(Duration::from_secs(5), body).await.expect("ended by close").unwrap().unwrap();
     supervisor.shutdown().await.unwrap();
 }

@@ -262,13 +262,22 @@ async fn serve_http(app: &App, listener: tokio::net::TcpListener) -> Result<(), 
     println!("listening on http://{address}");
     tracing::info!(%address, "serving; stop with Ctrl-C or SIGTERM");
     let mut router = http::router(app.clone());
-    if let Some(console) = console(app)? {
+    let console = console(app)?;
+    if let Some(console) = &console {
         println!("console at http://{address}/console/");
         router = router.merge(console.router());
     }
     // The peer's address reaches the handlers (the console's audit lines name it).
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        // The console's live tails never end by themselves: end them, or the graceful
+        // shutdown waits for every browser that has one open.
+        if let Some(console) = console {
+            console.close();
+        }
+    };
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
     tracing::info!("no longer accepting; in-flight requests finished");
     Ok(())
 }
