@@ -69,45 +69,10 @@ if [[ ! -x $CHROMIUM ]]; then
 fi
 "$CHROMIUM" --version >/dev/null 2>&1 </dev/null || skip "$CHROMIUM --version fails: the browser cannot run here"
 
-SERVICE_PID=""
-OWN_DB=""
-cleanup() {
-    local rc=$?
-    if [[ -n $SERVICE_PID ]]; then
-        kill -TERM "$SERVICE_PID" 2>/dev/null || true
-        wait "$SERVICE_PID" 2>/dev/null || true
-    fi
-    if [[ -n $OWN_DB ]]; then
-        "$PSQL" "$ADMIN_URL" -XqAt -c "DROP DATABASE IF EXISTS \"$OWN_DB\" WITH (FORCE)" </dev/null >/dev/null || true
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-
-# A database of its own on the server of $DATABASE_URL (test.sh's run database, so named
-# "<run db>_tconsole" that test.sh drops too) or of scripts/pg.sh.
-ADMIN_URL=${DATABASE_URL:-$(bash scripts/pg.sh)}
-PSQL=$(command -v psql || printf '%s\n' /usr/lib/postgresql/*/bin/psql | sort -V | tail -n 1)
-[[ -x $PSQL ]] || { log "FAILED: psql not found (install the postgresql-client package)"; exit 1; }
-base=${ADMIN_URL%%\?*}
-query=${ADMIN_URL:${#base}}
-parent=${base##*/}
-[[ -n ${DATABASE_URL:-} && $parent =~ ^[a-z_][a-z0-9_]{0,40}$ ]] || parent="factum_console_$(date +%s)_$$"
-OWN_DB="${parent}_tconsole"
-PGOPTIONS='-c client_min_messages=warning' "$PSQL" "$ADMIN_URL" -XqAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$OWN_DB\" WITH (FORCE)" \
-    -c "CREATE DATABASE \"$OWN_DB\"" </dev/null >/dev/null
-DB_URL="${base%/*}/$OWN_DB$query"
-with_user() { sed -E "s|^([^:/?]+://)[^@/?#]*@|\1$1@|" <<<"$DB_URL"; }
-
-# Least privilege, as scripts/example.sh runs it: factum_owner sets the database up, the
-# service connects as factum_app, which owns nothing.
-sed -e 's/{owner}/factum_owner/g' -e 's/{runtime}/factum_app/g' -e 's/{schema}/public/g' \
-    -e "s/{database}/$OWN_DB/g" store-postgres/sql/roles/create_roles.sql |
-    "$PSQL" "$DB_URL" -XqAt -v ON_ERROR_STOP=1 >/dev/null
-
-log "building the example"
-"$CARGO" build -p factum-example --quiet
-"$TARGET/debug/factum-example" --database-url "$(with_user factum_owner)" setup --grant-to factum_app >/dev/null
+# shellcheck source=scripts/service-lib.sh
+source scripts/service-lib.sh
+trap service_cleanup EXIT
+service_database console
 if [[ -n ${FACTUM_CONSOLE_E2E_SIMULATE:-} ]]; then
     # Before the hostile event: the simulation checks the read models against the log.
     log "simulating (FACTUM_CONSOLE_E2E_SIMULATE)"
@@ -144,23 +109,7 @@ HOSTILE_CORRELATION_ID=${hostile#*|}
 
 OP_TOKEN=$(random_hex 24)
 RO_TOKEN=$(random_hex 24)
-: >"$WORK/service.out" # before the service starts: never read an earlier run's address
-FACTUM_CONSOLE_TOKEN=$OP_TOKEN FACTUM_CONSOLE_READONLY_TOKEN=$RO_TOKEN \
-    DATABASE_URL=$(with_user factum_app) RUST_LOG=warn "$TARGET/debug/factum-example" serve --listen 127.0.0.1:0 \
-    >"$WORK/service.out" 2>"$WORK/service.log" &
-SERVICE_PID=$!
-BASE=""
-for _ in $(seq 600); do
-    BASE=$(sed -n 's/^listening on //p' "$WORK/service.out" | head -n 1)
-    [[ -n $BASE ]] && break
-    kill -0 "$SERVICE_PID" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ -z $BASE ]]; then
-    cat "$WORK/service.log" >&2
-    log "FAILED: the service did not start"
-    exit 1
-fi
+service_start FACTUM_CONSOLE_TOKEN="$OP_TOKEN" FACTUM_CONSOLE_READONLY_TOKEN="$RO_TOKEN"
 status=$(node -e 'fetch(process.argv[1]).then((r) => console.log(r.status), (e) => console.log(e.message))' \
     "$BASE/console/login")
 if [[ $status != 200 ]]; then

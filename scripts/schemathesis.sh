@@ -49,61 +49,11 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$VERSION"; then
         skip "pip could not install schemathesis==$VERSION"
 fi
 
-SERVICE_PID=""
-OWN_DB=""
-cleanup() {
-    local rc=$?
-    if [[ -n $SERVICE_PID ]]; then
-        kill -TERM "$SERVICE_PID" 2>/dev/null || true
-        wait "$SERVICE_PID" 2>/dev/null || true
-    fi
-    if [[ -n $OWN_DB ]]; then
-        "$PSQL" "$ADMIN_URL" -XqAt -c "DROP DATABASE IF EXISTS \"$OWN_DB\" WITH (FORCE)" </dev/null >/dev/null || true
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-
-# A database of its own on the server of $DATABASE_URL (test.sh's run database, so named
-# "<run db>_tschemathesis" that test.sh drops too) or of scripts/pg.sh.
-ADMIN_URL=${DATABASE_URL:-$(bash scripts/pg.sh)}
-PSQL=$(command -v psql || printf '%s\n' /usr/lib/postgresql/*/bin/psql | sort -V | tail -n 1)
-[[ -x $PSQL ]] || { log "FAILED: psql not found (install the postgresql-client package)"; exit 1; }
-base=${ADMIN_URL%%\?*}
-query=${ADMIN_URL:${#base}}
-parent=${base##*/}
-[[ -n ${DATABASE_URL:-} && $parent =~ ^[a-z_][a-z0-9_]{0,40}$ ]] || parent="factum_schemathesis_$(date +%s)_$$"
-OWN_DB="${parent}_tschemathesis"
-PGOPTIONS='-c client_min_messages=warning' "$PSQL" "$ADMIN_URL" -XqAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$OWN_DB\" WITH (FORCE)" \
-    -c "CREATE DATABASE \"$OWN_DB\"" </dev/null >/dev/null
-DB_URL="${base%/*}/$OWN_DB$query"
-with_user() { sed -E "s|^([^:/?]+://)[^@/?#]*@|\1$1@|" <<<"$DB_URL"; }
-
-# Least privilege, as scripts/example.sh runs it: factum_owner sets the database up, the
-# service connects as factum_app, which owns nothing.
-sed -e 's/{owner}/factum_owner/g' -e 's/{runtime}/factum_app/g' -e 's/{schema}/public/g' \
-    -e "s/{database}/$OWN_DB/g" store-postgres/sql/roles/create_roles.sql |
-    "$PSQL" "$DB_URL" -XqAt -v ON_ERROR_STOP=1 >/dev/null
-
-log "building the example"
-"$CARGO" build -p factum-example --quiet
-"$TARGET/debug/factum-example" --database-url "$(with_user factum_owner)" setup --grant-to factum_app >/dev/null
-: >"$WORK/service.out" # before the service starts: never read an earlier run's address
-DATABASE_URL=$(with_user factum_app) RUST_LOG=warn "$TARGET/debug/factum-example" serve --listen 127.0.0.1:0 \
-    >"$WORK/service.out" 2>"$WORK/service.log" &
-SERVICE_PID=$!
-BASE=""
-for _ in $(seq 600); do
-    BASE=$(sed -n 's/^listening on //p' "$WORK/service.out" | head -n 1)
-    [[ -n $BASE ]] && break
-    kill -0 "$SERVICE_PID" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ -z $BASE ]]; then
-    cat "$WORK/service.log" >&2
-    log "FAILED: the service did not start"
-    exit 1
-fi
+# shellcheck source=scripts/service-lib.sh
+source scripts/service-lib.sh
+trap service_cleanup EXIT
+service_database schemathesis
+service_start # shellcheck disable=SC2119  # no variables of its own
 log "service at $BASE as $(with_user factum_app | sed -E 's|^[^:/?]+://([^:@/?#]*).*|\1|') on $OWN_DB; $EXAMPLES examples per operation, seed $SEED"
 
 rm -rf "$WORK/report"
