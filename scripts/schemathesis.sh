@@ -53,7 +53,8 @@ fi
 source scripts/service-lib.sh
 trap service_cleanup EXIT
 service_database schemathesis
-service_start # shellcheck disable=SC2119  # no variables of its own
+# shellcheck disable=SC2119 # no variables of its own
+service_start
 log "service at $BASE as $(with_user factum_app | sed -E 's|^[^:/?]+://([^:@/?#]*).*|\1|') on $OWN_DB; $EXAMPLES examples per operation, seed $SEED"
 
 rm -rf "$WORK/report"
