@@ -143,7 +143,11 @@ pub(crate) async fn require(State(shared): State<Arc<Shared>>, mut request: Requ
             tokio::time::sleep(REFUSAL_DELAY).await;
             return page::refusal(&shared, StatusCode::UNAUTHORIZED, "That bearer token is not valid.");
         };
-        Principal { access, csrf: None, who: "bearer".into(), peer, session: None }
+        let who = match access {
+            Access::Operator => "bearer operator",
+            Access::ReadOnly => "bearer read-only",
+        };
+        Principal { access, csrf: None, who: who.into(), peer, session: None }
     } else if let Some(session) = session {
         let who = format!("session {}", &session.nonce[..8]);
         Principal {

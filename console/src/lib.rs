@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) sessions: session::Sessions,
     pub(crate) samples: sampler::Samples,
     pub(crate) tails: Arc<tokio::sync::Semaphore>,
+    /// The live tails each caller holds.
+    pub(crate) tail_holders: dashmap::DashMap<String, usize>,
     /// Set by [`Console::close`]: the live tails end.
     pub(crate) closed: tokio::sync::watch::Sender<bool>,
 }
@@ -106,6 +108,7 @@ impl Console {
             sessions: session::Sessions::new(&config),
             samples: sampler::Samples::default(),
             tails: Arc::new(tokio::sync::Semaphore::new(config.max_tails)),
+            tail_holders: dashmap::DashMap::new(),
             closed: tokio::sync::watch::Sender::new(false),
             config,
         });

@@ -10,7 +10,9 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use factum::store::{subscribe_all, Checkpoint, GlobalPosition, SubscriptionOptions, TopicPattern};
+use factum::store::{
+    subscribe_all, subscribe_category, Checkpoint, GlobalPosition, SubscriptionOptions, TopicPattern,
+};
 use factum::{EventStore, RecordedEvent};
 use futures_util::StreamExt;
 use maud::html;
@@ -73,11 +75,51 @@ impl Follow {
     }
 }
 
+/// One caller's share of the live tails: released when its stream ends.
+struct Share {
+    shared: Arc<Shared>,
+    who: String,
+}
+
+impl Share {
+    /// A share for `who`, unless it holds a quarter of the tails already.
+    fn take(shared: &Arc<Shared>, who: &str) -> Option<Share> {
+        let most = (shared.config.max_tails / 4).max(1);
+        let mut held = shared.tail_holders.entry(who.to_owned()).or_insert(0);
+        if *held >= most {
+            return None;
+        }
+        *held += 1;
+        Some(Share { shared: Arc::clone(shared), who: who.to_owned() })
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.shared.tail_holders.remove_if_mut(&self.who, |_, held| {
+            *held -= 1;
+            *held == 0
+        });
+    }
+}
+
 /// `GET {path}/tail/events`: the stream of server-sent events, from now on.
-pub(crate) async fn events(State(shared): State<Arc<Shared>>, Query(filters): Query<Filters>) -> Response {
+pub(crate) async fn events(
+    State(shared): State<Arc<Shared>>,
+    Extension(principal): Extension<Principal>,
+    Query(filters): Query<Filters>,
+) -> Response {
     let follow = match Follow::new(&filters) {
         Ok(f) => f,
         Err(e) => return page::refusal(&shared, StatusCode::BAD_REQUEST, &e),
+    };
+    // No one caller (a read-only session, say) takes every tail.
+    let Some(share) = Share::take(&shared, &principal.who) else {
+        return page::refusal(
+            &shared,
+            StatusCode::TOO_MANY_REQUESTS,
+            "You have a quarter of the live tails open already: close one.",
+        );
     };
     let Ok(permit) = shared.tails.clone().try_acquire_owned() else {
         return page::refusal(
@@ -96,8 +138,16 @@ pub(crate) async fn events(State(shared): State<Arc<Shared>>, Query(filters): Qu
     };
     let store: Arc<dyn EventStore> = Arc::new(shared.store.clone());
     let options = SubscriptionOptions::default().poll_interval(Duration::from_millis(500));
-    let log = match subscribe_all(store, after, options) {
+    // One aggregate type: its category's part of the log only.
+    let log = match &follow.aggregate_type {
+        Some(category) => subscribe_category(store, category, after, options),
+        None => subscribe_all(store, after, options),
+    };
+    let log = match log {
         Ok(log) => log,
+        Err(e @ factum::StoreError::InvalidInput(_)) => {
+            return page::refusal(&shared, StatusCode::BAD_REQUEST, &e.to_string())
+        }
         Err(e) => return page::refusal(&shared, StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     // A tail ends when the console closes (the service shuts down) or after an hour (the
@@ -109,7 +159,7 @@ pub(crate) async fn events(State(shared): State<Arc<Shared>>, Query(filters): Qu
     };
     let stream = log
         .filter_map(move |next| {
-            let _held = &permit; // one live tail less once the browser goes
+            let _held = (&permit, &share); // one live tail less once the browser goes
             let sent = match next {
                 Ok(e) if follow.matches(&e) => {
                     Some(Event::default().event("event").data(row(&e).to_string()))

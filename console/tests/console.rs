@@ -317,6 +317,19 @@ async fn a_login_holds_on_every_instance_and_a_tail_ends_when_the_console_closes
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[CONTENT_TYPE], "text/event-stream");
     let body = tokio::spawn(axum::body::to_bytes(response.into_body(), usize::MAX));
+    // One caller holds at most a quarter of the tails (4 of 16).
+    let mut more = Vec::new();
+    for _ in 0..3 {
+        let tail = router.clone().oneshot(get("/console/tail/events", Some(READONLY))).await.unwrap();
+        assert_eq!(tail.status(), StatusCode::OK);
+        more.push(tail);
+    }
+    let fifth = call(&router, get("/console/tail/events", Some(READONLY))).await;
+    assert_eq!(fifth.status, StatusCode::TOO_MANY_REQUESTS);
+    drop(more);
+    let again = router.clone().oneshot(get("/console/tail/events", Some(READONLY))).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK, "a closed tail gives its share back");
+    drop(again);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!body.is_finished(), "a tail follows the log until it is ended");
     console.close();

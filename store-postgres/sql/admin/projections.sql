@@ -8,13 +8,16 @@ SELECT p.projection_name,
        p.last_processed_transaction,
        p.last_processed_position,
        p.last_processed_at,
+       -- A retired build's checkpoint stays where it stopped: nothing is counted behind it.
+       CASE WHEN b.state = 'retired' THEN 0 ELSE
        (SELECT count(*) FROM (SELECT 1 FROM {schema}.{events} e
             WHERE (e.transaction_id, e.global_position)
                 > (p.last_processed_transaction, p.last_processed_position)
-            LIMIT 10000000) AS t) AS behind,
+            LIMIT 10000000) AS t) END AS behind,
+       CASE WHEN b.state = 'retired' THEN NULL ELSE
        extract(epoch FROM now() - (SELECT min(e.recorded_at) FROM {schema}.{events} e
             WHERE (e.transaction_id, e.global_position)
-                > (p.last_processed_transaction, p.last_processed_position)))::float8 AS behind_seconds,
+                > (p.last_processed_transaction, p.last_processed_position)))::float8 END AS behind_seconds,
        (SELECT count(*) FROM {schema}.{failures} f WHERE f.projection_name = p.projection_name) AS failures,
        p.request,
        p.requested_at,
