@@ -41,6 +41,13 @@ skip() {
 random_hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 
 # node 20 or newer, and playwright-core at the pinned version.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        log "installing Debian's nodejs and npm"
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; } >&2 </dev/null ||
+            skip "apt-get could not install nodejs and npm"
+    fi
+fi
 command -v node >/dev/null || skip "node not found (install nodejs, version 20 or newer)"
 node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
     skip "node $(node --version) is too old: playwright-core needs 20 or newer"
