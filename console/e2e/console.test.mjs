@@ -376,6 +376,13 @@ describe('factum console', { concurrency: false }, () => {
                 assert.ok(await text(state), `the overview's ${name} row has an empty td.state`);
             }
             assert.ok((await page.locator('svg.sparkline').count()) >= 1, 'the overview has no svg.sparkline');
+            // The sampler starts with the first view: within a few samples the throughput
+            // card has its figure and the sparklines their lines.
+            await eventually('the throughput figure', 20_000, async () => {
+                await open(page, '/console/');
+                return (await page.locator('#throughput .figure').count()) === 1
+                    && (await page.locator('svg.sparkline polyline[points*=" "]').count()) >= 1;
+            }, 1_000);
             await shot(page, 'overview.png');
 
             await open(page, '/console/projections');
