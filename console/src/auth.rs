@@ -37,13 +37,11 @@ pub enum Access {
 #[derive(Clone)]
 pub(crate) struct Principal {
     pub(crate) access: Access,
-    /// The session's CSRF token; `None` for a bearer token (which a browser never sends
-    /// by itself, so it needs none) or an anonymous read-only caller.
-    pub(crate) csrf: Option<String>,
     /// Who it is, for the audit: `session <first 8 of its nonce>`, `bearer` or `localhost`.
     pub(crate) who: String,
     /// The peer's address, when the server passes it on.
     pub(crate) peer: Option<SocketAddr>,
+    /// The login form's session; `None` for a bearer token or an anonymous caller.
     pub(crate) session: Option<Session>,
 }
 
@@ -60,6 +58,12 @@ impl std::fmt::Debug for Principal {
 impl Principal {
     pub(crate) fn may_act(&self) -> bool {
         self.access == Access::Operator
+    }
+
+    /// The session's CSRF token; `None` for a bearer token (which a browser never sends
+    /// by itself, so it needs none) or an anonymous read-only caller.
+    pub(crate) fn csrf(&self) -> Option<&str> {
+        self.session.as_ref().map(|s| s.csrf.as_str())
     }
 }
 
@@ -147,18 +151,12 @@ pub(crate) async fn require(State(shared): State<Arc<Shared>>, mut request: Requ
             Access::Operator => "bearer operator",
             Access::ReadOnly => "bearer read-only",
         };
-        Principal { access, csrf: None, who: who.into(), peer, session: None }
+        Principal { access, who: who.into(), peer, session: None }
     } else if let Some(session) = session {
         let who = format!("session {}", &session.nonce[..8]);
-        Principal {
-            access: session.access,
-            csrf: Some(session.csrf.clone()),
-            who,
-            peer,
-            session: Some(session),
-        }
+        Principal { access: session.access, who, peer, session: Some(session) }
     } else if shared.config.localhost_read_only && localhost(headers, request.uri(), peer) {
-        Principal { access: Access::ReadOnly, csrf: None, who: "localhost".into(), peer, session: None }
+        Principal { access: Access::ReadOnly, who: "localhost".into(), peer, session: None }
     } else {
         let mut response = page::login(&shared, None).into_response();
         *response.status_mut() = StatusCode::UNAUTHORIZED;
@@ -187,7 +185,7 @@ pub(crate) struct CsrfForm {
 }
 
 fn csrf_ok(principal: &Principal, csrf: &str) -> bool {
-    principal.csrf.as_ref().is_none_or(|expected| same(expected.as_bytes(), csrf.as_bytes()))
+    principal.csrf().is_none_or(|expected| same(expected.as_bytes(), csrf.as_bytes()))
 }
 
 /// Refuses an action by a read-only caller, or a session's form without its CSRF token.

@@ -12,7 +12,6 @@ use maud::{html, Markup};
 
 use crate::auth::Principal;
 use crate::page::{self, bytes, number, seconds, sparkline, state_badge};
-use crate::projections::state_name;
 use crate::sampler::{checkpoint_of, read, reports_of, Sample};
 use crate::streams::encode;
 use crate::Shared;
@@ -201,7 +200,7 @@ fn projections(
                     @let behind_for = mine.iter().filter_map(|r| r.behind_seconds).reduce(f64::max);
                     tr data-projection=(s.name) {
                         td { a href={ (base) "/projections/" (encode(&s.name)) } { (s.name) } }
-                        td.state { (state_badge(&state_name(&s.state))) }
+                        td.state { (state_badge(s.state.as_str())) }
                         td.num { (number(checkpoint)) }
                         td.num { (behind.map_or_else(|| "-".to_owned(), number)) }
                         td.num { (behind_for.map_or_else(|| "-".to_owned(), seconds)) }

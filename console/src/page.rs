@@ -64,7 +64,7 @@ pub(crate) fn layout(
                                 Access::ReadOnly => "read-only",
                             }
                         }
-                        @if let Some(csrf) = &principal.csrf {
+                        @if let Some(csrf) = principal.csrf() {
                             form #logout method="post" action={ (base) "/logout" } {
                                 input type="hidden" name="csrf" value=(csrf);
                                 button type="submit" { "Log out" }
@@ -109,7 +109,7 @@ pub(crate) fn refusal(shared: &Shared, status: StatusCode, why: &str) -> Respons
 
 /// A hidden CSRF field for a form of `principal`'s.
 pub(crate) fn csrf_field(principal: &Principal) -> Markup {
-    html! { input type="hidden" name="csrf" value=(principal.csrf.as_deref().unwrap_or("")); }
+    html! { input type="hidden" name="csrf" value=(principal.csrf().unwrap_or("")); }
 }
 
 /// A sparkline of `values` (oldest first) as inline SVG: drawn by the browser from

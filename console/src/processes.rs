@@ -13,7 +13,6 @@ use maud::html;
 
 use crate::auth::Principal;
 use crate::page::{self, number, state_badge};
-use crate::projections::state_name;
 use crate::streams::encode;
 use crate::Shared;
 
@@ -42,7 +41,7 @@ pub(crate) async fn page(
                     h2 { a href={ (base) "/projections/" (encode(name)) } { (name) } }
                     @match status {
                         Some(s) => p {
-                            (state_badge(&state_name(&s.state))) " checkpoint " (number(s.checkpoint.position.0))
+                            (state_badge(s.state.as_str())) " checkpoint " (number(s.checkpoint.position.0))
                             @if let Some(e) = &s.last_error { " · " span.error-text { (e) } }
                         },
                         None => p.note { "Not running in this instance." },

@@ -18,16 +18,6 @@ use crate::sampler::read;
 use crate::streams::encode;
 use crate::Shared;
 
-/// A projection's state as one word.
-pub(crate) fn state_name(state: &ProjectionState) -> String {
-    match state {
-        ProjectionState::Retrying { .. } => "retrying".to_owned(),
-        ProjectionState::WaitingForStore => "waiting_for_store".to_owned(),
-        ProjectionState::CatchingUp => "catching_up".to_owned(),
-        other => format!("{other:?}").to_lowercase(),
-    }
-}
-
 pub(crate) async fn list(
     State(shared): State<Arc<Shared>>,
     Extension(principal): Extension<Principal>,
@@ -43,7 +33,7 @@ pub(crate) async fn list(
                     @for s in shared.supervisor.statuses() {
                         tr data-projection=(s.name) {
                             td { a href={ (base) "/projections/" (encode(&s.name)) } { (s.name) } }
-                            td.state { (state_badge(&state_name(&s.state))) }
+                            td.state { (state_badge(s.state.as_str())) }
                             td.num { (s.version) }
                             td.num { (number(s.checkpoint.position.0)) }
                             td.num { (number(s.handled)) }
@@ -142,7 +132,7 @@ pub(crate) async fn detail(
             h1 { "Projection " (name) }
             @if let Some(text) = flash.done.as_deref().and_then(flash_text) { p.flash { (text) } }
             dl.facts {
-                dt { "State" } dd { span #state { @match &status { Some(s) => (state_name(&s.state)), None => "not running here" } } }
+                dt { "State" } dd { span #state { @match &status { Some(s) => (s.state.as_str()), None => "not running here" } } }
                 dt { "Checkpoint" } dd { span #checkpoint { (status.as_ref().map_or(0, |s| s.checkpoint.position.0)) } }
                 @if let (Some(s), Some(latest)) = (&status, latest) {
                     dt { "Behind" } dd { (number(latest.saturating_sub(s.checkpoint.position.0))) " events" }
@@ -164,7 +154,7 @@ pub(crate) async fn detail(
                         @let checkpoint = report.map_or(sl.checkpoint.position.0, |r| r.checkpoint.position.0);
                         tr {
                             td { (sl.slice.map_or_else(|| "-".to_owned(), |x| format!("{} of {}", x.index(), x.count()))) }
-                            td { (state_badge(&state_name(&sl.state))) }
+                            td { (state_badge(sl.state.as_str())) }
                             td.num { (number(checkpoint)) }
                             td.num { (latest.map(|l| l.saturating_sub(checkpoint)).or(sl.lag).map_or_else(|| "-".to_owned(), number)) }
                             td { (sl.holder.as_deref().unwrap_or("-")) }

@@ -145,18 +145,11 @@ fn set<T>(slot: &Mutex<Option<Measured<T>>>, value: T) {
     }
 }
 
-/// When the slow statements are next due: each waits at least [`BACKOFF`] times as long
-/// as it last took, so that the console's share of the database stays small however
-/// large the store grows.
-#[derive(Default)]
-struct Due {
-    reports: Option<Instant>,
-}
-
 /// The sampler pauses after this long without a view of the console.
 const IDLE: Duration = Duration::from_secs(600);
 
-/// A slow statement waits this many times its own duration before it runs again.
+/// A slow statement waits this many times its own duration before it runs again, so that
+/// the console's share of the database stays small however large the store grows.
 const BACKOFF: u32 = 20;
 
 fn next(at: Instant, took: Duration, floor: Duration) -> Option<Instant> {
@@ -170,14 +163,14 @@ pub(crate) fn start(shared: &Arc<Shared>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut due = Due::default();
+        let mut reports_due: Option<Instant> = None;
         loop {
             tick.tick().await;
             let Some(shared) = Weak::upgrade(&weak) else { return };
             if shared.samples.idle() {
                 continue;
             }
-            let error = sample(&shared, &mut due).await.err().map(|e| e.to_string());
+            let error = sample(&shared, &mut reports_due).await.err().map(|e| e.to_string());
             if let Some(e) = &error {
                 tracing::debug!(error = %e, "console sample failed");
             }
@@ -188,7 +181,7 @@ pub(crate) fn start(shared: &Arc<Shared>) {
     });
 }
 
-async fn sample(shared: &Arc<Shared>, due: &mut Due) -> Result<(), factum::StoreError> {
+async fn sample(shared: &Arc<Shared>, reports_due: &mut Option<Instant>) -> Result<(), factum::StoreError> {
     let store = &shared.store;
     let samples = &shared.samples;
     let latest = store.latest_position().await?.map_or(0, |p| p.0);
@@ -214,11 +207,11 @@ async fn sample(shared: &Arc<Shared>, due: &mut Due) -> Result<(), factum::Store
     samples.push(Sample { taken, interval, latest, by_type, projections });
     set(&samples.horizon, store.horizon().await?);
     let now = Instant::now();
-    if due.reports.is_none_or(|at| now >= at) {
+    if reports_due.is_none_or(|at| now >= at) {
         // Each projection's report counts what lies after its checkpoint. Due again later
         // whether it succeeds or not (a statement that timed out is not sent every tick).
         let reports = store.projection_reports(None).await;
-        due.reports = next(now, now.elapsed(), shared.config.sample_every * REPORTS_EVERY);
+        *reports_due = next(now, now.elapsed(), shared.config.sample_every * REPORTS_EVERY);
         set(&samples.reports, reports?);
         set(&samples.estimate, store.estimate().await?);
     }

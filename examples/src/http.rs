@@ -132,8 +132,12 @@ fn health_status() -> utoipa::openapi::schema::Object {
     ))]
 async fn health(State(app): State<App>) -> Response {
     let health = app.supervisor.health().await;
-    let projections: BTreeMap<String, String> =
-        app.supervisor.statuses().into_iter().map(|s| (s.name.clone(), ops::state_name(&s.state))).collect();
+    let projections: BTreeMap<String, String> = app
+        .supervisor
+        .statuses()
+        .into_iter()
+        .map(|s| (s.name.clone(), s.state.as_str().to_owned()))
+        .collect();
     let body = Json(Health {
         status: health.status.as_str(),
         reasons: health.reasons,

@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use factum::prelude::*;
-use factum::projection::ProjectionState;
 use factum::supervisor::ReplayOptions;
 use factum::{EventFilter, EventHandler, HandlerError, RecordedEvent};
 use serde::{Deserialize, Serialize};
@@ -72,18 +71,9 @@ pub(super) struct SliceView {
     holder: Option<String>,
 }
 
-pub(super) fn state_name(state: &ProjectionState) -> String {
-    match state {
-        ProjectionState::Retrying { .. } => "retrying".to_owned(),
-        ProjectionState::WaitingForStore => "waiting_for_store".to_owned(),
-        ProjectionState::CatchingUp => "catching_up".to_owned(),
-        other => format!("{other:?}").to_lowercase(),
-    }
-}
-
 fn status_view(status: factum::projection::ProjectionStatus) -> StatusView {
     StatusView {
-        state: state_name(&status.state),
+        state: status.state.as_str().to_owned(),
         name: status.name,
         error: status.last_error,
         checkpoint: status.checkpoint.position.0,
@@ -100,7 +90,7 @@ fn status_view(status: factum::projection::ProjectionStatus) -> StatusView {
                 Some(SliceView {
                     index: slice.index(),
                     of: slice.count(),
-                    state: state_name(&s.state),
+                    state: s.state.as_str().to_owned(),
                     checkpoint: s.checkpoint.position.0,
                     lag: s.lag,
                     holder: s.holder.clone(),

@@ -63,7 +63,7 @@ pub(super) async fn processes(State(app): State<App>) -> Result<Json<Vec<Process
             .map_err(|e| ApiError::from(factum::supervisor::SupervisorError::Store(e)))?;
         views.push(ProcessView {
             name: name.to_owned(),
-            state: super::ops::state_name(&status.state),
+            state: status.state.as_str().to_owned(),
             error: status.last_error,
             checkpoint: status.checkpoint.position.0,
             timers: timers

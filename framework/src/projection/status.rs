@@ -37,6 +37,26 @@ pub enum ProjectionState {
     Retired,
 }
 
+impl ProjectionState {
+    /// The state as one word: `starting`, `standby`, `catching_up`, `live`, `paused`,
+    /// `rebuilding`, `retrying`, `failed`, `waiting_for_store`, `stopped` or `retired`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProjectionState::Starting => "starting",
+            ProjectionState::Standby => "standby",
+            ProjectionState::CatchingUp => "catching_up",
+            ProjectionState::Live => "live",
+            ProjectionState::Paused => "paused",
+            ProjectionState::Rebuilding => "rebuilding",
+            ProjectionState::Retrying { .. } => "retrying",
+            ProjectionState::Failed => "failed",
+            ProjectionState::WaitingForStore => "waiting_for_store",
+            ProjectionState::Stopped => "stopped",
+            ProjectionState::Retired => "retired",
+        }
+    }
+}
+
 /// A projection's status, as [`Supervisor::status`](crate::Supervisor::status) reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
